@@ -1,0 +1,306 @@
+"""The TGFlow wire contract: request/response models, error codes and protocol constants.
+
+This module is shared by the reference backend (``server_stub``) and the license agent. It holds
+pydantic models and constants only: no I/O, no Qt, no server code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+# --- protocol constants -------------------------------------------------------------------------
+
+#: Lifetime of an access token, in seconds (DESIGN.md: 15 min).
+ACCESS_TOKEN_TTL_SECONDS: Final = 15 * 60
+#: Lifetime of a refresh token, in seconds (DESIGN.md: 30 days, rotated on every use).
+REFRESH_TOKEN_TTL_SECONDS: Final = 30 * 24 * 3600
+#: Default offline grace of a license lease, in seconds (DESIGN.md: 72 h).
+DEFAULT_LEASE_TTL_SECONDS: Final = 72 * 3600
+#: A reservation not committed within this many seconds is released by the server.
+RESERVATION_TTL_SECONDS: Final = 15 * 60
+#: A ``correlation_id`` replays the same reservation for this many seconds.
+IDEMPOTENCY_WINDOW_SECONDS: Final = 15 * 60
+#: Largest clock leeway any verifier may allow, in seconds.
+MAX_LEEWAY_SECONDS: Final = 60
+#: A local clock that jumps back by more than this many seconds is treated as tampering.
+CLOCK_ROLLBACK_TOLERANCE_SECONDS: Final = 5 * 60
+
+#: JWT ``alg`` for each token type: verifiers must name exactly this algorithm.
+ACCESS_TOKEN_ALG: Final = "RS256"
+LEASE_ALG: Final = "RS256"
+LICENSE_FILE_ALG: Final = "ES256"
+
+#: JWT audiences; one per token type, so that a token of one type never passes as another.
+ACCESS_TOKEN_AUDIENCE: Final = "tgflow-api"
+LEASE_AUDIENCE: Final = "tgflow-lease"
+
+#: Key purposes, as published in the JWKS ``use``-independent ``purpose`` member.
+KEY_PURPOSE_AUTH: Final = "auth"
+KEY_PURPOSE_LICENSE: Final = "license"
+
+PIN_PREFIX: Final = "sha256/"
+
+PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
+
+
+class ErrorCode(StrEnum):
+    """Stable machine-readable codes carried in every problem-details response."""
+
+    VALIDATION_ERROR = "validation_error"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    FORBIDDEN = "forbidden"
+    DEVICE_LIMIT = "device_limit"
+    LICENSE_INACTIVE = "license_inactive"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    ALREADY_EXISTS = "already_exists"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    RESERVATION_CONFLICT = "reservation_conflict"
+    RESERVATION_EXPIRED = "reservation_expired"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    RATE_LIMITED = "rate_limited"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+#: HTTP status that goes with each error code.
+ERROR_STATUS: Final[dict[ErrorCode, int]] = {
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.INVALID_CREDENTIALS: 401,
+    ErrorCode.TOKEN_INVALID: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.DEVICE_LIMIT: 403,
+    ErrorCode.LICENSE_INACTIVE: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.ALREADY_EXISTS: 409,
+    ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+    ErrorCode.RESERVATION_CONFLICT: 409,
+    ErrorCode.RESERVATION_EXPIRED: 409,
+    ErrorCode.QUOTA_EXCEEDED: 409,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+
+# --- field types --------------------------------------------------------------------------------
+
+#: Opaque device fingerprint computed by the agent (already hashed; never a raw hardware id).
+Fingerprint = Annotated[
+    str, StringConstraints(min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_.:\-]+$")
+]
+#: Client-chosen idempotency key of a reservation.
+CorrelationId = Annotated[
+    str, StringConstraints(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+LoginPassword = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+DeviceName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+OpaqueToken = Annotated[
+    str, StringConstraints(min_length=16, max_length=512, pattern=r"^[A-Za-z0-9_\-]+$")
+]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- problem details ----------------------------------------------------------------------------
+
+
+class ValidationIssue(_Response):
+    """One field that failed validation."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(_Response):
+    """RFC 9457 problem details, extended with a stable ``code``."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: ErrorCode
+    instance: str | None = None
+    errors: list[ValidationIssue] | None = None
+
+
+# --- auth ---------------------------------------------------------------------------------------
+
+
+class RegisterRequest(_Request):
+    email: EmailStr
+    password: Password
+    device_fingerprint: Fingerprint
+    device_name: DeviceName | None = None
+
+
+class LoginRequest(_Request):
+    email: EmailStr
+    password: LoginPassword
+    device_fingerprint: Fingerprint
+    device_name: DeviceName | None = None
+
+
+class RefreshRequest(_Request):
+    refresh_token: OpaqueToken
+    device_fingerprint: Fingerprint
+
+
+class LogoutRequest(_Request):
+    refresh_token: OpaqueToken | None = None
+
+
+class UserOut(_Response):
+    id: str
+    email: str
+    created_at: datetime
+
+
+class TokenResponse(_Response):
+    token: str = Field(description="RS256 access token, 15 minutes")
+    token_type: Literal["Bearer"] = "Bearer"
+    refresh_token: str = Field(description="Opaque refresh token, 30 days, single use")
+    refresh_expires_at: datetime
+    user: UserOut
+    exp: int = Field(description="Access-token expiry, seconds since the epoch")
+
+
+# --- license ------------------------------------------------------------------------------------
+
+
+class LicenseStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class Quota(_Response):
+    limit: int
+    used: int
+    held: int
+    remaining: int
+    period_end: datetime | None
+
+
+class DeviceBinding(_Response):
+    fingerprint: str
+    bound: bool
+    devices_used: int
+    devices_max: int
+
+
+class LicenseResponse(_Response):
+    plan: str | None
+    status: LicenseStatus
+    quota: Quota
+    device_binding: DeviceBinding
+    features: list[str]
+    lease: str = Field(description="RS256 license lease for offline use")
+    lease_expires_at: datetime
+
+
+class DeviceOut(_Response):
+    id: str
+    name: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool
+
+
+class DeviceList(_Response):
+    devices: list[DeviceOut]
+    devices_max: int
+
+
+# --- usage --------------------------------------------------------------------------------------
+
+
+class ReservationStatus(StrEnum):
+    HELD = "held"
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled_back"
+    EXPIRED = "expired"
+
+
+class ReserveRequest(_Request):
+    messages: int = Field(ge=1, le=100_000)
+    correlation_id: CorrelationId
+
+
+class ReservationResponse(_Response):
+    reservation_id: str
+    messages: int
+    expires_at: datetime
+    remaining: int
+    status: ReservationStatus
+
+
+class CommitRequest(_Request):
+    reservation_id: Identifier
+    used: int = Field(ge=0, le=100_000)
+
+
+class RollbackRequest(_Request):
+    reservation_id: Identifier
+
+
+class SettleResponse(_Response):
+    reservation_id: str
+    status: ReservationStatus
+    messages: int
+    used: int
+    remaining: int
+
+
+# --- misc ---------------------------------------------------------------------------------------
+
+
+class Health(_Response):
+    status: Literal["ok", "degraded"]
+    version: str
+    database: Literal["ok", "unavailable"]
+
+
+class Jwk(_Response):
+    model_config = ConfigDict(extra="allow")
+    kty: str
+    kid: str
+    alg: str
+    use: str
+
+
+class Jwks(_Response):
+    keys: list[Jwk]
+
+
+def problem_example(code: ErrorCode, detail: str) -> dict[str, Any]:
+    """Build an example problem body (used in OpenAPI documentation)."""
+    return {
+        "type": "about:blank",
+        "title": code.value.replace("_", " ").capitalize(),
+        "status": ERROR_STATUS[code],
+        "detail": detail,
+        "code": code.value,
+    }

@@ -1,0 +1,1 @@
+"""TGFlow desktop program (PyQt6)."""

@@ -1,0 +1,122 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+
+from agent.protocol import PROBLEM_CONTENT_TYPE
+
+from . import __version__
+from .clock import Clock
+from .config import Settings
+from .metrics import Metrics
+from .middleware import BodyLimitMiddleware, ObservabilityMiddleware, SecurityHeadersMiddleware
+from .problems import install_handlers
+from .ratelimit import RateLimitMiddleware, make_storage
+from .routers import auth, license, system, usage
+from .wiring import Services, build_services
+
+log = logging.getLogger("tgflow.server")
+
+
+async def _sweep_forever(services: Services) -> None:
+    interval = services.ctx.settings.sweep_interval_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(services.reservations.sweep)
+        except Exception:  # the sweeper must outlive a database hiccup
+            log.warning("sweep failed; will retry", exc_info=True)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    services: Services | None = None,
+    sweeper: bool = True,
+) -> FastAPI:
+    """Build the app. ``services`` may be passed to share one database between apps."""
+    settings = settings or Settings()
+    services = services or build_services(settings, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_sweep_forever(services)) if sweeper else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="TGFlow reference backend",
+        version=__version__,
+        description="Auth, licenses and usage for the TGFlow desktop. Errors are RFC 9457 "
+        "problem details (`application/problem+json`) with a stable `code`.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_handlers(app)
+    for router in (auth.router, license.router, usage.router, system.router):
+        app.include_router(router)
+    _add_middleware(app, settings, services)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, services: Services) -> None:
+    # Added innermost first: the last one added sees the request first.
+    metrics: Metrics = services.ctx.metrics
+    if settings.rate_limit_enabled:
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        app.add_middleware(
+            RateLimitMiddleware,
+            storage=make_storage(redis_url),
+            per_token=settings.rate_limit_per_token,
+            per_ip=settings.rate_limit_per_ip,
+            auth=services.auth,
+            metrics=metrics,
+            trust_forwarded_for=settings.trust_forwarded_for,
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "PUT"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(
+        SecurityHeadersMiddleware, hsts=settings.public_url.lower().startswith("https://")
+    )
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    # Error bodies are problem details; say so instead of FastAPI's default application/json.
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if code[0] in "45" and "application/json" in content:
+                    content[PROBLEM_CONTENT_TYPE] = content.pop("application/json")
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,67 @@
+"""Server settings: ``TGFLOW_*`` environment variables (or a ``.env`` file), validated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from agent.protocol import DEFAULT_LEASE_TTL_SECONDS
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("TGFlow", appauthor=False)) / "server"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TGFLOW_", env_file=None, extra="ignore", secrets_dir=None
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    #: SQLAlchemy URL. Empty: an SQLite file ``tgflow.db`` in the data dir.
+    #: ``postgresql://`` URLs are driven by psycopg 3.
+    database_url: SecretStr | None = None
+    #: A file holding the database URL (for secret managers that mount files).
+    database_url_file: Path | None = None
+    redis_url: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    issuer: str = "tgflow"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=60, le=3600)
+    lease_ttl_seconds: int = Field(default=DEFAULT_LEASE_TTL_SECONDS, ge=300)
+    default_plan: str = "free"
+
+    rate_limit_enabled: bool = True
+    rate_limit_per_token: str = "20/second"
+    rate_limit_per_ip: str = "100/minute"
+    #: Trust ``X-Forwarded-For`` for the client address (only behind a trusted proxy).
+    trust_forwarded_for: bool = False
+
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    run_migrations: bool = True
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    def resolved_database_url(self) -> str:
+        if self.database_url_file is not None:
+            return self.database_url_file.read_text(encoding="utf-8").strip()
+        if self.database_url is not None and self.database_url.get_secret_value():
+            url = self.database_url.get_secret_value()
+        else:
+            return f"sqlite:///{self.data_dir / 'tgflow.db'}"
+        if url.startswith(("postgresql://", "postgres://")):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url

@@ -1,0 +1,92 @@
+"""``/license`` and ``/devices``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+
+from agent.protocol import (
+    DeviceBinding,
+    DeviceList,
+    DeviceOut,
+    ErrorCode,
+    LicenseResponse,
+    Quota,
+)
+
+from ..deps import PrincipalDep, ServicesDep
+from ..problems import problem_responses
+
+router = APIRouter(tags=["license"])
+
+_AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
+
+
+@router.get(
+    "/license",
+    response_model=LicenseResponse,
+    responses=problem_responses(*_AUTH_ERRORS),
+    summary="Plan, quota, device binding, features and a signed offline lease",
+)
+def get_license(principal: PrincipalDep, services: ServicesDep) -> LicenseResponse:
+    view = services.license.view(principal)
+    return LicenseResponse(
+        plan=view.plan,
+        status=view.status,
+        quota=Quota(
+            limit=view.limit,
+            used=view.used,
+            held=view.held,
+            remaining=view.remaining,
+            period_end=view.period_end,
+        ),
+        device_binding=DeviceBinding(
+            fingerprint=view.fingerprint,
+            bound=True,
+            devices_used=view.devices_used,
+            devices_max=view.devices_max,
+        ),
+        features=view.features,
+        lease=view.lease,
+        lease_expires_at=view.lease_expires_at,
+    )
+
+
+@router.get(
+    "/devices",
+    response_model=DeviceList,
+    responses=problem_responses(*_AUTH_ERRORS),
+    summary="Devices bound to this account",
+)
+def list_devices(principal: PrincipalDep, services: ServicesDep) -> DeviceList:
+    devices, devices_max = services.auth.list_devices(principal)
+    return DeviceList(
+        devices=[
+            DeviceOut(
+                id=d.id,
+                name=d.name,
+                created_at=d.created_at,
+                last_seen_at=d.last_seen_at,
+                current=d.id == principal.device.id,
+            )
+            for d in devices
+        ],
+        devices_max=devices_max,
+    )
+
+
+@router.delete(
+    "/devices/{device_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND),
+    summary="Deactivate a device and end its sessions",
+)
+def deactivate_device(
+    device_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")],
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> Response:
+    services.auth.deactivate_device(principal, device_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,53 @@
+"""Health, metrics and the published keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+from agent.protocol import Health, Jwks
+
+from .. import __version__, db
+from ..deps import ServicesDep
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness and database reachability")
+async def healthz(services: ServicesDep, response: Response) -> Health:
+    try:
+        await run_in_threadpool(db.check_connection, services.ctx.engine)
+        database = "ok"
+    except SQLAlchemyError:
+        database = "unavailable"
+        response.status_code = 503
+    return Health(
+        status="ok" if database == "ok" else "degraded",
+        version=__version__,
+        database=database,  # type: ignore[arg-type]
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    summary="Prometheus metrics",
+)
+async def metrics(services: ServicesDep) -> Response:
+    m = services.ctx.metrics
+    m.reservations_open.set(await run_in_threadpool(services.reservations.count_open))
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    response_model=Jwks,
+    response_model_exclude_none=True,
+    summary="Public keys of every signing key not yet retired",
+)
+async def jwks(services: ServicesDep, response: Response) -> Jwks:
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return Jwks.model_validate(services.ctx.keys.jwks())

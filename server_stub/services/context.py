@@ -1,0 +1,26 @@
+"""What every service needs: session factories, the clock, settings, keys and tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..clock import Clock
+from ..config import Settings
+from ..keys import KeyStore
+from ..metrics import Metrics
+from ..tokens import TokenService
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    write: sessionmaker[Session]
+    read: sessionmaker[Session]
+    keys: KeyStore
+    tokens: TokenService
+    metrics: Metrics

@@ -1,0 +1,92 @@
+"""Subscriptions and monthly quota periods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..models import Plan, Subscription, UsagePeriod, new_id
+
+
+@dataclass(frozen=True)
+class ActivePlan:
+    subscription: Subscription
+    plan: Plan
+
+
+def period_bounds(anchor: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """The monthly period around ``now`` that starts on ``anchor``'s day of the month."""
+    months = (now.year - anchor.year) * 12 + (now.month - anchor.month)
+    start = anchor + relativedelta(months=months)
+    while start > now:
+        months -= 1
+        start = anchor + relativedelta(months=months)
+    while anchor + relativedelta(months=months + 1) <= now:
+        months += 1
+        start = anchor + relativedelta(months=months)
+    return start, anchor + relativedelta(months=months + 1)
+
+
+def active_plan(session: Session, user_id: str) -> ActivePlan | None:
+    row = session.execute(
+        select(Subscription, Plan)
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .where(Subscription.user_id == user_id, Subscription.status == "active")
+    ).first()
+    return ActivePlan(subscription=row[0], plan=row[1]) if row else None
+
+
+def subscribe(session: Session, user_id: str, plan: Plan, now: datetime) -> Subscription:
+    sub = session.scalar(select(Subscription).where(Subscription.user_id == user_id))
+    if sub is None:
+        sub = Subscription(user_id=user_id, plan_id=plan.id, period_anchor=now, created_at=now)
+        session.add(sub)
+    else:
+        sub.plan_id = plan.id
+        sub.status = "active"
+    session.flush()
+    return sub
+
+
+def current_period(
+    session: Session, active: ActivePlan, now: datetime, *, lock: bool
+) -> UsagePeriod:
+    """The user's period for ``now``, created on first use; row-locked when ``lock``."""
+    sub = active.subscription
+    start, end = period_bounds(sub.period_anchor, now)
+    query = select(UsagePeriod).where(
+        UsagePeriod.user_id == sub.user_id, UsagePeriod.period_start == start
+    )
+    if lock:
+        query = query.with_for_update()
+    period = session.scalar(query)
+    if period is not None:
+        return period
+    values = {
+        "id": new_id(),
+        "user_id": sub.user_id,
+        "period_start": start,
+        "period_end": end,
+        "quota_limit": active.plan.monthly_quota,
+        "used": 0,
+        "held": 0,
+    }
+    # Two first requests of a period may race to create it: the loser's insert is a no-op.
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(UsagePeriod)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["user_id", "period_start"])
+    )
+    period = session.scalar(query.execution_options(populate_existing=True))
+    assert period is not None
+    return period
+
+
+def remaining(period: UsagePeriod) -> int:
+    return max(period.quota_limit - period.used - period.held, 0)

@@ -1,0 +1,68 @@
+"""Builds the object graph once: settings → engine, keys, tokens → services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from agent.protocol import KEY_PURPOSE_AUTH, KEY_PURPOSE_LICENSE
+
+from . import db
+from .clock import Clock, SystemClock
+from .config import Settings
+from .keys import KeyStore
+from .metrics import Metrics
+from .services.auth import AuthService
+from .services.context import ServiceContext
+from .services.license import LicenseService
+from .services.plans import PlanService
+from .services.reservations import ReservationService
+from .tokens import TokenService
+
+#: How long a retired license-file key stays published (license files outlive sessions).
+LICENSE_KEY_PUBLISH = timedelta(days=400)
+
+
+@dataclass(frozen=True)
+class Services:
+    ctx: ServiceContext
+    auth: AuthService
+    license: LicenseService
+    reservations: ReservationService
+    plans: PlanService
+
+
+def open_keys(settings: Settings, clock: Clock) -> KeyStore:
+    auth_lifetime = timedelta(
+        seconds=max(settings.access_token_ttl_seconds, settings.lease_ttl_seconds)
+    )
+    return KeyStore(
+        settings.data_dir / "keys",
+        clock,
+        {KEY_PURPOSE_AUTH: auth_lifetime, KEY_PURPOSE_LICENSE: LICENSE_KEY_PUBLISH},
+    ).ensure()
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    engine = db.make_engine(settings.resolved_database_url())
+    if settings.run_migrations:
+        db.upgrade(engine)
+    keys = open_keys(settings, clock)
+    ctx = ServiceContext(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        write=db.make_sessionmaker(engine),
+        read=db.make_sessionmaker(engine, read_only=True),
+        keys=keys,
+        tokens=TokenService(keys, settings.issuer),
+        metrics=Metrics(),
+    )
+    return Services(
+        ctx=ctx,
+        auth=AuthService(ctx),
+        license=LicenseService(ctx),
+        reservations=ReservationService(ctx),
+        plans=PlanService(ctx),
+    )
