@@ -83,7 +83,7 @@ def _add_middleware(app: FastAPI, settings: Settings, services: Services) -> Non
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
         app.add_middleware(
             RateLimitMiddleware,
-            storage=make_storage(redis_url),
+            storage=make_storage(redis_url, settings.redis_key_prefix + "-rl"),
             per_token=settings.rate_limit_per_token,
             per_ip=settings.rate_limit_per_ip,
             auth=services.auth,

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     #: A file holding the database URL (for secret managers that mount files).
     database_url_file: Path | None = None
     redis_url: SecretStr | None = None
+    #: Prefix of every Redis key this server writes (lets several deployments share one Redis).
+    redis_key_prefix: str = "tgflow"
     public_url: str = "http://127.0.0.1:8000"
     issuer: str = "tgflow"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

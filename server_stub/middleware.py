@@ -94,10 +94,6 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_wrapper)
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
     """Refuses request bodies over ``max_bytes`` with 413, whether announced or streamed."""
 
@@ -109,42 +105,41 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        detail = f"request bodies are limited to {self.max_bytes} bytes"
+        refuse = problem_response(
+            ErrorCode.PAYLOAD_TOO_LARGE, f"request bodies are limited to {self.max_bytes} bytes"
+        )
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
-                try:
-                    too_large = int(value) > self.max_bytes
-                except ValueError:
-                    too_large = True
-                if too_large:
-                    await problem_response(ErrorCode.PAYLOAD_TOO_LARGE, detail)(
-                        scope, receive, send
-                    )
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    await refuse(scope, receive, send)
                     return
         received = 0
+        refused = False
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
+                if received > self.max_bytes and not started:
+                    # Answer now; the app sees a disconnect and whatever it answers is dropped.
+                    refused = True
+                    await refuse(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if started:
-                raise
-            await problem_response(ErrorCode.PAYLOAD_TOO_LARGE, detail)(scope, receive, send)
+        await self.app(scope, limited_receive, guarded_send)
 
 
 def client_address(scope: Scope, *, trust_forwarded_for: bool) -> str:

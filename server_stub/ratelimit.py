@@ -29,7 +29,7 @@ _EXEMPT = ("/healthz", "/metrics")
 ACCESS_CLAIMS_STATE = "tgflow_access_claims"
 
 
-def make_storage(redis_url: str | None, key_prefix: str = "tgflow-rl") -> Storage:
+def make_storage(redis_url: str | None, key_prefix: str) -> Storage:
     if redis_url:
         uri = redis_url if redis_url.startswith("async+") else "async+" + redis_url
         return RedisStorage(uri, implementation="redispy", key_prefix=key_prefix)
