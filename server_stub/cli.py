@@ -155,7 +155,9 @@ def cmd_users(args: argparse.Namespace) -> None:
     if len(password) < 8:
         raise CliError("the password must be at least 8 characters")
     user = services.auth.create_user(args.email, password, args.plan)
-    print(f"user {user.email} ({user.id}) on plan {args.plan or services.ctx.settings.default_plan}")
+    print(
+        f"user {user.email} ({user.id}) on plan {args.plan or services.ctx.settings.default_plan}"
+    )
     if generated:
         print(f"password: {password}")
 
@@ -168,8 +170,9 @@ def cmd_plans(args: argparse.Namespace) -> None:
         print(f"plan {plan.name}: {plan.monthly_quota} messages/month, {plan.max_devices} devices")
         return
     for plan in services.plans.list():
-        features = ",".join(plan.features) or "-"
-        print(f"{plan.name:20} {plan.monthly_quota:>10} msg/month {plan.max_devices:>3} devices  {features}")
+        listed = ",".join(plan.features) or "-"
+        quota = f"{plan.monthly_quota:>10} msg/month"
+        print(f"{plan.name:20} {quota} {plan.max_devices:>3} devices  {listed}")
 
 
 def cmd_db(args: argparse.Namespace) -> None:
@@ -213,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tgflow-server", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace], None], help_: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], None], help_: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_, description=help_)
         p.set_defaults(func=func)
         return p
@@ -250,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "plans" and args.action == "create" and (not args.name or args.quota is None):
+    if (
+        args.command == "plans"
+        and args.action == "create"
+        and (not args.name or args.quota is None)
+    ):
         parser.error("plans create needs --name and --quota")
     try:
         args.func(args)

@@ -109,10 +109,9 @@ class BodyLimitMiddleware:
             ErrorCode.PAYLOAD_TOO_LARGE, f"request bodies are limited to {self.max_bytes} bytes"
         )
         for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    await refuse(scope, receive, send)
-                    return
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                await refuse(scope, receive, send)
+                return
         received = 0
         refused = False
         started = False

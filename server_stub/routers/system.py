@@ -26,7 +26,7 @@ async def healthz(services: ServicesDep, response: Response) -> Health:
     return Health(
         status="ok" if database == "ok" else "degraded",
         version=__version__,
-        database=database,  # type: ignore[arg-type]
+        database=database,
     )
 
 

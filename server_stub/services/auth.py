@@ -64,11 +64,14 @@ def max_devices(session: Session, user_id: str) -> int:
 
 
 def count_devices(session: Session, user_id: str) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(Device)
-        .where(Device.user_id == user_id, Device.revoked_at.is_(None))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Device)
+            .where(Device.user_id == user_id, Device.revoked_at.is_(None))
+        )
+        or 0
+    )
 
 
 class AuthService:
@@ -90,7 +93,9 @@ class AuthService:
                 user = User(email=email, password_hash=password_hash, created_at=now)
                 session.add(user)
                 session.flush()
-                plan = session.scalar(select(Plan).where(Plan.name == self._ctx.settings.default_plan))
+                plan = session.scalar(
+                    select(Plan).where(Plan.name == self._ctx.settings.default_plan)
+                )
                 if plan is not None:
                     subscribe(session, user.id, plan, now)
                 device = self._bind_device(session, user, fingerprint, device_name, now)

@@ -70,7 +70,10 @@ class LicenseService:
             "sub": user_id,
             "plan": plan,
             "status": status.value,
-            "quota": {"limit": limit, "period_end": int(period_end.timestamp()) if period_end else None},
+            "quota": {
+                "limit": limit,
+                "period_end": int(period_end.timestamp()) if period_end else None,
+            },
             "features": features,
             "device": device,
         }

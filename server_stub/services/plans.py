@@ -14,9 +14,7 @@ class PlanService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
 
-    def create(
-        self, name: str, monthly_quota: int, max_devices: int, features: list[str]
-    ) -> Plan:
+    def create(self, name: str, monthly_quota: int, max_devices: int, features: list[str]) -> Plan:
         if monthly_quota < 0 or max_devices < 1 or not name.strip():
             raise ValidationFailed("a plan needs a name, a quota ≥ 0 and at least one device")
         with transaction(self._ctx.write) as session:
@@ -32,9 +30,7 @@ class PlanService:
             session.add(plan)
             return plan
 
-    def upsert(
-        self, name: str, monthly_quota: int, max_devices: int, features: list[str]
-    ) -> Plan:
+    def upsert(self, name: str, monthly_quota: int, max_devices: int, features: list[str]) -> Plan:
         with transaction(self._ctx.write) as session:
             plan = session.scalar(select(Plan).where(Plan.name == name))
             if plan is None:

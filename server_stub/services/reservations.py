@@ -163,9 +163,7 @@ class ReservationService:
             )
             return ReserveResult(reservation, created=True)
 
-    def _settle(
-        self, user_id: str, reservation_id: str, used: int | None
-    ) -> Reservation:
+    def _settle(self, user_id: str, reservation_id: str, used: int | None) -> Reservation:
         """Commit ``used`` messages, or roll back when ``used`` is None."""
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
@@ -178,6 +176,7 @@ class ReservationService:
                 raise NotFound("no such reservation")
             period = _lock_period(session, period_id)
             self._release(session, period, now)
+            session.flush()  # populate_existing below must not discard remaining_after_settle
             r = session.scalar(
                 select(Reservation)
                 .where(Reservation.id == reservation_id)
@@ -247,6 +246,9 @@ class ReservationService:
 
     def count_open(self) -> int:
         with transaction(self._ctx.read) as session:
-            return session.scalar(
-                select(func.count()).select_from(Reservation).where(Reservation.status == HELD)
-            ) or 0
+            return (
+                session.scalar(
+                    select(func.count()).select_from(Reservation).where(Reservation.status == HELD)
+                )
+                or 0
+            )

@@ -42,10 +42,17 @@ def test_duplicate_registration_and_wrong_password(backend: Backend) -> None:
     register(backend.client, "bob@example.com")
     r = backend.client.post(
         "/auth/register",
-        json={"email": "BOB@example.com", "password": PASSWORD, "device_fingerprint": fingerprint()},
+        json={
+            "email": "BOB@example.com",
+            "password": PASSWORD,
+            "device_fingerprint": fingerprint(),
+        },
     )
     assert_problem(r, 409, "already_exists")
-    for email, password in [("bob@example.com", "wrong password"), ("nobody@example.com", PASSWORD)]:
+    for email, password in [
+        ("bob@example.com", "wrong password"),
+        ("nobody@example.com", PASSWORD),
+    ]:
         r = backend.client.post(
             "/auth/login",
             json={"email": email, "password": password, "device_fingerprint": fingerprint()},
@@ -115,7 +122,9 @@ def test_logout_ends_the_session(backend: Backend) -> None:
     reg = register(backend.client, fp=fp)
     r = backend.client.post("/auth/logout", headers=bearer(reg["token"]), json={})
     assert r.status_code == 204
-    assert_problem(backend.client.get("/license", headers=bearer(reg["token"])), 401, "token_invalid")
+    assert_problem(
+        backend.client.get("/license", headers=bearer(reg["token"])), 401, "token_invalid"
+    )
     r = backend.client.post(
         "/auth/refresh", json={"refresh_token": reg["refresh_token"], "device_fingerprint": fp}
     )
@@ -132,7 +141,11 @@ def test_device_limit_list_and_deactivate(make_backend: BackendFactory) -> None:
     again = _login(backend, "carol@example.com", fp1)
     r = backend.client.post(
         "/auth/login",
-        json={"email": "carol@example.com", "password": PASSWORD, "device_fingerprint": fingerprint()},
+        json={
+            "email": "carol@example.com",
+            "password": PASSWORD,
+            "device_fingerprint": fingerprint(),
+        },
     )
     body = assert_problem(r, 403, "device_limit")
     assert body["devices_max"] == 2
@@ -160,8 +173,13 @@ def test_deactivating_a_device_ends_its_sessions(backend: Backend) -> None:
     device_id = backend.client.get("/devices", headers=bearer(reg["token"])).json()["devices"][0][
         "id"
     ]
-    assert backend.client.delete(f"/devices/{device_id}", headers=bearer(reg["token"])).status_code == 204
-    assert_problem(backend.client.get("/license", headers=bearer(reg["token"])), 401, "token_invalid")
+    assert (
+        backend.client.delete(f"/devices/{device_id}", headers=bearer(reg["token"])).status_code
+        == 204
+    )
+    assert_problem(
+        backend.client.get("/license", headers=bearer(reg["token"])), 401, "token_invalid"
+    )
 
 
 def test_another_users_device_is_not_found(backend: Backend) -> None:
@@ -213,7 +231,9 @@ def _forgeries(backend: Backend, genuine: str) -> dict[str, str]:
         + "."
         + base64.urlsafe_b64encode(
             __import__("hmac").new(public_pem, f"{h}.{p}".encode(), "sha256").digest()
-        ).rstrip(b"=").decode(),
+        )
+        .rstrip(b"=")
+        .decode(),
         "stranger key with our kid": jwt.encode(
             claims, stranger, algorithm="RS256", headers={"kid": header["kid"]}
         ),
@@ -259,7 +279,9 @@ def test_forged_access_tokens_are_refused(backend: Backend) -> None:
 def test_expired_access_token_says_so(backend: Backend) -> None:
     reg = register(backend.client)
     backend.clock.advance(15 * 60 + 31)
-    assert_problem(backend.client.get("/license", headers=bearer(reg["token"])), 401, "token_expired")
+    assert_problem(
+        backend.client.get("/license", headers=bearer(reg["token"])), 401, "token_expired"
+    )
 
 
 def test_missing_or_malformed_authorization(backend: Backend) -> None:
@@ -300,9 +322,7 @@ def test_tokens_and_passwords_never_reach_the_logs(
     backend.client.post(
         "/auth/refresh", json={"refresh_token": reg["refresh_token"], "device_fingerprint": fp}
     )
-    text = "\n".join(
-        f"{rec.getMessage()} {rec.__dict__}" for rec in caplog.records
-    )
+    text = "\n".join(f"{rec.getMessage()} {rec.__dict__}" for rec in caplog.records)
     assert "request" in text  # the access log did record the requests
     for secret in (PASSWORD, reg["refresh_token"], reg["token"], r.json()["refresh_token"]):
         assert secret not in text

@@ -29,7 +29,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen[str], deadline_s: float = 60)
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(
+                f"server exited early: {proc.stdout.read() if proc.stdout else ''}"
+            )
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return
@@ -45,8 +47,16 @@ def test_demo_seeds_prints_and_serves(tmp_path: Path) -> None:
     env = {**os.environ, "TGFLOW_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
     env.pop("TGFLOW_DATABASE_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server_stub", "demo", "--port", str(port),
-         "--data-dir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-m",
+            "server_stub",
+            "demo",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -94,19 +104,39 @@ def test_demo_twice_resets_the_password(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_plans_and_users(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "d")
-    assert cli_main(["plans", "create", "--name", "pro", "--quota", "5000",
-                     "--max-devices", "3", "--features", "broadcast,scheduler",
-                     "--data-dir", data]) == 0
+    assert (
+        cli_main(
+            [
+                "plans",
+                "create",
+                "--name",
+                "pro",
+                "--quota",
+                "5000",
+                "--max-devices",
+                "3",
+                "--features",
+                "broadcast,scheduler",
+                "--data-dir",
+                data,
+            ]
+        )
+        == 0
+    )
     assert "pro: 5000 messages/month, 3 devices" in capsys.readouterr().out
     assert cli_main(["plans", "create", "--name", "pro", "--quota", "1", "--data-dir", data]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert cli_main(["users", "create", "eve@example.com", "--plan", "pro", "--data-dir", data]) == 0
+    assert (
+        cli_main(["users", "create", "eve@example.com", "--plan", "pro", "--data-dir", data]) == 0
+    )
     out = capsys.readouterr().out
     assert "on plan pro" in out and re.search(r"password: \S{12,}", out)
     assert cli_main(["users", "create", "x@example.com", "--plan", "nope", "--data-dir", data]) == 2
     assert "no plan named 'nope'" in capsys.readouterr().err
-    assert cli_main(["users", "create", "x@example.com", "--password", "short",
-                     "--data-dir", data]) == 2
+    assert (
+        cli_main(["users", "create", "x@example.com", "--password", "short", "--data-dir", data])
+        == 2
+    )
     assert "at least 8" in capsys.readouterr().err
     assert cli_main(["db", "upgrade", "--data-dir", data]) == 0
 
@@ -141,9 +171,7 @@ def test_unreachable_database_is_a_clear_error(
         ([], "required"),
     ],
 )
-def test_bad_arguments(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli_main(argv)
     assert exc.value.code == 2

@@ -92,9 +92,19 @@ def test_openapi_documents_every_route_and_problem(make_backend: BackendFactory)
     spec = backend.client.get("/openapi.json").json()
     paths = spec["paths"]
     for path in (
-        "/auth/register", "/auth/login", "/auth/refresh", "/auth/logout", "/license",
-        "/devices", "/devices/{device_id}", "/usage/reserve", "/usage/commit",
-        "/usage/rollback", "/.well-known/jwks.json", "/healthz", "/metrics",
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/license",
+        "/devices",
+        "/devices/{device_id}",
+        "/usage/reserve",
+        "/usage/commit",
+        "/usage/rollback",
+        "/.well-known/jwks.json",
+        "/healthz",
+        "/metrics",
     ):
         assert path in paths, path
     reserve = paths["/usage/reserve"]["post"]
@@ -125,7 +135,10 @@ def test_token_limit_is_per_token(make_backend: BackendFactory) -> None:
     a = bearer(register(backend.client)["token"])
     b = bearer(register(backend.client)["token"])
     assert [backend.client.get("/license", headers=a).status_code for _ in range(4)] == [
-        200, 200, 200, 429,
+        200,
+        200,
+        200,
+        429,
     ]
     assert backend.client.get("/license", headers=b).status_code == 200
     # A forged token buys no bucket of its own: it counts against the IP.

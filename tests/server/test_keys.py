@@ -28,8 +28,12 @@ def _pin_of_jwk(jwk: dict) -> str:
     if jwk["kty"] == "RSA":
         key = rsa.RSAPublicNumbers(num(jwk["e"]), num(jwk["n"])).public_key()
     else:
-        key = ec.EllipticCurvePublicNumbers(num(jwk["x"]), num(jwk["y"]), ec.SECP256R1()).public_key()
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        key = ec.EllipticCurvePublicNumbers(
+            num(jwk["x"]), num(jwk["y"]), ec.SECP256R1()
+        ).public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return "sha256/" + base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
@@ -75,7 +79,9 @@ def test_served_jwks_matches_cli_pins(
 
     assert cli_main(["keys", "pins", "--data-dir", str(backend.settings.data_dir)]) == 0
     out = capsys.readouterr().out.splitlines()
-    printed = {line.split()[2]: line.split()[3] for line in out if line.startswith(("auth", "license"))}
+    printed = {
+        line.split()[2]: line.split()[3] for line in out if line.startswith(("auth", "license"))
+    }
     assert printed == served
     auth_kid = next(k["kid"] for k in jwks["keys"] if k["alg"] == "RS256")
     assert out[-1] == f"jwt_public_key_fingerprint = {served[auth_kid]}"

@@ -14,7 +14,6 @@ from server_stub.services.periods import period_bounds
 from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint
 
-
 DANA_FP = "fp-dana-laptop-0001"
 
 
@@ -52,7 +51,9 @@ def test_reserve_commit_counts_only_what_was_used(user: tuple[Backend, dict[str,
     res = r.json()
     assert res["messages"] == 6 and res["remaining"] == 4 and res["status"] == "held"
     assert _quota(backend, h) | {} == {**_quota(backend, h), "used": 0, "held": 6, "remaining": 4}
-    r = backend.client.post("/usage/commit", json={"reservation_id": res["reservation_id"], "used": 4}, headers=h)
+    r = backend.client.post(
+        "/usage/commit", json={"reservation_id": res["reservation_id"], "used": 4}, headers=h
+    )
     assert r.status_code == 200
     assert r.json() == {
         "reservation_id": res["reservation_id"],
@@ -144,12 +145,15 @@ def test_unknown_or_foreign_reservation_is_not_found(make_backend: BackendFactor
     for email in ("e1@example.com", "e2@example.com"):
         backend.services.auth.create_user(email, PASSWORD, None)
         r = backend.client.post(
-            "/auth/login", json={"email": email, "password": PASSWORD, "device_fingerprint": fingerprint()}
+            "/auth/login",
+            json={"email": email, "password": PASSWORD, "device_fingerprint": fingerprint()},
         )
         tokens.append(bearer(r.json()["token"]))
     rid = _reserve(backend, tokens[0], 1, "batch-mine").json()["reservation_id"]
     for body in ({"reservation_id": rid, "used": 1}, {"reservation_id": "nope", "used": 1}):
-        assert_problem(backend.client.post("/usage/commit", json=body, headers=tokens[1]), 404, "not_found")
+        assert_problem(
+            backend.client.post("/usage/commit", json=body, headers=tokens[1]), 404, "not_found"
+        )
     assert_problem(
         backend.client.post("/usage/rollback", json={"reservation_id": rid}, headers=tokens[1]),
         404,
