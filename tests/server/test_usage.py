@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx
 import jwt
 import pytest
 from sqlalchemy import select
@@ -285,3 +286,43 @@ def test_reservation_expiry_is_fifteen_minutes(user: tuple[Backend, dict[str, st
 
     expires = datetime.fromisoformat(res["expires_at"].replace("Z", "+00:00"))
     assert expires - backend.clock.now() == timedelta(minutes=15)
+
+
+class _LosingTransport(httpx.HTTPTransport):
+    """Delivers the request, then loses the response on its way back (once, when armed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose_next = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.lose_next:
+            self.lose_next = False
+            response.read()
+            response.close()
+            raise httpx.ReadError("connection reset after the server answered")
+        return response
+
+
+def test_lost_responses_are_safe_to_retry(user: tuple[Backend, dict[str, str]]) -> None:
+    backend, h = user
+    transport = _LosingTransport()
+    with httpx.Client(base_url=backend.url, transport=transport, headers=h) as client:
+
+        def post_retrying(path: str, body: dict[str, object]) -> httpx.Response:
+            transport.lose_next = True
+            with pytest.raises(httpx.ReadError):
+                client.post(path, json=body)
+            return client.post(path, json=body)
+
+        r = post_retrying("/usage/reserve", {"messages": 4, "correlation_id": "lost-0001"})
+        assert r.status_code == 200  # a replay: the first request did reserve
+        rid = r.json()["reservation_id"]
+        assert _quota(backend, h)["held"] == 4
+        r = post_retrying("/usage/commit", {"reservation_id": rid, "used": 3})
+        assert r.status_code == 200 and r.json()["used"] == 3
+        q = _quota(backend, h)
+        assert (q["used"], q["held"]) == (3, 0)  # counted exactly once
+        r = post_retrying("/usage/rollback", {"reservation_id": rid})
+        assert_problem(r, 409, "reservation_conflict")
