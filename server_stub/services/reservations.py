@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from agent.protocol import (
     IDEMPOTENCY_WINDOW_SECONDS,
@@ -25,6 +27,7 @@ from agent.protocol import (
 
 from ..db import transaction
 from ..errors import (
+    DomainError,
     IdempotencyConflict,
     LicenseInactive,
     NotFound,
@@ -84,11 +87,30 @@ def release_expired_holds(session: Session, period: UsagePeriod, now: datetime) 
         r.status = EXPIRED
         r.settled_at = now
         period.held -= r.messages
+    left = remaining(period)
+    for r in expired:
+        r.remaining_after_settle = left
     if expired:
         session.flush()
-        for r in expired:
-            r.remaining_after_settle = remaining(period)
     return len(expired)
+
+
+@contextmanager
+def _refusals_keep_releases(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A write transaction that still commits when a refusal (a DomainError) ends it.
+
+    Every operation first releases the period's expired holds; a refusal that follows (quota
+    exceeded, conflict, expired) must not undo that release. Refusals are raised before any
+    other write, so committing what came before them commits exactly the release.
+    """
+    refusal: DomainError | None = None
+    with transaction(factory) as session:
+        try:
+            yield session
+        except DomainError as exc:
+            refusal = exc
+    if refusal is not None:
+        raise refusal
 
 
 class ReservationService:
@@ -103,7 +125,7 @@ class ReservationService:
     def reserve(self, user_id: str, messages: int, correlation_id: str) -> ReserveResult:
         now = self._ctx.clock.now()
         request_hash = _request_hash(messages)
-        with transaction(self._ctx.write) as session:
+        with _refusals_keep_releases(self._ctx.write) as session:
             active = active_plan(session, user_id)
             if active is None:
                 raise LicenseInactive("this account has no active plan")
@@ -166,7 +188,7 @@ class ReservationService:
     def _settle(self, user_id: str, reservation_id: str, used: int | None) -> Reservation:
         """Commit ``used`` messages, or roll back when ``used`` is None."""
         now = self._ctx.clock.now()
-        with transaction(self._ctx.write) as session:
+        with _refusals_keep_releases(self._ctx.write) as session:
             period_id = session.scalar(
                 select(Reservation.period_id).where(
                     Reservation.id == reservation_id, Reservation.user_id == user_id
@@ -176,7 +198,6 @@ class ReservationService:
                 raise NotFound("no such reservation")
             period = _lock_period(session, period_id)
             self._release(session, period, now)
-            session.flush()  # populate_existing below must not discard remaining_after_settle
             r = session.scalar(
                 select(Reservation)
                 .where(Reservation.id == reservation_id)

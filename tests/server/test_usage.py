@@ -31,6 +31,16 @@ def user(make_backend: BackendFactory) -> tuple[Backend, dict[str, str]]:
     return backend, bearer(r.json()["token"])
 
 
+def _relogin(backend: Backend) -> dict[str, str]:
+    """A fresh access token for Dana's device (the old one expires with a 15-minute hold)."""
+    r = backend.client.post(
+        "/auth/login",
+        json={"email": "dana@example.com", "password": PASSWORD, "device_fingerprint": DANA_FP},
+    )
+    assert r.status_code == 200, r.text
+    return bearer(r.json()["token"])
+
+
 def _quota(backend: Backend, headers: dict[str, str]) -> dict[str, int]:
     r = backend.client.get("/license", headers=headers)
     assert r.status_code == 200, r.text
@@ -200,12 +210,7 @@ def test_a_new_period_starts_with_a_fresh_quota(user: tuple[Backend, dict[str, s
     first = _quota(backend, h)
     assert first["remaining"] == 0
     backend.clock.advance(32 * 24 * 3600)
-    # The access token expired meanwhile; log in again on the same device.
-    r = backend.client.post(
-        "/auth/login",
-        json={"email": "dana@example.com", "password": PASSWORD, "device_fingerprint": DANA_FP},
-    )
-    h = bearer(r.json()["token"])
+    h = _relogin(backend)  # the access token expired meanwhile
     second = _quota(backend, h)
     assert (second["used"], second["held"], second["remaining"]) == (0, 0, 10)
     assert second["period_end"] > first["period_end"]
@@ -326,3 +331,26 @@ def test_lost_responses_are_safe_to_retry(user: tuple[Backend, dict[str, str]]) 
         assert (q["used"], q["held"]) == (3, 0)  # counted exactly once
         r = post_retrying("/usage/rollback", {"reservation_id": rid})
         assert_problem(r, 409, "reservation_conflict")
+
+
+def test_a_refused_commit_still_releases_the_expired_hold(
+    user: tuple[Backend, dict[str, str]],
+) -> None:
+    backend, h = user
+    rid = _reserve(backend, h, 3, "late-0001").json()["reservation_id"]
+    backend.clock.advance(16 * 60)
+    h = _relogin(backend)
+    assert_problem(
+        backend.client.post("/usage/commit", json={"reservation_id": rid, "used": 3}, headers=h),
+        409,
+        "reservation_expired",
+    )
+    with backend.services.ctx.read() as session:
+        assert session.scalars(select(UsagePeriod)).one().held == 0
+    # And a refused reserve keeps the release it made, too.
+    _reserve(backend, h, 9, "late-0002")
+    backend.clock.advance(16 * 60)
+    h = _relogin(backend)
+    assert_problem(_reserve(backend, h, 11, "late-0003"), 409, "quota_exceeded")
+    with backend.services.ctx.read() as session:
+        assert session.scalars(select(UsagePeriod)).one().held == 0

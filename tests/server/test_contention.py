@@ -1,0 +1,484 @@
+"""Contention: 64 concurrent clients fight over one user's small monthly quota.
+
+Each client does a seeded random mix of reserve → commit, reserve → rollback, reserve → abandon,
+reserve → replayed reserve → commit, and reserve → commit → replayed commit, while a 65th thread
+keeps reading the counters (``GET /license`` and the database). The contract under test (DESIGN.md,
+"HTTP contract"): ``used + held <= limit`` at every observation, every committed message counted
+exactly once, idempotent replays answer the same body, abandoned holds are released after the TTL,
+and no request ever gets a 5xx.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from agent.protocol import RESERVATION_TTL_SECONDS
+from server_stub.config import Settings
+from server_stub.models import Reservation, UsagePeriod
+from server_stub.wiring import Services, build_services
+from tests.conftest import BackendFactory
+from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint
+from tests.helpers.databases import postgres_database
+
+SEED = 20260115
+CLIENTS = 64
+OPS_PER_CLIENT = 5
+LIMIT = 500
+MAX_MESSAGES = 12
+PLAN = "contention"
+EMAIL = "contention@example.com"
+#: Operation mix; abandons are rarer because each one pins its hold until the TTL.
+OPS = ("commit", "rollback", "abandon", "replay_reserve", "replay_commit")
+WEIGHTS = (3, 2, 1, 2, 2)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- the shared workload ------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Everything the clients saw, merged under one lock."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    statuses: Counter[int] = field(default_factory=Counter)
+    server_errors: list[str] = field(default_factory=list)
+    commits: list[int] = field(default_factory=list)
+    rollbacks: int = 0
+    refused: int = 0
+    #: reservation_id → messages, for holds that were never settled.
+    abandoned: dict[str, int] = field(default_factory=dict)
+    #: (source, used, held, limit) as read while the clients ran.
+    observations: list[tuple[str, int, int, int]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.commits)} commits of {sum(self.commits)} messages, "
+            f"{self.rollbacks} rollbacks, {len(self.abandoned)} abandoned, "
+            f"{self.refused} refused, {len(self.observations)} observations, "
+            f"statuses {dict(self.statuses)}"
+        )
+
+    def record(self, r: httpx.Response) -> None:
+        with self.lock:
+            self.statuses[r.status_code] += 1
+            if r.status_code >= 500:
+                self.server_errors.append(f"{r.request.method} {r.request.url.path}: {r.text}")
+
+
+class Api:
+    """One client's connection: every response is recorded and must have an expected status."""
+
+    def __init__(self, url: str, token: str, tally: Tally) -> None:
+        self.http = httpx.Client(base_url=url, headers=bearer(token), timeout=60)
+        self.tally = tally
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None, *expected: int) -> Any:
+        r = self.http.request(method, path, json=body)
+        self.tally.record(r)
+        assert r.status_code in expected, f"{method} {path} {body} → {r.status_code} {r.text}"
+        return r
+
+    def reserve(self, messages: int, cid: str) -> dict[str, Any] | None:
+        """A fresh reserve: the new reservation, or None when refused for lack of quota."""
+        r = self.call(
+            "POST", "/usage/reserve", {"messages": messages, "correlation_id": cid}, 201, 409
+        )
+        if r.status_code == 409:
+            assert_problem(r, 409, "quota_exceeded")
+            with self.tally.lock:
+                self.tally.refused += 1
+            return None
+        body: dict[str, Any] = r.json()
+        assert body["messages"] == messages and body["status"] == "held", body
+        assert 0 <= body["remaining"] <= LIMIT - messages, body
+        return body
+
+    def settle(self, path: str, body: dict[str, Any], status: int = 200) -> dict[str, Any]:
+        r = self.call("POST", path, body, status)
+        result: dict[str, Any] = r.json()
+        return result
+
+    def commit(self, rid: str, messages: int, used: int) -> dict[str, Any]:
+        body = self.settle("/usage/commit", {"reservation_id": rid, "used": used})
+        assert body["status"] == "committed" and body["used"] == used, body
+        assert body["messages"] == messages and body["reservation_id"] == rid, body
+        with self.tally.lock:
+            self.tally.commits.append(used)
+        return body
+
+    def conflict(self, path: str, body: dict[str, Any], code: str) -> None:
+        r = self.call("POST", path, body, 409)
+        assert_problem(r, 409, code)
+
+
+def client_plan(index: int) -> list[tuple[str, int, int]]:
+    """Client ``index``'s (operation, messages, used) list: seeded, so the same on every run and
+    independent of what the server answers."""
+    rng = random.Random(SEED * 1000 + index)
+    plan = []
+    for _ in range(OPS_PER_CLIENT):
+        op, messages = rng.choices(OPS, WEIGHTS)[0], rng.randint(1, MAX_MESSAGES)
+        plan.append((op, messages, min(messages, int(rng.random() * (messages + 1)))))
+    return plan
+
+
+def planned_demand() -> int:
+    """Messages the clients would keep for good if every reserve succeeded."""
+    return sum(
+        messages if op == "abandon" else used
+        for index in range(CLIENTS)
+        for op, messages, used in client_plan(index)
+        if op != "rollback"
+    )
+
+
+def _client_ops(api: Api, index: int) -> None:
+    for i, (op, messages, used) in enumerate(client_plan(index)):
+        cid = f"c{index:02d}-{SEED}-{i:03d}"
+        reserved = api.reserve(messages, cid)
+        if reserved is None:
+            continue
+        rid = reserved["reservation_id"]
+        if op == "commit":
+            api.commit(rid, messages, used)
+        elif op == "rollback":
+            first = api.settle("/usage/rollback", {"reservation_id": rid})
+            assert first["status"] == "rolled_back" and first["used"] == 0, first
+            assert api.settle("/usage/rollback", {"reservation_id": rid}) == first
+            api.conflict(
+                "/usage/commit", {"reservation_id": rid, "used": 0}, "reservation_conflict"
+            )
+            with api.tally.lock:
+                api.tally.rollbacks += 1
+        elif op == "abandon":
+            with api.tally.lock:
+                api.tally.abandoned[rid] = messages
+        elif op == "replay_reserve":
+            again = api.call(
+                "POST", "/usage/reserve", {"messages": messages, "correlation_id": cid}, 200
+            ).json()
+            assert again == reserved, (again, reserved)
+            api.conflict(
+                "/usage/reserve",
+                {"messages": messages + 1, "correlation_id": cid},
+                "idempotency_conflict",
+            )
+            api.commit(rid, messages, used)
+        else:  # replay_commit
+            first = api.commit(rid, messages, used)
+            again = api.settle("/usage/commit", {"reservation_id": rid, "used": used})
+            assert again == first, (again, first)
+            other = used + 1 if used < messages else used - 1
+            api.conflict(
+                "/usage/commit", {"reservation_id": rid, "used": other}, "reservation_conflict"
+            )
+            api.conflict("/usage/rollback", {"reservation_id": rid}, "reservation_conflict")
+
+
+def db_quota(services: Services) -> tuple[int, int, int]:
+    """(used, held, limit) of the only usage period, read straight from the database."""
+    with services.ctx.read() as session:
+        rows = session.execute(
+            select(UsagePeriod.used, UsagePeriod.held, UsagePeriod.quota_limit)
+        ).all()
+    assert len(rows) == 1, rows
+    used, held, limit = rows[0]
+    return used, held, limit
+
+
+def http_quota(client: httpx.Client) -> dict[str, Any]:
+    r = client.get("/license")
+    assert r.status_code == 200, r.text
+    quota: dict[str, Any] = r.json()["quota"]
+    return quota
+
+
+def run_workload(url: str, token: str, services: Services) -> Tally:
+    """Run the 64 clients and the observer together; re-raise the first failure of any thread."""
+    tally = Tally()
+    start = threading.Barrier(CLIENTS + 1)
+    done = threading.Event()
+
+    def client(index: int) -> None:
+        api = Api(url, token, tally)
+        try:
+            start.wait(timeout=60)
+            _client_ops(api, index)
+        finally:
+            api.close()
+
+    def observe() -> None:
+        with httpx.Client(base_url=url, headers=bearer(token), timeout=60) as http:
+            start.wait(timeout=60)
+            while True:
+                finished = done.is_set()
+                r = http.get("/license")
+                tally.record(r)
+                assert r.status_code == 200, r.text
+                q = r.json()["quota"]
+                seen = [("http", q["used"], q["held"], q["limit"]), ("db", *db_quota(services))]
+                with tally.lock:
+                    tally.observations.extend(seen)
+                if finished:  # one last look after every client is done
+                    return
+
+    with ThreadPoolExecutor(max_workers=CLIENTS + 1) as pool:
+        observer = pool.submit(observe)
+        clients = [pool.submit(client, i) for i in range(CLIENTS)]
+        wait(clients)
+        done.set()
+        wait([observer])
+    failures = [f.exception() for f in [*clients, observer] if f.exception() is not None]
+    if failures:
+        raise AssertionError(
+            f"{len(failures)} thread(s) failed; first: {failures[0]!r}"
+        ) from failures[0]
+    return tally
+
+
+def check_run(tally: Tally) -> None:
+    """What must hold for any run, whatever the backend."""
+    assert not tally.server_errors, tally.server_errors[:5]
+    assert all(status < 500 for status in tally.statuses), tally.statuses
+    assert len(tally.observations) >= 4, tally.observations
+    for source in ("http", "db"):
+        seen = [o for o in tally.observations if o[0] == source]
+        assert seen, source
+        broken = [o for o in seen if o[1] + o[2] > o[3] or o[3] != LIMIT or min(o[1:]) < 0]
+        assert not broken, broken
+        # The observer's reads are sequential, and ``used`` only ever grows.
+        used = [o[1] for o in seen]
+        assert used == sorted(used), used
+        assert used[-1] == sum(tally.commits), (used[-1], sum(tally.commits))
+    # The demand exceeded the limit, so some reserves must have been refused; and every kind of
+    # work got through.
+    assert planned_demand() > LIMIT
+    assert tally.refused > 0, tally.summary()
+    assert tally.commits and tally.rollbacks and tally.abandoned, tally.summary()
+
+
+def seed_user(services: Services) -> None:
+    services.plans.create(PLAN, monthly_quota=LIMIT, max_devices=1, features=[])
+    services.auth.create_user(EMAIL, PASSWORD, PLAN)
+
+
+def login(client: httpx.Client) -> str:
+    r = client.post(
+        "/auth/login",
+        json={"email": EMAIL, "password": PASSWORD, "device_fingerprint": fingerprint()},
+    )
+    assert r.status_code == 200, r.text
+    token: str = r.json()["token"]
+    return token
+
+
+def reservation_totals(services: Services) -> dict[str, tuple[int, int]]:
+    """status → (count, sum of used) over all reservations."""
+    with services.ctx.read() as session:
+        rows = session.execute(
+            select(
+                Reservation.status, func.count(), func.coalesce(func.sum(Reservation.used), 0)
+            ).group_by(Reservation.status)
+        ).all()
+    return {status: (count, used) for status, count, used in rows}
+
+
+# --- in-process server: SQLite and PostgreSQL ---------------------------------------------------
+
+
+def test_contention_keeps_quota_invariant(make_backend: BackendFactory) -> None:
+    backend = make_backend(access_token_ttl_seconds=3600)
+    services = backend.services
+    seed_user(services)
+    token = login(backend.client)
+    backend.client.headers.update(bearer(token))
+    assert http_quota(backend.client) | {"period_end": None} == {
+        "limit": LIMIT,
+        "used": 0,
+        "held": 0,
+        "remaining": LIMIT,
+        "period_end": None,
+    }
+
+    tally = run_workload(backend.url, token, services)
+    check_run(tally)
+
+    committed = sum(tally.commits)
+    abandoned = sum(tally.abandoned.values())
+    assert db_quota(services) == (committed, abandoned, LIMIT)
+    quota = http_quota(backend.client)
+    assert (quota["used"], quota["held"]) == (committed, abandoned), quota
+
+    # The abandoned holds outlive the run and are released once their TTL has passed.
+    assert RESERVATION_TTL_SECONDS < 16 * 60
+    backend.clock.advance(16 * 60)
+    assert services.reservations.sweep() == len(tally.abandoned)
+    assert services.reservations.sweep() == 0
+    assert db_quota(services) == (committed, 0, LIMIT)
+    quota = http_quota(backend.client)
+    assert (quota["used"], quota["held"], quota["remaining"]) == (committed, 0, LIMIT - committed)
+    totals = reservation_totals(services)
+    assert "held" not in totals, totals
+    assert totals["committed"] == (len(tally.commits), committed), totals
+    assert totals["rolled_back"][0] == tally.rollbacks, totals
+    assert totals["expired"][0] == len(tally.abandoned), totals
+
+    # An expired hold can no longer be committed; rolling it back is a harmless no-op.
+    rid = next(iter(tally.abandoned))
+    r = backend.client.post("/usage/commit", json={"reservation_id": rid, "used": 0})
+    assert_problem(r, 409, "reservation_expired")
+    r = backend.client.post("/usage/rollback", json={"reservation_id": rid})
+    assert r.status_code == 200 and r.json()["status"] == "expired", r.text
+    assert db_quota(services) == (committed, 0, LIMIT)
+
+
+# --- two worker processes on PostgreSQL ---------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """The server's worker processes: children of the uvicorn supervisor (Linux /proc)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    workers = []
+    for child in children:
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+            workers.append(int(child))
+    return workers
+
+
+@contextmanager
+def server_process(url: str, data_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
+    """``python -m server_stub run --workers 2`` on a free port; stopped however the test ends."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TGFLOW_DATABASE_URL": url,
+        "TGFLOW_RATE_LIMIT_ENABLED": "false",
+        "TGFLOW_LOG_LEVEL": "WARNING",
+    }
+    env.pop("TGFLOW_DATA_DIR", None)
+    command = [
+        sys.executable,
+        "-m",
+        "server_stub",
+        "run",
+        "--workers",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(proc, base, log)
+        yield base, proc.pid
+    finally:
+        _stop(proc)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    deadline = time.monotonic() + 45
+    while True:
+        assert proc.poll() is None, f"the server exited early:\n{log.read_text()}"
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"the server never became ready:\n{log.read_text()}"
+        time.sleep(0.1)  # readiness poll of an external process, not test synchronisation
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # uvicorn's supervisor stops its workers on SIGTERM
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    # Our own session (start_new_session): sweep up a worker the supervisor left behind.
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_contention_two_worker_processes_postgres(tmp_path: Path) -> None:
+    with postgres_database() as url:
+        settings = Settings(data_dir=tmp_path / "data", database_url=url)
+        services = build_services(settings)
+        try:
+            seed_user(services)
+            with server_process(url, settings.data_dir, tmp_path / "server.log") as (base, pid):
+                if Path(f"/proc/{pid}/task/{pid}/children").exists():  # Linux only
+                    assert len(_worker_pids(pid)) == 2, _worker_pids(pid)
+                with httpx.Client(base_url=base, timeout=60) as client:
+                    token = login(client)
+                    client.headers.update(bearer(token))
+                    assert http_quota(client)["limit"] == LIMIT
+                    _run_two_workers(client, base, token, services)
+        finally:
+            services.ctx.engine.dispose()
+
+
+def _run_two_workers(client: httpx.Client, base: str, token: str, services: Services) -> None:
+    tally = run_workload(base, token, services)
+    check_run(tally)
+    committed = sum(tally.commits)
+    assert db_quota(services) == (committed, sum(tally.abandoned.values()), LIMIT)
+
+    # Real time here: nothing expires during the test, so the abandoned holds are rolled back.
+    for rid in tally.abandoned:
+        r = client.post("/usage/rollback", json={"reservation_id": rid})
+        assert r.status_code == 200 and r.json()["status"] == "rolled_back", r.text
+    rollbacks = tally.rollbacks + len(tally.abandoned)
+
+    assert db_quota(services) == (committed, 0, LIMIT)
+    quota = http_quota(client)
+    assert (quota["used"], quota["held"], quota["remaining"]) == (committed, 0, LIMIT - committed)
+    totals = reservation_totals(services)
+    assert set(totals) == {"committed", "rolled_back"}, totals
+    assert totals["committed"] == (len(tally.commits), committed), totals
+    assert totals["rolled_back"][0] == rollbacks, totals
