@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
-from agent.protocol import PROBLEM_CONTENT_TYPE
+from agent.protocol import PROBLEM_CONTENT_TYPE, Problem
 
 from . import __version__
 from .clock import Clock
@@ -112,11 +112,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     # Error bodies are problem details; say so instead of FastAPI's default application/json.
+    # Only for the Problem model: a degraded /healthz answers 503 with its usual JSON body.
+    problem_ref = "#/components/schemas/" + Problem.__name__
     for path in schema.get("paths", {}).values():
         for operation in path.values():
             for code, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
-                if code[0] in "45" and "application/json" in content:
+                body = content.get("application/json", {})
+                if code[0] in "45" and body.get("schema", {}).get("$ref") == problem_ref:
                     content[PROBLEM_CONTENT_TYPE] = content.pop("application/json")
     app.openapi_schema = schema
     return schema

@@ -53,7 +53,9 @@ def problem_response(
     all_headers = {"Cache-Control": "no-store", **(headers or {})}
     if status == 401:
         all_headers.setdefault("WWW-Authenticate", 'Bearer error="invalid_token"')
-    return JSONResponse(body, status_code=status, headers=all_headers, media_type=PROBLEM_CONTENT_TYPE)
+    return JSONResponse(
+        body, status_code=status, headers=all_headers, media_type=PROBLEM_CONTENT_TYPE
+    )
 
 
 def _validation_issues(errors: Iterable[Any]) -> list[dict[str, Any]]:
@@ -61,7 +63,9 @@ def _validation_issues(errors: Iterable[Any]) -> list[dict[str, Any]]:
     for err in errors:
         loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
         # Never echo the rejected input back: it may be a password.
-        issues.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+        issues.append(
+            {"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+        )
     return issues
 
 
@@ -133,17 +137,39 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-def problem_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries documenting problem-details errors."""
-    wanted = {*codes, ErrorCode.VALIDATION_ERROR, ErrorCode.RATE_LIMITED,
-              ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.SERVICE_UNAVAILABLE}
+#: What any route that takes input can answer besides its own errors: invalid input, the rate
+#: limiter, the body-size cap and an unavailable database.
+_COMMON_CODES = (
+    ErrorCode.VALIDATION_ERROR,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.PAYLOAD_TOO_LARGE,
+    ErrorCode.SERVICE_UNAVAILABLE,
+)
+
+
+def problem_responses(*codes: ErrorCode, common: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting problem-details errors.
+
+    ``common=False`` documents ``codes`` alone, for routes that take no input and name the edge
+    answers (rate limiter, body-size cap, database) that apply to them.
+    """
+    wanted = {*codes, *(_COMMON_CODES if common else ())}
     by_status: dict[int, list[str]] = {}
     for code in wanted:
         by_status.setdefault(ERROR_STATUS[code], []).append(code.value)
-    return {
+    responses: dict[int | str, dict[str, Any]] = {
         status: {
             "model": Problem,
             "description": "Problem details; code: " + ", ".join(sorted(names)),
         }
         for status, names in sorted(by_status.items())
     }
+    if 429 in responses:
+        responses[429]["headers"] = {
+            "Retry-After": {
+                "description": "Seconds until the limit admits another request",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return responses

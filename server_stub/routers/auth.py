@@ -27,9 +27,7 @@ def _token_response(issued: IssuedTokens) -> TokenResponse:
         refresh_token=issued.refresh_token,
         refresh_expires_at=issued.refresh_expires_at,
         exp=issued.access_exp,
-        user=UserOut(
-            id=issued.user.id, email=issued.user.email, created_at=issued.user.created_at
-        ),
+        user=UserOut(id=issued.user.id, email=issued.user.email, created_at=issued.user.created_at),
     )
 
 
@@ -42,9 +40,7 @@ def _token_response(issued: IssuedTokens) -> TokenResponse:
 )
 def register(body: RegisterRequest, services: ServicesDep) -> TokenResponse:
     return _token_response(
-        services.auth.register(
-            body.email, body.password, body.device_fingerprint, body.device_name
-        )
+        services.auth.register(body.email, body.password, body.device_fingerprint, body.device_name)
     )
 
 

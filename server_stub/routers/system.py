@@ -7,15 +7,24 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from agent.protocol import Health, Jwks
+from agent.protocol import ErrorCode, Health, Jwks
 
 from .. import __version__, db
 from ..deps import ServicesDep
+from ..problems import problem_responses
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness and database reachability")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={
+        503: {"model": Health, "description": "Degraded: the database is unreachable"},
+        **problem_responses(ErrorCode.PAYLOAD_TOO_LARGE, common=False),
+    },
+    summary="Liveness and database reachability",
+)
 async def healthz(services: ServicesDep, response: Response) -> Health:
     try:
         await run_in_threadpool(db.check_connection, services.ctx.engine)
@@ -33,7 +42,12 @@ async def healthz(services: ServicesDep, response: Response) -> Health:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **problem_responses(
+            ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.SERVICE_UNAVAILABLE, common=False
+        ),
+    },
     summary="Prometheus metrics",
 )
 async def metrics(services: ServicesDep) -> Response:
@@ -46,6 +60,7 @@ async def metrics(services: ServicesDep) -> Response:
     "/.well-known/jwks.json",
     response_model=Jwks,
     response_model_exclude_none=True,
+    responses=problem_responses(ErrorCode.RATE_LIMITED, ErrorCode.PAYLOAD_TOO_LARGE, common=False),
     summary="Public keys of every signing key not yet retired",
 )
 async def jwks(services: ServicesDep, response: Response) -> Jwks:

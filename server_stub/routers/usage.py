@@ -38,8 +38,10 @@ def _settled(r: Reservation) -> SettleResponse:
     status_code=status.HTTP_201_CREATED,
     response_model=ReservationResponse,
     responses={
-        200: {"description": "Replay of an earlier reserve with the same correlation_id",
-              "model": ReservationResponse},
+        200: {
+            "description": "Replay of an earlier reserve with the same correlation_id",
+            "model": ReservationResponse,
+        },
         **problem_responses(
             *_AUTH_ERRORS,
             ErrorCode.LICENSE_INACTIVE,
@@ -52,9 +54,7 @@ def _settled(r: Reservation) -> SettleResponse:
 def reserve(
     body: ReserveRequest, principal: PrincipalDep, services: ServicesDep, response: Response
 ) -> ReservationResponse:
-    result = services.reservations.reserve(
-        principal.user.id, body.messages, body.correlation_id
-    )
+    result = services.reservations.reserve(principal.user.id, body.messages, body.correlation_id)
     r = result.reservation
     if not result.created:
         response.status_code = status.HTTP_200_OK
