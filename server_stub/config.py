@@ -58,9 +58,10 @@ class Settings(BaseSettings):
         return value
 
     def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: from the file, else the variable, else SQLite in the data dir."""
         if self.database_url_file is not None:
-            return self.database_url_file.read_text(encoding="utf-8").strip()
-        if self.database_url is not None and self.database_url.get_secret_value():
+            url = self.database_url_file.read_text(encoding="utf-8").strip()
+        elif self.database_url is not None and self.database_url.get_secret_value():
             url = self.database_url.get_secret_value()
         else:
             return f"sqlite:///{self.data_dir / 'tgflow.db'}"

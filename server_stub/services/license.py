@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.protocol import LicenseStatus
+from agent.protocol import KEY_PURPOSE_AUTH, LicenseStatus
 
 from ..db import transaction
 from ..tokens import fingerprint_hash
@@ -96,7 +96,7 @@ class LicenseService:
 
     def _lease(self, claims: dict[str, Any], now: datetime) -> tuple[str, datetime]:
         ttl = timedelta(seconds=self._ctx.settings.lease_ttl_seconds)
-        signer = self._ctx.keys.signing_key("auth").kid
+        signer = self._ctx.keys.signing_key(KEY_PURPOSE_AUTH).kid
         cache_key = (signer, repr(sorted(claims.items())))
         with self._lock:
             cached = self._leases.get(cache_key)
