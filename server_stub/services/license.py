@@ -12,10 +12,10 @@ from agent.protocol import KEY_PURPOSE_AUTH, LicenseStatus
 
 from ..db import transaction
 from ..tokens import fingerprint_hash
-from .auth import Principal, count_devices, max_devices
+from .auth import DEVICES_WITHOUT_PLAN, Principal, count_devices
 from .context import ServiceContext
-from .periods import active_plan, current_period, remaining
-from .reservations import release_expired_holds
+from .periods import active_plan, current_period, find_period, remaining
+from .reservations import has_expired_holds, release_expired_holds
 
 #: A cached lease is signed again once this share of its lifetime has passed.
 _LEASE_REFRESH_FRACTION = 0.01
@@ -50,21 +50,27 @@ class LicenseService:
     def view(self, principal: Principal) -> LicenseView:
         now = self._ctx.clock.now()
         user_id = principal.user.id
-        with transaction(self._ctx.write) as session:
+        # Read-only unless this is the period's first request or a hold has expired: /license
+        # is called far more often than anything changes.
+        with transaction(self._ctx.read) as session:
             active = active_plan(session, user_id)
             devices_used = count_devices(session, user_id)
-            devices_max = max_devices(session, user_id)
-            if active is not None:
+            period = find_period(session, active, now) if active else None
+            stale = period is None or has_expired_holds(session, period, now)
+        if active is not None and stale:
+            with transaction(self._ctx.write) as session:
                 period = current_period(session, active, now, lock=True)
                 release_expired_holds(session, period, now)
-                limit, used, held = period.quota_limit, period.used, period.held
-                left, period_end = remaining(period), period.period_end
-                plan, features = active.plan.name, sorted(active.plan.features)
-                status = LicenseStatus.ACTIVE
-            else:
-                limit = used = held = left = 0
-                period_end, plan, features = None, None, []
-                status = LicenseStatus.INACTIVE
+        devices_max = active.plan.max_devices if active else DEVICES_WITHOUT_PLAN
+        if active is not None and period is not None:
+            limit, used, held = period.quota_limit, period.used, period.held
+            left, period_end = remaining(period), period.period_end
+            plan, features = active.plan.name, sorted(active.plan.features)
+            status = LicenseStatus.ACTIVE
+        else:
+            limit = used = held = left = 0
+            period_end, plan, features = None, None, []
+            status = LicenseStatus.INACTIVE
         device = fingerprint_hash(principal.device.fingerprint)
         claims = {
             "sub": user_id,

@@ -53,6 +53,16 @@ def subscribe(session: Session, user_id: str, plan: Plan, now: datetime) -> Subs
     return sub
 
 
+def find_period(session: Session, active: ActivePlan, now: datetime) -> UsagePeriod | None:
+    """The user's period for ``now`` if it exists already (no lock, no insert)."""
+    start, _ = period_bounds(active.subscription.period_anchor, now)
+    return session.scalar(
+        select(UsagePeriod).where(
+            UsagePeriod.user_id == active.subscription.user_id, UsagePeriod.period_start == start
+        )
+    )
+
+
 def current_period(
     session: Session, active: ActivePlan, now: datetime, *, lock: bool
 ) -> UsagePeriod:

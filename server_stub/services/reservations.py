@@ -70,6 +70,21 @@ def _lock_period(session: Session, period_id: str) -> UsagePeriod:
     return period
 
 
+def has_expired_holds(session: Session, period: UsagePeriod, now: datetime) -> bool:
+    return (
+        session.scalar(
+            select(Reservation.id)
+            .where(
+                Reservation.period_id == period.id,
+                Reservation.status == HELD,
+                Reservation.expires_at <= now,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def release_expired_holds(session: Session, period: UsagePeriod, now: datetime) -> int:
     """Release the expired holds of a period whose row lock the caller holds."""
     expired = list(
