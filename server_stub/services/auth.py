@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -63,15 +63,22 @@ def max_devices(session: Session, user_id: str) -> int:
     return active.plan.max_devices if active else DEVICES_WITHOUT_PLAN
 
 
+# Hot-path statements are built once: building them per call costs more than running them.
+_COUNT_DEVICES = (
+    select(func.count())
+    .select_from(Device)
+    .where(Device.user_id == bindparam("user_id"), Device.revoked_at.is_(None))
+)
+_PRINCIPAL = (
+    select(AuthSession, Device, User)
+    .join(Device, Device.id == AuthSession.device_id)
+    .join(User, User.id == AuthSession.user_id)
+    .where(AuthSession.id == bindparam("session_id"))
+)
+
+
 def count_devices(session: Session, user_id: str) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Device)
-            .where(Device.user_id == user_id, Device.revoked_at.is_(None))
-        )
-        or 0
-    )
+    return session.scalar(_COUNT_DEVICES, {"user_id": user_id}) or 0
 
 
 class AuthService:
@@ -258,12 +265,7 @@ class AuthService:
         """The caller behind an access token whose session, device and user are still live."""
         claims = verified or self.verify_signature(token)
         with transaction(self._ctx.read) as session:
-            row = session.execute(
-                select(AuthSession, Device, User)
-                .join(Device, Device.id == AuthSession.device_id)
-                .join(User, User.id == AuthSession.user_id)
-                .where(AuthSession.id == claims.session_id)
-            ).first()
+            row = session.execute(_PRINCIPAL, {"session_id": claims.session_id}).first()
         if row is None:
             raise TokenInvalid("unknown session")
         auth_session, device, user = row

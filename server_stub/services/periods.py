@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -32,12 +32,19 @@ def period_bounds(anchor: datetime, now: datetime) -> tuple[datetime, datetime]:
     return start, anchor + relativedelta(months=months + 1)
 
 
+# Hot-path statements are built once: building them per call costs more than running them.
+_ACTIVE_PLAN = (
+    select(Subscription, Plan)
+    .join(Plan, Plan.id == Subscription.plan_id)
+    .where(Subscription.user_id == bindparam("user_id"), Subscription.status == "active")
+)
+_PERIOD = select(UsagePeriod).where(
+    UsagePeriod.user_id == bindparam("user_id"), UsagePeriod.period_start == bindparam("start")
+)
+
+
 def active_plan(session: Session, user_id: str) -> ActivePlan | None:
-    row = session.execute(
-        select(Subscription, Plan)
-        .join(Plan, Plan.id == Subscription.plan_id)
-        .where(Subscription.user_id == user_id, Subscription.status == "active")
-    ).first()
+    row = session.execute(_ACTIVE_PLAN, {"user_id": user_id}).first()
     return ActivePlan(subscription=row[0], plan=row[1]) if row else None
 
 
@@ -56,11 +63,7 @@ def subscribe(session: Session, user_id: str, plan: Plan, now: datetime) -> Subs
 def find_period(session: Session, active: ActivePlan, now: datetime) -> UsagePeriod | None:
     """The user's period for ``now`` if it exists already (no lock, no insert)."""
     start, _ = period_bounds(active.subscription.period_anchor, now)
-    return session.scalar(
-        select(UsagePeriod).where(
-            UsagePeriod.user_id == active.subscription.user_id, UsagePeriod.period_start == start
-        )
-    )
+    return session.scalar(_PERIOD, {"user_id": active.subscription.user_id, "start": start})
 
 
 def current_period(

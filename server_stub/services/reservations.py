@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.protocol import (
@@ -70,19 +70,19 @@ def _lock_period(session: Session, period_id: str) -> UsagePeriod:
     return period
 
 
-def has_expired_holds(session: Session, period: UsagePeriod, now: datetime) -> bool:
-    return (
-        session.scalar(
-            select(Reservation.id)
-            .where(
-                Reservation.period_id == period.id,
-                Reservation.status == HELD,
-                Reservation.expires_at <= now,
-            )
-            .limit(1)
-        )
-        is not None
+_EXPIRED_HOLD = (
+    select(Reservation.id)
+    .where(
+        Reservation.period_id == bindparam("period_id"),
+        Reservation.status == HELD,
+        Reservation.expires_at <= bindparam("now"),
     )
+    .limit(1)
+)
+
+
+def has_expired_holds(session: Session, period: UsagePeriod, now: datetime) -> bool:
+    return session.scalar(_EXPIRED_HOLD, {"period_id": period.id, "now": now}) is not None
 
 
 def release_expired_holds(session: Session, period: UsagePeriod, now: datetime) -> int:
