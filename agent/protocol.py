@@ -1,11 +1,14 @@
 """The TGFlow wire contract: request/response models, error codes and protocol constants.
 
 This module is shared by the reference backend (``server_stub``) and the license agent. It holds
-pydantic models and constants only: no I/O, no Qt, no server code.
+pydantic models, constants and pure functions of the wire values (the device-fingerprint matching
+rule): no I/O, no Qt, no server code.
 """
 
 from __future__ import annotations
 
+import hmac
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -43,6 +46,17 @@ KEY_PURPOSE_AUTH: Final = "auth"
 KEY_PURPOSE_LICENSE: Final = "license"
 
 PIN_PREFIX: Final = "sha256/"
+
+#: Prefix of a component-wise device fingerprint (see ``agent.fingerprint`` and docs/agent.md).
+FINGERPRINT_V1_PREFIX: Final = "v1."
+#: Separator between the components of a v1 fingerprint.
+FINGERPRINT_SEPARATOR: Final = "."
+#: Stands for a component the agent could not read on this machine.
+FINGERPRINT_MISSING: Final = "-"
+#: Length of one encoded component: base64url of an HMAC-SHA256, cut to 132 bits.
+FINGERPRINT_COMPONENT_LENGTH: Final = 22
+#: A fingerprint with fewer components than this only ever matches exactly.
+FINGERPRINT_MIN_COMPONENTS: Final = 3
 
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 
@@ -293,6 +307,56 @@ class Jwk(_Response):
 
 class Jwks(_Response):
     keys: list[Jwk]
+
+
+# --- device fingerprints ------------------------------------------------------------------------
+
+_COMPONENT = re.compile(rf"[A-Za-z0-9_\-]{{{FINGERPRINT_COMPONENT_LENGTH}}}")
+
+
+def fingerprint_components(fingerprint: str) -> tuple[str | None, ...]:
+    """Split a device fingerprint into its components, ``None`` standing for a missing one.
+
+    A well-formed v1 fingerprint (``v1.`` + at least ``FINGERPRINT_MIN_COMPONENTS`` components,
+    each 22 base64url characters or ``-``) yields one entry per component, in order. Anything
+    else (an older client's opaque fingerprint, a malformed v1 string) is one opaque component.
+    """
+    if fingerprint.startswith(FINGERPRINT_V1_PREFIX):
+        parts = fingerprint[len(FINGERPRINT_V1_PREFIX) :].split(FINGERPRINT_SEPARATOR)
+        if len(parts) >= FINGERPRINT_MIN_COMPONENTS and all(
+            part == FINGERPRINT_MISSING or _COMPONENT.fullmatch(part) for part in parts
+        ):
+            return tuple(None if part == FINGERPRINT_MISSING else part for part in parts)
+    return (fingerprint,)
+
+
+def fingerprint_agreement(a: str, b: str) -> tuple[int, int]:
+    """``(matching, compared)``: components present in both fingerprints, and how many agree.
+
+    Fingerprints of different shapes (opaque vs v1, or different component counts) compare
+    nothing: ``(0, 0)``.
+    """
+    left, right = fingerprint_components(a), fingerprint_components(b)
+    if len(left) != len(right) or len(left) < FINGERPRINT_MIN_COMPONENTS:
+        return 0, 0
+    pairs = [(x, y) for x, y in zip(left, right, strict=True) if x is not None and y is not None]
+    matching = sum(hmac.compare_digest(x.encode(), y.encode()) for x, y in pairs)
+    return matching, len(pairs)
+
+
+def same_device(stored: str, presented: str) -> bool:
+    """Whether ``presented`` identifies the same device as ``stored``.
+
+    The rule (docs/agent.md, "Device fingerprint"): equal strings always match. Otherwise both
+    must be v1 fingerprints with the same number (at least ``FINGERPRINT_MIN_COMPONENTS``) of
+    components; only the components present in both are compared, at least two must be, and a
+    strict majority of those must be equal. A component missing on either side counts neither
+    for nor against. Opaque fingerprints, and anything with fewer components, match only exactly.
+    """
+    if hmac.compare_digest(stored.encode(), presented.encode()):
+        return True
+    matching, compared = fingerprint_agreement(stored, presented)
+    return compared >= 2 and 2 * matching > compared
 
 
 def problem_example(code: ErrorCode, detail: str) -> dict[str, Any]:

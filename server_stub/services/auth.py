@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,7 +10,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent.protocol import REFRESH_TOKEN_TTL_SECONDS
+from agent.protocol import REFRESH_TOKEN_TTL_SECONDS, fingerprint_agreement, same_device
 
 from ..db import transaction
 from ..errors import (
@@ -81,6 +80,13 @@ def count_devices(session: Session, user_id: str) -> int:
     return session.scalar(_COUNT_DEVICES, {"user_id": user_id}) or 0
 
 
+def _record_fingerprint(device: Device, fingerprint: str) -> None:
+    """Keep the latest fingerprint of a device recognised with one component changed."""
+    if device.fingerprint != fingerprint:
+        log.info("device fingerprint changed; recorded", extra={"device_id": device.id})
+        device.fingerprint = fingerprint
+
+
 class AuthService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
@@ -141,8 +147,9 @@ class AuthService:
                 Device.fingerprint == fingerprint,
                 Device.revoked_at.is_(None),
             )
-        )
+        ) or self._drifted_device(session, user.id, fingerprint)
         if device is not None:
+            _record_fingerprint(device, fingerprint)
             device.last_seen_at = now
             if name:
                 device.name = name
@@ -159,6 +166,28 @@ class AuthService:
         session.add(device)
         session.flush()
         return device
+
+    @staticmethod
+    def _drifted_device(session: Session, user_id: str, fingerprint: str) -> Device | None:
+        """The user's live device that ``fingerprint`` matches by majority (one value changed).
+
+        A user has a handful of devices at most, so they are compared in Python. Should two
+        match, the one agreeing on more components wins, then the one seen last.
+        """
+        devices = session.scalars(
+            select(Device).where(Device.user_id == user_id, Device.revoked_at.is_(None))
+        )
+        matches = [device for device in devices if same_device(device.fingerprint, fingerprint)]
+        if not matches:
+            return None
+        return max(
+            matches,
+            key=lambda device: (
+                fingerprint_agreement(device.fingerprint, fingerprint)[0],
+                device.last_seen_at,
+                device.id,
+            ),
+        )
 
     def _start_session(
         self, session: Session, user: User, device: Device, now: datetime
@@ -209,7 +238,7 @@ class AuthService:
             token, auth_session, device, user = row
             if auth_session.revoked_at is not None or device.revoked_at is not None:
                 raise TokenInvalid("this session has ended; log in again")
-            if not hmac.compare_digest(device.fingerprint, fingerprint):
+            if not same_device(device.fingerprint, fingerprint):
                 raise TokenInvalid("this refresh token belongs to another device")
             if token.used_at is not None:
                 # A used token came back: someone holds a copy. End the whole family.
@@ -228,6 +257,7 @@ class AuthService:
                 )
                 if marked.rowcount != 1:  # type: ignore[attr-defined]
                     raise TokenInvalid("this refresh token was already used")
+                _record_fingerprint(device, fingerprint)
                 device.last_seen_at = now
                 return self._issue(session, user, device, auth_session.id, now)
         if reused:
@@ -269,7 +299,11 @@ class AuthService:
         if row is None:
             raise TokenInvalid("unknown session")
         auth_session, device, user = row
-        if user.id != claims.user_id or fingerprint_hash(device.fingerprint) != claims.device:
+        # The signed session id binds the token to its device row. The ``device`` claim is the
+        # fingerprint hash at issue time and is not compared with the stored fingerprint, which a
+        # later login may have updated after one component changed: the device's other tokens
+        # stay valid until they expire.
+        if user.id != claims.user_id:
             raise TokenInvalid("the access token does not match its session")
         if auth_session.revoked_at is not None or device.revoked_at is not None:
             raise TokenInvalid("this session has ended; log in again")
