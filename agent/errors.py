@@ -1,0 +1,120 @@
+"""The agent's typed errors.
+
+Every error the agent raises on purpose derives from :class:`LicenseError`, so a caller can catch
+the whole family at once and still tell the cases apart. A class whose ``code`` is set stands for
+the problem-details ``code`` of the same name on the wire; ``error_class_for`` maps a code back to
+its class (``ERROR_BY_CODE``). :class:`InvalidPin` is a configuration error and derives from
+``ValueError`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from agent.protocol import ErrorCode
+
+
+class LicenseError(Exception):
+    """Base of every licensing failure the agent reports."""
+
+    #: The problem-details code this error stands for, where there is one.
+    code: ClassVar[ErrorCode | None] = None
+
+    def __init__(self, reason: str) -> None:
+        """Carry a human-readable ``reason`` (also the exception's message)."""
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+class TokenRejected(LicenseError):
+    """A token (access token or lease) failed verification; subclasses say why."""
+
+    code = ErrorCode.TOKEN_INVALID
+
+
+class TokenInvalid(TokenRejected):
+    """Malformed, badly signed, of the wrong algorithm, issuer or audience, or not valid yet."""
+
+
+class TokenExpired(TokenRejected):
+    """Correctly signed, but past its ``exp`` (beyond the leeway)."""
+
+    code = ErrorCode.TOKEN_EXPIRED
+
+
+class UntrustedKey(TokenRejected):
+    """Signed (or claimed to be signed) by a key that is not pinned, or not known at all."""
+
+
+class DeviceMismatch(TokenRejected):
+    """A genuine lease, but issued for another device."""
+
+
+# --- server answers and local conditions --------------------------------------------------------
+
+
+class InvalidCredentials(LicenseError):
+    """The e-mail and password do not match an account."""
+
+    code = ErrorCode.INVALID_CREDENTIALS
+
+
+class DeviceLimit(LicenseError):
+    """The account already uses every device its plan allows."""
+
+    code = ErrorCode.DEVICE_LIMIT
+
+
+class QuotaExceeded(LicenseError):
+    """Not enough quota left for the reservation; nothing was held."""
+
+    code = ErrorCode.QUOTA_EXCEEDED
+
+
+class LicenseInactive(LicenseError):
+    """The account has no active license."""
+
+    code = ErrorCode.LICENSE_INACTIVE
+
+
+class Offline(LicenseError):
+    """The server cannot be reached and no valid offline lease covers the request."""
+
+
+class TamperDetected(LicenseError):
+    """The local state cannot be trusted (for example the clock ran back too far)."""
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+class InvalidPin(ValueError):
+    """A configured public-key pin is not of the form ``sha256/<base64url, 32 bytes>``."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        """Name the offending ``value`` and why it was refused."""
+        super().__init__(f"invalid public-key pin {value!r}: {reason}")
+        self.value = value
+        self.reason = reason
+
+
+#: The error class standing for each problem-details ``code`` the agent knows how to report.
+ERROR_BY_CODE: dict[ErrorCode, type[LicenseError]] = {
+    ErrorCode.TOKEN_INVALID: TokenInvalid,
+    ErrorCode.TOKEN_EXPIRED: TokenExpired,
+    ErrorCode.INVALID_CREDENTIALS: InvalidCredentials,
+    ErrorCode.DEVICE_LIMIT: DeviceLimit,
+    ErrorCode.QUOTA_EXCEEDED: QuotaExceeded,
+    ErrorCode.LICENSE_INACTIVE: LicenseInactive,
+}
+
+
+def error_class_for(code: ErrorCode | str) -> type[LicenseError] | None:
+    """The error class standing for a problem-details ``code``, or ``None`` for other codes."""
+    try:
+        return ERROR_BY_CODE.get(ErrorCode(code))
+    except ValueError:
+        return None
