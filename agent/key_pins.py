@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -30,14 +29,20 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
 from agent.clock import Clock, SystemClock
 from agent.errors import InvalidPin, UntrustedKey
-from agent.protocol import ACCESS_TOKEN_ALG, LICENSE_FILE_ALG, PIN_PREFIX
+from agent.protocol import (
+    ACCESS_TOKEN_ALG,
+    LICENSE_FILE_ALG,
+    PIN_PREFIX,
+    b64url,
+    jwk_thumbprint,
+    public_key_pin,
+)
 
 log = logging.getLogger("tgflow.agent.keys")
 
@@ -61,18 +66,6 @@ _ALG_FOR_KTY: Final[Mapping[str, str]] = {"RSA": ACCESS_TOKEN_ALG, "EC": LICENSE
 # --- pins ---------------------------------------------------------------------------------------
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def public_key_pin(public_key: PublicKey) -> str:
-    """The pin of ``public_key``: ``sha256/`` + base64url(SHA-256 of its DER SPKI), no padding."""
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return PIN_PREFIX + _b64url(hashlib.sha256(der).digest())
-
-
 def validate_pin(value: str) -> str:
     """Return ``value`` if it is a well-formed pin; raise :class:`InvalidPin` otherwise."""
     if not value.startswith(PIN_PREFIX):
@@ -90,7 +83,7 @@ def validate_pin(value: str) -> str:
         raise InvalidPin(
             value, f"a SHA-256 digest has {_PIN_DIGEST_BYTES} bytes, this one has {len(digest)}"
         )
-    if _b64url(digest) != encoded:
+    if b64url(digest) != encoded:
         # Non-canonical trailing bits: the same digest would have two spellings.
         raise InvalidPin(value, "the digest is not canonical base64url")
     return value
@@ -108,13 +101,6 @@ def parse_pins(setting: str) -> frozenset[str]:
     if not parsed:
         raise InvalidPin(setting, "at least one pin is required")
     return parsed
-
-
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 SHA-256 thumbprint of a public RSA or EC JWK (the server's ``kid``)."""
-    required = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
-    canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
 # --- keys ---------------------------------------------------------------------------------------

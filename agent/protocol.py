@@ -7,12 +7,18 @@ rule): no I/O, no Qt, no server code.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 # --- protocol constants -------------------------------------------------------------------------
@@ -368,3 +374,26 @@ def problem_example(code: ErrorCode, detail: str) -> dict[str, Any]:
         "detail": detail,
         "code": code.value,
     }
+
+
+# --- key identity (the same definitions on both sides of the wire) ------------------------------
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def public_key_pin(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
+    """The pin of a key: ``sha256/`` + base64url(SHA-256 of its DER SubjectPublicKeyInfo)."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return PIN_PREFIX + b64url(hashlib.sha256(der).digest())
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint of a public RSA or EC JWK: the ``kid`` of every key."""
+    required = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
+    canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"), sort_keys=True)
+    return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())

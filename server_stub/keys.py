@@ -7,8 +7,6 @@ signing at once and stays published until the last token it can have signed has 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +27,8 @@ from agent.protocol import (
     KEY_PURPOSE_AUTH,
     KEY_PURPOSE_LICENSE,
     LICENSE_FILE_ALG,
-    PIN_PREFIX,
+    jwk_thumbprint,
+    public_key_pin,
 )
 
 from .clock import Clock
@@ -51,29 +50,10 @@ class KeyStoreError(Exception):
     """The key directory cannot be read or written."""
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def public_key_pin(public_key: PublicKey) -> str:
-    """``sha256/`` + base64url(SHA-256 of the DER SubjectPublicKeyInfo), no padding."""
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return PIN_PREFIX + b64url(hashlib.sha256(der).digest())
-
-
 def public_jwk(public_key: PublicKey) -> dict[str, Any]:
     if isinstance(public_key, rsa.RSAPublicKey):
         return dict(RSAAlgorithm.to_jwk(public_key, as_dict=True))
     return dict(ECAlgorithm.to_jwk(public_key, as_dict=True))
-
-
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 thumbprint (SHA-256) of a public JWK."""
-    required = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
-    canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"), sort_keys=True)
-    return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
 def _generate(purpose: str) -> PrivateKey:

@@ -29,7 +29,8 @@ from agent.errors import (
     TokenRejected,
     UntrustedKey,
 )
-from agent.key_pins import PinnedKeySet, jwk_thumbprint
+from agent.key_pins import PinnedKeySet
+from agent.protocol import jwk_thumbprint
 from agent.tokens import TokenVerifier
 from server_stub.keys import SigningKey, public_jwk
 from tests.agent.conftest import (

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agent.clock import FakeClock
 from agent.errors import UntrustedKey
-from agent.key_pins import CACHE_FILE_NAME, PinnedKeySet, jwk_thumbprint, public_key_pin
+from agent.key_pins import CACHE_FILE_NAME, PinnedKeySet
+from agent.protocol import jwk_thumbprint, public_key_pin
 from agent.tokens import TokenVerifier
 from server_stub.keys import public_jwk
 from tests.agent.conftest import AgentBackend, RequestCounter, closed_port_url

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from agent.errors import InvalidPin
-from agent.key_pins import jwk_thumbprint, parse_pins, public_key_pin
+from agent.key_pins import parse_pins
+from agent.protocol import jwk_thumbprint, public_key_pin
 from server_stub.keys import public_jwk
 from tests.agent.conftest import AgentBackend
 

@@ -13,9 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from agent.protocol import jwk_thumbprint
 from server_stub.cli import main as cli_main
 from server_stub.clock import FakeClock
-from server_stub.keys import KeyStore, jwk_thumbprint
+from server_stub.keys import KeyStore
 from tests.conftest import BackendFactory
 from tests.helpers.api import assert_problem, bearer, register
 
