@@ -80,12 +80,53 @@ class LicenseInactive(LicenseError):
     code = ErrorCode.LICENSE_INACTIVE
 
 
+class NotFound(LicenseError):
+    """The server does not know the object named (for example a reservation of another account)."""
+
+    code = ErrorCode.NOT_FOUND
+
+
+class IdempotencyConflict(LicenseError):
+    """A ``correlation_id`` was reused with a different request body; nothing was reserved."""
+
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+
+class ReservationConflict(LicenseError):
+    """The reservation was already settled otherwise (committed, or rolled back)."""
+
+    code = ErrorCode.RESERVATION_CONFLICT
+
+
+class ReservationExpired(LicenseError):
+    """The reservation outlived its TTL before it was committed; the server released its hold."""
+
+    code = ErrorCode.RESERVATION_EXPIRED
+
+
+class UnexpectedResponse(LicenseError):
+    """The server answered with something the agent cannot act on (5xx, unknown code, bad body)."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        """Carry the ``reason`` and, where there was one, the HTTP ``status``."""
+        super().__init__(reason)
+        self.status = status
+
+
 class Offline(LicenseError):
     """The server cannot be reached and no valid offline lease covers the request."""
 
 
 class TamperDetected(LicenseError):
     """The local state cannot be trusted (for example the clock ran back too far)."""
+
+
+class NoOfflineLease(Offline):
+    """No usable lease is stored locally (never fetched, cleared, or the file is unreadable)."""
+
+
+class SecretStoreError(LicenseError):
+    """The refresh token could not be read, written or removed (keyring or file)."""
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -109,6 +150,10 @@ ERROR_BY_CODE: dict[ErrorCode, type[LicenseError]] = {
     ErrorCode.DEVICE_LIMIT: DeviceLimit,
     ErrorCode.QUOTA_EXCEEDED: QuotaExceeded,
     ErrorCode.LICENSE_INACTIVE: LicenseInactive,
+    ErrorCode.NOT_FOUND: NotFound,
+    ErrorCode.IDEMPOTENCY_CONFLICT: IdempotencyConflict,
+    ErrorCode.RESERVATION_CONFLICT: ReservationConflict,
+    ErrorCode.RESERVATION_EXPIRED: ReservationExpired,
 }
 
 
