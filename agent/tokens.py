@@ -80,7 +80,6 @@ _LEASE = _TokenType(
         "iat",
         "device",
         "status",
-        "plan",
         "quota",
         "features",
     ),
@@ -224,6 +223,9 @@ class TokenVerifier:
 
     def _lease_claims(self, token: str, key: PinnedKey, device: str) -> LeaseClaims:
         claims = self._decode(token, key, _LEASE)
+        # ``plan`` is null for an inactive license; PyJWT's ``require`` would call that missing.
+        if "plan" not in claims:
+            raise TokenInvalid("the license lease lacks the plan claim")
         sub, dev, status, plan = claims["sub"], claims["device"], claims["status"], claims["plan"]
         quota, features = claims["quota"], claims["features"]
         limit = quota.get("limit") if isinstance(quota, Mapping) else None

@@ -85,15 +85,19 @@ class HttpUsageBackend:
 def problem_error(path: str, response: httpx.Response) -> Exception:
     """The typed error standing for a failed ``response`` (problem details, RFC 9457)."""
     try:
+        method = response.request.method
+    except RuntimeError:  # a response built by hand has no request
+        method = "POST"
+    try:
         problem = Problem.model_validate_json(response.content)
     except ValidationError:
         return UnexpectedResponse(
-            f"POST {path}: HTTP {response.status_code} without problem details",
+            f"{method} {path}: HTTP {response.status_code} without problem details",
             response.status_code,
         )
     cls = error_class_for(problem.code)
     if cls is None:
         return UnexpectedResponse(
-            f"POST {path}: {problem.code.value}: {problem.detail}", response.status_code
+            f"{method} {path}: {problem.code.value}: {problem.detail}", response.status_code
         )
     return cls(problem.detail)

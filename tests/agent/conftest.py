@@ -71,14 +71,18 @@ class Session:
 
 
 @contextmanager
-def running_backend(data_dir: Path) -> Iterator[AgentBackend]:
-    """Start the real app on an ephemeral loopback port with an SQLite file in ``data_dir``."""
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=f"sqlite:///{data_dir / 'tgflow.db'}",
-        rate_limit_enabled=False,
-        sweep_interval_seconds=3600,
-    )
+def running_backend(data_dir: Path, **overrides: Any) -> Iterator[AgentBackend]:
+    """Start the real app on an ephemeral loopback port with an SQLite file in ``data_dir``.
+
+    ``overrides`` are further ``Settings`` fields (e.g. ``default_plan``).
+    """
+    fields: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": f"sqlite:///{data_dir / 'tgflow.db'}",
+        "rate_limit_enabled": False,
+        "sweep_interval_seconds": 3600,
+    }
+    settings = Settings(**(fields | overrides))
     clock = ServerClock()
     services = build_services(settings, clock)
     server = LiveServer(create_app(settings, services=services)).__enter__()
