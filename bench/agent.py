@@ -1,0 +1,150 @@
+"""License agent benchmark: the offline license check and the reserve+commit round trip.
+
+1. ``LeaseStore.check_offline`` with a real lease (target: median <= 100 us), printed beside one
+   raw RS256 verify of the same lease (``jwt.decode`` with the public key) measured in the same
+   run, so the figure can be judged against the machine's speed;
+2. ``AsyncLicenseClient.reserve`` then ``commit`` over loopback against ``tgflow-server run`` (a
+   subprocess on SQLite in a temporary data dir, seeded like bench/server.py), median per pair.
+
+Usage: ``.venv/bin/python bench/agent.py [--checks 20000] [--pairs 300]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jwt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import keyring.backends.fail
+import server as server_bench
+
+from agent.client import AsyncLicenseClient
+from agent.secrets import RefreshTokenStore
+
+TARGET_CHECK_US = 100.0
+
+
+def pins(data_dir: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [str(server_bench.SERVER_CLI), "keys", "pins", "--data-dir", str(data_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = [word for word in done.stdout.split() if word.startswith("sha256/")]
+    if not found:
+        raise SystemExit(f"no pins in `tgflow-server keys pins` output:\n{done.stdout}")
+    return ",".join(found)
+
+
+def median_us(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e6
+
+
+async def measure(
+    url: str, pin_setting: str, work: Path, password: str, args: argparse.Namespace
+) -> None:
+    agent_dir = work / "agent"
+    client = AsyncLicenseClient(
+        url,
+        fingerprint=server_bench.FINGERPRINT,
+        pins=pin_setting,
+        data_dir=agent_dir,
+        secrets=RefreshTokenStore(agent_dir, backend=keyring.backends.fail.Keyring()),
+    )
+    async with client:
+        await client.login(server_bench.EMAIL, password)
+        lic = await client.license()
+
+        # 1. offline check vs one raw RS256 verify
+        key = client.verifier.keys.key(jwt.get_unverified_header(lic.info.lease)["kid"])
+        client.offline_license()  # first check verifies the signature once
+        checks: list[float] = []
+        for _ in range(args.checks):
+            start = time.perf_counter()
+            client.offline_license()
+            checks.append(time.perf_counter() - start)
+        raws: list[float] = []
+        for _ in range(max(200, args.checks // 50)):
+            start = time.perf_counter()
+            jwt.decode(
+                lic.info.lease,
+                key.public_key,  # type: ignore[arg-type]
+                algorithms=["RS256"],
+                audience="tgflow-lease",
+                options={"verify_exp": True},
+            )
+            raws.append(time.perf_counter() - start)
+
+        # 2. reserve + commit over loopback
+        for n in range(20):  # warm-up
+            r = await client.reserve(1, f"bench-warm-{n:06d}-{secrets.token_hex(4)}")
+            await client.commit(r.reservation_id, 1)
+        pairs: list[float] = []
+        for n in range(args.pairs):
+            cid = f"bench-{n:06d}-{secrets.token_hex(4)}"
+            start = time.perf_counter()
+            r = await client.reserve(1, cid)
+            await client.commit(r.reservation_id, 1)
+            pairs.append(time.perf_counter() - start)
+
+    check_us, raw_us = median_us(checks), median_us(raws)
+    ok = check_us <= TARGET_CHECK_US
+    print(f"offline check (LeaseStore.check_offline), median of {len(checks)}: {check_us:8.2f} us")
+    print(f"raw RS256 verify (jwt.decode), median of {len(raws)}: {raw_us:8.2f} us")
+    print(f"  ratio check / raw verify: {check_us / raw_us:.3f}")
+    print(f"  target <= {TARGET_CHECK_US:.0f} us: {'met' if ok else 'NOT MET'}")
+    p95 = sorted(pairs)[int(0.95 * (len(pairs) - 1))] * 1e3
+    print(
+        f"reserve+commit round trip over loopback, median of {len(pairs)}: "
+        f"{statistics.median(pairs) * 1e3:.2f} ms (p95 {p95:.2f} ms)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checks", type=int, default=20_000)
+    parser.add_argument("--pairs", type=int, default=300)
+    args = parser.parse_args()
+    if not server_bench.SERVER_CLI.exists():
+        raise SystemExit(f"{server_bench.SERVER_CLI} not found: run with the project's venv python")
+    load = os.getloadavg()
+    print(
+        f"TGFlow license agent benchmark: {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    work = Path(tempfile.mkdtemp(prefix="tgflow-bench-agent-"))
+    data_dir = work / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLOW_")}
+    env |= {"TGFLOW_RATE_LIMIT_ENABLED": "false", "TGFLOW_DATA_DIR": str(data_dir)}
+    password = secrets.token_hex(16)
+    server_bench.seed(data_dir, password, env)
+    port = server_bench.free_port()
+    argv = [str(server_bench.SERVER_CLI), "run", "--host", server_bench.HOST, "--port", str(port)]
+    real = server_bench.start_server(
+        "tgflow-server", [*argv, "--workers", "1", "--data-dir", str(data_dir)], port, work, env
+    )
+    try:
+        server_bench.wait_ready(real, "/healthz")
+        asyncio.run(measure(real.base_url, pins(data_dir, env), work, password, args))
+    finally:
+        real.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
