@@ -25,7 +25,7 @@ from agent.errors import Offline, QuotaExceeded
 from agent.journal import EntryState, JournalError, Outcome, UsageJournal
 from agent.protocol import RESERVATION_TTL_SECONDS, ReservationResponse, SettleResponse
 from agent.usage_http import HttpUsageBackend
-from tests.agent.conftest import AgentBackend, closed_port_url
+from tests.agent.conftest import AgentBackend, closed_port_url, running_backend
 from tests.agent.journal_child import TOKEN_ENV
 from tests.helpers.api import PASSWORD, bearer, fingerprint, register
 
@@ -555,3 +555,42 @@ def test_a_process_killed_while_recording_is_charged_what_its_journal_holds(
     assert 3 <= recorded <= 50
     assert used == recorded
     assert quota(backend, account) == {"used": recorded, "held": 0, "remaining": QUOTA - recorded}
+
+
+def test_the_server_killed_between_reserve_and_commit_is_settled_after_its_restart(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "server"
+    path = tmp_path / "j.sqlite"
+    with running_backend(data_dir) as first:
+        account = new_account(first)
+
+        async def before_the_crash(usage: HttpUsageBackend) -> str:
+            with UsageJournal(path) as journal:
+                entry = await journal.reserve(usage, 6)
+                for i in range(4):
+                    journal.record_sent(entry.correlation_id, f"r{i}")
+                first.stop()  # the server dies after the sends, before the commit
+                with pytest.raises(Offline):
+                    await journal.finish(usage, entry.correlation_id)
+                assert journal.entry(entry.correlation_id).sealed == 4
+                return entry.correlation_id
+
+        cid = run(before_the_crash, first.url, account.token)
+
+    # The same database and keys, a new process: the hold is still there, nothing counted.
+    with running_backend(data_dir) as second:
+        assert quota(second, account) == {"used": 0, "held": 6, "remaining": QUOTA - 6}
+
+        async def after_the_restart(usage: HttpUsageBackend) -> None:
+            with UsageJournal(path) as journal:
+                [outcome] = await journal.settle(usage)
+                assert outcome.correlation_id == cid
+                assert (outcome.outcome, outcome.used, outcome.uncounted) == (
+                    Outcome.COMMITTED,
+                    4,
+                    0,
+                )
+
+        run(after_the_restart, second.url, account.token)
+        assert quota(second, account) == {"used": 4, "held": 0, "remaining": QUOTA - 4}
