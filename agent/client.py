@@ -42,7 +42,7 @@ from pydantic import BaseModel, ValidationError
 from agent.clock import Clock, SystemClock
 from agent.errors import LicenseError, Offline, TokenExpired, TokenInvalid, UnexpectedResponse
 from agent.key_pins import PinnedKeySet
-from agent.lease import LeaseInfo, LeaseStore
+from agent.lease import LeaseStore
 from agent.private_files import default_data_dir
 from agent.protocol import (
     DeviceList,
@@ -385,7 +385,7 @@ class AsyncLicenseClient:
         self.leases.observe_time(claims.issued_at)
         return License(info, claims)
 
-    def offline_license(self) -> LeaseInfo:
+    def offline_license(self) -> LeaseClaims:
         """The stored lease, checked without the network (see ``LeaseStore.check_offline``)."""
         return self.leases.check_offline(self.verifier, self.device)
 
@@ -563,7 +563,7 @@ class LicenseClient:
         """See :meth:`AsyncLicenseClient.license`."""
         return self._run(self.client.license())
 
-    def offline_license(self) -> LeaseInfo:
+    def offline_license(self) -> LeaseClaims:
         """See :meth:`AsyncLicenseClient.offline_license`."""
         return self.client.offline_license()
 

@@ -36,8 +36,8 @@ from agent.clock import Clock, SystemClock
 from agent.errors import NoOfflineLease, TamperDetected, TokenExpired, TokenInvalid
 from agent.key_pins import PinnedKey
 from agent.private_files import default_data_dir, write_private_file
-from agent.protocol import CLOCK_ROLLBACK_TOLERANCE_SECONDS, LicenseStatus
-from agent.tokens import MAX_TOKEN_CHARS, TokenVerifier
+from agent.protocol import CLOCK_ROLLBACK_TOLERANCE_SECONDS
+from agent.tokens import MAX_TOKEN_CHARS, LeaseClaims, TokenVerifier
 
 log = logging.getLogger("tgflow.agent.lease")
 
@@ -53,25 +53,6 @@ PERSIST_INTERVAL_SECONDS: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
-class LeaseInfo:
-    """What the agent may rely on while offline: the facts of a verified, unexpired lease."""
-
-    subject: str
-    plan: str | None
-    status: str
-    quota_limit: int
-    period_end: datetime | None
-    features: tuple[str, ...]
-    issued_at: datetime
-    expires_at: datetime
-
-    @property
-    def active(self) -> bool:
-        """Whether the lease says the license is active."""
-        return self.status == LicenseStatus.ACTIVE
-
-
-@dataclass(frozen=True, slots=True)
 class _Verified:
     """A lease whose signature and claims passed once; only the time rules remain per check."""
 
@@ -81,7 +62,7 @@ class _Verified:
     key: PinnedKey
     not_before: float  # nbf - leeway, seconds since the epoch
     not_after: float  # exp + leeway
-    info: LeaseInfo
+    info: LeaseClaims
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +197,7 @@ class LeaseStore:
 
     def check_offline(
         self, verifier: TokenVerifier, device: str, now: datetime | None = None
-    ) -> LeaseInfo:
+    ) -> LeaseClaims:
         """Decide, without the network, whether the stored lease lets this device work now.
 
         ``device`` is the lease's expected ``device`` claim (``agent.tokens.device_claim`` of the
@@ -282,16 +263,7 @@ class LeaseStore:
             key=key,
             not_before=float(claims.claims["nbf"]) - leeway,
             not_after=float(claims.claims["exp"]) + leeway,
-            info=LeaseInfo(
-                subject=claims.subject,
-                plan=claims.plan,
-                status=claims.status,
-                quota_limit=claims.quota_limit,
-                period_end=claims.period_end,
-                features=claims.features,
-                issued_at=claims.issued_at,
-                expires_at=claims.expires_at,
-            ),
+            info=claims,
         )
         self._verified = verified
         # The signed issue time is a time seen that nobody can edit out of license.json.

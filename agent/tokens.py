@@ -39,6 +39,7 @@ from agent.protocol import (
     LEASE_ALG,
     LEASE_AUDIENCE,
     MAX_LEEWAY_SECONDS,
+    LicenseStatus,
 )
 
 log = logging.getLogger("tgflow.agent.tokens")
@@ -116,6 +117,11 @@ class LeaseClaims:
     expires_at: datetime
     kid: str
     claims: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def active(self) -> bool:
+        """Whether the lease says the license is active."""
+        return self.status == LicenseStatus.ACTIVE
 
 
 def device_claim(fingerprint: str) -> str:
