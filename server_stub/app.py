@@ -28,8 +28,7 @@ from .wiring import Services, build_services
 log = logging.getLogger("tgflow.server")
 
 
-async def _sweep_forever(services: Services) -> None:
-    interval = services.ctx.settings.sweep_interval_seconds
+async def _sweep_forever(services: Services, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
@@ -51,7 +50,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_sweep_forever(services)) if sweeper else None
+        task = (
+            asyncio.create_task(_sweep_forever(services, settings.sweep_interval_seconds))
+            if sweeper
+            else None
+        )
         try:
             yield
         finally:

@@ -14,7 +14,7 @@ from tests.helpers.api import bearer, register
 
 
 def test_periodic_sweeper_releases_expired_holds(make_backend: BackendFactory) -> None:
-    backend = make_backend(sweep_interval_seconds=0.01)
+    backend = make_backend()  # its own sweeper waits an hour: only ours below runs
     h = bearer(register(backend.client)["token"])
     r = backend.client.post(
         "/usage/reserve", json={"messages": 7, "correlation_id": "sweep-0001"}, headers=h
@@ -37,7 +37,7 @@ def test_periodic_sweeper_releases_expired_holds(make_backend: BackendFactory) -
     reservations.sweep = observed_sweep  # type: ignore[method-assign]
 
     async def run_until_swept() -> None:
-        task = asyncio.create_task(_sweep_forever(backend.services))
+        task = asyncio.create_task(_sweep_forever(backend.services, 0.01))
         try:
             assert await asyncio.to_thread(swept.wait, 30), "the sweeper never released the hold"
         finally:
