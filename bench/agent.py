@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -122,16 +119,7 @@ def main() -> int:
     args = parser.parse_args()
     if not server_bench.SERVER_CLI.exists():
         raise SystemExit(f"{server_bench.SERVER_CLI} not found: run with the project's venv python")
-    load = os.getloadavg()
-    print(
-        f"TGFlow license agent benchmark: {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
-    work = Path(tempfile.mkdtemp(prefix="tgflow-bench-agent-"))
-    data_dir = work / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLOW_")}
-    env |= {"TGFLOW_RATE_LIMIT_ENABLED": "false", "TGFLOW_DATA_DIR": str(data_dir)}
-    password = secrets.token_hex(16)
+    work, data_dir, env, password = server_bench.prepare_run("license agent", "tgflow-bench-agent-")
     server_bench.seed(data_dir, password, env)
     port = server_bench.free_port()
     argv = [str(server_bench.SERVER_CLI), "run", "--host", server_bench.HOST, "--port", str(port)]

@@ -671,6 +671,21 @@ def start_servers(
     return bare, real
 
 
+def prepare_run(title: str, prefix: str) -> tuple[Path, Path, dict[str, str], str]:
+    """Print the run's header; return a fresh work dir, its data dir, the env and a password."""
+    load = os.getloadavg()
+    print(
+        f"TGFlow {title} benchmark: {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    data_dir = work / "data"
+    # Inherited TGFLOW_* settings (a PostgreSQL URL, a log level) would change what is measured.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLOW_")}
+    env |= {"TGFLOW_RATE_LIMIT_ENABLED": "false", "TGFLOW_DATA_DIR": str(data_dir)}
+    return work, data_dir, env, secrets.token_hex(16)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_bare is not None:
@@ -679,17 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not SERVER_CLI.exists():
         raise SystemExit(f"{SERVER_CLI} not found: run with the project's venv python")
 
-    load = os.getloadavg()
-    print(
-        f"TGFlow reference backend benchmark: {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
-    work = Path(tempfile.mkdtemp(prefix="tgflow-bench-"))
-    data_dir = work / "data"
-    # Inherited TGFLOW_* settings (a PostgreSQL URL, a log level) would change what is measured.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLOW_")}
-    env |= {"TGFLOW_RATE_LIMIT_ENABLED": "false", "TGFLOW_DATA_DIR": str(data_dir)}
-    password = secrets.token_hex(16)
+    work, data_dir, env, password = prepare_run("reference backend", "tgflow-bench-")
     servers: list[Server] = []
     try:
         print(f"data dir {work}\nseeding plan and user ...", flush=True)
