@@ -1,0 +1,485 @@
+"""The desktop's service layer: everything the panels ask for, as async methods (no Qt).
+
+One :class:`Core` lives on the engine loop (see :mod:`app.engine`). The view-models call its
+coroutines through ``Engine.submit`` and receive its events through the callbacks they register;
+nothing here touches a widget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent.client import AsyncLicenseClient
+from agent.errors import LicenseError, Offline, TamperDetected, TokenRejected
+from agent.journal import Outcome, SettleOutcome, UsageJournal
+from agent.protocol import LicenseStatus
+from agent.secrets import RefreshTokenStore
+
+from .antispam import AccountStatus, AntiSpamWorker, FloodPolicy
+from .broadcast import BroadcastObserver, BroadcastWorker, Pacing, Progress, reconcile
+from .broadcast_store import Broadcast, BroadcastStore, RecipientRow
+from .clock import AsyncClock, SystemAsyncClock
+from .transports.base import AccountInfo, LoginFlow, TransportFactory
+
+log = logging.getLogger("tgflow.core")
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """What the core needs from settings.ini."""
+
+    api_base_url: str
+    pins: tuple[str, ...]
+    policy: FloodPolicy = field(default_factory=FloodPolicy)
+    pacing: Pacing = field(default_factory=Pacing)
+    telemetry: bool = False
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    id: str
+    name: str | None
+    created_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class LicenseSnapshot:
+    """The License panel's content."""
+
+    email: str | None
+    plan: str | None
+    status: str
+    #: Whether broadcasts may run; when not, :attr:`reason` says why.
+    usable: bool
+    reason: str
+    limit: int
+    used: int
+    held: int
+    remaining: int
+    period_end: datetime | None
+    lease_expires_at: datetime | None
+    devices: tuple[DeviceRow, ...] = ()
+    devices_max: int = 0
+    #: True when the server could not be reached and this comes from the offline lease.
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """An account and its anti-spam state, for the Accounts panel."""
+
+    info: AccountInfo
+    status: AccountStatus
+
+
+class NotSignedIn(RuntimeError):
+    """The action needs a license session; sign in first."""
+
+
+class BroadcastBusy(RuntimeError):
+    """The account already runs a broadcast (one broadcast per account at a time)."""
+
+
+class Core:
+    """The desktop's services, on the engine loop. Create it inside that loop."""
+
+    def __init__(
+        self,
+        config: CoreConfig,
+        *,
+        data_dir: Path,
+        transports: TransportFactory,
+        fingerprint: str,
+        clock: AsyncClock | None = None,
+        secrets: RefreshTokenStore | None = None,
+        rng: random.Random | None = None,
+        device_name: str | None = None,
+        license_client: AsyncLicenseClient | None = None,
+    ) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.clock: AsyncClock = clock or SystemAsyncClock()
+        self.transports = transports
+        self._rng = rng or random.Random()  # noqa: S311  (pacing jitter, not a secret)
+        self.client = license_client or AsyncLicenseClient(
+            config.api_base_url,
+            fingerprint=fingerprint,
+            pins=list(config.pins),
+            data_dir=self.data_dir,
+            secrets=secrets,
+            clock=self.clock,
+            device_name=device_name,
+        )
+        self.journal = UsageJournal(self.data_dir / "usage-journal.sqlite", clock=self.clock)
+        self.store = BroadcastStore(self.data_dir / "broadcasts.sqlite", clock=self.clock)
+        self.antispam = AntiSpamWorker(
+            config.policy, self.data_dir / "account-states.json", self.clock
+        )
+        self._accounts_path = self.data_dir / "accounts.json"
+        self._accounts: dict[str, AccountInfo] = self._load_accounts()
+        self._email: str | None = None
+        self._signed_in = False
+        self._login: LoginFlow | None = None
+        self._running: dict[str, tuple[BroadcastWorker, asyncio.Task[Progress]]] = {}
+        self._account_listeners: list[Callable[[AccountRow], None]] = []
+        self.antispam.subscribe(self._account_status_changed)
+
+    # --- session --------------------------------------------------------------------------------
+
+    @property
+    def signed_in(self) -> bool:
+        return self._signed_in
+
+    async def sign_in(self, email: str, password: str) -> LicenseSnapshot:
+        """Log in, settle what a previous run left open, and return the license."""
+        tokens = await self.client.login(email, password)
+        self._email = tokens.user.email
+        self._signed_in = True
+        log.info("signed in")
+        await self.settle_journal()
+        return await self.license_snapshot()
+
+    async def resume_session(self) -> LicenseSnapshot | None:
+        """Sign in again with the stored refresh token; ``None`` when there is none or it is
+        no longer accepted (the login dialog is shown then)."""
+        if self.client.secrets.load() is None:
+            return None
+        try:
+            tokens = await self.client.refresh()
+        except (TokenRejected, LicenseError) as exc:
+            if isinstance(exc, Offline):
+                raise
+            log.info("the stored session is no longer valid: %s", exc)
+            return None
+        self._email = tokens.user.email
+        self._signed_in = True
+        await self.settle_journal()
+        return await self.license_snapshot()
+
+    async def sign_out(self) -> None:
+        await self.stop_all()
+        try:
+            await self.client.logout()
+        finally:
+            self._signed_in = False
+            self._email = None
+
+    async def settle_journal(self) -> list[SettleOutcome]:
+        """Resolve the reservations a previous run (a crash) left open."""
+        outcomes = await self.journal.settle(self.client)
+        marked = reconcile(self.store, self.journal)
+        if marked:
+            log.info("%d message(s) sent before a crash were marked as sent", marked)
+        for outcome in outcomes:
+            level = logging.INFO if outcome.outcome != Outcome.DEFERRED else logging.WARNING
+            log.log(
+                level,
+                "usage left open by a previous run: %s, %d sent, %s counted (%s)",
+                outcome.outcome,
+                outcome.sent,
+                "?" if outcome.used is None else outcome.used,
+                outcome.detail,
+            )
+        return outcomes
+
+    # --- license --------------------------------------------------------------------------------
+
+    async def license_snapshot(self) -> LicenseSnapshot:
+        """``GET /license`` and the devices; the offline lease when the server is unreachable."""
+        self._need_session()
+        try:
+            lic = await self.client.license()
+            devices = await self.client.devices()
+        except Offline:
+            return self._offline_snapshot()
+        info = lic.info
+        usable = info.status == LicenseStatus.ACTIVE and info.quota.remaining > 0
+        if info.status != LicenseStatus.ACTIVE:
+            reason = f"the license is {info.status}"
+        elif info.quota.remaining <= 0:
+            reason = "the quota of this period is used up"
+        else:
+            reason = ""
+        return LicenseSnapshot(
+            email=self._email,
+            plan=info.plan,
+            status=str(info.status),
+            usable=usable,
+            reason=reason,
+            limit=info.quota.limit,
+            used=info.quota.used,
+            held=info.quota.held,
+            remaining=info.quota.remaining,
+            period_end=info.quota.period_end,
+            lease_expires_at=lic.lease.expires_at,
+            devices=tuple(
+                DeviceRow(d.id, d.name, d.created_at, d.last_seen_at) for d in devices.devices
+            ),
+            devices_max=devices.devices_max,
+        )
+
+    def _offline_snapshot(self) -> LicenseSnapshot:
+        try:
+            lease = self.client.offline_license()
+        except TamperDetected as exc:
+            return self._unusable(f"the system clock was turned back: {exc}")
+        except LicenseError as exc:
+            return self._unusable(f"offline, and no valid offline lease: {exc}")
+        return LicenseSnapshot(
+            email=self._email,
+            plan=lease.plan,
+            status=lease.status,
+            # Sending needs the server (each batch is reserved there); offline shows facts only.
+            usable=False,
+            reason="the license server cannot be reached; sending resumes when it can",
+            limit=lease.quota_limit,
+            used=0,
+            held=0,
+            remaining=0,
+            period_end=lease.period_end,
+            lease_expires_at=lease.expires_at,
+            offline=True,
+        )
+
+    def _unusable(self, reason: str) -> LicenseSnapshot:
+        return LicenseSnapshot(
+            email=self._email,
+            plan=None,
+            status="unknown",
+            usable=False,
+            reason=reason,
+            limit=0,
+            used=0,
+            held=0,
+            remaining=0,
+            period_end=None,
+            lease_expires_at=None,
+            offline=True,
+        )
+
+    async def deactivate_device(self, device_id: str) -> LicenseSnapshot:
+        self._need_session()
+        await self.client.deactivate_device(device_id)
+        return await self.license_snapshot()
+
+    # --- accounts -------------------------------------------------------------------------------
+
+    def subscribe_accounts(self, callback: Callable[[AccountRow], None]) -> None:
+        """``callback`` is called (on the engine thread) whenever an account's state changes."""
+        self._account_listeners.append(callback)
+
+    def accounts(self) -> list[AccountRow]:
+        return [AccountRow(info, self.antispam.status(i)) for i, info in self._accounts.items()]
+
+    async def add_account_start(self, phone: str) -> None:
+        """Step 1 of adding an account: Telegram sends a code to ``phone``."""
+        await self.add_account_cancel()
+        self._login = self.transports.login_flow()
+        await self._login.send_code(phone)
+
+    async def add_account_code(self, code: str) -> AccountRow:
+        """Step 2: the code. Raises ``PasswordRequired`` when step 3 is needed."""
+        info = await self._login_flow().sign_in(code)
+        return self._added(info)
+
+    async def add_account_password(self, password: str) -> AccountRow:
+        """Step 3: the two-step verification password."""
+        info = await self._login_flow().check_password(password)
+        return self._added(info)
+
+    async def add_account_cancel(self) -> None:
+        if self._login is not None:
+            flow, self._login = self._login, None
+            await flow.cancel()
+
+    def _login_flow(self) -> LoginFlow:
+        if self._login is None:
+            raise RuntimeError("start by entering the phone number")
+        return self._login
+
+    def _added(self, info: AccountInfo) -> AccountRow:
+        self._login = None
+        self._accounts[info.account_id] = info
+        self._save_accounts()
+        log.info("account %s added", info.display_name)
+        row = AccountRow(info, self.antispam.status(info.account_id))
+        self._notify_account(row)
+        return row
+
+    def restore_account(self, account_id: str) -> AccountRow:
+        self.antispam.restore(account_id)
+        return AccountRow(self._account(account_id), self.antispam.status(account_id))
+
+    def exclude_account(self, account_id: str, reason: str) -> AccountRow:
+        self.antispam.exclude(account_id, reason or "excluded by the user")
+        return AccountRow(self._account(account_id), self.antispam.status(account_id))
+
+    async def remove_account(self, account_id: str) -> None:
+        if account_id in self._running:
+            raise BroadcastBusy("stop this account's broadcast first")
+        info = self._accounts.pop(account_id)
+        self._save_accounts()
+        self.antispam.forget(account_id)
+        self.transports.remove(info)
+
+    async def ask_spambot(self, account_id: str) -> str:
+        transport = self.transports.transport(self._account(account_id))
+        await transport.connect()
+        try:
+            return await transport.ask_spambot()
+        finally:
+            await transport.disconnect()
+
+    def _account(self, account_id: str) -> AccountInfo:
+        try:
+            return self._accounts[account_id]
+        except KeyError:
+            raise KeyError(f"no account {account_id}") from None
+
+    def _account_status_changed(self, status: AccountStatus) -> None:
+        info = self._accounts.get(status.account_id)
+        if info is not None:
+            self._notify_account(AccountRow(info, status))
+
+    def _notify_account(self, row: AccountRow) -> None:
+        for callback in list(self._account_listeners):
+            callback(row)
+
+    def _load_accounts(self) -> dict[str, AccountInfo]:
+        try:
+            raw = json.loads(self._accounts_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "%s cannot be read (%s); starting with no accounts", self._accounts_path, exc
+            )
+            return {}
+        accounts: dict[str, AccountInfo] = {}
+        for item in raw.get("accounts", []) if isinstance(raw, dict) else []:
+            try:
+                info = AccountInfo(
+                    account_id=str(item["account_id"]),
+                    display_name=str(item["display_name"]),
+                    kind=str(item["kind"]),
+                )
+            except (KeyError, TypeError):
+                continue
+            accounts[info.account_id] = info
+        return accounts
+
+    def _save_accounts(self) -> None:
+        body: dict[str, Any] = {
+            "accounts": [
+                {"account_id": a.account_id, "display_name": a.display_name, "kind": a.kind}
+                for a in self._accounts.values()
+            ]
+        }
+        tmp = self._accounts_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
+        os.replace(tmp, self._accounts_path)
+
+    # --- broadcasts -----------------------------------------------------------------------------
+
+    def create_broadcast(self, account_id: str, text: str, recipients: list[str]) -> str:
+        """Store a broadcast (every recipient pending) and return its id."""
+        self._account(account_id)
+        return self.store.create(account_id, text, recipients)
+
+    def broadcasts(self) -> list[Broadcast]:
+        return self.store.all()
+
+    def broadcast(self, broadcast_id: str) -> Broadcast:
+        return self.store.get(broadcast_id)
+
+    def recipients(self, broadcast_id: str) -> list[RecipientRow]:
+        return self.store.recipients(broadcast_id)
+
+    async def run_broadcast(self, broadcast_id: str, observer: BroadcastObserver) -> Progress:
+        """Send the broadcast's pending recipients; returns when it finishes or stops."""
+        self._need_session()
+        broadcast = self.store.get(broadcast_id)
+        account = self._account(broadcast.account_id)
+        if broadcast.account_id in self._running:
+            raise BroadcastBusy(f"{account.display_name} is already sending a broadcast")
+        snapshot = await self.license_snapshot()
+        if not snapshot.usable:
+            raise LicenseUnusable(snapshot.reason)
+        worker = BroadcastWorker(
+            broadcast_id,
+            store=self.store,
+            journal=self.journal,
+            usage=self.client,
+            transport=self.transports.transport(account),
+            antispam=self.antispam,
+            clock=self.clock,
+            observer=observer,
+            pacing=self.config.pacing,
+            quota_left=snapshot.remaining,
+            rng=self._rng,
+            anti_spam_enabled=self.config.policy.enabled,
+        )
+        task = asyncio.ensure_future(worker.run())
+        self._running[broadcast.account_id] = (worker, task)
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._running.pop(broadcast.account_id, None)
+
+    def _worker(self, broadcast_id: str) -> BroadcastWorker | None:
+        for worker, _task in self._running.values():
+            if worker.broadcast_id == broadcast_id:
+                return worker
+        return None
+
+    def pause_broadcast(self, broadcast_id: str) -> None:
+        if (worker := self._worker(broadcast_id)) is not None:
+            worker.pause()
+
+    def resume_broadcast(self, broadcast_id: str) -> None:
+        if (worker := self._worker(broadcast_id)) is not None:
+            worker.resume()
+
+    def stop_broadcast(self, broadcast_id: str) -> None:
+        if (worker := self._worker(broadcast_id)) is not None:
+            worker.stop()
+
+    def running(self) -> list[str]:
+        return [worker.broadcast_id for worker, _task in self._running.values()]
+
+    async def stop_all(self) -> None:
+        """Stop every running broadcast and wait until each has settled its batch."""
+        running = list(self._running.values())
+        for worker, _task in running:
+            worker.stop()
+        if running:
+            await asyncio.gather(*(task for _w, task in running), return_exceptions=True)
+        self._running.clear()
+
+    async def close(self) -> None:
+        """Stop broadcasts, then close the client and the local stores."""
+        await self.stop_all()
+        await self.add_account_cancel()
+        await self.client.aclose()
+        self.journal.close()
+        self.store.close()
+
+    def _need_session(self) -> None:
+        if not self._signed_in:
+            raise NotSignedIn("sign in first")
+
+
+class LicenseUnusable(RuntimeError):
+    """The license does not allow sending now (inactive, quota used up, offline)."""

@@ -1,0 +1,1 @@
+"""Telegram transports: kurigram and the simulated one."""
