@@ -1,0 +1,679 @@
+"""``settings.ini``: where it is found, what it may hold, and how the program edits it.
+
+DESIGN.md ("Desktop behaviour"): an unknown section or key, or a bad value, is reported with the
+file, the ``[section] key`` and the reason, and the program does not start half-configured. Every
+problem in a file is reported at once (a syntax error stops the reading, as in any parser), and
+the entry point prints :class:`SettingsError`'s message, never a traceback.
+
+The file is read with :mod:`configparser` in strict mode (a repeated section or key is an error)
+without interpolation; a ``[DEFAULT]`` section is not special, and therefore unknown. Edits go
+through ``configupdater`` so that the user's comments, order and blank lines survive, and the file
+is replaced atomically only once the edited text has passed the same validation.
+"""
+
+from __future__ import annotations
+
+import codecs
+import configparser
+import contextlib
+import difflib
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from configupdater import ConfigUpdater
+from configupdater.block import Comment
+from configupdater.option import Option
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from agent.client import InsecureApiUrl, check_api_url
+from agent.errors import InvalidPin
+from agent.key_pins import validate_pin
+from agent.private_files import fsync_directory
+from app.paths import SETTINGS_FILE_NAME
+from app.settings_example import SETTINGS_EXAMPLE
+
+#: Mode of a settings file the program creates (it may hold the Telegram api_hash).
+NEW_SETTINGS_FILE_MODE: Final = 0o600
+#: A larger file is not a settings file.
+MAX_SETTINGS_BYTES: Final = 1024 * 1024
+
+# configparser treats the section named by ``default_section`` as defaults for every other
+# section; no real header can be this, so ``[DEFAULT]`` is reported as an unknown section.
+_NO_DEFAULT_SECTION: Final = "\x00no default section"
+_TRUE_FALSE: Final = configparser.ConfigParser.BOOLEAN_STATES
+
+
+# --- problems -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SettingsProblem:
+    """One thing wrong with a settings file.
+
+    ``file`` is ``None`` for settings that came from no file; ``section`` and ``key`` are
+    ``None`` when the problem is not about one (an unreadable file, a syntax error). ``line`` is
+    given for syntax errors, which configparser locates.
+    """
+
+    file: Path | None
+    section: str | None
+    key: str | None
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = str(self.file) if self.file is not None else "<settings>"
+        if self.line is not None:
+            where += f", line {self.line}"
+        if self.section is not None:
+            where += f": [{self.section}]"
+            if self.key is not None:
+                where += f" {self.key}"
+        return f"{where}: {self.reason}"
+
+
+class SettingsError(Exception):
+    """The settings cannot be used; :attr:`problems` lists every reason, the message names each."""
+
+    def __init__(self, problems: Sequence[SettingsProblem]) -> None:
+        """Carry ``problems`` (at least one)."""
+        if not problems:
+            raise ValueError("a SettingsError needs at least one problem")
+        self.problems: tuple[SettingsProblem, ...] = tuple(problems)
+        count = len(self.problems)
+        heading = "invalid settings:" if count == 1 else f"invalid settings ({count} problems):"
+        super().__init__("\n".join([heading, *(f"  {problem}" for problem in self.problems)]))
+
+
+# --- value parsers ------------------------------------------------------------------------------
+# Each takes the file's string (or an already typed value, when a model is built in code) and
+# raises ValueError with the reason a user reads.
+
+
+def _required_text(value: object) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("a value is required here (delete the line to use the default)")
+    return text
+
+
+def _int_between(low: int, high: int) -> Any:
+    def parse(value: object) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a whole number from {low} to {high}, got {value!r}")
+        if isinstance(value, int):
+            number = value
+        else:
+            text = _required_text(value)
+            if not re.fullmatch(r"[+-]?[0-9]+", text):
+                raise ValueError(f"must be a whole number from {low} to {high}, got {text!r}")
+            number = int(text)
+        if not low <= number <= high:
+            raise ValueError(f"must be from {low} to {high}, got {number}")
+        return number
+
+    return BeforeValidator(parse)
+
+
+def _seconds_up_to(high: float) -> Any:
+    def parse(value: object) -> float:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number of seconds from 0 to {high:g}, got {value!r}")
+        if isinstance(value, int | float):
+            number = float(value)
+        else:
+            text = _required_text(value)
+            if not re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", text):
+                hint = " (use a dot as the decimal separator)" if "," in text else ""
+                raise ValueError(
+                    f"must be a number of seconds from 0 to {high:g}, got {text!r}{hint}"
+                )
+            number = float(text)
+        if not math.isfinite(number) or not 0 <= number <= high:
+            raise ValueError(f"must be from 0 to {high:g} seconds, got {number:g}")
+        return number
+
+    return BeforeValidator(parse)
+
+
+def _parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _required_text(value)
+    try:
+        return _TRUE_FALSE[text.lower()]
+    except KeyError:
+        raise ValueError(f"must be true or false (or yes/no, on/off, 1/0), got {text!r}") from None
+
+
+def _parse_api_url(value: object) -> str:
+    text = _required_text(value)
+    try:
+        return check_api_url(text)
+    except InsecureApiUrl as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parse_pins(value: object) -> tuple[str, ...]:
+    items: Iterable[object]
+    if isinstance(value, str):
+        items = re.split(r"[,\s]+", value)
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        raise ValueError("must be a comma-separated list of sha256/... key pins")
+    pins: list[str] = []
+    bad: list[str] = []
+    for item in items:
+        pin = str(item).strip()
+        if not pin or pin in pins:
+            continue
+        try:
+            pins.append(validate_pin(pin))
+        except InvalidPin as exc:
+            bad.append(f"{pin[:60]!r} is not a key pin: {exc.reason}")
+    if bad:
+        raise ValueError("; ".join(bad))
+    return tuple(pins)
+
+
+def _parse_api_id(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip()
+        if not text:
+            return None
+        if not text.isascii() or not text.isdigit():
+            raise ValueError(f"must be the number my.telegram.org shows, or empty; got {text!r}")
+        number = int(text)
+    if not 1 <= number <= 2**31 - 1:
+        raise ValueError(f"must be a positive number below 2^31, got {number}")
+    return number
+
+
+def _parse_api_hash(value: object) -> str:
+    text = "" if value is None else str(value).strip()
+    # The hash is a credential of the user's Telegram application: never echoed back.
+    if text and not re.fullmatch(r"[0-9a-fA-F]{32}", text):
+        raise ValueError(
+            f"must be the 32 hexadecimal characters my.telegram.org shows, or empty "
+            f"(the value given has {len(text)} characters)"
+        )
+    return text.lower()
+
+
+def _parse_language(value: object) -> str:
+    text = _required_text(value).lower()
+    if text not in ("ru", "en"):
+        raise ValueError(f"must be ru or en, got {text!r}")
+    return text
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+_MaxErrors = Annotated[int, _int_between(1, 100)]
+_Cooldown = Annotated[int, _int_between(1, 86_400)]
+_BatchSize = Annotated[int, _int_between(1, 1000)]
+_Delay = Annotated[float, _seconds_up_to(3600)]
+_Bool = Annotated[bool, BeforeValidator(_parse_bool)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LicenseSettings(_Section):
+    """``[license]``: which backend to ask and which signing keys to trust."""
+
+    api_base_url: Annotated[str, BeforeValidator(_parse_api_url)] = "http://127.0.0.1:8000"
+    #: The pins, in the order given, duplicates dropped. Empty is allowed only in demo mode
+    #: (:func:`check_live_settings`).
+    jwt_public_key_fingerprint: Annotated[tuple[str, ...], BeforeValidator(_parse_pins)] = ()
+
+
+class FloodSettings(_Section):
+    """``[flood]``: when an account cools down and when it is excluded."""
+
+    max_consecutive_errors: _MaxErrors = 3
+    cooldown_sec: _Cooldown = 300
+
+
+class AntiSpamSettings(_Section):
+    """``[anti_spam]``: the program's own pacing on top of Telegram's FloodWait."""
+
+    enabled: _Bool = True
+
+
+class TelegramSettings(_Section):
+    """``[telegram]``: the user's application id and hash from my.telegram.org (both or none)."""
+
+    api_id: Annotated[int | None, BeforeValidator(_parse_api_id)] = None
+    api_hash: Annotated[str, BeforeValidator(_parse_api_hash)] = Field(default="", repr=False)
+
+    @field_validator("api_hash")
+    @classmethod
+    def _both_or_neither(cls, api_hash: str, info: ValidationInfo) -> str:
+        if "api_id" not in info.data:
+            return api_hash  # api_id is itself wrong, and reported
+        api_id = info.data["api_id"]
+        if api_id is None and api_hash:
+            raise ValueError("is set but api_id is empty; give both or neither")
+        if api_id is not None and not api_hash:
+            raise ValueError("is empty but api_id is set; give both or neither")
+        return api_hash
+
+
+class BroadcastSettings(_Section):
+    """``[broadcast]``: the pause between two messages of one account, and the batch size."""
+
+    min_delay_sec: _Delay = 3.0
+    max_delay_sec: _Delay = 7.0
+    batch_size: _BatchSize = 50
+
+    @field_validator("max_delay_sec")
+    @classmethod
+    def _not_below_min(cls, max_delay: float, info: ValidationInfo) -> float:
+        min_delay = info.data.get("min_delay_sec")
+        if min_delay is not None and max_delay < min_delay:
+            raise ValueError(
+                f"is {max_delay:g}, less than min_delay_sec ({min_delay:g}); "
+                "the maximum pause must not be below the minimum"
+            )
+        return max_delay
+
+
+class TelemetrySettings(_Section):
+    """``[telemetry]``: anonymous usage events to the backend (off unless the user turns it on)."""
+
+    enabled: _Bool = False
+
+
+class UiSettings(_Section):
+    """``[ui]``: the window's language."""
+
+    language: Annotated[Literal["ru", "en"], BeforeValidator(_parse_language)] = "ru"
+
+
+class Settings(BaseModel):
+    """Everything ``settings.ini`` configures; ``source`` is the file, ``None`` for defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    license: LicenseSettings = Field(default_factory=LicenseSettings)
+    flood: FloodSettings = Field(default_factory=FloodSettings)
+    anti_spam: AntiSpamSettings = Field(default_factory=AntiSpamSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    broadcast: BroadcastSettings = Field(default_factory=BroadcastSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
+    source: Path | None = None
+
+
+#: Each section's model, in the order of ``settings.ini.example``.
+SECTIONS: Final[Mapping[str, type[_Section]]] = {
+    "license": LicenseSettings,
+    "flood": FloodSettings,
+    "anti_spam": AntiSpamSettings,
+    "telegram": TelegramSettings,
+    "broadcast": BroadcastSettings,
+    "telemetry": TelemetrySettings,
+    "ui": UiSettings,
+}
+
+
+def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown {kind} ({hint}known: {', '.join(known)})"
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _syntax_problems(
+    error: configparser.Error, source: Path | None, text: str
+) -> list[SettingsProblem]:
+    lines = text.splitlines()
+
+    def line_text(lineno: int) -> str:
+        return repr(lines[lineno - 1].strip()[:80]) if 0 < lineno <= len(lines) else "''"
+
+    if isinstance(error, configparser.DuplicateOptionError):
+        return [
+            SettingsProblem(
+                source, error.section, error.option, "the key is given twice", error.lineno
+            )
+        ]
+    if isinstance(error, configparser.DuplicateSectionError):
+        return [
+            SettingsProblem(source, error.section, None, "the section is given twice", error.lineno)
+        ]
+    if isinstance(error, configparser.MissingSectionHeaderError):
+        reason = f"a line before the first [section] header: {line_text(error.lineno)}"
+        return [SettingsProblem(source, None, None, reason, error.lineno)]
+    if isinstance(error, configparser.ParsingError):
+        return [
+            SettingsProblem(
+                source,
+                None,
+                None,
+                "neither a [section] header, nor a 'key = value' line, nor a ; comment: "
+                + line_text(lineno),
+                lineno,
+            )
+            for lineno, _ in error.errors
+        ]
+    return [SettingsProblem(source, None, None, f"cannot be parsed: {error}")]
+
+
+def _read_sections(text: str, source: Path | None) -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(
+        interpolation=None, strict=True, default_section=_NO_DEFAULT_SECTION
+    )
+    try:
+        parser.read_string(text, source=str(source) if source is not None else "<settings>")
+    except configparser.Error as exc:
+        raise SettingsError(_syntax_problems(exc, source, text)) from None
+    return {name: dict(parser.items(name, raw=True)) for name in parser.sections()}
+
+
+def parse_settings(text: str, *, source: Path | None = None) -> Settings:
+    """Validate settings-file ``text``; ``source`` names the file in problems and in the result.
+
+    Raises :class:`SettingsError` listing every problem found, in the file's order.
+    """
+    problems: list[SettingsProblem] = []
+    values: dict[str, dict[str, str]] = {}
+    for section, items in _read_sections(text, source).items():
+        model = SECTIONS.get(section)
+        if model is None:
+            problems.append(
+                SettingsProblem(source, section, None, _unknown("section", section, SECTIONS))
+            )
+            continue
+        known = {key: value for key, value in items.items() if key in model.model_fields}
+        problems.extend(
+            SettingsProblem(source, section, key, _unknown("key", key, model.model_fields))
+            for key in items
+            if key not in known
+        )
+        try:
+            model.model_validate(known)
+        except ValidationError as exc:
+            problems.extend(_validation_problems(exc, source, section, known))
+        values[section] = known
+    if problems:
+        raise SettingsError(problems)
+    return Settings.model_validate({**values, "source": source})
+
+
+def _validation_problems(
+    error: ValidationError, source: Path | None, section: str, raw: Mapping[str, str]
+) -> list[SettingsProblem]:
+    problems = []
+    for detail in error.errors():
+        key = str(detail["loc"][0]) if detail["loc"] else None
+        cause = (detail.get("ctx") or {}).get("error")
+        reason = str(cause) if detail["type"] == "value_error" and cause else detail["msg"]
+        if key is not None and re.search(r"\s[;#]", raw.get(key, "")):
+            reason += " (a comment must be on a line of its own)"
+        problems.append(SettingsProblem(source, section, key, reason))
+    return problems
+
+
+def _decode(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            [
+                SettingsProblem(
+                    path,
+                    None,
+                    None,
+                    f"is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
+                    "save it as UTF-8",
+                )
+            ]
+        ) from None
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SETTINGS_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(
+            [SettingsProblem(path, None, None, f"cannot be read: {exc.strerror or exc}")]
+        ) from None
+    if len(data) > MAX_SETTINGS_BYTES:
+        raise SettingsError(
+            [SettingsProblem(path, None, None, f"is larger than {MAX_SETTINGS_BYTES} bytes")]
+        )
+    return data
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read and validate ``path``; ``None`` gives the defaults. Raises :class:`SettingsError`."""
+    if path is None:
+        return Settings()
+    return parse_settings(_decode(_read_file(path), path), source=path)
+
+
+def check_live_settings(settings: Settings) -> None:
+    """Raise :class:`SettingsError` unless ``settings`` can talk to a real backend.
+
+    Outside demo mode at least one key pin is required: with none, no token could be trusted.
+    """
+    if not settings.license.jwt_public_key_fingerprint:
+        raise SettingsError(
+            [
+                SettingsProblem(
+                    settings.source,
+                    "license",
+                    "jwt_public_key_fingerprint",
+                    "at least one key pin is required outside demo mode "
+                    "(`tgflow-server keys pins` prints them)",
+                )
+            ]
+        )
+
+
+# --- finding ------------------------------------------------------------------------------------
+
+
+def frozen_executable_dir() -> Path | None:
+    """The directory of the frozen (PyInstaller) program, ``None`` when running from source.
+
+    From source there is no "beside the program": the repository or the current directory is
+    deliberately not searched, so a stray ``settings.ini`` there is never picked up.
+    """
+    if getattr(sys, "frozen", False):
+        return Path(sys.executable).resolve().parent
+    return None
+
+
+def find_config(
+    explicit: Path | None, *, executable_dir: Path | None, config_dir: Path
+) -> Path | None:
+    """The settings file to use, or ``None`` for the defaults.
+
+    ``explicit`` (``--config PATH``) wins and must be an existing file, else
+    :class:`SettingsError`; then ``settings.ini`` in ``executable_dir`` (see
+    :func:`frozen_executable_dir`); then ``settings.ini`` in ``config_dir``.
+    """
+    if explicit is not None:
+        if not explicit.exists():
+            reason = "does not exist (given with --config)"
+        elif not explicit.is_file():
+            reason = "is not a file (given with --config)"
+        else:
+            return explicit
+        raise SettingsError([SettingsProblem(explicit, None, None, reason)])
+    candidates = [config_dir / SETTINGS_FILE_NAME]
+    if executable_dir is not None:
+        candidates.insert(0, executable_dir / SETTINGS_FILE_NAME)
+    return next((path for path in candidates if path.is_file()), None)
+
+
+# --- editing ------------------------------------------------------------------------------------
+
+
+def _example_comments(section: str, key: str) -> list[str]:
+    """The comment lines right above ``key`` in the example, to carry along with a new key."""
+    lines = SETTINGS_EXAMPLE.splitlines()
+    current = None
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = stripped[1:-1]
+        elif current == section and re.match(rf"{re.escape(key)}\s*[=:]", stripped):
+            start = index
+            while start > 0 and lines[start - 1].lstrip().startswith((";", "#")):
+                start -= 1
+            return lines[start:index]
+    return []
+
+
+def _check_changes(changes: Mapping[tuple[str, str], str], path: Path) -> None:
+    problems = []
+    for (section, key), value in changes.items():
+        model = SECTIONS.get(section)
+        if model is None:
+            problems.append(
+                SettingsProblem(path, section, key, _unknown("section", section, SECTIONS))
+            )
+        elif key not in model.model_fields:
+            problems.append(
+                SettingsProblem(path, section, key, _unknown("key", key, model.model_fields))
+            )
+        elif not isinstance(value, str) or any(c in value for c in "\r\n\x0b\x0c\x1c\x1d\x1e"):
+            problems.append(SettingsProblem(path, section, key, "a value is one line of text"))
+    if problems:
+        raise SettingsError(problems)
+
+
+def _set_option(updater: ConfigUpdater, section: str, key: str, value: str) -> None:
+    """Set ``key`` in the existing ``section``; a new key goes after the section's last key."""
+    block = updater[section]
+    if block.has_option(key):
+        block[key].value = value
+        return
+    # Comments after the last key belong to what follows (configupdater keeps a comment above a
+    # header in the previous section), and comments right under the header describe the section.
+    body = list(block.iter_blocks())
+    options = [b for b in body if isinstance(b, Option)]
+    if options:
+        builder = options[-1].add_after
+    elif body and isinstance(body[0], Comment):
+        builder = body[0].add_after
+    elif body:
+        builder = body[0].add_before
+    else:
+        block.set(key, value)
+        return
+    for comment in _example_comments(section, key):
+        builder.comment(comment, comment_prefix=comment.lstrip()[:1])
+    builder.option(key, value)
+
+
+def edit_settings_text(text: str, changes: Mapping[tuple[str, str], str]) -> str:
+    """``text`` with ``changes`` (``(section, key) -> value``) applied, comments and order kept.
+
+    A missing key is added at the end of its section, a missing section at the end of the file,
+    each with the example's comment. The result is not validated (:func:`save_settings` does).
+    """
+    updater = ConfigUpdater(strict=True)
+    updater.read_string(text)
+    missing: dict[str, list[tuple[str, str]]] = {}
+    for (section, key), value in changes.items():
+        if not updater.has_section(section):
+            missing.setdefault(section, []).append((key, value))
+        else:
+            _set_option(updater, section, key, value)
+    edited = str(updater)
+    for section, items in missing.items():
+        lines = [f"[{section}]"]
+        for key, value in items:
+            lines += [*_example_comments(section, key), f"{key} = {value}"]
+        if edited and not edited.endswith("\n"):
+            edited += "\n"
+        separator = "\n" if edited.strip() and not edited.endswith("\n\n") else ""
+        edited += separator + "\n".join(lines) + "\n"
+    return edited
+
+
+def save_settings(path: Path, changes: Mapping[tuple[str, str], str]) -> Settings:
+    """Apply ``changes`` (``(section, key) -> value``) to the settings file at ``path``.
+
+    The edited text is validated first: on any problem :class:`SettingsError` is raised and the
+    file is left untouched. A missing file is created from ``settings.ini.example``'s text (mode
+    0600). Comments, order, blank lines, a UTF-8 BOM and CRLF line ends are kept; the file is
+    replaced atomically. Returns the settings the new file holds.
+    """
+    _check_changes(changes, path)
+    if path.exists():
+        data = _read_file(path)
+        original, had_bom = _decode(data, path), data.startswith(codecs.BOM_UTF8)
+    else:
+        original, had_bom = SETTINGS_EXAMPLE, False
+    crlf = "\r\n" in original
+    text = original.replace("\r\n", "\n")
+    _read_sections(text, path)  # an unparseable file is reported, not half-edited
+    try:
+        edited = edit_settings_text(text, changes)
+    except configparser.Error as exc:
+        raise SettingsError(_syntax_problems(exc, path, text)) from None
+    settings = parse_settings(edited, source=path)
+    if crlf:
+        edited = edited.replace("\n", "\r\n")
+    _replace_file(path, ("\ufeff" if had_bom else "") + edited)
+    return settings
+
+
+def _replace_file(path: Path, text: str) -> None:
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = NEW_SETTINGS_FILE_MODE
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise SettingsError(
+            [SettingsProblem(path, None, None, f"cannot be written: {exc.strerror or exc}")]
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise SettingsError(
+            [SettingsProblem(path, None, None, f"cannot be written: {exc.strerror or exc}")]
+        ) from None
+    fsync_directory(directory)

@@ -1,0 +1,355 @@
+"""Recipients the user supplies: from a CSV file or pasted text, checked and normalised.
+
+A recipient is a Telegram ``@username`` (also written as a bare ``name`` or a ``t.me/name``
+link), a phone number ``+`` and 7 to 15 digits, or a numeric user id. Each is reduced to one
+normal form (``@username`` in lower case, ``+digits``, or the id's digits) so that the same person
+written twice is counted once. Nothing here raises on bad input: every value that is not a
+recipient becomes a :class:`RecipientProblem` naming its line, and the import goes on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+#: At most this many recipients are imported; the rest of the input is refused with a problem.
+MAX_RECIPIENTS: Final = 100_000
+#: At most this many problems are listed; the others are only counted.
+MAX_LISTED_PROBLEMS: Final = 1000
+#: A larger file is refused before it is read.
+MAX_FILE_BYTES: Final = 64 * 1024 * 1024
+#: Longer values are shortened in problems (the reader needs to recognise them, not all of them).
+_SHOWN_CHARS: Final = 100
+#: The largest user id accepted (Telegram ids fit in a signed 64-bit integer).
+_MAX_USER_ID: Final = 2**63 - 1
+
+_USERNAME_CHARS = re.compile(r"[A-Za-z0-9_]+")
+_PHONE_CHARS = re.compile(r"[0-9\s()\-.]+")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Characters that copying from a chat or a web page leaves around a name.
+_INVISIBLE = str.maketrans(dict.fromkeys("\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"))
+_LINK_PREFIXES: Final = ("t.me/", "telegram.me/")
+# Header names of the column holding the recipients, in order of preference: an ``id`` column
+# is often a row number, so a ``username`` or ``phone`` column beside it is taken first.
+_COLUMN_NAMES: Final = (
+    "recipient",
+    "recipients",
+    "username",
+    "phone",
+    "phone_number",
+    "user",
+    "user_id",
+    "id",
+)
+_PHONE_COLUMNS: Final = frozenset({"phone", "phone_number"})
+
+
+@dataclass(frozen=True)
+class RecipientProblem:
+    """A value that was not imported: its line in the source (1-based), the value and why."""
+
+    line: int
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.value!r}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RecipientImport:
+    """The outcome of an import.
+
+    ``recipients`` are normalised and unique, in the order first seen; ``duplicates`` counts the
+    values dropped because they repeat one already imported; ``errors`` lists the values that are
+    not recipients (at most :data:`MAX_LISTED_PROBLEMS`; ``unlisted_errors`` counts the rest).
+    """
+
+    recipients: tuple[str, ...]
+    duplicates: int
+    errors: tuple[RecipientProblem, ...]
+    unlisted_errors: int = 0
+
+
+class RecipientFileError(Exception):
+    """A recipients file cannot be read as text; the message names the file and the reason."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        """Name ``path`` and why it cannot be used."""
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class InvalidRecipient(ValueError):
+    """A value that is not a recipient; ``str()`` says why, for the user."""
+
+
+# --- one value ----------------------------------------------------------------------------------
+
+
+def _username(name: str) -> str:
+    if not _USERNAME_CHARS.fullmatch(name):
+        raise InvalidRecipient("a username holds only Latin letters, digits and _")
+    if not 5 <= len(name) <= 32:
+        raise InvalidRecipient(f"a username has 5 to 32 characters, this one has {len(name)}")
+    if not name[0].isalpha():
+        raise InvalidRecipient("a username starts with a letter")
+    if name.endswith("_"):
+        raise InvalidRecipient("a username does not end with _")
+    if "__" in name:
+        raise InvalidRecipient("a username has no two _ in a row")
+    return "@" + name.lower()
+
+
+def _phone(number: str) -> str:
+    digits = re.sub(r"[\s()\-.]", "", number)
+    if not (digits.isascii() and digits.isdigit() and 7 <= len(digits) <= 15):
+        raise InvalidRecipient("a phone number is + and 7 to 15 digits (spaces, - and () allowed)")
+    return "+" + digits
+
+
+def _link_target(value: str) -> str | None:
+    """The path of a ``t.me`` link, or ``None`` when ``value`` is not one."""
+    lowered = value.lower()
+    for scheme in ("https://", "http://"):
+        if lowered.startswith(scheme):
+            value, lowered = value[len(scheme) :], lowered[len(scheme) :]
+            break
+    if lowered.startswith("www."):
+        value, lowered = value[4:], lowered[4:]
+    for prefix in _LINK_PREFIXES:
+        if lowered.startswith(prefix):
+            return re.split(r"[?#]", value[len(prefix) :], maxsplit=1)[0].rstrip("/")
+    return None
+
+
+def normalise_recipient(value: str, *, phone_column: bool = False) -> str:
+    """The normal form of one recipient; raise :class:`InvalidRecipient` saying why not.
+
+    ``phone_column``: the value comes from a CSV column named ``phone``, where a number written
+    without its ``+`` is taken as a phone number rather than as a user id.
+    """
+    text = value.translate(_INVISIBLE).strip()
+    if not text:
+        raise InvalidRecipient("empty")
+    if text.startswith("+"):
+        return _phone(text[1:])
+    if text.startswith("@"):
+        return _username(text[1:])
+    if phone_column and _PHONE_CHARS.fullmatch(text):
+        return _phone(text)
+    target = _link_target(text)
+    if target is not None:
+        if target.startswith("+") and target[1:].isdigit():
+            return _phone(target[1:])
+        if target.startswith(("+", "joinchat/")):
+            raise InvalidRecipient("an invite link to a group or channel, not a user")
+        if "/" in target or not target:
+            raise InvalidRecipient("not a link to a user's profile (t.me/username)")
+        return _username(target)
+    if text.isascii() and text.isdigit():
+        user_id = int(text)
+        if not 0 < user_id <= _MAX_USER_ID:
+            raise InvalidRecipient("a user id is a positive number below 2^63")
+        return str(user_id)
+    if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
+        raise InvalidRecipient("a negative id is a group or channel, not a user")
+    if _PHONE_CHARS.fullmatch(text) and sum(c.isdigit() for c in text) >= 7:
+        raise InvalidRecipient("looks like a phone number: write it with + and the country code")
+    if _USERNAME_CHARS.fullmatch(text):
+        return _username(text)
+    raise InvalidRecipient("not a @username, a t.me link, a +phone number or a numeric user id")
+
+
+# --- collecting ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Collector:
+    seen: dict[str, None] = field(default_factory=dict)
+    duplicates: int = 0
+    errors: list[RecipientProblem] = field(default_factory=list)
+    unlisted_errors: int = 0
+    full: bool = False
+
+    def problem(self, line: int, value: str, reason: str) -> None:
+        if len(self.errors) < MAX_LISTED_PROBLEMS:
+            shown = value if len(value) <= _SHOWN_CHARS else value[: _SHOWN_CHARS - 1] + "…"
+            self.errors.append(RecipientProblem(line, shown, reason))
+        else:
+            self.unlisted_errors += 1
+
+    def add(self, line: int, value: str, *, phone_column: bool = False) -> None:
+        """Import ``value`` found on ``line``; sets :attr:`full` once the cap is passed."""
+        try:
+            recipient = normalise_recipient(value, phone_column=phone_column)
+        except InvalidRecipient as exc:
+            self.problem(line, value.strip(), str(exc))
+            return
+        if recipient in self.seen:
+            self.duplicates += 1
+        elif len(self.seen) >= MAX_RECIPIENTS:
+            self.problem(
+                line,
+                value.strip(),
+                f"more than {MAX_RECIPIENTS} recipients: this one and the rest were not imported",
+            )
+            self.full = True
+        else:
+            self.seen[recipient] = None
+
+    def result(self) -> RecipientImport:
+        return RecipientImport(
+            recipients=tuple(self.seen),
+            duplicates=self.duplicates,
+            errors=tuple(self.errors),
+            unlisted_errors=self.unlisted_errors,
+        )
+
+
+# --- pasted text --------------------------------------------------------------------------------
+
+
+def _line_values(line: str) -> Iterator[str]:
+    for piece in re.split(r"[,;]", line):
+        piece = piece.translate(_INVISIBLE).strip()
+        if not piece:
+            continue
+        # "+7 (999) 123-45-67" is one phone number, not four values; so is "8 (999) 123-45-67",
+        # which is then reported as a phone number without its country code.
+        digits_only = _PHONE_CHARS.fullmatch(piece.removeprefix("+"))
+        if digits_only and (piece.startswith("+") or re.search(r"[()]|\d-\d", piece)):
+            yield piece
+        else:
+            yield from piece.split()
+
+
+def parse_recipients_text(text: str) -> RecipientImport:
+    """Recipients pasted by the user: one per line, or separated by commas or spaces."""
+    collector = _Collector()
+    for number, line in enumerate(_LINE_BREAK.split(text.removeprefix("\ufeff")), start=1):
+        for value in _line_values(line):
+            collector.add(number, value)
+            if collector.full:
+                return collector.result()
+    return collector.result()
+
+
+# --- CSV ----------------------------------------------------------------------------------------
+
+
+def _delimiter(text: str) -> str:
+    sample = text[: 64 * 1024]
+    if len(sample) < len(text) and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+    except csv.Error:
+        sniffed = ""
+    if sniffed in (",", ";", "\t"):
+        return sniffed
+    first = next((line for line in _LINE_BREAK.split(sample) if line.strip()), "")
+    counts = {delimiter: first.count(delimiter) for delimiter in (";", "\t", ",")}
+    best = max(counts, key=lambda delimiter: counts[delimiter])
+    return best if counts[best] else ","
+
+
+def _header_column(row: list[str]) -> int | None:
+    names = [cell.translate(_INVISIBLE).strip().lower() for cell in row]
+    for name in _COLUMN_NAMES:
+        if name in names:
+            return names.index(name)
+    return None
+
+
+def parse_recipients_csv(text: str) -> RecipientImport:
+    """Recipients from CSV text, one per row.
+
+    The delimiter (``,``, ``;`` or tab) is sniffed. If the first row names a column
+    ``recipient``, ``username``, ``phone``, ``user`` or ``id`` (any case), it is a header and that
+    column is read; otherwise every row is data and the first column is read. Blank rows are
+    skipped; a row whose recipient cell is empty is reported.
+    """
+    text = text.removeprefix("\ufeff")
+    delimiter = _delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    collector = _Collector()
+    column: int | None = None
+    column_name = "first"
+    phone_column = False
+    previous_end = 0
+    while True:
+        start = previous_end + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            collector.problem(start, "", f"not valid CSV: {exc}")
+            if reader.line_num <= previous_end:
+                break  # the reader made no progress; what follows cannot be read
+            previous_end = reader.line_num
+            continue
+        previous_end = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if column is None:
+            header = _header_column(row)
+            column = header if header is not None else 0
+            if header is not None:
+                column_name = row[header].strip()
+                phone_column = column_name.lower() in _PHONE_COLUMNS
+                continue
+        if column >= len(row) or not row[column].strip():
+            collector.problem(start, delimiter.join(row), f"the {column_name!r} column is empty")
+            continue
+        collector.add(start, row[column], phone_column=phone_column)
+        if collector.full:
+            break
+    return collector.result()
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def _decode(data: bytes, path: Path) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"  # Excel's "Unicode text"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise RecipientFileError(
+            path,
+            f"not {encoding.upper().removesuffix('-SIG')} text (byte {data[exc.start]:#04x} at "
+            f"offset {exc.start}); save it as UTF-8 (in Excel: CSV UTF-8)",
+        ) from None
+
+
+def load_recipients_file(
+    path: Path, *, kind: Literal["auto", "csv", "text"] = "auto"
+) -> RecipientImport:
+    """Recipients from the file at ``path``: CSV (``kind="csv"``, or a ``.csv``/``.tsv`` name
+    when ``"auto"``) or text. The file is UTF-8 with or without a BOM (or UTF-16 with a BOM).
+
+    Raises :class:`RecipientFileError` naming the file when it cannot be read or decoded.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise RecipientFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise RecipientFileError(path, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    text = _decode(data, path)
+    if kind == "csv" or (kind == "auto" and path.suffix.lower() in (".csv", ".tsv")):
+        return parse_recipients_csv(text)
+    return parse_recipients_text(text)
