@@ -22,7 +22,7 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ObservabilityMiddleware, SecurityHeadersMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
-from .routers import auth, license, system, usage
+from .routers import auth, license, system, telemetry, usage
 from .wiring import Services, build_services
 
 log = logging.getLogger("tgflow.server")
@@ -31,10 +31,12 @@ log = logging.getLogger("tgflow.server")
 async def _sweep_forever(services: Services, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
-        try:
-            await run_in_threadpool(services.reservations.sweep)
-        except Exception:  # the sweeper must outlive a database hiccup
-            log.warning("sweep failed; will retry", exc_info=True)
+        # Looked up on every round, and each on its own: one failing does not stop the other.
+        for sweep in (services.reservations.sweep, services.telemetry.purge_expired):
+            try:
+                await run_in_threadpool(sweep)
+            except Exception:  # the sweeper must outlive a database hiccup
+                log.warning("sweep failed; will retry", exc_info=True)
 
 
 def create_app(
@@ -72,7 +74,7 @@ def create_app(
     )
     app.state.services = services
     install_handlers(app)
-    for router in (auth.router, license.router, usage.router, system.router):
+    for router in (auth.router, license.router, usage.router, telemetry.router, system.router):
         app.include_router(router)
     _add_middleware(app, settings, services)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     trust_forwarded_for: bool = False
 
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    #: Telemetry events received more than this many days ago are deleted by the sweeper.
+    telemetry_retention_days: int = Field(default=30, ge=1, le=3650)
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True

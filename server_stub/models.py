@@ -197,3 +197,23 @@ class RefreshToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (Index("ix_refresh_tokens_session", "session_id"),)
+
+
+class TelemetryEvent(Base):
+    """One anonymous desktop usage event (docs/server.md, "Telemetry").
+
+    Deliberately without a user, device or client address: nothing here links an event to a
+    person. ``event_id`` is the client's idempotency key; ``received_at`` drives retention.
+    """
+
+    __tablename__ = "telemetry_events"
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    app_version: Mapped[str] = mapped_column(String(32))
+    install_id: Mapped[str] = mapped_column(String(32))
+    properties: Mapped[dict[str, bool | int | float | str]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_telemetry_events_received_at", "received_at"),)

@@ -17,6 +17,7 @@ from .services.context import ServiceContext
 from .services.license import LicenseService
 from .services.plans import PlanService
 from .services.reservations import ReservationService
+from .services.telemetry import TelemetryService
 from .tokens import TokenService
 
 #: How long a retired license-file key stays published (license files outlive sessions).
@@ -30,6 +31,7 @@ class Services:
     license: LicenseService
     reservations: ReservationService
     plans: PlanService
+    telemetry: TelemetryService
 
 
 def open_keys(settings: Settings, clock: Clock) -> KeyStore:
@@ -65,4 +67,5 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         license=LicenseService(ctx),
         reservations=ReservationService(ctx),
         plans=PlanService(ctx),
+        telemetry=TelemetryService(ctx),
     )
