@@ -1,1 +1,3 @@
 """TGFlow desktop program (PyQt6)."""
+
+__version__ = "0.1.0"

@@ -182,6 +182,11 @@ class BroadcastWorker:
         self._wake.set()
 
     @property
+    def transport(self) -> Transport:
+        """The account's connected transport (shared while the broadcast runs)."""
+        return self._transport
+
+    @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 

@@ -24,10 +24,12 @@ from agent.journal import Outcome, SettleOutcome, UsageJournal
 from agent.protocol import LicenseStatus
 from agent.secrets import RefreshTokenStore
 
+from . import __version__
 from .antispam import AccountStatus, AntiSpamWorker, FloodPolicy
 from .broadcast import BroadcastObserver, BroadcastWorker, Pacing, Progress, reconcile
 from .broadcast_store import Broadcast, BroadcastStore, RecipientRow
 from .clock import AsyncClock, SystemAsyncClock
+from .telemetry import TelemetryClient
 from .transports.base import AccountInfo, LoginFlow, TransportFactory
 
 log = logging.getLogger("tgflow.core")
@@ -134,6 +136,15 @@ class Core:
         self._running: dict[str, tuple[BroadcastWorker, asyncio.Task[Progress]]] = {}
         self._account_listeners: list[Callable[[AccountRow], None]] = []
         self.antispam.subscribe(self._account_status_changed)
+        # Anonymous counts only (never recipients, text or account names); off by default.
+        self.telemetry = TelemetryClient(
+            config.api_base_url,
+            enabled=config.telemetry,
+            install_id_path=self.data_dir / "install-id",
+            app_version=__version__,
+            clock=self.clock,
+        )
+        self.telemetry.record("app.started")
 
     # --- session --------------------------------------------------------------------------------
 
@@ -334,6 +345,10 @@ class Core:
         self.transports.remove(info)
 
     async def ask_spambot(self, account_id: str) -> str:
+        running = self._running.get(account_id)
+        if running is not None:
+            # One session per account: a second client on the same session file would clash.
+            return await running[0].transport.ask_spambot()
         transport = self.transports.transport(self._account(account_id))
         await transport.connect()
         try:
@@ -433,10 +448,19 @@ class Core:
         task = asyncio.ensure_future(worker.run())
         self._running[broadcast.account_id] = (worker, task)
         try:
-            return await asyncio.shield(task)
+            final = await asyncio.shield(task)
         finally:
             if task.done():
                 self._running.pop(broadcast.account_id, None)
+        self.telemetry.record(
+            "broadcast.ended",
+            state=final.state.value,
+            sent=final.counts.sent,
+            failed=final.counts.failed,
+            pending=final.counts.pending,
+        )
+        await self.telemetry.flush()
+        return final
 
     def _worker(self, broadcast_id: str) -> BroadcastWorker | None:
         for worker, _task in self._running.values():
@@ -472,6 +496,8 @@ class Core:
         """Stop broadcasts, then close the client and the local stores."""
         await self.stop_all()
         await self.add_account_cancel()
+        await self.telemetry.flush()
+        await self.telemetry.aclose()
         await self.client.aclose()
         self.journal.close()
         self.store.close()

@@ -86,13 +86,20 @@ class Desktop:
 
         return self.run(wrapper())
 
-    def make_core(self, *, policy: FloodPolicy | None = None, pacing: Pacing | None = None) -> Core:
+    def make_core(
+        self,
+        *,
+        policy: FloodPolicy | None = None,
+        pacing: Pacing | None = None,
+        telemetry: bool = False,
+    ) -> Core:
         """Build (or rebuild, after a simulated restart) the Core on the engine loop."""
         config = CoreConfig(
             api_base_url=self.backend.url,
             pins=self.backend.pins,
             policy=policy or FloodPolicy(max_consecutive_errors=3, cooldown_sec=300),
             pacing=pacing or Pacing(min_delay_sec=3, max_delay_sec=7, batch_size=50),
+            telemetry=telemetry,
         )
 
         async def build() -> Core:

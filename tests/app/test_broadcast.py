@@ -8,12 +8,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from sqlalchemy import select
 
 from app.antispam import AccountState, FloodPolicy
 from app.broadcast import Pacing, Progress
 from app.broadcast_store import BroadcastState, RecipientState
 from app.core import LicenseUnusable
 from app.transports.base import FloodWait, PeerFlood
+from server_stub.models import TelemetryEvent
 from tests.app.conftest import Desktop, quota_used
 
 RECIPIENTS = [f"@opted_in_{i:04d}" for i in range(200)]
@@ -209,3 +211,29 @@ def test_the_quota_limits_the_broadcast_and_an_empty_quota_refuses_to_start(
     with pytest.raises(LicenseUnusable, match="quota"):
         run(desktop, broadcast_id, Recorder())
     assert len(desktop.network.sent) == 5
+
+
+def test_telemetry_when_enabled_reports_counts_and_nothing_personal(desktop: Desktop) -> None:
+    desktop.make_core(pacing=STEADY, telemetry=True)
+    _account_id, broadcast_id = start(desktop, RECIPIENTS[:12])
+    run(desktop, broadcast_id, Recorder())
+
+    with desktop.backend.services.ctx.read() as session:
+        rows = session.scalars(select(TelemetryEvent)).all()
+        events = {row.name: dict(row.properties) for row in rows}
+    assert events["broadcast.ended"] == {
+        "state": "finished",
+        "sent": 12,
+        "failed": 0,
+        "pending": 0,
+    }
+    stored = repr(sorted(events.items()))
+    assert "opted_in" not in stored and "Hello" not in stored
+    assert "15550000001" not in stored
+
+
+def test_telemetry_is_off_by_default_and_sends_nothing(desktop: Desktop) -> None:
+    _account_id, broadcast_id = start(desktop, RECIPIENTS[:3])
+    run(desktop, broadcast_id, Recorder())
+    with desktop.backend.services.ctx.read() as session:
+        assert session.scalars(select(TelemetryEvent)).all() == []

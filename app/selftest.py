@@ -1,0 +1,176 @@
+"""``tgflow --self-test``: headless checks that this installation (or packaged build) works.
+
+Each check prints ``ok`` or ``FAIL`` with the reason; the exit code is 0 only when all passed.
+Nothing here touches the Telegram network: the end-to-end check runs a short broadcast through
+the simulated transport against a reference backend started in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+#: Modules a working build must be able to import.
+REQUIRED_MODULES = (
+    "PyQt6.QtWidgets",
+    "pyrogram",
+    "tgcrypto",
+    "cryptography",
+    "jwt",
+    "httpx",
+    "keyring",
+    "platformdirs",
+    "configupdater",
+    "pydantic",
+    "fastapi",
+    "uvicorn",
+    "sqlalchemy",
+    "argon2",
+)
+
+
+def check_imports() -> str:
+    for name in REQUIRED_MODULES:
+        importlib.import_module(name)
+    return f"{len(REQUIRED_MODULES)} modules"
+
+
+def check_settings_example() -> str:
+    from .config import parse_settings
+    from .settings_example import SETTINGS_EXAMPLE
+
+    settings = parse_settings(SETTINGS_EXAMPLE)
+    return f"settings.ini.example parses ([ui] language = {settings.ui.language})"
+
+
+def check_translations() -> str:
+    from .i18n import load_catalog
+
+    ru, en = load_catalog("ru"), load_catalog("en")
+    if not ru or not en:
+        raise RuntimeError("the translation catalogs cannot be read")
+    if set(ru) != set(en):
+        raise RuntimeError(f"ru and en differ in {sorted(set(ru) ^ set(en))[:5]}")
+    return f"ru and en, {len(ru)} strings each"
+
+
+def check_qt() -> str:
+    from PyQt6.QtWidgets import QApplication, QLabel
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    label = QLabel("TGFlow")
+    image = label.grab()
+    if image.isNull():
+        raise RuntimeError("a widget could not be rendered")
+    del app
+    return f"Qt platform {QApplication.platformName()}"
+
+
+def check_fingerprint() -> str:
+    from agent.fingerprint import compute_fingerprint
+
+    fp = compute_fingerprint()
+    return f"{len(fp.present)} of {len(fp.present) + len(fp.missing)} device components"
+
+
+def check_end_to_end() -> str:
+    """Backend + agent + broadcaster: 20 simulated messages, counted exactly once."""
+    import keyring.backends.fail
+
+    from agent.secrets import RefreshTokenStore
+
+    from .broadcast import Pacing
+    from .clock import FakeAsyncClock
+    from .core import Core, CoreConfig
+    from .demo import start_demo_backend
+    from .transports.simulated import SimulatedNetwork, SimulatedTransportFactory
+
+    with tempfile.TemporaryDirectory(prefix="tgflow-selftest-") as tmp:
+        root = Path(tmp)
+        backend = start_demo_backend(root / "server", monthly_quota=100)
+        try:
+
+            async def scenario() -> tuple[int, int]:
+                clock = FakeAsyncClock(datetime.now(UTC))
+                core = Core(
+                    CoreConfig(
+                        api_base_url=backend.url,
+                        pins=backend.pins,
+                        pacing=Pacing(min_delay_sec=1, max_delay_sec=2, batch_size=8),
+                    ),
+                    data_dir=root / "desktop",
+                    transports=SimulatedTransportFactory(SimulatedNetwork(seed=1, clock=clock)),
+                    fingerprint="v1.self-test-device-0000000000",
+                    clock=clock,
+                    secrets=RefreshTokenStore(
+                        root / "desktop", backend=keyring.backends.fail.Keyring()
+                    ),
+                )
+                try:
+                    await core.sign_in(backend.email, backend.password)
+                    await core.add_account_start("+15550000001")
+                    account = await core.add_account_code("12345")
+                    recipients = [f"@selftest_user{i:02d}" for i in range(20)]
+                    broadcast_id = core.create_broadcast(
+                        account.info.account_id, "self-test", recipients
+                    )
+                    final = await core.run_broadcast(broadcast_id, _Quiet())
+                    snapshot = await core.license_snapshot()
+                    return final.counts.sent, snapshot.used
+                finally:
+                    await core.close()
+
+            sent, used = asyncio.run(scenario())
+        finally:
+            backend.stop()
+    if (sent, used) != (20, 20):
+        raise RuntimeError(f"sent {sent}, quota used {used}; expected 20 and 20")
+    return "20 simulated messages sent and counted once"
+
+
+class _Quiet:
+    def progress(self, progress: object) -> None:
+        return None
+
+    def recipient(self, broadcast_id: str, recipient: str, state: object, detail: str) -> None:
+        return None
+
+    def notice(self, broadcast_id: str, kind: str, message: str) -> None:
+        return None
+
+
+CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
+    ("imports", check_imports),
+    ("settings", check_settings_example),
+    ("translations", check_translations),
+    ("qt", check_qt),
+    ("fingerprint", check_fingerprint),
+    ("end-to-end", check_end_to_end),
+)
+
+
+def run_self_test(args: argparse.Namespace | None = None) -> int:
+    """Run every check; print one line each; 0 when all passed, 1 otherwise."""
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if sys.platform.startswith("linux") and headless:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    failed = 0
+    for name, check in CHECKS:
+        try:
+            detail = check()
+        except Exception as exc:  # every failure is a line of the report, never a traceback
+            failed += 1
+            print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
+        else:
+            print(f"ok   {name}: {detail}", flush=True)
+    print("self-test passed" if not failed else f"self-test FAILED ({failed})", flush=True)
+    return 0 if not failed else 1
