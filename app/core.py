@@ -290,6 +290,11 @@ class Core:
         """``callback`` is called (on the engine thread) whenever an account's state changes."""
         self._account_listeners.append(callback)
 
+    def unsubscribe_accounts(self, callback: Callable[[AccountRow], None]) -> None:
+        """Stop calling ``callback`` (unknown callbacks are ignored)."""
+        if callback in self._account_listeners:
+            self._account_listeners.remove(callback)
+
     def accounts(self) -> list[AccountRow]:
         return [AccountRow(info, self.antispam.status(i)) for i, info in self._accounts.items()]
 

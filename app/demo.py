@@ -11,12 +11,16 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server_stub.app import create_app
 from server_stub.clock import Clock as ServerClock
 from server_stub.config import Settings as ServerSettings
 from server_stub.embedded import EmbeddedServer
 from server_stub.wiring import Services, build_services
+
+if TYPE_CHECKING:
+    from .core import Core
 
 log = logging.getLogger("tgflow.demo")
 
@@ -81,3 +85,22 @@ def start_demo_backend(
         services=services,
         server=server,
     )
+
+
+#: The simulated Telegram account the demo starts with.
+DEMO_PHONE = "+15550000001"
+#: The simulated network's login code (see ``app.transports.simulated``).
+DEMO_CODE = "12345"
+
+
+async def seed_demo_desktop(core: Core, data_dir: Path) -> Path:
+    """Give the demo a simulated account and a recipients file; return the file's path."""
+    if not core.accounts():
+        await core.add_account_start(DEMO_PHONE)
+        await core.add_account_code(DEMO_CODE)
+    recipients = data_dir / "demo-recipients.csv"
+    if not recipients.exists():
+        recipients.write_text(
+            "recipient\n" + "".join(f"{r}\n" for r in DEMO_RECIPIENTS), encoding="utf-8"
+        )
+    return recipients

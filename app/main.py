@@ -1,19 +1,362 @@
-"""``tgflow``: the desktop program's entry point."""
+"""``tgflow``: the desktop program's entry point.
+
+``tgflow`` opens the GUI; ``tgflow --demo`` first starts the reference backend in this process
+(SQLite, a free loopback port, a demo user and plan) and uses the simulated Telegram transport;
+``tgflow --self-test`` runs headless checks of the installation and exits.
+"""
 
 from __future__ import annotations
 
+import argparse
+import gc
+import logging
+import os
+import signal
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .demo import DemoBackend
+    from .htmllog import SessionLog
+    from .paths import AppPaths
+    from .transports.base import TransportFactory
+
+log = logging.getLogger("tgflow")
+
+#: Exit codes.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+#: Set by bench/desktop.py: print a line and quit as soon as the main window is shown.
+BENCH_EXIT_WHEN_SHOWN = "TGFLOW_BENCH_EXIT_WHEN_SHOWN"
 
 
-def main() -> int:
-    # The PyQt6 desktop is built under its own issue; until then the entry point says so
-    # plainly instead of failing with an import error.
-    print(
-        "tgflow: the desktop program is not built yet. "
-        "Run `tgflow-server demo` for the reference backend.",
-        file=sys.stderr,
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tgflow", description="TGFlow: licensed Telegram broadcasts to opted-in recipients."
     )
-    return 1
+    parser.add_argument("--config", type=Path, help="settings.ini to use")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="start a local reference backend with a demo user and the simulated Telegram",
+    )
+    parser.add_argument(
+        "--self-test", action="store_true", help="run headless checks of this installation"
+    )
+    parser.add_argument("--lang", choices=["ru", "en"], help="interface language")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        help="keep config, data and logs under this directory (default: the user dirs)",
+    )
+    return parser
+
+
+@dataclass
+class Startup:
+    """Everything decided before the first window: settings, paths, the backend to use."""
+
+    settings: Settings
+    settings_path: Path
+    paths: AppPaths
+    api_base_url: str
+    pins: tuple[str, ...]
+    transports: TransportFactory
+    demo: DemoBackend | None = None
+
+
+def prepare(args: argparse.Namespace) -> Startup:
+    """Read the settings and, in demo mode, start the local backend. Raises SettingsError."""
+    from .config import check_live_settings, find_config, frozen_executable_dir, load_settings
+    from .paths import AppPaths
+
+    paths = AppPaths.under(args.data_root) if args.data_root else AppPaths.default()
+    if args.demo:
+        paths = AppPaths(paths.config_dir, paths.data_dir / "demo", paths.log_dir)
+    paths.ensure()
+    path = find_config(
+        args.config, executable_dir=frozen_executable_dir(), config_dir=paths.config_dir
+    )
+    settings = load_settings(path)
+    settings_path = path or paths.settings_file
+    if args.demo:
+        from .clock import SystemAsyncClock
+        from .demo import start_demo_backend
+        from .transports.simulated import SimulatedNetwork, SimulatedTransportFactory
+
+        demo = start_demo_backend(paths.data_dir / "server")
+        network = SimulatedNetwork(
+            seed=2026,
+            clock=SystemAsyncClock(),
+            latency=(0.02, 0.08),
+            flood_wait_rate=0.01,
+            flood_wait_seconds=(3, 8),
+        )
+        return Startup(
+            settings,
+            settings_path,
+            paths,
+            demo.url,
+            demo.pins,
+            SimulatedTransportFactory(network),
+            demo,
+        )
+    check_live_settings(settings)
+    return Startup(
+        settings,
+        settings_path,
+        paths,
+        settings.license.api_base_url,
+        settings.license.jwt_public_key_fingerprint,
+        telegram_transports(settings, paths),
+    )
+
+
+def telegram_transports(settings: Settings, paths: AppPaths) -> TransportFactory:
+    """kurigram when ``[telegram]`` is filled in; otherwise a factory that says what is missing."""
+    from .transports.lazy import LazyTransportFactory
+    from .transports.unconfigured import UnconfiguredTransportFactory
+
+    api_id, api_hash = settings.telegram.api_id, settings.telegram.api_hash
+    if api_id is None or not api_hash:
+        return UnconfiguredTransportFactory(settings.source or paths.settings_file)
+    sessions = paths.data_dir / "sessions"
+
+    def load() -> TransportFactory:
+        from .transports.pyrogram_transport import PyrogramTransportFactory
+
+        return PyrogramTransportFactory(api_id, api_hash, sessions)
+
+    return LazyTransportFactory("telegram", load)
+
+
+def setup_logging(log_dir: Path, *, demo: bool) -> SessionLog:
+    """Log the ``tgflow`` loggers into this session's HTML log and to stderr."""
+    from agent.clock import SystemClock
+
+    from .htmllog import SessionLog, SessionLogHandler
+
+    session_log = SessionLog(log_dir, clock=SystemClock(), session_name="demo" if demo else None)
+    root = logging.getLogger("tgflow")
+    root.setLevel(logging.INFO)
+    root.addHandler(SessionLogHandler(session_log))
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.WARNING)
+    stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(stderr)
+    return session_log
+
+
+#: Qt messages that say nothing to the user (the off-screen platform's limits).
+_QT_NOISE = ("This plugin does not support",)
+
+
+def install_qt_message_handler() -> None:
+    """Route Qt's own messages into the ``tgflow.qt`` logger."""
+    from PyQt6.QtCore import QtMsgType, qInstallMessageHandler
+
+    qt_log = logging.getLogger("tgflow.qt")
+    levels = {
+        QtMsgType.QtDebugMsg: logging.DEBUG,
+        QtMsgType.QtInfoMsg: logging.INFO,
+        QtMsgType.QtWarningMsg: logging.WARNING,
+        QtMsgType.QtCriticalMsg: logging.ERROR,
+        QtMsgType.QtFatalMsg: logging.CRITICAL,
+    }
+
+    def handler(kind: QtMsgType, _context: object, message: str | None) -> None:
+        text = message or ""
+        level = levels.get(kind, logging.WARNING)
+        if text.startswith(_QT_NOISE):
+            level = logging.DEBUG
+        qt_log.log(level, "%s", text)
+
+    qInstallMessageHandler(handler)
+
+
+def show_startup_error(message: str) -> None:
+    """Tell the user why the program cannot start: on stderr, and in a dialog when possible."""
+    print(f"tgflow: {message}", file=sys.stderr)
+    if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
+        return  # nobody could see a dialog
+    try:
+        from PyQt6.QtWidgets import QApplication, QMessageBox
+
+        app = QApplication.instance() or QApplication(sys.argv[:1])
+        box = QMessageBox(QMessageBox.Icon.Critical, "TGFlow", message)
+        box.exec()
+        del app
+    except Exception as exc:  # no display: stderr has said it already
+        log.debug("no dialog for the startup error: %s", exc)
+
+
+def display_problem() -> str | None:
+    """Why no window can be shown here, or ``None``."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set). "
+        "Run it in a desktop session, or set QT_QPA_PLATFORM=offscreen to run without one."
+    )
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    from .config import SettingsError
+
+    problem = display_problem()
+    if problem is not None:
+        if not args.demo:
+            print(f"tgflow: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+        # The demo still runs: off screen, signed in by itself, with a picture of the window.
+        print(f"tgflow: {problem}\ntgflow: running the demo off screen.", file=sys.stderr)
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        args.headless = True
+
+    try:
+        startup = prepare(args)
+    except SettingsError as exc:
+        show_startup_error(str(exc))
+        return EXIT_CONFIG
+    session_log = setup_logging(startup.paths.log_dir, demo=startup.demo is not None)
+    try:
+        return _gui(args, startup, session_log.path)
+    finally:
+        if startup.demo is not None:
+            startup.demo.stop()
+        session_log.close()
+
+
+def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -> int:
+    import platform
+
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    from agent.fingerprint import compute_fingerprint
+
+    from .antispam import FloodPolicy
+    from .broadcast import Pacing
+    from .core import Core, CoreConfig
+    from .engine import Engine
+    from .i18n import Translator
+    from .ui.main_window import MainWindow
+
+    install_qt_message_handler()
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("TGFlow")
+    settings = startup.settings
+    translator = Translator(args.lang or settings.ui.language)
+    engine = Engine()
+    config = CoreConfig(
+        api_base_url=startup.api_base_url,
+        pins=startup.pins,
+        policy=FloodPolicy(
+            max_consecutive_errors=settings.flood.max_consecutive_errors,
+            cooldown_sec=settings.flood.cooldown_sec,
+            enabled=settings.anti_spam.enabled,
+        ),
+        pacing=Pacing(
+            min_delay_sec=settings.broadcast.min_delay_sec,
+            max_delay_sec=settings.broadcast.max_delay_sec,
+            batch_size=settings.broadcast.batch_size,
+        ),
+        telemetry=settings.telemetry.enabled,
+    )
+
+    async def build_core() -> Core:
+        return Core(
+            config,
+            data_dir=startup.paths.data_dir,
+            transports=startup.transports,
+            fingerprint=compute_fingerprint().value,
+            device_name=platform.node() or None,
+        )
+
+    # Before the first window: the event loop is not running yet, so nothing can stall.
+    core = engine.submit(build_core()).result(60)
+    demo = startup.demo
+    if demo is not None:
+        from .demo import seed_demo_desktop
+
+        recipients = engine.submit(seed_demo_desktop(core, startup.paths.data_dir)).result(60)
+        print(
+            f"tgflow: demo backend at {demo.url} (user {demo.email}); "
+            f"demo recipients to import: {recipients}",
+            flush=True,
+        )
+    window = MainWindow(
+        engine,
+        core,
+        settings=settings,
+        settings_path=startup.settings_path,
+        log_dir=startup.paths.log_dir,
+        translator=translator,
+        demo_credentials=(demo.email, demo.password) if demo is not None else None,
+        current_log=current_log,
+    )
+    if getattr(args, "headless", False) and demo is not None:
+        _run_headless_demo(window, demo, startup.paths.log_dir)
+    else:
+        window.start()
+    # Everything built so far lives as long as the program: keep it out of the collector's full
+    # passes, which otherwise stall the GUI for tens of milliseconds during a long broadcast.
+    gc.collect()
+    gc.freeze()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: app.quit())
+    # Let Python run its signal handlers while Qt's loop waits (Ctrl+C in the terminal).
+    heartbeat = QTimer()
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(250)
+    if os.environ.get(BENCH_EXIT_WHEN_SHOWN):
+        # bench/desktop.py: report once the event loop has run with the window shown, then end.
+        def shown() -> None:
+            print("tgflow: window shown", flush=True)
+            app.quit()
+
+        QTimer.singleShot(0, shown)
+    code = app.exec()
+    try:
+        engine.submit(core.close()).result(60)
+    finally:
+        engine.stop()
+    return int(code)
+
+
+def _run_headless_demo(window: Any, demo: DemoBackend, log_dir: Path) -> None:
+    """Sign the demo user in without the dialog and save a picture of the window."""
+    picture = log_dir / "demo-window.png"
+
+    def signed_in(_snapshot: object) -> None:
+        window.grab().save(str(picture))
+        print(
+            f"tgflow: demo backend at {demo.url}, signed in as {demo.email}\n"
+            f"tgflow: the window is drawn off screen; a picture of it: {picture}\n"
+            "tgflow: press Ctrl+C to stop.",
+            flush=True,
+        )
+
+    window.session.signed_in.connect(signed_in)
+    window.show()
+    window.session.sign_in(demo.email, demo.password)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.self_test:
+        from .selftest import run_self_test
+
+        return run_self_test(args)
+    return run_gui(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,584 @@
+"""The Broadcast panel: recipients (with the opt-in confirmation), message, account, pacing,
+start / pause / resume / stop, live counters, notices and the per-recipient status table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.i18n import N_, Translator
+from app.viewmodels.accounts import AccountsViewModel, describe_status
+from app.viewmodels.broadcast import MAX_MESSAGE_CHARS, BroadcastSession
+from app.viewmodels.formatting import format_count, format_datetime, format_duration
+from app.viewmodels.license import LicenseViewModel
+from app.viewmodels.recipient_table import NEW, RecipientTableModel
+
+if TYPE_CHECKING:
+    from app.broadcast import Progress
+    from app.broadcast_store import Broadcast
+    from app.core import AccountRow, LicenseSnapshot
+    from app.recipients import RecipientImport
+
+#: Notices kept in the list (older ones drop off).
+MAX_NOTICES: Final = 200
+
+_STATE_KEYS: Final = {
+    "ready": N_("broadcast.state.ready"),
+    "running": N_("broadcast.state.running"),
+    "paused": N_("broadcast.state.paused"),
+    "waiting": N_("broadcast.state.waiting"),
+    "stopped": N_("broadcast.state.stopped"),
+    "finished": N_("broadcast.state.finished"),
+}
+
+
+class BroadcastPanel(QWidget):
+    def __init__(
+        self,
+        session: BroadcastSession,
+        accounts: AccountsViewModel,
+        license_model: LicenseViewModel,
+        translator: Translator,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("broadcastPanel")
+        self._vm = session
+        self._accounts = accounts
+        self._license = license_model
+        self._tr = translator
+        self._broadcasts: list[Broadcast] = []
+
+        # --- 1. recipients
+        self._recipients_box = QGroupBox()
+        self.import_file_button = QPushButton()
+        self.import_text_button = QPushButton()
+        self.paste = QPlainTextEdit()
+        self.paste.setObjectName("paste")
+        self.paste.setFixedHeight(80)
+        self.import_summary = QLabel()
+        self.import_summary.setWordWrap(True)
+        self.import_errors = QListWidget()
+        self.import_errors.setObjectName("importErrors")
+        self.import_errors.setFixedHeight(96)
+        self.import_errors.setWordWrap(True)
+        self.import_errors.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.import_errors.hide()
+        self.opt_in = QCheckBox()
+        self.opt_in.setObjectName("optIn")
+        self.opt_in_hint = QLabel()
+        self.opt_in_hint.setObjectName("hint")
+        self.opt_in_hint.setWordWrap(True)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.import_file_button)
+        file_row.addStretch(1)
+        paste_row = QHBoxLayout()
+        paste_row.addStretch(1)
+        paste_row.addWidget(self.import_text_button)
+        box = QVBoxLayout(self._recipients_box)
+        box.addLayout(file_row)
+        box.addWidget(self.paste)
+        box.addLayout(paste_row)
+        box.addWidget(self.import_summary)
+        box.addWidget(self.import_errors)
+        box.addWidget(self.opt_in)
+        box.addWidget(self.opt_in_hint)
+
+        # --- 2. message
+        self._message_box = QGroupBox()
+        self.message = QPlainTextEdit()
+        self.message.setObjectName("message")
+        self.message.setFixedHeight(80)
+        self._preview_label = QLabel()
+        self._preview_label.setObjectName("hint")
+        self.preview = QLabel()
+        self.preview.setObjectName("preview")
+        self.preview.setTextFormat(Qt.TextFormat.PlainText)
+        self.preview.setWordWrap(True)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.char_count = QLabel()
+        self.char_count.setObjectName("hint")
+        self.char_count.setAlignment(Qt.AlignmentFlag.AlignRight)
+        box = QVBoxLayout(self._message_box)
+        box.addWidget(self.message)
+        box.addWidget(self._preview_label)
+        box.addWidget(self.preview)
+        box.addWidget(self.char_count)
+
+        # --- 3. sending
+        self._sending_box = QGroupBox()
+        self.account = QComboBox()
+        self.account.setObjectName("account")
+        self.pacing = QLabel()
+        self.pacing.setWordWrap(True)
+        self.earlier = QComboBox()
+        self.earlier.setObjectName("earlier")
+        self.continue_button = QPushButton()
+        earlier_row = QHBoxLayout()
+        earlier_row.addWidget(self.earlier, 1)
+        earlier_row.addWidget(self.continue_button)
+        self._account_label, self._pacing_label, self._earlier_label = QLabel(), QLabel(), QLabel()
+        form = QFormLayout(self._sending_box)
+        form.addRow(self._account_label, self.account)
+        form.addRow(self._pacing_label, self.pacing)
+        form.addRow(self._earlier_label, earlier_row)
+
+        self.start_button = QPushButton()
+        self.start_button.setObjectName("primary")
+        self.pause_button = QPushButton()
+        self.stop_button = QPushButton()
+        self.stop_button.setObjectName("danger")
+        controls = QHBoxLayout()
+        controls.addWidget(self.start_button)
+        controls.addWidget(self.pause_button)
+        controls.addWidget(self.stop_button)
+        controls.addStretch(1)
+        self.error = QLabel()
+        self.error.setObjectName("error")
+        self.error.setWordWrap(True)
+        self.error.hide()
+
+        setup = QWidget()
+        setup_layout = QVBoxLayout(setup)
+        setup_layout.setContentsMargins(0, 0, 6, 0)
+        setup_layout.addWidget(self._recipients_box)
+        setup_layout.addWidget(self._message_box)
+        setup_layout.addStretch(1)
+
+        # --- progress
+        self._progress_box = QGroupBox()
+        self.state = QLabel()
+        self.state.setObjectName("emphasis")
+        self.state.setWordWrap(True)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.counters = {name: QLabel("—") for name in ("sent", "failed", "pending", "quota")}
+        self._counter_labels = {name: QLabel() for name in self.counters}
+        grid = QGridLayout()
+        for column, name in enumerate(self.counters):
+            self._counter_labels[name].setObjectName("hint")
+            self.counters[name].setObjectName("counter")
+            grid.addWidget(self._counter_labels[name], 0, column)
+            grid.addWidget(self.counters[name], 1, column)
+        self.notices = QListWidget()
+        self.notices.setObjectName("notices")
+        self.notices.setMaximumHeight(100)
+        self._notices_label = QLabel()
+        self._notices_label.setObjectName("hint")
+        box = QVBoxLayout(self._progress_box)
+        box.addWidget(self.state)
+        box.addWidget(self.progress_bar)
+        box.addLayout(grid)
+        box.addWidget(self._notices_label)
+        box.addWidget(self.notices)
+
+        self.table_model = RecipientTableModel(translator, self)
+        self.table = QTableView()
+        self.table.setObjectName("recipients")
+        self.table.setModel(self.table_model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        vertical = self.table.verticalHeader()
+        assert vertical is not None
+        vertical.setVisible(False)
+        # Fixed row heights: the view never measures ten thousand rows.
+        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vertical.setDefaultSectionSize(24)
+        horizontal = self.table.horizontalHeader()
+        assert horizontal is not None
+        horizontal.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        horizontal.setStretchLastSection(True)
+        horizontal.resizeSection(0, 60)
+        horizontal.resizeSection(1, 200)
+        horizontal.resizeSection(2, 110)
+
+        watch = QWidget()
+        watch_layout = QVBoxLayout(watch)
+        watch_layout.setContentsMargins(6, 0, 0, 0)
+        watch_layout.addWidget(self._progress_box)
+        watch_layout.addWidget(self.table, 1)
+
+        setup_scroll = QScrollArea()
+        setup_scroll.setWidgetResizable(True)
+        setup_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        setup_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        setup_scroll.setWidget(setup)
+        setup_scroll.setMinimumWidth(setup.minimumSizeHint().width() + 16)
+        # The account, the pacing and the buttons stay in view however long the list above.
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(setup_scroll, 1)
+        left_layout.addWidget(self._sending_box)
+        left_layout.addLayout(controls)
+        left_layout.addWidget(self.error)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(watch)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([480, 620])
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+
+        self._countdown = QTimer(self)
+        self._countdown.setInterval(1000)
+        self._countdown.timeout.connect(self._show_state)
+
+        # --- wiring
+        self.import_file_button.clicked.connect(self._choose_file)
+        self.import_text_button.clicked.connect(self._import_pasted)
+        self.opt_in.toggled.connect(session.set_opted_in)
+        self.message.textChanged.connect(self._message_changed)
+        self.start_button.clicked.connect(self._start)
+        self.pause_button.clicked.connect(self._pause_or_resume)
+        self.stop_button.clicked.connect(session.stop)
+        self.continue_button.clicked.connect(self._continue)
+
+        session.imported.connect(self._imported)
+        session.import_failed.connect(self._import_failed)
+        session.opt_in_changed.connect(self._opt_in_changed)
+        session.started.connect(self._started)
+        session.rows_loaded.connect(self.table_model.set_rows)
+        session.recipients_changed.connect(self.table_model.apply)
+        session.progress.connect(self._progress)
+        session.notice.connect(self.add_notice)
+        session.finished.connect(self._finished)
+        session.failed.connect(self.show_error)
+        session.state_changed.connect(self._update_controls)
+        session.broadcasts_changed.connect(self._show_broadcasts)
+        accounts.accounts_changed.connect(self._show_accounts)
+        license_model.changed.connect(self._license_changed)
+        translator.language_changed.connect(self._retranslate)
+        self._retranslate()
+
+    # --- language -------------------------------------------------------------------------------
+
+    def _retranslate(self, _language: str = "") -> None:
+        tr = self._tr.tr
+        self._recipients_box.setTitle(tr("broadcast.recipients"))
+        self.import_file_button.setText(tr("broadcast.import_file"))
+        self.import_text_button.setText(tr("broadcast.import_text"))
+        self.paste.setPlaceholderText(tr("broadcast.paste_placeholder"))
+        self.opt_in.setText(tr("broadcast.opt_in"))
+        self.opt_in_hint.setText(tr("broadcast.opt_in_hint"))
+        self._message_box.setTitle(tr("broadcast.message"))
+        self.message.setPlaceholderText(tr("broadcast.message_placeholder"))
+        self._preview_label.setText(tr("broadcast.preview"))
+        self._sending_box.setTitle(tr("broadcast.sending"))
+        self._account_label.setText(tr("broadcast.account"))
+        self._pacing_label.setText(tr("broadcast.pacing"))
+        self._earlier_label.setText(tr("broadcast.earlier"))
+        self.continue_button.setText(tr("broadcast.continue"))
+        self.start_button.setText(tr("broadcast.start"))
+        self.stop_button.setText(tr("broadcast.stop"))
+        self._progress_box.setTitle(tr("broadcast.progress"))
+        self._counter_labels["sent"].setText(tr("broadcast.counter.sent"))
+        self._counter_labels["failed"].setText(tr("broadcast.counter.failed"))
+        self._counter_labels["pending"].setText(tr("broadcast.counter.pending"))
+        self._counter_labels["quota"].setText(tr("broadcast.counter.quota"))
+        self._notices_label.setText(tr("broadcast.notices"))
+        last = self._vm.last_import
+        if last is not None:
+            self._show_import(last)
+        else:
+            self.import_summary.setText(tr("broadcast.import.none"))
+        self._message_changed()
+        self._show_accounts(self._accounts.rows)
+        self._show_broadcasts(self._broadcasts)
+        self._show_pacing()
+        self._show_state()
+        self._update_controls()
+
+    # --- recipients -----------------------------------------------------------------------------
+
+    def _choose_file(self) -> None:
+        dialog = QFileDialog(self, self._tr.tr("broadcast.import_file"))
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.setNameFilters(
+            [self._tr.tr("broadcast.file_filter"), self._tr.tr("broadcast.file_filter_all")]
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(self.import_file)
+        dialog.open()
+
+    def import_file(self, path: str | Path) -> None:
+        self.error.hide()
+        self.import_summary.setText(self._tr.tr("broadcast.import.reading"))
+        self._vm.import_file(path)
+
+    def _import_pasted(self) -> None:
+        self.error.hide()
+        self._vm.import_text(self.paste.toPlainText())
+
+    def _imported(self, result: RecipientImport) -> None:
+        self.table_model.set_recipients(result.recipients)
+        self._show_import(result)
+        self.progress_bar.setRange(0, max(1, len(result.recipients)))
+        self.progress_bar.setValue(0)
+        for name in ("sent", "failed"):
+            self.counters[name].setText("0")
+        self.counters["pending"].setText(format_count(len(result.recipients)))
+        self.notices.clear()
+        self._show_pacing()
+        self._show_state()
+
+    def _show_import(self, result: RecipientImport) -> None:
+        tr = self._tr.tr
+        errors = len(result.errors) + result.unlisted_errors
+        self.import_summary.setText(
+            tr(
+                "broadcast.import.summary",
+                count=format_count(len(result.recipients)),
+                duplicates=format_count(result.duplicates),
+                errors=format_count(errors),
+            )
+        )
+        self.import_errors.clear()
+        self.import_errors.addItems(
+            [
+                tr("broadcast.import.error", line=p.line, value=p.value, reason=p.reason)
+                for p in result.errors
+            ]
+        )
+        if result.unlisted_errors:
+            self.import_errors.addItem(
+                tr("broadcast.import.more_errors", count=result.unlisted_errors)
+            )
+        self.import_errors.setVisible(errors > 0)
+
+    def _import_failed(self, message: str) -> None:
+        self.import_summary.setText(self._tr.tr("broadcast.import.failed"))
+        self.show_error(message)
+
+    def _opt_in_changed(self, confirmed: bool) -> None:
+        if self.opt_in.isChecked() != confirmed:
+            self.opt_in.setChecked(confirmed)
+        if confirmed and self.error.text() == self._tr.tr("broadcast.error.no_opt_in"):
+            self.error.hide()
+
+    # --- message and account --------------------------------------------------------------------
+
+    def _message_changed(self) -> None:
+        text = self.message.toPlainText()
+        self.preview.setText(text if text.strip() else self._tr.tr("broadcast.preview_empty"))
+        self.preview.setProperty("empty", not text.strip())
+        self.char_count.setText(
+            self._tr.tr("broadcast.chars", count=len(text), limit=MAX_MESSAGE_CHARS)
+        )
+        self.char_count.setObjectName("error" if len(text) > MAX_MESSAGE_CHARS else "hint")
+        for widget in (self.preview, self.char_count):
+            style = widget.style()
+            if style is not None:
+                style.unpolish(widget)
+                style.polish(widget)
+
+    def _show_accounts(self, rows: list[AccountRow]) -> None:
+        current = self.account.currentData()
+        self.account.blockSignals(True)
+        self.account.clear()
+        now = self._accounts.now()
+        for row in rows:
+            badge = describe_status(row.status, now, self._tr)
+            label = f"{row.info.display_name} (+{row.info.account_id}) — {badge.text}"
+            self.account.addItem(label, row.info.account_id)
+        if not rows:
+            self.account.addItem(self._tr.tr("broadcast.no_accounts"), None)
+        index = self.account.findData(current)
+        self.account.setCurrentIndex(max(index, 0))
+        self.account.blockSignals(False)
+
+    def select_account(self, account_id: str) -> None:
+        index = self.account.findData(account_id)
+        if index >= 0:
+            self.account.setCurrentIndex(index)
+
+    def _show_pacing(self) -> None:
+        pacing = self._vm.pacing
+        tr = self._tr.tr
+        if pacing.max_delay_sec > pacing.min_delay_sec:
+            delay = tr(
+                "broadcast.pacing.range",
+                low=f"{pacing.min_delay_sec:g}",
+                high=f"{pacing.max_delay_sec:g}",
+            )
+        else:
+            delay = tr("broadcast.pacing.fixed", delay=f"{pacing.min_delay_sec:g}")
+        text = tr("broadcast.pacing.text", delay=delay, batch=pacing.batch_size)
+        count = len(self._vm.recipients)
+        if count:
+            average = (pacing.min_delay_sec + max(pacing.min_delay_sec, pacing.max_delay_sec)) / 2
+            text += " " + tr(
+                "broadcast.pacing.estimate",
+                duration=format_duration(average * max(0, count - 1), self._tr),
+            )
+        self.pacing.setText(text)
+
+    # --- earlier broadcasts ---------------------------------------------------------------------
+
+    def _show_broadcasts(self, broadcasts: list[Broadcast]) -> None:
+        self._broadcasts = list(broadcasts)
+        resumable = self._vm.resumable(self._broadcasts)
+        current = self.earlier.currentData()
+        self.earlier.clear()
+        tr = self._tr.tr
+        for broadcast in resumable:
+            first_line = broadcast.text.strip().splitlines()[0] if broadcast.text.strip() else ""
+            if len(first_line) > 30:
+                first_line = first_line[:29] + "…"
+            self.earlier.addItem(
+                tr(
+                    "broadcast.earlier.item",
+                    when=format_datetime(broadcast.created_at, self._tr),
+                    text=first_line,
+                    pending=broadcast.counts.pending,
+                    total=broadcast.counts.total,
+                ),
+                broadcast.id,
+            )
+        if not resumable:
+            self.earlier.addItem(tr("broadcast.earlier.none"), None)
+        index = self.earlier.findData(current)
+        self.earlier.setCurrentIndex(max(index, 0))
+        self._update_controls()
+
+    def _continue(self) -> None:
+        broadcast_id = self.earlier.currentData()
+        if broadcast_id is None:
+            return
+        self.error.hide()
+        self.notices.clear()
+        broadcast = next((b for b in self._broadcasts if b.id == broadcast_id), None)
+        if broadcast is not None:
+            self.message.setPlainText(broadcast.text)
+            self.select_account(broadcast.account_id)
+            self.progress_bar.setRange(0, max(1, broadcast.counts.total))
+            self.progress_bar.setValue(broadcast.counts.sent + broadcast.counts.failed)
+        self._vm.run_existing(str(broadcast_id))
+
+    # --- running --------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self.error.hide()
+        if self._vm.start(self.account.currentData(), self.message.toPlainText()):
+            self.notices.clear()
+
+    def _started(self, _broadcast_id: str) -> None:
+        if self.table_model.counts().get(NEW):
+            # A new broadcast of the imported list: every recipient is pending now.
+            self.table_model.set_all_states("pending")
+        self._show_state()
+
+    def _pause_or_resume(self) -> None:
+        if self._vm.paused:
+            self._vm.resume()
+        else:
+            self._vm.pause()
+
+    def _progress(self, progress: Progress) -> None:
+        counts = progress.counts
+        self.progress_bar.setRange(0, max(1, counts.total))
+        self.progress_bar.setValue(counts.sent + counts.failed)
+        self.counters["sent"].setText(format_count(counts.sent))
+        self.counters["failed"].setText(format_count(counts.failed))
+        self.counters["pending"].setText(format_count(counts.pending))
+        if progress.quota_left is not None:
+            self.counters["quota"].setText(format_count(progress.quota_left))
+        self._show_state()
+
+    def _finished(self, progress: Progress) -> None:
+        self._progress(progress)
+        self._license.refresh()
+
+    def _license_changed(self, snapshot: LicenseSnapshot | None) -> None:
+        if not self._vm.running:
+            self.counters["quota"].setText(
+                format_count(snapshot.remaining) if snapshot is not None else "—"
+            )
+
+    def _show_state(self) -> None:
+        tr = self._tr.tr
+        progress = self._vm.last_progress
+        waiting = False
+        if progress is None:
+            if self._vm.running:
+                text = tr("broadcast.state.starting")
+            elif self._vm.recipients:
+                text = tr("broadcast.state.imported", count=format_count(len(self._vm.recipients)))
+            else:
+                text = tr("broadcast.state.idle")
+        else:
+            state = str(progress.state)
+            key = _STATE_KEYS.get(state)
+            text = tr(key) if key else state
+            if state == "waiting" and progress.until is not None:
+                waiting = True
+                left = (progress.until - self._vm.now()).total_seconds()
+                text = tr(
+                    "broadcast.state.waiting_for",
+                    left=format_duration(left, self._tr),
+                    reason=progress.detail or "—",
+                )
+            elif state == "stopped" and progress.detail:
+                text = tr(
+                    "broadcast.state.stopped_because",
+                    reason=self._vm.describe_reason(progress.detail),
+                )
+            elif self._vm.running and self._vm.paused and state == "running":
+                text = tr("broadcast.state.pausing")
+        self.state.setText(text)
+        if waiting and not self._countdown.isActive():
+            self._countdown.start()
+        elif not waiting and self._countdown.isActive():
+            self._countdown.stop()
+
+    def _update_controls(self) -> None:
+        running = self._vm.running
+        self.start_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.pause_button.setText(
+            self._tr.tr("broadcast.resume") if self._vm.paused else self._tr.tr("broadcast.pause")
+        )
+        self.stop_button.setEnabled(running)
+        self.continue_button.setEnabled(not running and self.earlier.currentData() is not None)
+        for widget in (self.import_file_button, self.import_text_button, self.opt_in):
+            widget.setEnabled(not running)
+        self._show_state()
+
+    def add_notice(self, kind: str, message: str) -> None:
+        now = format_datetime(self._vm.now(), self._tr)
+        self.notices.insertItem(0, f"{now}  {message}")
+        item = self.notices.item(0)
+        if item is not None:
+            item.setData(Qt.ItemDataRole.UserRole, kind)
+        while self.notices.count() > MAX_NOTICES:
+            self.notices.takeItem(self.notices.count() - 1)
+
+    def show_error(self, message: str) -> None:
+        self.error.setText(message)
+        self.error.setVisible(bool(message))

@@ -1,0 +1,124 @@
+"""Signing in to the license server. The dialog never waits: the sign-in runs on the engine and the
+dialog closes when :attr:`SessionViewModel.signed_in` arrives."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.i18n import Translator
+from app.viewmodels.session import SessionViewModel
+
+
+class LoginDialog(QDialog):
+    def __init__(
+        self,
+        session: SessionViewModel,
+        translator: Translator,
+        parent: QWidget | None = None,
+        *,
+        email: str = "",
+        password: str = "",
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("loginDialog")
+        self._session = session
+        self._tr = translator
+
+        self._title = QLabel()
+        self._title.setObjectName("title")
+        self._intro = QLabel()
+        self._intro.setWordWrap(True)
+        self._intro.setObjectName("hint")
+        self.email = QLineEdit(email)
+        self.email.setObjectName("email")
+        self.password = QLineEdit(password)
+        self.password.setObjectName("password")
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.error = QLabel()
+        self.error.setObjectName("error")
+        self.error.setWordWrap(True)
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error.hide()
+        self.status = QLabel()
+        self.status.setObjectName("hint")
+
+        self._buttons = QDialogButtonBox()
+        self.sign_in_button = QPushButton()
+        self.sign_in_button.setObjectName("primary")
+        self.sign_in_button.setDefault(True)
+        self.cancel_button = QPushButton()
+        self._buttons.addButton(self.sign_in_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self._buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.RejectRole)
+
+        self._form = QFormLayout()
+        self._email_label = QLabel()
+        self._password_label = QLabel()
+        self._form.addRow(self._email_label, self.email)
+        self._form.addRow(self._password_label, self.password)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(24, 20, 24, 16)
+        layout.setSpacing(10)
+        layout.addWidget(self._title)
+        layout.addWidget(self._intro)
+        layout.addLayout(self._form)
+        layout.addWidget(self.error)
+        layout.addWidget(self.status)
+        layout.addWidget(self._buttons)
+        self.setMinimumWidth(420)
+
+        self.sign_in_button.clicked.connect(self._submit)
+        self.cancel_button.clicked.connect(self.reject)
+        self.password.returnPressed.connect(self._submit)
+        session.busy_changed.connect(self._busy)
+        session.sign_in_failed.connect(self.show_error)
+        session.signed_in.connect(self._signed_in)
+        translator.language_changed.connect(self._retranslate)
+        self._retranslate()
+        self._busy(session.busy)
+        (self.password if email else self.email).setFocus()
+
+    def _retranslate(self, _language: str = "") -> None:
+        tr = self._tr.tr
+        self.setWindowTitle(tr("login.window_title"))
+        self._title.setText(tr("login.title"))
+        self._intro.setText(tr("login.intro"))
+        self._email_label.setText(tr("login.email"))
+        self._password_label.setText(tr("login.password"))
+        self.email.setPlaceholderText(tr("login.email_placeholder"))
+        self.sign_in_button.setText(tr("login.sign_in"))
+        self.cancel_button.setText(tr("login.cancel"))
+        self._busy(self._session.busy)
+
+    def show_error(self, message: str) -> None:
+        self.error.setText(message)
+        self.error.setVisible(bool(message))
+        if message:
+            self.password.selectAll()
+            self.password.setFocus()
+
+    def _submit(self) -> None:
+        if self._session.busy:
+            return
+        self.show_error("")
+        self._session.sign_in(self.email.text(), self.password.text())
+
+    def _busy(self, busy: bool) -> None:
+        self.sign_in_button.setEnabled(not busy)
+        self.email.setEnabled(not busy)
+        self.password.setEnabled(not busy)
+        self.status.setText(self._tr.tr("login.signing_in") if busy else "")
+
+    def _signed_in(self, _snapshot: object) -> None:
+        self.password.clear()
+        self.accept()

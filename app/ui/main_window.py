@@ -1,0 +1,286 @@
+"""The main window: the License, Accounts, Broadcast, Logs and Settings panels, the login dialog
+and the language switch.
+
+Contract with the entry point: build it in the GUI thread once the engine runs and the core lives
+on the engine loop, then call :meth:`MainWindow.start`. It shows the window, signs in again with
+the stored session when there is one, and otherwise opens the login dialog (prefilled with
+``demo_credentials`` when given). Nothing here waits for the network or the disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PyQt6.QtGui import QAction, QActionGroup, QCloseEvent
+from PyQt6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QStatusBar,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.engine import Engine
+from app.i18n import LANGUAGES, N_, Translator
+from app.viewmodels.accounts import AccountsViewModel
+from app.viewmodels.broadcast import BroadcastSession
+from app.viewmodels.license import LicenseViewModel
+from app.viewmodels.logs import LogsViewModel
+from app.viewmodels.session import SessionViewModel
+from app.viewmodels.settings import SettingsViewModel
+
+from .accounts_panel import AccountsPanel
+from .broadcast_panel import BroadcastPanel
+from .license_panel import LicensePanel
+from .login_dialog import LoginDialog
+from .logs_panel import LogsPanel
+from .settings_panel import LANGUAGE_NAMES, SettingsPanel
+from .style import load_style_sheet
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.core import Core, LicenseSnapshot
+
+_TAB_KEYS = (
+    N_("tab.license"),
+    N_("tab.accounts"),
+    N_("tab.broadcast"),
+    N_("tab.logs"),
+    N_("tab.settings"),
+)
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        engine: Engine,
+        core: Core,
+        *,
+        settings: Settings,
+        settings_path: Path,
+        log_dir: Path,
+        translator: Translator,
+        demo_credentials: tuple[str, str] | None = None,
+        current_log: Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self._engine = engine
+        self._core = core
+        self._tr = translator
+        self._demo_credentials = demo_credentials
+        self._login: LoginDialog | None = None
+        self._simulated = core.transports.kind == "simulated"
+
+        # --- view-models
+        self.session = SessionViewModel(engine, core, translator, self)
+        self.license = LicenseViewModel(engine, core, translator, self)
+        self.accounts = AccountsViewModel(
+            engine,
+            core,
+            translator,
+            api_credentials_missing=not self._simulated and settings.telegram.api_id is None,
+            parent=self,
+        )
+        self.broadcast = BroadcastSession(engine, core, translator, self)
+        self.logs = LogsViewModel(engine, translator, log_dir, current=current_log, parent=self)
+        self.settings = SettingsViewModel(
+            engine, translator, settings_path, settings=settings, parent=self
+        )
+
+        # --- panels
+        self.license_panel = LicensePanel(self.license, translator)
+        self.accounts_panel = AccountsPanel(self.accounts, translator)
+        self.broadcast_panel = BroadcastPanel(
+            self.broadcast, self.accounts, self.license, translator
+        )
+        self.logs_panel = LogsPanel(self.logs, translator)
+        self.settings_panel = SettingsPanel(self.settings, translator)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("tabs")
+        self.tabs.setDocumentMode(True)
+        for panel in (
+            self.license_panel,
+            self.accounts_panel,
+            self.broadcast_panel,
+            self.logs_panel,
+            self.settings_panel,
+        ):
+            self.tabs.addTab(panel, "")
+        self.tabs.currentChanged.connect(self._tab_changed)
+
+        # Shown while nobody is signed in.
+        self.banner = QWidget()
+        self.banner.setObjectName("banner")
+        self.banner_text = QLabel()
+        self.banner_text.setWordWrap(True)
+        self.banner_button = QPushButton()
+        self.banner_button.setObjectName("primary")
+        self.banner_button.clicked.connect(lambda: self.show_login())
+        banner_layout = QHBoxLayout(self.banner)
+        banner_layout.addWidget(self.banner_text, 1)
+        banner_layout.addWidget(self.banner_button)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+
+        # --- menus and status bar
+        menu_bar = self.menuBar()
+        assert menu_bar is not None
+        self._file_menu = menu_bar.addMenu("")
+        self._view_menu = menu_bar.addMenu("")
+        assert self._file_menu is not None and self._view_menu is not None
+        self.sign_in_action = QAction(self)
+        self.sign_in_action.triggered.connect(lambda: self.show_login())
+        self.sign_out_action = QAction(self)
+        self.sign_out_action.triggered.connect(self.session.sign_out)
+        self.quit_action = QAction(self)
+        self.quit_action.triggered.connect(self.close)
+        self._file_menu.addAction(self.sign_in_action)
+        self._file_menu.addAction(self.sign_out_action)
+        self._file_menu.addSeparator()
+        self._file_menu.addAction(self.quit_action)
+        self._language_menu = self._view_menu.addMenu("")
+        assert self._language_menu is not None
+        self._language_group = QActionGroup(self)
+        self._language_group.setExclusive(True)
+        self.language_actions: dict[str, QAction] = {}
+        for language in LANGUAGES:
+            action = QAction(self)
+            action.setCheckable(True)
+            action.setChecked(language == translator.language)
+            action.triggered.connect(lambda _checked=False, lang=language: self.set_language(lang))
+            self._language_group.addAction(action)
+            self._language_menu.addAction(action)
+            self.language_actions[language] = action
+
+        status = QStatusBar()
+        self.setStatusBar(status)
+        self.user_label = QLabel()
+        self.mode_label = QLabel()
+        self.mode_label.setObjectName("hint")
+        status.addPermanentWidget(self.mode_label)
+        status.addPermanentWidget(self.user_label)
+
+        # --- wiring
+        self.session.signed_in.connect(self._signed_in)
+        self.session.signed_out.connect(self._signed_out)
+        self.session.needs_sign_in.connect(self._needs_sign_in)
+        self.session.busy_changed.connect(lambda _busy: self._show_session())
+        self.settings.saved.connect(self._settings_saved)
+        self.license.failed.connect(self._status_message)
+        engine.failed.connect(lambda _what, _exc: self._status_message(self._tr.tr("error.task")))
+        translator.language_changed.connect(self._retranslate)
+
+        self.setStyleSheet(load_style_sheet())
+        self.resize(1180, 780)
+        self._retranslate()
+
+    # --- start and session ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Show the window; sign in with the stored session, or open the login dialog."""
+        self.show()
+        self.settings.load()
+        self.logs.refresh()
+        if not self.session.resume():
+            self.show_login()
+
+    def show_login(self, message: str = "") -> LoginDialog:
+        """Open the login dialog (window-modal, never a nested event loop)."""
+        if self._login is None:
+            email, password = self._demo_credentials or ("", "")
+            self._login = LoginDialog(self.session, self._tr, self, email=email, password=password)
+        self._login.show_error(message)
+        if not self._login.isVisible():
+            self._login.open()
+        return self._login
+
+    @property
+    def login_dialog(self) -> LoginDialog | None:
+        return self._login
+
+    def _needs_sign_in(self, message: str) -> None:
+        self._show_session()
+        self.show_login(message)
+
+    def _signed_in(self, snapshot: LicenseSnapshot) -> None:
+        self.license.set_snapshot(snapshot)
+        self.accounts.refresh()
+        self.broadcast.refresh_broadcasts()
+        self.logs.refresh()
+        self._show_session()
+
+    def _signed_out(self) -> None:
+        self.license.set_snapshot(None)
+        self._show_session()
+        self.show_login()
+
+    def _show_session(self) -> None:
+        tr = self._tr.tr
+        email = self.session.email
+        signed_in = email is not None
+        self.banner.setVisible(not signed_in)
+        self.banner_text.setText(
+            tr("main.signing_in") if self.session.busy else tr("main.not_signed_in")
+        )
+        self.banner_button.setEnabled(not self.session.busy)
+        self.sign_in_action.setEnabled(not signed_in)
+        self.sign_out_action.setEnabled(signed_in)
+        self.user_label.setText(tr("main.signed_in_as", email=email) if signed_in else "")
+        title = tr("main.title")
+        self.setWindowTitle(f"{title} — {email}" if signed_in else title)
+
+    def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.logs_panel:
+            self.logs.refresh()
+
+    # --- language -------------------------------------------------------------------------------
+
+    def set_language(self, language: str) -> None:
+        """Switch the window's language now and keep the choice in settings.ini."""
+        self._tr.set_language(language)
+        self.settings.save({("ui", "language"): language})
+
+    def _settings_saved(self, changes: dict[tuple[str, str], str]) -> None:
+        language = changes.get(("ui", "language"))
+        if language in LANGUAGES:
+            self._tr.set_language(language)
+
+    def _retranslate(self, _language: str = "") -> None:
+        tr = self._tr.tr
+        for index, key in enumerate(_TAB_KEYS):
+            self.tabs.setTabText(index, tr(key))
+        assert self._file_menu is not None and self._view_menu is not None
+        assert self._language_menu is not None
+        self._file_menu.setTitle(tr("menu.file"))
+        self._view_menu.setTitle(tr("menu.view"))
+        self._language_menu.setTitle(tr("menu.language"))
+        self.sign_in_action.setText(tr("menu.sign_in"))
+        self.sign_out_action.setText(tr("menu.sign_out"))
+        self.quit_action.setText(tr("menu.quit"))
+        for language, action in self.language_actions.items():
+            action.setText(tr(LANGUAGE_NAMES[language]))
+            action.setChecked(language == self._tr.language)
+        self.banner_button.setText(tr("main.sign_in"))
+        self.mode_label.setText(tr("main.simulated") if self._simulated else "")
+        self._show_session()
+
+    def _status_message(self, message: str) -> None:
+        status = self.statusBar()
+        if status is not None:
+            status.showMessage(message, 10_000)
+
+    def closeEvent(self, event: QCloseEvent | None) -> None:
+        if self._login is not None:
+            self._login.close()
+        super().closeEvent(event)

@@ -1,0 +1,72 @@
+"""The License panel's data: plan, quota, devices, the offline lease, why sending is refused."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from app.engine import Engine
+from app.i18n import Translator
+
+from .base import EngineBound
+
+if TYPE_CHECKING:
+    from app.core import Core, LicenseSnapshot
+
+
+class LicenseViewModel(EngineBound):
+    changed = pyqtSignal(object)
+    failed = pyqtSignal(str)
+    busy_changed = pyqtSignal(bool)
+
+    def __init__(
+        self, engine: Engine, core: Core, translator: Translator, parent: QObject | None = None
+    ) -> None:
+        super().__init__(engine, translator, parent)
+        self._core = core
+        self._snapshot: LicenseSnapshot | None = None
+        self._busy = False
+
+    @property
+    def snapshot(self) -> LicenseSnapshot | None:
+        return self._snapshot
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def set_snapshot(self, snapshot: LicenseSnapshot | None) -> None:
+        """Show ``snapshot`` (given by a sign-in); ``None`` after signing out."""
+        self._snapshot = snapshot
+        self.changed.emit(snapshot)
+
+    def refresh(self) -> bool:
+        if self._busy:
+            return False
+        self._set_busy(True)
+        return self.submit(self._core.license_snapshot(), self._got, self._failed, what="license")
+
+    def deactivate_device(self, device_id: str) -> bool:
+        if self._busy:
+            return False
+        self._set_busy(True)
+        return self.submit(
+            self._core.deactivate_device(device_id), self._got, self._failed, what="deactivate"
+        )
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.busy_changed.emit(busy)
+
+    def _got(self, snapshot: LicenseSnapshot) -> None:
+        self._set_busy(False)
+        self.set_snapshot(snapshot)
+
+    def _failed(self, message: str) -> None:
+        self._set_busy(False)
+        self.failed.emit(message)
+
+    def report_error(self, message: str) -> None:
+        self.failed.emit(message)

@@ -1,0 +1,280 @@
+"""The Settings panel's logic: the values of settings.ini, and saving edits to it.
+
+Saving goes through :func:`app.config.save_settings` on the engine: it validates the edited file
+first (a bad value leaves the file untouched and its ``SettingsError`` names the file, the key and
+the reason) and keeps the user's comments and order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from app.engine import Engine
+from app.i18n import N_, Translator
+
+from .base import EngineBound
+
+if TYPE_CHECKING:
+    from app.config import Settings, SettingsError
+
+Key = tuple[str, str]
+
+
+class Kind:
+    TEXT = "text"
+    NUMBER = "number"
+    BOOL = "bool"
+    SECRET = "secret"
+    LANGUAGE = "language"
+
+
+@dataclass(frozen=True)
+class Field:
+    section: str
+    key: str
+    kind: str
+    #: Translation keys of the label and of its explanation.
+    label: str
+    help: str
+
+    @property
+    def id(self) -> Key:
+        return (self.section, self.key)
+
+
+#: Every key of settings.ini, in the file's order.
+FIELDS: Final = (
+    Field(
+        "license",
+        "api_base_url",
+        Kind.TEXT,
+        N_("settings.license.api_base_url"),
+        N_("settings.license.api_base_url.help"),
+    ),
+    Field(
+        "license",
+        "jwt_public_key_fingerprint",
+        Kind.TEXT,
+        N_("settings.license.jwt_public_key_fingerprint"),
+        N_("settings.license.jwt_public_key_fingerprint.help"),
+    ),
+    Field(
+        "flood",
+        "max_consecutive_errors",
+        Kind.NUMBER,
+        N_("settings.flood.max_consecutive_errors"),
+        N_("settings.flood.max_consecutive_errors.help"),
+    ),
+    Field(
+        "flood",
+        "cooldown_sec",
+        Kind.NUMBER,
+        N_("settings.flood.cooldown_sec"),
+        N_("settings.flood.cooldown_sec.help"),
+    ),
+    Field(
+        "anti_spam",
+        "enabled",
+        Kind.BOOL,
+        N_("settings.anti_spam.enabled"),
+        N_("settings.anti_spam.enabled.help"),
+    ),
+    Field(
+        "telegram",
+        "api_id",
+        Kind.TEXT,
+        N_("settings.telegram.api_id"),
+        N_("settings.telegram.api_id.help"),
+    ),
+    Field(
+        "telegram",
+        "api_hash",
+        Kind.SECRET,
+        N_("settings.telegram.api_hash"),
+        N_("settings.telegram.api_hash.help"),
+    ),
+    Field(
+        "broadcast",
+        "min_delay_sec",
+        Kind.NUMBER,
+        N_("settings.broadcast.min_delay_sec"),
+        N_("settings.broadcast.min_delay_sec.help"),
+    ),
+    Field(
+        "broadcast",
+        "max_delay_sec",
+        Kind.NUMBER,
+        N_("settings.broadcast.max_delay_sec"),
+        N_("settings.broadcast.max_delay_sec.help"),
+    ),
+    Field(
+        "broadcast",
+        "batch_size",
+        Kind.NUMBER,
+        N_("settings.broadcast.batch_size"),
+        N_("settings.broadcast.batch_size.help"),
+    ),
+    Field(
+        "telemetry",
+        "enabled",
+        Kind.BOOL,
+        N_("settings.telemetry.enabled"),
+        N_("settings.telemetry.enabled.help"),
+    ),
+    Field(
+        "ui",
+        "language",
+        Kind.LANGUAGE,
+        N_("settings.ui.language"),
+        N_("settings.ui.language.help"),
+    ),
+)
+
+#: Keys whose new value is used at once; the others at the next start.
+LIVE_KEYS: Final = frozenset({("ui", "language")})
+
+SECTION_LABELS: Final = {
+    "license": N_("settings.section.license"),
+    "flood": N_("settings.section.flood"),
+    "anti_spam": N_("settings.section.anti_spam"),
+    "telegram": N_("settings.section.telegram"),
+    "broadcast": N_("settings.section.broadcast"),
+    "telemetry": N_("settings.section.telemetry"),
+    "ui": N_("settings.section.ui"),
+}
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple | list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def values_of(settings: Settings) -> dict[Key, str]:
+    """Each key's value as the form shows it (and as settings.ini would hold it)."""
+    values = {}
+    for field in FIELDS:
+        section = getattr(settings, field.section)
+        values[field.id] = _text(getattr(section, field.key))
+    return values
+
+
+def _load(path: Path) -> Settings:
+    from app.config import Settings, load_settings
+
+    return load_settings(path) if path.exists() else Settings()
+
+
+def _save(path: Path, changes: Mapping[Key, str]) -> Settings | SettingsError:
+    """Save on the engine; a validation failure is an answer (its problems name the keys)."""
+    from app.config import SettingsError, save_settings
+
+    try:
+        return save_settings(path, dict(changes))
+    except SettingsError as exc:
+        return exc
+
+
+class SettingsViewModel(EngineBound):
+    #: Every key's value (``dict[Key, str]``), after loading or saving.
+    loaded = pyqtSignal(dict)
+    #: The keys saved and their new values (``dict[Key, str]``); empty when nothing changed.
+    saved = pyqtSignal(dict)
+    #: The SettingsError's text (the file, the key and the reason), or another short message.
+    failed = pyqtSignal(str)
+    #: The keys (``list[Key]``) a failed save found fault with (empty when none is named).
+    invalid = pyqtSignal(list)
+    busy_changed = pyqtSignal(bool)
+
+    def __init__(
+        self,
+        engine: Engine,
+        translator: Translator,
+        path: Path,
+        *,
+        settings: Settings | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(engine, translator, parent)
+        self._path = path
+        self._values: dict[Key, str] = values_of(settings) if settings is not None else {}
+        self._busy = False
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def values(self) -> dict[Key, str]:
+        return dict(self._values)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.busy_changed.emit(busy)
+
+    def load(self) -> bool:
+        path = self._path
+        return self.call(lambda: _load(path), self._loaded, what="load settings")
+
+    def _loaded(self, settings: Settings) -> None:
+        self._values = values_of(settings)
+        self.loaded.emit(self.values)
+
+    def changes(self, values: Mapping[Key, str]) -> dict[Key, str]:
+        """The entries of ``values`` that differ from what is saved."""
+        return {k: v for k, v in values.items() if self._values.get(k) != v}
+
+    def save(self, values: Mapping[Key, str]) -> bool:
+        """Write the entries of ``values`` that changed; the file is untouched on any error."""
+        changes = self.changes(values)
+        if not changes:
+            self.saved.emit({})
+            return True
+        if self._busy:
+            return False
+        self._set_busy(True)
+        path = self._path
+
+        def done(result: Settings | SettingsError) -> None:
+            self._set_busy(False)
+            if isinstance(result, Exception):
+                keys = [
+                    (p.section, p.key)
+                    for p in result.problems
+                    if p.section is not None and p.key is not None
+                ]
+                self.invalid.emit(keys)
+                self.failed.emit(self.describe(result))
+                return
+            self._values = values_of(result)
+            self.invalid.emit([])
+            self.saved.emit({k: self._values.get(k, v) for k, v in changes.items()})
+
+        def failed(message: str) -> None:
+            self._set_busy(False)
+            self.failed.emit(message)
+
+        return self.call(lambda: _save(path, changes), done, failed, what="save settings")
+
+    @staticmethod
+    def needs_restart(changes: Mapping[Key, str]) -> bool:
+        return any(key not in LIVE_KEYS for key in changes)
+
+    def report_error(self, message: str) -> None:
+        self.failed.emit(message)

@@ -1,0 +1,76 @@
+"""The ``tgflow`` entry point: --demo, --self-test and bad settings, as separate processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tgflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "QT_QPA_PLATFORM": "offscreen",
+            **(env or {}),
+        },
+        timeout=240,
+    )
+
+
+def test_demo_starts_its_backend_and_shows_the_main_window(tmp_path: Path) -> None:
+    done = tgflow(
+        "--demo", "--data-root", str(tmp_path), env={"TGFLOW_BENCH_EXIT_WHEN_SHOWN": "1"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tgflow: window shown" in done.stdout
+    assert "demo backend at http://127.0.0.1:" in done.stdout
+    assert (tmp_path / "data" / "demo" / "demo-recipients.csv").is_file()
+    assert (tmp_path / "data" / "demo" / "accounts.json").is_file()
+    assert list((tmp_path / "logs").glob("session-*.html"))
+    assert "Traceback" not in done.stderr
+
+
+def test_self_test_passes(tmp_path: Path) -> None:
+    done = tgflow("--self-test", env={"HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "self-test passed" in done.stdout
+    assert "FAIL" not in done.stdout
+    assert "ok   end-to-end: 20 simulated messages sent and counted once" in done.stdout
+
+
+def test_bad_settings_name_the_file_the_key_and_the_reason(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.ini"
+    settings.write_text("[flood]\nmax_consecutive_errors = many\n[broadcast]\nbatchsize = 5\n")
+    done = tgflow("--config", str(settings), "--data-root", str(tmp_path / "root"))
+    assert done.returncode == 2
+    assert str(settings) in done.stderr
+    assert "[flood] max_consecutive_errors" in done.stderr
+    assert "[broadcast] batchsize" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.ini"
+    done = tgflow("--config", str(missing), "--data-root", str(tmp_path / "root"))
+    assert done.returncode == 2
+    assert str(missing) in done.stderr and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_live_mode_without_key_pins_refuses_to_start(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.ini"
+    settings.write_text("[license]\napi_base_url = https://licensing.example.com\n")
+    done = tgflow("--config", str(settings), "--data-root", str(tmp_path / "root"))
+    assert done.returncode == 2
+    assert "jwt_public_key_fingerprint" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,124 @@
+"""The login dialog, resuming a stored session, and the License panel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytestqt.qtbot import QtBot
+
+from app.config import Settings
+from app.i18n import Translator
+from app.ui.main_window import MainWindow
+from tests.app.conftest import Desktop
+
+
+def make_window(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path, *, password: str | None = None
+) -> MainWindow:
+    assert desktop.core is not None
+    window = MainWindow(
+        desktop.engine,
+        desktop.core,
+        settings=Settings(),
+        settings_path=tmp_path / "settings.ini",
+        log_dir=tmp_path / "logs",
+        translator=Translator("ru"),
+        demo_credentials=(desktop.backend.email, password or desktop.backend.password),
+    )
+    qtbot.addWidget(window)
+    return window
+
+
+def test_sign_in_through_the_dialog_then_the_license_panel_shows_plan_and_quota(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    with qtbot.wait_signal(window.session.needs_sign_in):
+        window.start()
+    dialog = window.login_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert window.isVisible()
+    assert dialog.email.text() == desktop.backend.email  # prefilled with the demo credentials
+    assert window.banner.isVisible()
+
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.sign_in_button.click()
+        # The click returns at once: the sign-in runs on the engine.
+        assert dialog.status.text() == "Входим…"
+        assert not dialog.sign_in_button.isEnabled()
+
+    assert not dialog.isVisible()
+    assert not window.banner.isVisible()
+    panel = window.license_panel
+    assert panel.plan_value.text() == "demo"
+    assert panel.status_value.text() == "активна"
+    assert panel.quota_bar.values() == (0, 0, 1000)
+    assert "осталось 1\u202f000" in panel.quota_text.text()
+    assert panel.period_end.text().startswith("Период заканчивается")
+    assert panel.lease_value.text().startswith("разрешена до")
+    assert panel.devices.rowCount() == 1
+    item = panel.devices.item(0, 0)
+    assert item is not None and item.text() == "test desktop"
+    assert not panel.reason.isVisible()
+    assert desktop.backend.email in window.user_label.text()
+
+
+def test_a_wrong_password_shows_an_error_and_keeps_the_dialog(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path, password="not the password")
+    with qtbot.wait_signal(window.session.needs_sign_in):
+        window.start()
+    dialog = window.login_dialog
+    assert dialog is not None
+
+    with (
+        qtbot.assert_not_emitted(window.session.signed_in),
+        qtbot.wait_signal(window.session.sign_in_failed, timeout=30_000) as blocker,
+    ):
+        dialog.sign_in_button.click()
+
+    assert blocker.args == ["Неверный e-mail или пароль."]
+    assert dialog.isVisible()
+    assert dialog.error.isVisible()
+    assert dialog.error.text() == "Неверный e-mail или пароль."
+    assert "Traceback" not in dialog.error.text()
+    assert dialog.sign_in_button.isEnabled()
+    assert window.session.email is None
+
+
+def test_an_empty_form_is_refused_without_asking_the_server(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    with qtbot.wait_signal(window.session.sign_in_failed) as blocker:
+        assert window.session.sign_in("", "") is False
+    assert blocker.args == ["Введите e-mail и пароль."]
+
+
+def test_a_stored_session_is_resumed_without_the_dialog(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    desktop.sign_in()  # a previous run signed in and stored the refresh token
+    window = make_window(qtbot, desktop, tmp_path)
+    with (
+        qtbot.assert_not_emitted(window.session.needs_sign_in),
+        qtbot.wait_signal(window.session.signed_in, timeout=30_000),
+    ):
+        window.start()
+    assert window.login_dialog is None
+    assert window.license_panel.plan_value.text() == "demo"
+
+
+def test_signing_out_clears_the_panel_and_opens_the_dialog(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    desktop.sign_in()
+    window = make_window(qtbot, desktop, tmp_path)
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        window.start()
+    with qtbot.wait_signal(window.session.signed_out, timeout=30_000):
+        window.sign_out_action.trigger()
+    assert window.license_panel.plan_value.text() == "—"
+    assert window.login_dialog is not None and window.login_dialog.isVisible()
+    assert window.banner.isVisible()
