@@ -23,7 +23,6 @@ idempotent (login, register, refresh) are retried only when they cannot have rea
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 import threading
@@ -34,12 +33,12 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from agent.clock import Clock, SystemClock
+from agent.config_checks import InsecureApiUrl, check_api_url
 from agent.errors import LicenseError, Offline, TokenExpired, TokenInvalid, UnexpectedResponse
 from agent.key_pins import PinnedKeySet
 from agent.lease import LeaseStore
@@ -67,12 +66,7 @@ _T = TypeVar("_T")
 #: Request extension naming a request that must not be repeated once it may have reached the server.
 NOT_IDEMPOTENT: Final = "tgflow_not_idempotent"
 
-_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 _RETRY_STATUSES_UNSENT: Final = frozenset({429, 503})
-
-
-class InsecureApiUrl(ValueError):
-    """The API URL would send credentials in clear (``http://`` to a host that is not loopback)."""
 
 
 @dataclass(frozen=True)
@@ -185,34 +179,6 @@ class RetryingTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the wrapped transport."""
         await self._inner.aclose()
-
-
-def check_api_url(api_base_url: str) -> str:
-    """Return ``api_base_url`` without a trailing slash, or raise :class:`InsecureApiUrl`.
-
-    ``https://`` is accepted; ``http://`` only for a loopback host (``localhost``, 127.0.0.0/8,
-    ``::1``), so that credentials and tokens never cross a network in clear.
-    """
-    parts = urlsplit(api_base_url)
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise InsecureApiUrl(f"the API URL {api_base_url!r} names no host")
-    if parts.scheme == "https":
-        return api_base_url.rstrip("/")
-    if parts.scheme != "http":
-        raise InsecureApiUrl(f"the API URL {api_base_url!r} must use https://")
-    loopback = host in _LOOPBACK_NAMES
-    if not loopback:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-    if not loopback:
-        raise InsecureApiUrl(
-            f"refusing the plain http:// API URL {api_base_url!r}: credentials would cross the "
-            "network in clear; use https:// (http:// is allowed for a loopback host only)"
-        )
-    return api_base_url.rstrip("/")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+# InvalidPin lives with the other configuration checks; it is re-exported here, its old home.
+from agent.config_checks import InvalidPin as InvalidPin
 from agent.protocol import ErrorCode
 
 
@@ -130,16 +132,6 @@ class SecretStoreError(LicenseError):
 
 
 # --- configuration ------------------------------------------------------------------------------
-
-
-class InvalidPin(ValueError):
-    """A configured public-key pin is not of the form ``sha256/<base64url, 32 bytes>``."""
-
-    def __init__(self, value: str, reason: str) -> None:
-        """Name the offending ``value`` and why it was refused."""
-        super().__init__(f"invalid public-key pin {value!r}: {reason}")
-        self.value = value
-        self.reason = reason
 
 
 #: The error class standing for each problem-details ``code`` the agent knows how to report.

@@ -14,8 +14,6 @@ the keys already known.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -34,12 +32,11 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
 from agent.clock import Clock, SystemClock
-from agent.errors import InvalidPin, UntrustedKey
+from agent.config_checks import InvalidPin, validate_pin
+from agent.errors import UntrustedKey
 from agent.protocol import (
     ACCESS_TOKEN_ALG,
     LICENSE_FILE_ALG,
-    PIN_PREFIX,
-    b64url,
     jwk_thumbprint,
     public_key_pin,
 )
@@ -57,36 +54,12 @@ DEFAULT_REFETCH_INTERVAL: Final = timedelta(minutes=1)
 #: A JWKS document larger than this is refused (a real one holds a handful of keys).
 MAX_JWKS_BYTES: Final = 256 * 1024
 
-_PIN_DIGEST_BYTES = 32
 _JWK_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 #: The algorithm a key of each type may sign with; anything else is not used.
 _ALG_FOR_KTY: Final[Mapping[str, str]] = {"RSA": ACCESS_TOKEN_ALG, "EC": LICENSE_FILE_ALG}
 
 
 # --- pins ---------------------------------------------------------------------------------------
-
-
-def validate_pin(value: str) -> str:
-    """Return ``value`` if it is a well-formed pin; raise :class:`InvalidPin` otherwise."""
-    if not value.startswith(PIN_PREFIX):
-        raise InvalidPin(value, f"a pin starts with {PIN_PREFIX!r}")
-    encoded = value[len(PIN_PREFIX) :]
-    if "=" in encoded:
-        raise InvalidPin(value, "base64url without padding expected ('=' found)")
-    if not encoded or any(not (c.isascii() and (c.isalnum() or c in "-_")) for c in encoded):
-        raise InvalidPin(value, "the digest must be base64url (A-Z, a-z, 0-9, '-', '_')")
-    try:
-        digest = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidPin(value, "the digest is not valid base64url") from exc
-    if len(digest) != _PIN_DIGEST_BYTES:
-        raise InvalidPin(
-            value, f"a SHA-256 digest has {_PIN_DIGEST_BYTES} bytes, this one has {len(digest)}"
-        )
-    if b64url(digest) != encoded:
-        # Non-canonical trailing bits: the same digest would have two spellings.
-        raise InvalidPin(value, "the digest is not canonical base64url")
-    return value
 
 
 def parse_pins(setting: str) -> frozenset[str]:

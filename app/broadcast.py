@@ -31,6 +31,7 @@ from .broadcast_store import (
     RecipientState,
 )
 from .clock import AsyncClock
+from .core_config import Pacing
 from .transports.base import (
     AccountUnusable,
     FloodWait,
@@ -73,15 +74,6 @@ def reconcile(store: BroadcastStore, journal: UsageJournal, broadcast_id: str | 
                 continue
             marked += store.mark(parsed[0], parsed[1], RecipientState.SENT, "")
     return marked
-
-
-@dataclass(frozen=True)
-class Pacing:
-    """``[broadcast]`` of settings.ini."""
-
-    min_delay_sec: float = 3.0
-    max_delay_sec: float = 7.0
-    batch_size: int = 50
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,8 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
-from configupdater import ConfigUpdater
-from configupdater.block import Comment
-from configupdater.option import Option
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -40,12 +37,13 @@ from pydantic import (
     field_validator,
 )
 
-from agent.client import InsecureApiUrl, check_api_url
-from agent.errors import InvalidPin
-from agent.key_pins import validate_pin
+from agent.config_checks import InsecureApiUrl, InvalidPin, check_api_url, validate_pin
 from agent.private_files import fsync_directory
 from app.paths import SETTINGS_FILE_NAME
 from app.settings_example import SETTINGS_EXAMPLE
+
+if TYPE_CHECKING:
+    from configupdater import ConfigUpdater
 
 #: Mode of a settings file the program creates (it may hold the Telegram api_hash).
 NEW_SETTINGS_FILE_MODE: Final = 0o600
@@ -574,6 +572,9 @@ def _check_changes(changes: Mapping[tuple[str, str], str], path: Path) -> None:
 
 def _set_option(updater: ConfigUpdater, section: str, key: str, value: str) -> None:
     """Set ``key`` in the existing ``section``; a new key goes after the section's last key."""
+    from configupdater.block import Comment
+    from configupdater.option import Option
+
     block = updater[section]
     if block.has_option(key):
         block[key].value = value
@@ -602,6 +603,9 @@ def edit_settings_text(text: str, changes: Mapping[tuple[str, str], str]) -> str
     A missing key is added at the end of its section, a missing section at the end of the file,
     each with the example's comment. The result is not validated (:func:`save_settings` does).
     """
+    # Imported here: only saving needs it, and start-up should not wait for it.
+    from configupdater import ConfigUpdater
+
     updater = ConfigUpdater(strict=True)
     updater.read_string(text)
     missing: dict[str, list[tuple[str, str]]] = {}

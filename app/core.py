@@ -13,7 +13,7 @@ import logging
 import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,25 +25,15 @@ from agent.protocol import LicenseStatus
 from agent.secrets import RefreshTokenStore
 
 from . import __version__
-from .antispam import AccountStatus, AntiSpamWorker, FloodPolicy
-from .broadcast import BroadcastObserver, BroadcastWorker, Pacing, Progress, reconcile
+from .antispam import AccountStatus, AntiSpamWorker
+from .broadcast import BroadcastObserver, BroadcastWorker, Progress, reconcile
 from .broadcast_store import Broadcast, BroadcastStore, RecipientRow
 from .clock import AsyncClock, SystemAsyncClock
+from .core_config import CoreConfig
 from .telemetry import TelemetryClient
 from .transports.base import AccountInfo, LoginFlow, TransportFactory
 
 log = logging.getLogger("tgflow.core")
-
-
-@dataclass(frozen=True)
-class CoreConfig:
-    """What the core needs from settings.ini."""
-
-    api_base_url: str
-    pins: tuple[str, ...]
-    policy: FloodPolicy = field(default_factory=FloodPolicy)
-    pacing: Pacing = field(default_factory=Pacing)
-    telemetry: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from PyQt6.QtWidgets import QApplication
+
     from .config import Settings
+    from .core import Core
+    from .core_handle import DeferredCore
     from .demo import DemoBackend
     from .htmllog import SessionLog
     from .paths import AppPaths
     from .transports.base import TransportFactory
+    from .ui.main_window import MainWindow
 
 log = logging.getLogger("tgflow")
 
@@ -236,16 +241,13 @@ def run_gui(args: argparse.Namespace) -> int:
 
 
 def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -> int:
-    import platform
-
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from agent.fingerprint import compute_fingerprint
-
     from .antispam import FloodPolicy
-    from .broadcast import Pacing
-    from .core import Core, CoreConfig
+    from .clock import SystemAsyncClock
+    from .core_config import CoreConfig, Pacing
+    from .core_handle import DeferredCore
     from .engine import Engine
     from .i18n import Translator
     from .ui.main_window import MainWindow
@@ -271,31 +273,11 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         ),
         telemetry=settings.telemetry.enabled,
     )
-
-    async def build_core() -> Core:
-        return Core(
-            config,
-            data_dir=startup.paths.data_dir,
-            transports=startup.transports,
-            fingerprint=compute_fingerprint().value,
-            device_name=platform.node() or None,
-        )
-
-    # Before the first window: the event loop is not running yet, so nothing can stall.
-    core = engine.submit(build_core()).result(60)
+    handle = DeferredCore(config, SystemAsyncClock(), startup.transports)
     demo = startup.demo
-    if demo is not None:
-        from .demo import seed_demo_desktop
-
-        recipients = engine.submit(seed_demo_desktop(core, startup.paths.data_dir)).result(60)
-        print(
-            f"tgflow: demo backend at {demo.url} (user {demo.email}); "
-            f"demo recipients to import: {recipients}",
-            flush=True,
-        )
     window = MainWindow(
         engine,
-        core,
+        handle,  # type: ignore[arg-type]  # stands in for the Core until it is built
         settings=settings,
         settings_path=startup.settings_path,
         log_dir=startup.paths.log_dir,
@@ -303,14 +285,18 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         demo_credentials=(demo.email, demo.password) if demo is not None else None,
         current_log=current_log,
     )
-    if getattr(args, "headless", False) and demo is not None:
-        _run_headless_demo(window, demo, startup.paths.log_dir)
-    else:
-        window.start()
-    # Everything built so far lives as long as the program: keep it out of the collector's full
-    # passes, which otherwise stall the GUI for tens of milliseconds during a long broadcast.
-    gc.collect()
-    gc.freeze()
+    window.show()
+    # Once the window is on screen, the engine imports the license stack and builds the core
+    # (its first task: everything the window asks of the core comes after it).
+    QTimer.singleShot(
+        0,
+        lambda: engine.submit(
+            _build_core(handle, startup),
+            lambda _core: _core_ready(window, args, startup),
+            lambda exc: _core_failed(app, exc),
+            what="start-up",
+        ),
+    )
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: app.quit())
     # Let Python run its signal handlers while Qt's loop waits (Ctrl+C in the terminal).
@@ -326,10 +312,56 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         QTimer.singleShot(0, shown)
     code = app.exec()
     try:
-        engine.submit(core.close()).result(60)
+        if handle.ready:
+            engine.submit(handle.wait().close()).result(60)
     finally:
         engine.stop()
     return int(code)
+
+
+async def _build_core(handle: DeferredCore, startup: Startup) -> Core:
+    import platform
+
+    from agent.fingerprint import compute_fingerprint
+
+    from .core import Core
+
+    core = Core(
+        handle.config,
+        data_dir=startup.paths.data_dir,
+        transports=startup.transports,
+        fingerprint=compute_fingerprint().value,
+        clock=handle.clock,
+        device_name=platform.node() or None,
+    )
+    handle.attach(core)
+    if startup.demo is not None:
+        from .demo import seed_demo_desktop
+
+        recipients = await seed_demo_desktop(core, startup.paths.data_dir)
+        print(
+            f"tgflow: demo backend at {startup.demo.url} (user {startup.demo.email}); "
+            f"demo recipients to import: {recipients}",
+            flush=True,
+        )
+    return core
+
+
+def _core_ready(window: MainWindow, args: argparse.Namespace, startup: Startup) -> None:
+    if getattr(args, "headless", False) and startup.demo is not None:
+        _run_headless_demo(window, startup.demo, startup.paths.log_dir)
+    else:
+        window.start()
+    # Everything built so far lives as long as the program: keep it out of the collector's full
+    # passes, which otherwise stall the GUI for tens of milliseconds during a long broadcast.
+    gc.collect()
+    gc.freeze()
+
+
+def _core_failed(app: QApplication, exc: BaseException) -> None:
+    log.error("the program could not start: %s: %s", type(exc).__name__, exc)
+    show_startup_error(f"the program could not start: {exc}")
+    app.exit(EXIT_FAILED)
 
 
 def _run_headless_demo(window: Any, demo: DemoBackend, log_dir: Path) -> None:

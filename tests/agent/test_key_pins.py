@@ -74,3 +74,11 @@ def test_agent_imports_neither_server_nor_qt() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == ""
+
+
+def test_the_light_config_checks_agree_with_the_wire_constants() -> None:
+    from agent import config_checks, errors, key_pins, protocol
+
+    assert config_checks.PIN_PREFIX == protocol.PIN_PREFIX
+    assert errors.InvalidPin is config_checks.InvalidPin
+    assert key_pins.validate_pin is config_checks.validate_pin

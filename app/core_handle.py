@@ -1,0 +1,71 @@
+"""The window's stand-in for the :class:`~app.core.Core` while the core is still being built.
+
+The core brings the whole license stack (httpx, cryptography, pydantic models, keyring): about
+0.3 s of imports. The window does not wait for them: it is built and shown with this handle,
+and the core is built on the engine thread meanwhile. :meth:`MainWindow.start` (the first thing
+that asks the core for anything) runs once the core is there; from then on every attribute is the
+core's own. ``config``, ``clock`` and ``transports`` are known from the start.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .clock import AsyncClock
+from .core_config import CoreConfig
+from .transports.base import TransportFactory
+
+if TYPE_CHECKING:
+    from .core import AccountRow, Core
+
+
+class CoreNotReady(RuntimeError):
+    """The core was asked for something before it was built."""
+
+
+class DeferredCore:
+    def __init__(self, config: CoreConfig, clock: AsyncClock, transports: TransportFactory) -> None:
+        self.config = config
+        self.clock = clock
+        self.transports = transports
+        self._core: Core | None = None
+        self._ready = threading.Event()
+        self._subscribers: list[Callable[[AccountRow], None]] = []
+
+    def attach(self, core: Core) -> None:
+        """Called on the engine thread by the code that built the core."""
+        self._core = core
+        for callback in self._subscribers:
+            core.subscribe_accounts(callback)
+        self._subscribers.clear()
+        self._ready.set()
+
+    # The view-models subscribe while the window is being built (engine thread, like attach).
+    def subscribe_accounts(self, callback: Callable[[AccountRow], None]) -> None:
+        if self._core is not None:
+            self._core.subscribe_accounts(callback)
+        else:
+            self._subscribers.append(callback)
+
+    def unsubscribe_accounts(self, callback: Callable[[AccountRow], None]) -> None:
+        if self._core is not None:
+            self._core.unsubscribe_accounts(callback)
+        elif callback in self._subscribers:
+            self._subscribers.remove(callback)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def wait(self, timeout: float | None = None) -> Core:
+        if not self._ready.wait(timeout) or self._core is None:
+            raise CoreNotReady("the core is not built yet")
+        return self._core
+
+    def __getattr__(self, name: str) -> Any:
+        core = self._core
+        if core is None:
+            raise CoreNotReady(f"the core is not built yet (asked for {name!r})")
+        return getattr(core, name)
