@@ -366,9 +366,15 @@ def _core_failed(app: QApplication, exc: BaseException) -> None:
 
 def _run_headless_demo(window: Any, demo: DemoBackend, log_dir: Path) -> None:
     """Sign the demo user in without the dialog and save a picture of the window."""
+    from PyQt6.QtCore import QTimer
+
     picture = log_dir / "demo-window.png"
 
     def signed_in(_snapshot: object) -> None:
+        # Let the window lay itself out for the signed-in state before taking the picture.
+        QTimer.singleShot(300, save)
+
+    def save() -> None:
         window.grab().save(str(picture))
         print(
             f"tgflow: demo backend at {demo.url}, signed in as {demo.email}\n"
