@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -42,6 +39,7 @@ from types import TracebackType
 from typing import Any, Final, Protocol
 
 from agent.clock import Clock, SystemClock
+from agent.durable_sqlite import DurableSQLite
 from agent.errors import (
     IdempotencyConflict,
     LicenseError,
@@ -209,19 +207,15 @@ class UsageJournal:
     def __init__(self, path: Path | str, *, clock: Clock | None = None) -> None:
         """Open (creating if needed) the journal at ``path``; ``clock`` stamps the records."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock: Clock = clock or SystemClock()
-        self._lock = threading.Lock()
         # Entries begun by this instance: live, so settle() leaves them to their owner.
         self._own: set[str] = set()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a transaction is on disk (WAL fsynced) before COMMIT returns; every record here
-        # precedes a request whose effect must survive a power cut.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        # synchronous=FULL: every record here precedes a request whose effect must survive a
+        # power cut, so it is on disk before the request leaves.
+        self._file = DurableSQLite(self.path)
+        self._db = self._file.connection
+        self._lock = self._file.lock
+        self._write = self._file.write
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
@@ -238,8 +232,7 @@ class UsageJournal:
 
     def close(self) -> None:
         """Close the database (records already written stay written)."""
-        with self._lock:
-            self._db.close()
+        self._file.close()
 
     def __enter__(self) -> UsageJournal:
         """Use the journal as a context manager that closes it."""
@@ -253,17 +246,6 @@ class UsageJournal:
     ) -> None:
         """Close the journal."""
         self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     # --- reading --------------------------------------------------------------------------------
 

@@ -6,17 +6,15 @@ The store is an SQLite file in the user data dir; every write is its own committ
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
 from agent.clock import Clock, SystemClock
+from agent.durable_sqlite import DurableSQLite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS broadcasts (
@@ -95,34 +93,18 @@ class BroadcastStore:
 
     def __init__(self, path: Path | str, *, clock: Clock | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock: Clock = clock or SystemClock()
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self._file = DurableSQLite(self.path)
+        self._db = self._file.connection
+        self._lock = self._file.lock
+        self._write = self._file.write
         with self._write() as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._file.close()
 
     # --- writing --------------------------------------------------------------------------------
 
