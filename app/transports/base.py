@@ -7,6 +7,7 @@ the anti-spam state machine only ever see the types in this module.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,6 +70,18 @@ class PasswordRequired(TransportError):
     def __init__(self, hint: str | None = None) -> None:
         super().__init__("two-step verification password required")
         self.hint = hint
+
+
+_PHONE = re.compile(r"\+?(\d{7,15})")
+_PHONE_PUNCTUATION = re.compile(r"[\s()\-]")
+
+
+def normalize_phone(phone: str) -> str:
+    """The digits of a phone number written ``+7 (999) 123-45-67``; raises :class:`LoginError`."""
+    match = _PHONE.fullmatch(_PHONE_PUNCTUATION.sub("", phone))
+    if match is None:
+        raise LoginError("invalid phone number: expected + and 7 to 15 digits")
+    return match.group(1)
 
 
 @dataclass(frozen=True)

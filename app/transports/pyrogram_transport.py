@@ -37,8 +37,8 @@ from app.transports.base import (
     RecipientUnavailable,
     SendTimeout,
     TransportError,
+    normalize_phone,
 )
-from app.transports.simulated import normalize_phone
 
 log = logging.getLogger("tgflow.transport")
 

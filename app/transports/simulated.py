@@ -9,7 +9,6 @@ a run on :class:`~app.clock.FakeAsyncClock` takes no real time. Tests script exa
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +22,7 @@ from app.transports.base import (
     PeerFlood,
     RecipientUnavailable,
     TransportError,
+    normalize_phone,
 )
 
 KIND = "simulated"
@@ -39,9 +39,6 @@ SPAMBOT_LIMITED = (
 )
 #: How long the simulated PeerFlood limit lasts, as @SpamBot reports it.
 LIMIT_DURATION = timedelta(days=1)
-
-_PHONE = re.compile(r"\+?(\d{7,15})")
-_PHONE_PUNCTUATION = re.compile(r"[\s()\-]")
 
 
 @dataclass(frozen=True)
@@ -218,14 +215,6 @@ class SimulatedTransport:
         await self.network.delay()
         self.network.check_usable(self.account.account_id)
         return self.network.spambot_reply(self.account.account_id)
-
-
-def normalize_phone(phone: str) -> str:
-    """The digits of a phone number written ``+7 (999) 123-45-67``; raises :class:`LoginError`."""
-    match = _PHONE.fullmatch(_PHONE_PUNCTUATION.sub("", phone))
-    if match is None:
-        raise LoginError("invalid phone number: expected + and 7 to 15 digits")
-    return match.group(1)
 
 
 class SimulatedLoginFlow:
