@@ -16,26 +16,17 @@ from __future__ import annotations
 import codecs
 import configparser
 import contextlib
+import dataclasses
 import difflib
 import math
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
-
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
 
 from agent.config_checks import InsecureApiUrl, InvalidPin, check_api_url, validate_pin
 from agent.private_files import fsync_directory
@@ -99,8 +90,10 @@ class SettingsError(Exception):
 
 
 # --- value parsers ------------------------------------------------------------------------------
-# Each takes the file's string (or an already typed value, when a model is built in code) and
-# raises ValueError with the reason a user reads.
+# Each takes the file's string (or an already typed value) and raises ValueError with the reason a
+# user reads.
+
+_Parser = Callable[[object], Any]
 
 
 def _required_text(value: object) -> str:
@@ -110,7 +103,7 @@ def _required_text(value: object) -> str:
     return text
 
 
-def _int_between(low: int, high: int) -> Any:
+def _int_between(low: int, high: int) -> Callable[[object], int]:
     def parse(value: object) -> int:
         if isinstance(value, bool):
             raise ValueError(f"must be a whole number from {low} to {high}, got {value!r}")
@@ -125,10 +118,10 @@ def _int_between(low: int, high: int) -> Any:
             raise ValueError(f"must be from {low} to {high}, got {number}")
         return number
 
-    return BeforeValidator(parse)
+    return parse
 
 
-def _seconds_up_to(high: float) -> Any:
+def _seconds_up_to(high: float) -> Callable[[object], float]:
     def parse(value: object) -> float:
         if isinstance(value, bool):
             raise ValueError(f"must be a number of seconds from 0 to {high:g}, got {value!r}")
@@ -146,7 +139,7 @@ def _seconds_up_to(high: float) -> Any:
             raise ValueError(f"must be from 0 to {high:g} seconds, got {number:g}")
         return number
 
-    return BeforeValidator(parse)
+    return parse
 
 
 def _parse_bool(value: object) -> bool:
@@ -226,102 +219,137 @@ def _parse_language(value: object) -> str:
 
 
 # --- the model ----------------------------------------------------------------------------------
+# Plain dataclasses, not pydantic: the settings are validated before the window is shown, and
+# importing pydantic and building these models took about 0.1 s of that (docs/desktop.md).
 
-_MaxErrors = Annotated[int, _int_between(1, 100)]
-_Cooldown = Annotated[int, _int_between(1, 86_400)]
-_BatchSize = Annotated[int, _int_between(1, 1000)]
-_Delay = Annotated[float, _seconds_up_to(3600)]
-_Bool = Annotated[bool, BeforeValidator(_parse_bool)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+#: A rule across two keys of a section: ``(other key, check(value, other value))``; see
+#: :func:`_parse_section`.
+_Rule = tuple[str, Callable[[Any, Any], None]]
 
 
+def _api_hash_with_api_id(api_hash: str, api_id: int | None) -> None:
+    if api_id is None and api_hash:
+        raise ValueError("is set but api_id is empty; give both or neither")
+    if api_id is not None and not api_hash:
+        raise ValueError("is empty but api_id is set; give both or neither")
+
+
+def _max_delay_not_below_min(max_delay: float, min_delay: float) -> None:
+    if max_delay < min_delay:
+        raise ValueError(
+            f"is {max_delay:g}, less than min_delay_sec ({min_delay:g}); "
+            "the maximum pause must not be below the minimum"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """A section of ``settings.ini``: a frozen dataclass whose fields are its keys, in order."""
+
+    #: Each key's parser, in the fields' order.
+    PARSERS: ClassVar[Mapping[str, _Parser]]
+    #: Rules across keys, by the key their ValueError is reported on.
+    RULES: ClassVar[Mapping[str, _Rule]] = {}
+
+
+@dataclass(frozen=True, slots=True)
 class LicenseSettings(_Section):
     """``[license]``: which backend to ask and which signing keys to trust."""
 
-    api_base_url: Annotated[str, BeforeValidator(_parse_api_url)] = "http://127.0.0.1:8000"
+    PARSERS: ClassVar[Mapping[str, _Parser]] = {
+        "api_base_url": _parse_api_url,
+        "jwt_public_key_fingerprint": _parse_pins,
+    }
+
+    api_base_url: str = "http://127.0.0.1:8000"
     #: The pins, in the order given, duplicates dropped. Empty is allowed only in demo mode
     #: (:func:`check_live_settings`).
-    jwt_public_key_fingerprint: Annotated[tuple[str, ...], BeforeValidator(_parse_pins)] = ()
+    jwt_public_key_fingerprint: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
 class FloodSettings(_Section):
     """``[flood]``: when an account cools down and when it is excluded."""
 
-    max_consecutive_errors: _MaxErrors = 3
-    cooldown_sec: _Cooldown = 300
+    PARSERS: ClassVar[Mapping[str, _Parser]] = {
+        "max_consecutive_errors": _int_between(1, 100),
+        "cooldown_sec": _int_between(1, 86_400),
+    }
+
+    max_consecutive_errors: int = 3
+    cooldown_sec: int = 300
 
 
+@dataclass(frozen=True, slots=True)
 class AntiSpamSettings(_Section):
     """``[anti_spam]``: the program's own pacing on top of Telegram's FloodWait."""
 
-    enabled: _Bool = True
+    PARSERS: ClassVar[Mapping[str, _Parser]] = {"enabled": _parse_bool}
+
+    enabled: bool = True
 
 
+@dataclass(frozen=True, slots=True)
 class TelegramSettings(_Section):
     """``[telegram]``: the user's application id and hash from my.telegram.org (both or none)."""
 
-    api_id: Annotated[int | None, BeforeValidator(_parse_api_id)] = None
-    api_hash: Annotated[str, BeforeValidator(_parse_api_hash)] = Field(default="", repr=False)
+    PARSERS: ClassVar[Mapping[str, _Parser]] = {
+        "api_id": _parse_api_id,
+        "api_hash": _parse_api_hash,
+    }
+    RULES: ClassVar[Mapping[str, _Rule]] = {"api_hash": ("api_id", _api_hash_with_api_id)}
 
-    @field_validator("api_hash")
-    @classmethod
-    def _both_or_neither(cls, api_hash: str, info: ValidationInfo) -> str:
-        if "api_id" not in info.data:
-            return api_hash  # api_id is itself wrong, and reported
-        api_id = info.data["api_id"]
-        if api_id is None and api_hash:
-            raise ValueError("is set but api_id is empty; give both or neither")
-        if api_id is not None and not api_hash:
-            raise ValueError("is empty but api_id is set; give both or neither")
-        return api_hash
+    api_id: int | None = None
+    api_hash: str = field(default="", repr=False)
 
 
+@dataclass(frozen=True, slots=True)
 class BroadcastSettings(_Section):
     """``[broadcast]``: the pause between two messages of one account, and the batch size."""
 
-    min_delay_sec: _Delay = 3.0
-    max_delay_sec: _Delay = 7.0
-    batch_size: _BatchSize = 50
+    PARSERS: ClassVar[Mapping[str, _Parser]] = {
+        "min_delay_sec": _seconds_up_to(3600),
+        "max_delay_sec": _seconds_up_to(3600),
+        "batch_size": _int_between(1, 1000),
+    }
+    RULES: ClassVar[Mapping[str, _Rule]] = {
+        "max_delay_sec": ("min_delay_sec", _max_delay_not_below_min)
+    }
 
-    @field_validator("max_delay_sec")
-    @classmethod
-    def _not_below_min(cls, max_delay: float, info: ValidationInfo) -> float:
-        min_delay = info.data.get("min_delay_sec")
-        if min_delay is not None and max_delay < min_delay:
-            raise ValueError(
-                f"is {max_delay:g}, less than min_delay_sec ({min_delay:g}); "
-                "the maximum pause must not be below the minimum"
-            )
-        return max_delay
+    min_delay_sec: float = 3.0
+    max_delay_sec: float = 7.0
+    batch_size: int = 50
 
 
+@dataclass(frozen=True, slots=True)
 class TelemetrySettings(_Section):
     """``[telemetry]``: anonymous usage events to the backend (off unless the user turns it on)."""
 
-    enabled: _Bool = False
+    PARSERS: ClassVar[Mapping[str, _Parser]] = {"enabled": _parse_bool}
+
+    enabled: bool = False
 
 
+@dataclass(frozen=True, slots=True)
 class UiSettings(_Section):
     """``[ui]``: the window's language."""
 
-    language: Annotated[Literal["ru", "en"], BeforeValidator(_parse_language)] = "ru"
+    PARSERS: ClassVar[Mapping[str, _Parser]] = {"language": _parse_language}
+
+    language: Literal["ru", "en"] = "ru"
 
 
-class Settings(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Settings:
     """Everything ``settings.ini`` configures; ``source`` is the file, ``None`` for defaults."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    license: LicenseSettings = Field(default_factory=LicenseSettings)
-    flood: FloodSettings = Field(default_factory=FloodSettings)
-    anti_spam: AntiSpamSettings = Field(default_factory=AntiSpamSettings)
-    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
-    broadcast: BroadcastSettings = Field(default_factory=BroadcastSettings)
-    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
-    ui: UiSettings = Field(default_factory=UiSettings)
+    license: LicenseSettings = field(default_factory=LicenseSettings)
+    flood: FloodSettings = field(default_factory=FloodSettings)
+    anti_spam: AntiSpamSettings = field(default_factory=AntiSpamSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    broadcast: BroadcastSettings = field(default_factory=BroadcastSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    ui: UiSettings = field(default_factory=UiSettings)
     source: Path | None = None
 
 
@@ -335,6 +363,39 @@ SECTIONS: Final[Mapping[str, type[_Section]]] = {
     "telemetry": TelemetrySettings,
     "ui": UiSettings,
 }
+
+_S = TypeVar("_S", bound=_Section)
+
+
+def section_keys(section: type[_Section]) -> tuple[str, ...]:
+    """The keys of ``section`` (a class of :data:`SECTIONS`), in the order of the example."""
+    return tuple(f.name for f in dataclasses.fields(section))
+
+
+def _parse_section(model: type[_S], raw: Mapping[str, str]) -> tuple[_S, dict[str, str]]:
+    """The section ``raw`` (known keys only) gives, and the reason for each wrong key.
+
+    The reasons are in the keys' order. A key not given keeps its default; the section returned
+    is meaningful only when there is no reason.
+    """
+    values: dict[str, Any] = {}
+    reasons: dict[str, str] = {}
+    for key, parse in model.PARSERS.items():
+        if key in raw:
+            try:
+                values[key] = parse(raw[key])
+            except ValueError as exc:
+                reasons[key] = str(exc)
+    section = model(**values)
+    for key, (other, check) in model.RULES.items():
+        # Applied whenever both keys are good, given or default: a file that sets only
+        # min_delay_sec = 10 (above the default maximum) or only api_id is half-configured.
+        if key not in reasons and other not in reasons:
+            try:
+                check(getattr(section, key), getattr(section, other))
+            except ValueError as exc:
+                reasons[key] = str(exc)
+    return section, {key: reasons[key] for key in model.PARSERS if key in reasons}
 
 
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
@@ -400,7 +461,7 @@ def parse_settings(text: str, *, source: Path | None = None) -> Settings:
     Raises :class:`SettingsError` listing every problem found, in the file's order.
     """
     problems: list[SettingsProblem] = []
-    values: dict[str, dict[str, str]] = {}
+    sections: dict[str, Any] = {}
     for section, items in _read_sections(text, source).items():
         model = SECTIONS.get(section)
         if model is None:
@@ -408,34 +469,21 @@ def parse_settings(text: str, *, source: Path | None = None) -> Settings:
                 SettingsProblem(source, section, None, _unknown("section", section, SECTIONS))
             )
             continue
-        known = {key: value for key, value in items.items() if key in model.model_fields}
+        keys = section_keys(model)
+        known = {key: value for key, value in items.items() if key in keys}
         problems.extend(
-            SettingsProblem(source, section, key, _unknown("key", key, model.model_fields))
+            SettingsProblem(source, section, key, _unknown("key", key, keys))
             for key in items
             if key not in known
         )
-        try:
-            model.model_validate(known)
-        except ValidationError as exc:
-            problems.extend(_validation_problems(exc, source, section, known))
-        values[section] = known
+        sections[section], reasons = _parse_section(model, known)
+        for key, reason in reasons.items():
+            if re.search(r"\s[;#]", known.get(key, "")):
+                reason += " (a comment must be on a line of its own)"
+            problems.append(SettingsProblem(source, section, key, reason))
     if problems:
         raise SettingsError(problems)
-    return Settings.model_validate({**values, "source": source})
-
-
-def _validation_problems(
-    error: ValidationError, source: Path | None, section: str, raw: Mapping[str, str]
-) -> list[SettingsProblem]:
-    problems = []
-    for detail in error.errors():
-        key = str(detail["loc"][0]) if detail["loc"] else None
-        cause = (detail.get("ctx") or {}).get("error")
-        reason = str(cause) if detail["type"] == "value_error" and cause else detail["msg"]
-        if key is not None and re.search(r"\s[;#]", raw.get(key, "")):
-            reason += " (a comment must be on a line of its own)"
-        problems.append(SettingsProblem(source, section, key, reason))
-    return problems
+    return Settings(**sections, source=source)
 
 
 def _decode(data: bytes, path: Path) -> str:
@@ -560,9 +608,9 @@ def _check_changes(changes: Mapping[tuple[str, str], str], path: Path) -> None:
             problems.append(
                 SettingsProblem(path, section, key, _unknown("section", section, SECTIONS))
             )
-        elif key not in model.model_fields:
+        elif key not in section_keys(model):
             problems.append(
-                SettingsProblem(path, section, key, _unknown("key", key, model.model_fields))
+                SettingsProblem(path, section, key, _unknown("key", key, section_keys(model)))
             )
         elif not isinstance(value, str) or any(c in value for c in "\r\n\x0b\x0c\x1c\x1d\x1e"):
             problems.append(SettingsProblem(path, section, key, "a value is one line of text"))

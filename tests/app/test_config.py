@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from agent.private_files import default_data_dir
 from app.config import (
+    SECTIONS,
     Settings,
     SettingsError,
     SettingsProblem,
@@ -17,6 +21,7 @@ from app.config import (
     load_settings,
     parse_settings,
     save_settings,
+    section_keys,
 )
 from app.paths import AppPaths
 from app.settings_example import SETTINGS_EXAMPLE
@@ -62,7 +67,7 @@ def test_embedded_example_equals_repository_file() -> None:
 def test_example_parses_to_the_defaults() -> None:
     settings = load_settings(EXAMPLE_FILE)
     assert settings.source == EXAMPLE_FILE
-    assert settings.model_copy(update={"source": None}) == Settings()
+    assert dataclasses.replace(settings, source=None) == Settings()
     assert settings.ui.language == "ru"
     assert settings.telemetry.enabled is False
     assert settings.anti_spam.enabled is True
@@ -76,6 +81,28 @@ def test_example_parses_to_the_defaults() -> None:
 def test_none_gives_defaults() -> None:
     assert load_settings(None) == Settings()
     assert load_settings(None).source is None
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+
+def test_import_is_light() -> None:
+    # settings.ini is validated before the window is shown (docs/desktop.md, "Start-up").
+    code = (
+        "import sys, app.config; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'configupdater')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_every_key_has_a_parser(section: str) -> None:
+    model = SECTIONS[section]
+    assert tuple(model.PARSERS) == section_keys(model)
+    assert set(model.RULES) | {other for other, _ in model.RULES.values()} <= set(model.PARSERS)
 
 
 # --- discovery ----------------------------------------------------------------------------------
@@ -242,7 +269,7 @@ def test_values_are_typed(tmp_path: Path) -> None:
     assert "api_hash" not in repr(settings.telegram)
     assert settings.broadcast.min_delay_sec == settings.broadcast.max_delay_sec == 0.5
     assert settings.ui.language == "en"
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         settings.ui.language = "ru"  # type: ignore[misc]
 
 
@@ -416,3 +443,24 @@ def test_save_keeps_the_file_mode(tmp_path: Path) -> None:
     if os.name == "posix":
         assert path.stat().st_mode & 0o777 == 0o640
     assert "cooldown_sec = 1\n" in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("[telegram]\napi_id = 123\n", "[telegram] api_hash", "give both or neither"),
+        (
+            "[telegram]\napi_hash = 0123456789abcdef0123456789abcdef\n",
+            "[telegram] api_hash",
+            "give both or neither",
+        ),
+        ("[broadcast]\nmin_delay_sec = 10\n", "[broadcast] max_delay_sec", "less than min"),
+    ],
+)
+def test_a_rule_between_two_keys_holds_when_one_of_them_is_left_at_its_default(
+    text: str, key: str, reason: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, source=Path("settings.ini"))
+    message = str(caught.value)
+    assert key in message and reason in message
