@@ -21,15 +21,27 @@ if TYPE_CHECKING:
     from .core import AccountRow, Core
 
 
+#: Longest the GUI waits for the core when asked for it before it was built.
+BUILD_TIMEOUT_SECONDS = 30.0
+
+
 class CoreNotReady(RuntimeError):
     """The core was asked for something before it was built."""
 
 
 class DeferredCore:
-    def __init__(self, config: CoreConfig, clock: AsyncClock, transports: TransportFactory) -> None:
+    def __init__(
+        self,
+        config: CoreConfig,
+        clock: AsyncClock,
+        transports: TransportFactory,
+        *,
+        in_engine_thread: Callable[[], bool],
+    ) -> None:
         self.config = config
         self.clock = clock
         self.transports = transports
+        self._in_engine_thread = in_engine_thread
         self._core: Core | None = None
         self._ready = threading.Event()
         self._subscribers: list[Callable[[AccountRow], None]] = []
@@ -67,5 +79,10 @@ class DeferredCore:
     def __getattr__(self, name: str) -> Any:
         core = self._core
         if core is None:
-            raise CoreNotReady(f"the core is not built yet (asked for {name!r})")
+            if self._in_engine_thread():
+                # The build runs on this very thread: waiting would never end.
+                raise CoreNotReady(f"the core is not built yet (asked for {name!r})")
+            # A click in the window's first fraction of a second: wait for the build (it is the
+            # engine's first task once the window is up) rather than fail the click.
+            core = self.wait(BUILD_TIMEOUT_SECONDS)
         return getattr(core, name)

@@ -273,7 +273,9 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         ),
         telemetry=settings.telemetry.enabled,
     )
-    handle = DeferredCore(config, SystemAsyncClock(), startup.transports)
+    handle = DeferredCore(
+        config, SystemAsyncClock(), startup.transports, in_engine_thread=engine.in_engine_thread
+    )
     demo = startup.demo
     window = MainWindow(
         engine,
