@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum, auto
 from typing import Protocol
 
 from agent.errors import LicenseError, LicenseInactive, Offline, QuotaExceeded
-from agent.journal import UsageBackend, UsageJournal
+from agent.journal import JournalEntry, UsageBackend, UsageJournal
 
 from .antispam import AccountState, AntiSpamWorker
 from .broadcast_store import (
@@ -60,19 +61,19 @@ def parse_recipient_key(key: str) -> tuple[str, str] | None:
     return (broadcast_id, recipient) if sep and recipient else None
 
 
-def reconcile(store: BroadcastStore, journal: UsageJournal, broadcast_id: str | None = None) -> int:
-    """Mark as sent what the journal says was sent; return how many were marked now.
+def reconcile(store: BroadcastStore, journal: UsageJournal, entries: Iterable[JournalEntry]) -> int:
+    """Mark as sent what the journal's ``entries`` say was sent; return how many were marked now.
 
     The journal is written first, the broadcast store second: a crash in between leaves a
     recipient ``pending`` that was in fact sent, and this puts it right (so it is not sent twice).
+    Only the entries a crash left open can hold such a send; the caller passes those.
     """
     marked = 0
-    for entry in journal.entries():
+    for entry in entries:
         for key in journal.sent_recipients(entry.correlation_id):
             parsed = parse_recipient_key(key)
-            if parsed is None or (broadcast_id is not None and parsed[0] != broadcast_id):
-                continue
-            marked += store.mark(parsed[0], parsed[1], RecipientState.SENT, "")
+            if parsed is not None:
+                marked += store.mark(parsed[0], parsed[1], RecipientState.SENT, "")
     return marked
 
 
@@ -186,7 +187,6 @@ class BroadcastWorker:
 
     async def run(self) -> Progress:
         """Send to every pending recipient (or until stopped); return the final progress."""
-        self._reconcile()
         self._set(BroadcastState.RUNNING)
         try:
             await self._transport.connect()
@@ -346,9 +346,6 @@ class BroadcastWorker:
         await self._wake.wait()
 
     # --- bookkeeping ----------------------------------------------------------------------------
-
-    def _reconcile(self) -> None:
-        reconcile(self._store, self._journal, self.broadcast_id)
 
     def _mark(self, recipient: str, state: RecipientState, detail: str) -> None:
         self._store.mark(self.broadcast_id, recipient, state, detail)

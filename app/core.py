@@ -178,8 +178,9 @@ class Core:
 
     async def settle_journal(self) -> list[SettleOutcome]:
         """Resolve the reservations a previous run (a crash) left open."""
+        left_open = self.journal.entries(open_only=True)
         outcomes = await self.journal.settle(self.client)
-        marked = reconcile(self.store, self.journal)
+        marked = reconcile(self.store, self.journal, left_open)
         if marked:
             log.info("%d message(s) sent before a crash were marked as sent", marked)
         for outcome in outcomes:

@@ -6,13 +6,17 @@ import itertools
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from agent.journal import UsageJournal
+from agent.protocol import ReservationResponse, ReservationStatus
 from app.antispam import AccountState, FloodPolicy
-from app.broadcast import Pacing, Progress
-from app.broadcast_store import BroadcastState, RecipientState
+from app.broadcast import Pacing, Progress, recipient_key, reconcile
+from app.broadcast_store import BroadcastState, BroadcastStore, RecipientState
 from app.core import LicenseUnusable
 from app.transports.base import FloodWait, PeerFlood
 from server_stub.models import TelemetryEvent
@@ -237,3 +241,32 @@ def test_telemetry_is_off_by_default_and_sends_nothing(desktop: Desktop) -> None
     run(desktop, broadcast_id, Recorder())
     with desktop.backend.services.ctx.read() as session:
         assert session.scalars(select(TelemetryEvent)).all() == []
+
+
+def test_reconcile_marks_what_the_journal_recorded_but_the_store_missed(tmp_path: Path) -> None:
+    store = BroadcastStore(tmp_path / "broadcasts.sqlite")
+    journal = UsageJournal(tmp_path / "journal.sqlite")
+    try:
+        broadcast_id = store.create("15550000001", "hi", ["@a_user1", "@b_user2", "@c_user3"])
+        cid = journal.begin(3)
+        journal.record_reserved(
+            cid,
+            ReservationResponse(
+                reservation_id="r-1",
+                messages=3,
+                expires_at=datetime.now(UTC) + timedelta(minutes=15),
+                remaining=10,
+                status=ReservationStatus.HELD,
+            ),
+        )
+        journal.record_sent(cid, recipient_key(broadcast_id, "@a_user1"))
+        store.mark(broadcast_id, "@a_user1", RecipientState.SENT)
+        journal.record_sent(cid, recipient_key(broadcast_id, "@b_user2"))
+        # ...the process died here, before the store heard of @b_user2.
+
+        assert reconcile(store, journal, journal.entries(open_only=True)) == 1
+        assert store.pending(broadcast_id) == ["@c_user3"]
+        assert reconcile(store, journal, journal.entries(open_only=True)) == 0
+    finally:
+        journal.close()
+        store.close()
