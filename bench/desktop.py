@@ -218,6 +218,7 @@ def bench_broadcast(
     timer.timeout.connect(tick)
     done = QEventLoop()
     finals: list[object] = []
+
     def ended(outcome: object) -> None:
         finals.append(outcome)
         done.quit()

@@ -22,7 +22,7 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ObservabilityMiddleware, SecurityHeadersMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
-from .routers import auth, license, system, telemetry, usage
+from .routers import auth, license, marketplace, system, telemetry, usage
 from .wiring import Services, build_services
 
 log = logging.getLogger("tgflow.server")
@@ -31,8 +31,12 @@ log = logging.getLogger("tgflow.server")
 async def _sweep_forever(services: Services, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
-        # Looked up on every round, and each on its own: one failing does not stop the other.
-        for sweep in (services.reservations.sweep, services.telemetry.purge_expired):
+        # Looked up on every round, and each on its own: one failing does not stop the others.
+        for sweep in (
+            services.reservations.sweep,
+            services.telemetry.purge_expired,
+            services.marketplace.settle_due,
+        ):
             try:
                 await run_in_threadpool(sweep)
             except Exception:  # the sweeper must outlive a database hiccup
@@ -68,13 +72,20 @@ def create_app(
     app = FastAPI(
         title="TGFlow reference backend",
         version=__version__,
-        description="Auth, licenses and usage for the TGFlow desktop. Errors are RFC 9457 "
-        "problem details (`application/problem+json`) with a stable `code`.",
+        description="Auth, licenses and usage for the TGFlow desktop, and the app marketplace. "
+        "Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`.",
         lifespan=lifespan,
     )
     app.state.services = services
     install_handlers(app)
-    for router in (auth.router, license.router, usage.router, telemetry.router, system.router):
+    for router in (
+        auth.router,
+        license.router,
+        usage.router,
+        telemetry.router,
+        marketplace.router,
+        system.router,
+    ):
         app.include_router(router)
     _add_middleware(app, settings, services)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -9,7 +9,11 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from agent.protocol import DEFAULT_LEASE_TTL_SECONDS
+from agent.protocol import (
+    DEFAULT_LEASE_TTL_SECONDS,
+    MARKETPLACE_GRACE_DAYS,
+    MARKETPLACE_TRIAL_DAYS,
+)
 
 
 def default_data_dir() -> Path:
@@ -48,6 +52,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     #: Telemetry events received more than this many days ago are deleted by the sweeper.
     telemetry_retention_days: int = Field(default=30, ge=1, le=3650)
+    #: Marketplace: the length of an app's trial, and of the grace after a paid period lapses.
+    marketplace_trial_days: int = Field(default=MARKETPLACE_TRIAL_DAYS, ge=1, le=365)
+    marketplace_grace_days: int = Field(default=MARKETPLACE_GRACE_DAYS, ge=0, le=365)
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -217,3 +219,145 @@ class TelemetryEvent(Base):
     properties: Mapped[dict[str, bool | int | float | str]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (Index("ix_telemetry_events_received_at", "received_at"),)
+
+
+# --- marketplace (docs/marketplace.md) ------------------------------------------------------------
+
+
+class MarketplaceBackend(Base):
+    """A tenant backend registered by the operator.
+
+    ``admin_token_jti`` is the one Backend Admin Token that is valid now: issuing a new one
+    replaces it, which ends the old token at once.
+    """
+
+    __tablename__ = "backends"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    admin_token_jti: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    admin_token_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class BackendKey(Base):
+    """A backend's public ES256 key. A replaced key stays published for 30 minutes.
+
+    ``kid`` (the RFC 7638 thumbprint) is unique across backends: a key belongs to one backend.
+    """
+
+    __tablename__ = "backend_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    backend_id: Mapped[str] = mapped_column(ForeignKey("backends.id", ondelete="CASCADE"))
+    #: ``kty``, ``crv``, ``x``, ``y`` only.
+    jwk: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_backend_keys_backend", "backend_id"),)
+
+
+class MarketplaceApp(Base):
+    """An app listed by the operator. Prices are integer minor units; ``None``: not offered."""
+
+    __tablename__ = "apps"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text)
+    developer: Mapped[str] = mapped_column(String(100))
+    price_monthly: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    price_yearly: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    price_perpetual: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    artifact_url: Mapped[str] = mapped_column(String(2048))
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    artifact_size: Mapped[int] = mapped_column(BigInteger)
+    iframe_url: Mapped[str] = mapped_column(String(2048))
+    callback_url: Mapped[str] = mapped_column(String(2048))
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint(
+            "(price_monthly IS NULL OR price_monthly >= 0)"
+            " AND (price_yearly IS NULL OR price_yearly >= 0)"
+            " AND (price_perpetual IS NULL OR price_perpetual >= 0)",
+            name="prices_nonnegative",
+        ),
+        CheckConstraint("artifact_size >= 0", name="artifact_size_nonnegative"),
+    )
+
+
+class BackendLicense(Base):
+    """One backend's license of one app: its plan and dates; the state follows from the clock.
+
+    The state (``agent.protocol.MarketplaceLicenseStatus``) is computed from the dates, never
+    read from ``status``: ``status`` is the state last written, kept so that each change of state
+    is written to the audit table once. ``trial_ends_at`` is set once and never cleared: it is
+    the record that the backend has had its trial of this app.
+    """
+
+    __tablename__ = "backend_licenses"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    backend_id: Mapped[str] = mapped_column(ForeignKey("backends.id", ondelete="CASCADE"))
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    plan: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Start of the trial or of the current paid period.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: End of the trial or of the current paid period (``None``: perpetual or unpaid).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    grace_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    trial_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("backend_id", "app_id", name="uq_backend_licenses_backend_app"),
+        Index("ix_backend_licenses_app", "app_id"),
+        Index("ix_backend_licenses_status", "status"),
+    )
+
+
+class Installation(Base):
+    __tablename__ = "installations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    backend_id: Mapped[str] = mapped_column(ForeignKey("backends.id", ondelete="CASCADE"))
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    installed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    config: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        UniqueConstraint("backend_id", "app_id", name="uq_installations_backend_app"),
+        Index("ix_installations_app", "app_id"),
+    )
+
+
+class MarketplaceAudit(Base):
+    """Every change to backends, keys, apps, licenses and installations: who, what, when.
+
+    No foreign keys: the trail outlives what it describes.
+    """
+
+    __tablename__ = "marketplace_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: ``backend:<id>``, ``operator`` or ``clock``.
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    backend_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    app_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    before: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+
+    __table_args__ = (
+        Index("ix_marketplace_audit_backend_app", "backend_id", "app_id"),
+        Index("ix_marketplace_audit_at", "at"),
+    )

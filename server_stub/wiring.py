@@ -11,10 +11,12 @@ from . import db
 from .clock import Clock, SystemClock
 from .config import Settings
 from .keys import KeyStore
+from .marketplace_tokens import MarketplaceTokens
 from .metrics import Metrics
 from .services.auth import AuthService
 from .services.context import ServiceContext
 from .services.license import LicenseService
+from .services.marketplace import MarketplaceService
 from .services.plans import PlanService
 from .services.reservations import ReservationService
 from .services.telemetry import TelemetryService
@@ -32,6 +34,7 @@ class Services:
     reservations: ReservationService
     plans: PlanService
     telemetry: TelemetryService
+    marketplace: MarketplaceService
 
 
 def open_keys(settings: Settings, clock: Clock) -> KeyStore:
@@ -68,4 +71,5 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         reservations=ReservationService(ctx),
         plans=PlanService(ctx),
         telemetry=TelemetryService(ctx),
+        marketplace=MarketplaceService(ctx, MarketplaceTokens(keys, settings.issuer)),
     )

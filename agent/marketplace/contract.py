@@ -1,7 +1,7 @@
 """The constants of the marketplace contract the app side relies on (docs/marketplace.md).
 
-They are kept here, next to their only users on the agent side, rather than in
-``agent.protocol``; the values are those of the contract's token table and HTTP section.
+The token formats come from :mod:`agent.protocol` (shared with the server); the public paths,
+the app side's leeway limit and the id rule are the app side's own.
 """
 
 from __future__ import annotations
@@ -10,19 +10,16 @@ import re
 from datetime import timedelta
 from typing import Final, TypeGuard
 
-#: The one algorithm of both the User App Access Token and the entitlement snapshot.
-APP_ACCESS_ALG: Final = "ES256"
-ENTITLEMENTS_ALG: Final = "ES256"
+from agent import protocol
 
-#: ``typ`` claims: a token of one type never passes as another.
-APP_ACCESS_TYP: Final = "app-access"
-ENTITLEMENTS_TYP: Final = "entitlements"
-
-#: ``aud`` of the entitlement snapshot (the User App Access Token's ``aud`` is the app id).
-ENTITLEMENTS_AUDIENCE: Final = "tgflow-marketplace-entitlements"
-
+# The token formats are the wire contract's (agent.protocol); re-exported for the app side.
+APP_ACCESS_ALG: Final = protocol.APP_ACCESS_ALG
+ENTITLEMENTS_ALG: Final = protocol.ENTITLEMENTS_ALG
+APP_ACCESS_TYP: Final = protocol.APP_ACCESS_TYP
+ENTITLEMENTS_TYP: Final = protocol.ENTITLEMENTS_TYP
+ENTITLEMENTS_AUDIENCE: Final = protocol.ENTITLEMENTS_AUDIENCE
 #: A User App Access Token lives at most this long (``exp - iat``).
-MAX_APP_TOKEN_TTL: Final = timedelta(minutes=30)
+MAX_APP_TOKEN_TTL: Final = timedelta(seconds=protocol.APP_ACCESS_TOKEN_TTL_SECONDS)
 #: The largest clock leeway the app-side verifier allows, in seconds.
 MAX_APP_LEEWAY_SECONDS: Final = 10
 
