@@ -36,6 +36,8 @@ async def _sweep_forever(services: Services, interval: float) -> None:
             services.reservations.sweep,
             services.telemetry.purge_expired,
             services.marketplace.settle_due,
+            # Last: it waits on the apps (5 s at most per attempt, 50 attempts per round).
+            services.callbacks.deliver_due,
         ):
             try:
                 await run_in_threadpool(sweep)

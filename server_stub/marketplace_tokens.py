@@ -42,6 +42,12 @@ from .errors import Forbidden, TokenInvalid
 from .keys import KeyStore, SigningKey
 from .tokens import LEEWAY_SECONDS, check_times
 
+# The callback token (docs/marketplace.md, "Install/uninstall callbacks"). They belong in
+# agent/protocol.py with the other marketplace constants once the app side verifies callbacks.
+CALLBACK_TYP = "marketplace-callback"
+CALLBACK_ALG = "ES256"
+CALLBACK_TTL_SECONDS = 5 * 60
+
 
 @dataclass(frozen=True)
 class _Kind:
@@ -213,3 +219,37 @@ class MarketplaceTokens:
             claims, key.private_key, algorithm=ENTITLEMENTS_ALG, headers={"kid": key.kid}
         )
         return jws, exp
+
+    # --- install/uninstall callbacks ------------------------------------------------------------
+
+    def sign_callback(
+        self,
+        *,
+        event_id: str,
+        event: str,
+        backend_id: str,
+        app_id: str,
+        occurred_at: datetime,
+        now: datetime,
+    ) -> str:
+        """The token a callback carries: ES256 by the ``license`` key, ``aud`` the app's id.
+
+        ``jti`` is the event id, the same on every attempt, so that the app can drop repeats.
+        """
+        iat = int(now.timestamp())
+        claims = {
+            "iss": self._issuer,
+            "aud": app_id,
+            "typ": CALLBACK_TYP,
+            "event_id": event_id,
+            "event": event,
+            "backend_id": backend_id,
+            "app_id": app_id,
+            "occurred_at": int(occurred_at.timestamp()),
+            "jti": event_id,
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + CALLBACK_TTL_SECONDS,
+        }
+        key = self._keys.signing_key(KEY_PURPOSE_LICENSE)
+        return jwt.encode(claims, key.private_key, algorithm=CALLBACK_ALG, headers={"kid": key.kid})

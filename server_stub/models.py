@@ -361,3 +361,37 @@ class MarketplaceAudit(Base):
         Index("ix_marketplace_audit_backend_app", "backend_id", "app_id"),
         Index("ix_marketplace_audit_at", "at"),
     )
+
+
+class MarketplaceCallback(Base):
+    """An install/uninstall event for an app's ``callback_url``: the transactional outbox.
+
+    Written in the transaction that installs or uninstalls, delivered later by the sweeper.
+    ``next_attempt_at`` is when the next attempt is due (while a sweeper holds the event it is
+    the end of that lease); ``None`` once the event is delivered or has failed for good.
+    ``attempts`` counts the attempts made and is the lease's token: a sweeper writes the result
+    of its attempt only if no other sweeper has claimed the event since. ``seq`` orders the
+    events of one backend and app (they are written under the backend's row lock); ``id`` is
+    the event id the app sees. No foreign keys: the event outlives what it describes.
+    """
+
+    __tablename__ = "marketplace_outbox"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    backend_id: Mapped[str] = mapped_column(String(36))
+    app_id: Mapped[str] = mapped_column(String(64))
+    #: ``installed`` or ``uninstalled``.
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('installed', 'uninstalled')", name="kind_known"),
+        Index("ix_marketplace_outbox_due", "next_attempt_at"),
+        Index("ix_marketplace_outbox_backend_app", "backend_id", "app_id", "seq"),
+    )

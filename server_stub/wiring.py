@@ -14,6 +14,7 @@ from .keys import KeyStore
 from .marketplace_tokens import MarketplaceTokens
 from .metrics import Metrics
 from .services.auth import AuthService
+from .services.callbacks import CallbackService
 from .services.context import ServiceContext
 from .services.license import LicenseService
 from .services.marketplace import MarketplaceService
@@ -35,6 +36,7 @@ class Services:
     plans: PlanService
     telemetry: TelemetryService
     marketplace: MarketplaceService
+    callbacks: CallbackService
 
 
 def open_keys(settings: Settings, clock: Clock) -> KeyStore:
@@ -64,6 +66,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         tokens=TokenService(keys, settings.issuer),
         metrics=Metrics(),
     )
+    marketplace_tokens = MarketplaceTokens(keys, settings.issuer)
     return Services(
         ctx=ctx,
         auth=AuthService(ctx),
@@ -71,5 +74,6 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         reservations=ReservationService(ctx),
         plans=PlanService(ctx),
         telemetry=TelemetryService(ctx),
-        marketplace=MarketplaceService(ctx, MarketplaceTokens(keys, settings.issuer)),
+        marketplace=MarketplaceService(ctx, marketplace_tokens),
+        callbacks=CallbackService(ctx, marketplace_tokens),
     )

@@ -64,6 +64,7 @@ from ..models import (
     MarketplaceAudit,
     MarketplaceBackend,
 )
+from .callbacks import CallbackKind, enqueue_callback
 from .context import ServiceContext
 
 log = logging.getLogger("tgflow.server.marketplace")
@@ -545,7 +546,10 @@ class MarketplaceService:
     # --- licenses -------------------------------------------------------------------------------
 
     def request_license(self, backend_id: str, app_id: str, plan: MarketplacePlan) -> LicenseChange:
-        """Start the trial, or order a paid plan (``pending`` until the operator activates it)."""
+        """Start the trial, or order a paid plan (``pending`` until the operator activates it).
+
+        A plan priced 0 is free: its license is ``active`` at once and never lapses.
+        """
         plan = Plan(plan)
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
@@ -584,6 +588,10 @@ class MarketplaceService:
                 lic = lic or self._new_license(session, backend_id, app_id, now)
                 lic.plan = plan.value
                 lic.paid_at = lic.started_at = lic.expires_at = lic.grace_until = None
+                if _price(app, plan) == 0:
+                    # Free: nothing to pay, so nothing to wait for and nothing to renew. The
+                    # license is active at once and, whatever the plan, does not lapse.
+                    lic.paid_at = lic.started_at = now
             lic.status = license_state(lic, now).value
             lic.updated_at = now
             _audit(
@@ -623,8 +631,8 @@ class MarketplaceService:
                 raise ValidationFailed("a perpetual license does not expire; drop --until")
             if until is not None and until <= now:
                 raise ValidationFailed("--until must be in the future")
-            if plan == Plan.PERPETUAL and state == Status.ACTIVE:
-                return _view(lic, now)
+            if state == Status.ACTIVE and lic.expires_at is None and until is None:
+                return _view(lic, now)  # perpetual or free: it never ends, nothing to extend
             before = _license_record(lic)
             renewal = state in (Status.ACTIVE, Status.GRACE) and lic.expires_at is not None
             start = lic.expires_at if renewal and lic.expires_at is not None else now
@@ -723,6 +731,7 @@ class MarketplaceService:
                 app_id=app_id,
                 after=_installation_record(inst),
             )
+            enqueue_callback(session, now, backend_id, app_id, CallbackKind.INSTALLED)
             return InstallResult(installation=inst, app=app, created=True)
 
     def uninstall(self, backend_id: str, app_id: str) -> bool:
@@ -745,6 +754,7 @@ class MarketplaceService:
                 before=_installation_record(inst),
             )
             session.delete(inst)
+            enqueue_callback(session, now, backend_id, app_id, CallbackKind.UNINSTALLED)
             return True
 
     # --- reads ----------------------------------------------------------------------------------
