@@ -3,20 +3,40 @@
 The backend runs on SQLite in the demo data dir, on a free loopback port; the desktop then talks
 to it over real HTTP exactly as it would to a remote one, and sends through the simulated
 Telegram transport.
+
+It is also the demo's marketplace: a tenant backend (its P-256 key kept in the demo data dir)
+and three apps — free, trial and paid — whose artifacts a small stdlib HTTP server on another
+free loopback port serves (the reference backend has no static files).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
 import secrets
+import threading
+import zipfile
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agent.marketplace import public_jwk
+from agent.private_files import write_private_file
+from agent.protocol import MarketplacePlan
 from server_stub.app import create_app
 from server_stub.clock import Clock as ServerClock
 from server_stub.config import Settings as ServerSettings
+from server_stub.db import transaction
 from server_stub.embedded import EmbeddedServer
+from server_stub.errors import DomainError
+from server_stub.models import MarketplaceApp
+from server_stub.services.marketplace import AppSpec
 from server_stub.wiring import Services, build_services
 
 if TYPE_CHECKING:
@@ -30,9 +50,108 @@ DEMO_PLAN = "demo"
 DEMO_RECIPIENTS = tuple(f"@demo_user{i:03d}" for i in range(1, 51))
 
 
+#: The demo marketplace's apps: id, name, developer, description, prices, currency.
+DEMO_APPS: tuple[tuple[str, str, str, str, dict[MarketplacePlan, int], str], ...] = (
+    (
+        "notes",
+        "Team notes",
+        "TGFlow demo",
+        "Shared notes for the team: free on every plan.",
+        {MarketplacePlan.MONTHLY: 0, MarketplacePlan.YEARLY: 0, MarketplacePlan.PERPETUAL: 0},
+        "USD",
+    ),
+    (
+        "polls",
+        "Polls",
+        "Example Apps Ltd",
+        "Ask your audience and count the answers. Try it for 14 days.",
+        {MarketplacePlan.MONTHLY: 490, MarketplacePlan.YEARLY: 4900},
+        "USD",
+    ),
+    (
+        "crm",
+        "Contacts CRM",
+        "Example Apps Ltd",
+        "Who was sent what and who answered, per contact.",
+        {
+            MarketplacePlan.MONTHLY: 1990,
+            MarketplacePlan.YEARLY: 19900,
+            MarketplacePlan.PERPETUAL: 49900,
+        },
+        "EUR",
+    ),
+)
+
+
+def demo_artifact(app_id: str) -> bytes:
+    """A small, deterministic zip standing for an app's files."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("index.html", date_time=(2026, 1, 1, 0, 0, 0))
+        archive.writestr(info, f"<!doctype html><title>{app_id}</title><p>TGFlow demo app {app_id}")
+    return buffer.getvalue()
+
+
+class ArtifactServer:
+    """Serves bytes by path on a free loopback port, in a thread of its own (stdlib only)."""
+
+    def __init__(self) -> None:
+        files: dict[str, bytes] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            bodies: ClassVar[dict[str, bytes]] = files
+
+            def do_GET(self) -> None:
+                body = self.bodies.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # the apps' install callbacks: accepted, ignored
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.files = files
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host!s}:{port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="tgflow-demo-artifacts", daemon=True
+        )
+        self._thread.start()
+
+    def serve(self, path: str, body: bytes) -> str:
+        """Serve ``body`` at ``path``; returns its URL."""
+        self.files[path] = body
+        return self.url + path
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+@dataclass
+class DemoMarketplace:
+    """The demo's tenant backend in the marketplace and the server of the apps' artifacts."""
+
+    backend_id: str
+    admin_token: str
+    artifacts: ArtifactServer = field(repr=False)
+
+
 @dataclass
 class DemoBackend:
-    """A running embedded backend with a demo user."""
+    """A running embedded backend with a demo user (and, usually, a demo marketplace)."""
 
     url: str
     email: str
@@ -41,10 +160,76 @@ class DemoBackend:
     pins: tuple[str, ...]
     services: Services
     server: EmbeddedServer = field(repr=False)
+    marketplace: DemoMarketplace | None = None
 
     def stop(self) -> None:
+        if self.marketplace is not None:
+            self.marketplace.artifacts.stop()
         self.server.stop()
         self.services.ctx.engine.dispose()
+
+
+def _backend_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key
+    except (OSError, ValueError):
+        pass
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_private_file(path, pem, prefix=".marketplace-key-")
+    return key
+
+
+def seed_demo_marketplace(services: Services, data_dir: Path) -> DemoMarketplace:
+    """Register the demo's tenant backend (or re-issue its admin token) and list the apps."""
+    market = services.marketplace
+    state_path = data_dir / "demo-marketplace.json"
+    key_path = data_dir / "demo-marketplace-key.pem"
+    try:
+        backend_id = str(json.loads(state_path.read_text(encoding="utf-8"))["backend_id"])
+        token = market.reissue_admin_token(backend_id).token
+    except (OSError, ValueError, KeyError, DomainError):
+        key_path.unlink(missing_ok=True)  # a key registered to a backend we lost track of
+        created = market.create_backend("TGFlow demo", public_jwk(_backend_key(key_path)))
+        backend_id, token = created.backend.id, created.admin_token.token
+        state_path.write_text(json.dumps({"backend_id": backend_id}) + "\n", encoding="utf-8")
+    artifacts = ArtifactServer()
+    listed = {app.id for app in market.list_apps()}
+    for app_id, name, developer, description, prices, currency in DEMO_APPS:
+        body = demo_artifact(app_id)
+        url = artifacts.serve(f"/{app_id}/{app_id}-1.0.zip", body)
+        digest = hashlib.sha256(body).hexdigest()
+        if app_id in listed:
+            # The artifact server's port is new on every start.
+            with transaction(services.ctx.write) as session:
+                row = session.get(MarketplaceApp, app_id)
+                if row is not None:
+                    row.artifact_url, row.artifact_sha256 = url, digest
+                    row.artifact_size = len(body)
+            continue
+        market.create_app(
+            AppSpec(
+                id=app_id,
+                name=name,
+                developer=developer,
+                description=description,
+                currency=currency,
+                prices=prices,
+                artifact_url=url,
+                artifact_sha256=digest,
+                artifact_size=len(body),
+                iframe_url=f"{artifacts.url}/{app_id}/",
+                callback_url=f"{artifacts.url}/{app_id}/callback",
+                permissions=("chat:read",),
+            )
+        )
+    return DemoMarketplace(backend_id, token, artifacts)
 
 
 def start_demo_backend(
@@ -55,11 +240,14 @@ def start_demo_backend(
     clock: ServerClock | None = None,
     email: str = DEMO_EMAIL,
     password: str | None = None,
+    marketplace: bool = True,
     **settings: object,
 ) -> DemoBackend:
     """Start the reference backend on SQLite under ``data_dir`` and seed the demo user.
 
-    The demo user's password is new on every start (the previous one is replaced).
+    The demo user's password is new on every start (the previous one is replaced). With
+    ``marketplace``, also the demo marketplace (:func:`seed_demo_marketplace`); its admin token
+    is new on every start too.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     server_settings = ServerSettings(
@@ -75,7 +263,13 @@ def start_demo_backend(
     password = password or secrets.token_urlsafe(12)
     services.auth.create_user(email, password, DEMO_PLAN)
     pins = tuple(key.pin for key in services.ctx.keys.published())
-    server = EmbeddedServer(create_app(server_settings, clock=clock, services=services)).start()
+    market = seed_demo_marketplace(services, data_dir) if marketplace else None
+    try:
+        server = EmbeddedServer(create_app(server_settings, clock=clock, services=services)).start()
+    except BaseException:
+        if market is not None:
+            market.artifacts.stop()
+        raise
     log.info("demo backend at %s", server.url)
     return DemoBackend(
         url=server.url,
@@ -84,6 +278,7 @@ def start_demo_backend(
         pins=pins,
         services=services,
         server=server,
+        marketplace=market,
     )
 
 

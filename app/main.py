@@ -285,6 +285,11 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         log_dir=startup.paths.log_dir,
         translator=translator,
         demo_credentials=(demo.email, demo.password) if demo is not None else None,
+        marketplace_defaults=(
+            (demo.url, demo.marketplace.admin_token)
+            if demo is not None and demo.marketplace is not None
+            else None
+        ),
         current_log=current_log,
     )
     window.show()

@@ -1,5 +1,5 @@
-"""The main window: the License, Accounts, Broadcast, Logs and Settings panels, the login dialog
-and the language switch.
+"""The main window: the License, Accounts, Broadcast, Marketplace, Logs and Settings panels, the
+login dialog and the language switch.
 
 Contract with the entry point: build it in the GUI thread once the engine runs and the core lives
 on the engine loop, then call :meth:`MainWindow.start`. It shows the window, signs in again with
@@ -44,11 +44,15 @@ from .style import load_style_sheet
 if TYPE_CHECKING:
     from app.config import Settings
     from app.core import Core, LicenseSnapshot
+    from app.viewmodels.marketplace import MarketplaceViewModel
+
+    from .marketplace_panel import MarketplacePanel
 
 _TAB_KEYS = (
     N_("tab.license"),
     N_("tab.accounts"),
     N_("tab.broadcast"),
+    N_("tab.marketplace"),
     N_("tab.logs"),
     N_("tab.settings"),
 )
@@ -65,6 +69,7 @@ class MainWindow(QMainWindow):
         log_dir: Path,
         translator: Translator,
         demo_credentials: tuple[str, str] | None = None,
+        marketplace_defaults: tuple[str, str] | None = None,
         current_log: Path | None = None,
         parent: QWidget | None = None,
     ) -> None:
@@ -74,6 +79,7 @@ class MainWindow(QMainWindow):
         self._core = core
         self._tr = translator
         self._demo_credentials = demo_credentials
+        self._marketplace_defaults = marketplace_defaults
         self._login: LoginDialog | None = None
         self._simulated = core.transports.kind == "simulated"
 
@@ -101,6 +107,13 @@ class MainWindow(QMainWindow):
         )
         self.logs_panel = LogsPanel(self.logs, translator)
         self.settings_panel = SettingsPanel(self.settings, translator)
+        # Built when its tab is first opened: the start-up is benchmarked, and the marketplace is
+        # not needed to show the window.
+        self.marketplace: MarketplaceViewModel | None = None
+        self.marketplace_panel: MarketplacePanel | None = None
+        self.marketplace_tab = QWidget()
+        self.marketplace_tab.setObjectName("marketplaceTab")
+        QVBoxLayout(self.marketplace_tab).setContentsMargins(0, 0, 0, 0)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
         self.tabs.setDocumentMode(True)
@@ -108,6 +121,7 @@ class MainWindow(QMainWindow):
             self.license_panel,
             self.accounts_panel,
             self.broadcast_panel,
+            self.marketplace_tab,
             self.logs_panel,
             self.settings_panel,
         ):
@@ -241,8 +255,32 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{title} — {email}" if signed_in else title)
 
     def _tab_changed(self, index: int) -> None:
-        if self.tabs.widget(index) is self.logs_panel:
+        widget = self.tabs.widget(index)
+        if widget is self.logs_panel:
             self.logs.refresh()
+        elif widget is self.marketplace_tab:
+            self.open_marketplace()
+
+    def open_marketplace(self) -> MarketplacePanel:
+        """Build the Marketplace panel (once); it reads the stored connection when shown."""
+        if self.marketplace_panel is None:
+            from app.viewmodels.marketplace import MarketplaceViewModel
+
+            from .marketplace_panel import MarketplacePanel
+
+            core = self._core
+            self.marketplace = MarketplaceViewModel(
+                self._engine,
+                self._tr,
+                lambda: core.data_dir,  # read on the engine, once the core is built
+                defaults=self._marketplace_defaults,
+                parent=self,
+            )
+            self.marketplace_panel = MarketplacePanel(self.marketplace, self._tr)
+            layout = self.marketplace_tab.layout()
+            assert layout is not None
+            layout.addWidget(self.marketplace_panel)
+        return self.marketplace_panel
 
     # --- language -------------------------------------------------------------------------------
 

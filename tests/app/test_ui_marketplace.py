@@ -1,0 +1,254 @@
+"""The Marketplace panel against the demo's marketplace (a real reference backend, artifacts on a
+local HTTP server): the catalog with statuses, a trial, an install with progress, a mismatching
+artifact that installs nothing, uninstall, and the connection kept in the keyring."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from agent.protocol import MarketplacePlan
+from app.demo import DemoBackend, DemoMarketplace, demo_artifact
+from app.engine import Engine
+from app.i18n import Translator
+from app.ui.main_window import MainWindow
+from app.ui.marketplace_panel import MarketplacePanel
+from app.viewmodels.marketplace import ADMIN_TOKEN_ACCOUNT, MarketplaceViewModel
+from server_stub.services.marketplace import AppSpec
+from tests.agent.test_secrets import MemoryKeyring
+from tests.app.conftest import Desktop
+
+
+@pytest.fixture
+def market(demo_backend: DemoBackend) -> DemoMarketplace:
+    assert demo_backend.marketplace is not None
+    return demo_backend.marketplace
+
+
+@pytest.fixture
+def keyring() -> MemoryKeyring:
+    return MemoryKeyring()
+
+
+def make_panel(
+    qtbot: QtBot,
+    engine: Engine,
+    data_dir: Path,
+    keyring: MemoryKeyring,
+    defaults: tuple[str, str] | None = None,
+) -> MarketplacePanel:
+    model = MarketplaceViewModel(
+        engine, Translator("en"), data_dir, keyring_backend=keyring, defaults=defaults
+    )
+    panel = MarketplacePanel(model, model.translator)
+    model.setParent(panel)
+    qtbot.addWidget(panel)
+    return panel
+
+
+@pytest.fixture
+def panel(
+    qtbot: QtBot,
+    engine: Engine,
+    demo_backend: DemoBackend,
+    market: DemoMarketplace,
+    keyring: MemoryKeyring,
+    tmp_path: Path,
+) -> MarketplacePanel:
+    """A panel connected through its fields (Save and connect)."""
+    widget = make_panel(qtbot, engine, tmp_path / "desktop", keyring)
+    widget.url.setText(demo_backend.url)
+    widget.token.setText(market.admin_token)
+    with qtbot.wait_signal(widget._vm.saved):
+        widget.save_button.click()
+    return widget
+
+
+def vm(panel: MarketplacePanel) -> MarketplaceViewModel:
+    return panel._vm
+
+
+def test_connecting_shows_the_catalog_and_keeps_the_connection(
+    qtbot: QtBot,
+    engine: Engine,
+    panel: MarketplacePanel,
+    demo_backend: DemoBackend,
+    market: DemoMarketplace,
+    keyring: MemoryKeyring,
+    tmp_path: Path,
+) -> None:
+    assert list(panel.cards) == ["crm", "notes", "polls"]
+    crm, notes, polls = (panel.cards[i] for i in ("crm", "notes", "polls"))
+    assert crm.name.text() == "Contacts CRM"
+    assert crm.developer.text() == "by Example Apps Ltd"
+    assert crm.prices.text() == (
+        "Monthly: 19.90 EUR  ·  Yearly: 199.00 EUR  ·  Perpetual: 499.00 EUR"
+    )
+    assert notes.prices.text() == "Monthly: free  ·  Yearly: free  ·  Perpetual: free"
+    assert polls.prices.text() == "Monthly: 4.90 USD  ·  Yearly: 49.00 USD  ·  Perpetual: —"
+    assert [polls.plan.itemData(i) for i in range(polls.plan.count())] == ["monthly", "yearly"]
+    for card in (crm, notes, polls):
+        assert card.status.text() == "No license"
+        assert card.trial_button.isEnabled() and not card.install_button.isEnabled()
+    assert panel.installed_list.item(0).text() == "No apps installed."  # type: ignore[union-attr]
+
+    # The token went to the keyring, the URL to marketplace.json; a new panel finds both.
+    assert keyring.data[("TGFlow", ADMIN_TOKEN_ACCOUNT)] == market.admin_token
+    stored = json.loads((tmp_path / "desktop" / "marketplace.json").read_text())
+    assert stored == {"url": demo_backend.url}
+    again = make_panel(qtbot, engine, tmp_path / "desktop", keyring)
+    with qtbot.wait_signal(vm(again).changed):
+        again.show()  # the tab's first showing reads the connection
+    assert again.url.text() == demo_backend.url
+    assert again.token.text() == market.admin_token
+    assert list(again.cards) == ["crm", "notes", "polls"]
+
+
+def test_the_demo_prefills_the_connection(
+    qtbot: QtBot,
+    engine: Engine,
+    demo_backend: DemoBackend,
+    market: DemoMarketplace,
+    keyring: MemoryKeyring,
+    tmp_path: Path,
+) -> None:
+    panel = make_panel(
+        qtbot,
+        engine,
+        tmp_path / "desktop",
+        keyring,
+        defaults=(demo_backend.url, market.admin_token),
+    )
+    with qtbot.wait_signal(vm(panel).changed):
+        vm(panel).load()
+    assert len(panel.cards) == 3
+    assert keyring.data == {}  # nothing stored until the user saves
+
+
+def test_a_wrong_token_is_refused_and_not_stored(
+    qtbot: QtBot,
+    engine: Engine,
+    demo_backend: DemoBackend,
+    keyring: MemoryKeyring,
+    tmp_path: Path,
+) -> None:
+    panel = make_panel(qtbot, engine, tmp_path / "desktop", keyring)
+    panel.url.setText(demo_backend.url)
+    panel.token.setText("not-a-token")
+    with qtbot.assert_not_emitted(vm(panel).saved), qtbot.wait_signal(vm(panel).failed) as failed:
+        panel.save_button.click()
+    assert failed.args[0].startswith("The marketplace refused the admin token")
+    assert not panel.error.isHidden()
+    assert keyring.data == {}
+    assert not (tmp_path / "desktop" / "marketplace.json").exists()
+
+
+def test_trial_then_install_with_progress_then_uninstall(
+    qtbot: QtBot, panel: MarketplacePanel, tmp_path: Path
+) -> None:
+    model = vm(panel)
+    with qtbot.wait_signal(model.license_changed) as changed:
+        panel.cards["polls"].trial_button.click()
+    assert changed.args == ["polls", "trial"]
+    polls = panel.cards["polls"]
+    assert polls.status.text() == "License: trial"
+    assert polls.install_button.isEnabled() and not polls.trial_button.isEnabled()
+
+    progress: list[tuple[str, int, int]] = []
+    model.progress.connect(lambda *args: progress.append(args))
+    with qtbot.wait_signal(model.installed) as installed:
+        polls.install_button.click()
+    assert installed.args == ["polls"]
+    body = demo_artifact("polls")
+    assert progress and progress[-1] == ("polls", len(body), len(body))
+    files = tmp_path / "desktop" / "apps" / "polls"
+    assert (files / "polls-1.0.zip").read_bytes() == body
+    assert [p.name for p in (tmp_path / "desktop" / "apps").iterdir()] == ["polls"]
+    assert panel.installed_list.item(0).text() == "Polls — trial"  # type: ignore[union-attr]
+    assert panel.cards["polls"].status.text() == "License: trial · installed"
+    assert panel.status.text() == "Polls is installed."
+
+    with qtbot.wait_signal(model.uninstalled):
+        panel.cards["polls"].uninstall_button.click()
+    assert not files.exists()
+    assert panel.installed_list.item(0).text() == "No apps installed."  # type: ignore[union-attr]
+    assert not panel.cards["polls"].uninstall_button.isEnabled()
+
+
+def test_requesting_a_purchase_leaves_the_license_pending(
+    qtbot: QtBot, panel: MarketplacePanel
+) -> None:
+    crm = panel.cards["crm"]
+    crm.plan.setCurrentIndex(crm.plan.findData("yearly"))
+    with qtbot.wait_signal(vm(panel).license_changed) as changed:
+        crm.purchase_button.click()
+    assert changed.args == ["crm", "pending"]
+    assert panel.cards["crm"].status.text() == "License: awaiting payment"
+    assert not panel.cards["crm"].install_button.isEnabled()
+
+
+def test_a_mismatching_artifact_shows_an_error_and_installs_nothing(
+    qtbot: QtBot,
+    panel: MarketplacePanel,
+    demo_backend: DemoBackend,
+    market: DemoMarketplace,
+    tmp_path: Path,
+) -> None:
+    body = b"not what the catalog says"
+    url = market.artifacts.serve("/bad/bad.zip", body)
+    demo_backend.services.marketplace.create_app(
+        AppSpec(
+            id="bad",
+            name="Bad",
+            developer="Mallory",
+            currency="USD",
+            prices={MarketplacePlan.MONTHLY: 100},
+            artifact_url=url,
+            artifact_sha256=hashlib.sha256(b"something else").hexdigest(),
+            artifact_size=len(body),
+            iframe_url=market.artifacts.url + "/bad/",
+            callback_url=market.artifacts.url + "/bad/callback",
+        )
+    )
+    model = vm(panel)
+    with qtbot.wait_signal(model.changed):
+        panel.refresh_button.click()
+    with qtbot.wait_signal(model.license_changed):
+        panel.cards["bad"].trial_button.click()
+
+    with qtbot.assert_not_emitted(model.installed), qtbot.wait_signal(model.failed) as failed:
+        panel.cards["bad"].install_button.click()
+    assert "does not match the catalog, so nothing was installed" in failed.args[0]
+    assert "SHA-256" in failed.args[0]
+    assert panel.error.text() == failed.args[0] and not panel.error.isHidden()
+    apps = tmp_path / "desktop" / "apps"
+    assert list(apps.iterdir()) == []  # no files, no staging left
+    with qtbot.wait_signal(model.changed):
+        panel.refresh_button.click()
+    assert not panel.cards["bad"].card.installed  # the marketplace was never told
+
+
+def test_the_main_window_builds_the_tab_when_it_is_opened(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    from app.config import Settings
+
+    assert desktop.core is not None
+    window = MainWindow(
+        desktop.engine,
+        desktop.core,
+        settings=Settings(),
+        settings_path=tmp_path / "settings.ini",
+        log_dir=tmp_path / "logs",
+        translator=Translator("en"),
+    )
+    qtbot.addWidget(window)
+    assert window.marketplace_panel is None
+    index = window.tabs.indexOf(window.marketplace_tab)
+    assert window.tabs.tabText(index) == "Marketplace"
+    window.tabs.setCurrentIndex(index)
+    assert window.marketplace_panel is not None
