@@ -1,0 +1,1 @@
+"""Examples built on TGFlow's libraries (not installed with the package)."""
