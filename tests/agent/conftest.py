@@ -20,6 +20,7 @@ from server_stub.clock import FakeClock as ServerClock
 from server_stub.config import Settings
 from server_stub.keys import SigningKey
 from server_stub.wiring import Services, build_services
+from tests.agent.test_marketplace_server import FakeMarketplace, World, make_world
 from tests.helpers.api import bearer, fingerprint, register
 from tests.helpers.live_server import LiveServer
 
@@ -178,3 +179,17 @@ def hit_recorder() -> Iterator[Callable[[bytes], HitRecorder]]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
+
+
+# The marketplace verifier's tests (test_marketplace_jwks.py, test_marketplace_verifier.py): a
+# stand-in marketplace on an ephemeral port and an app-side world built against it.
+@pytest.fixture
+def market() -> Iterator[FakeMarketplace]:
+    with FakeMarketplace() as server:
+        yield server
+
+
+@pytest.fixture
+def world(market: FakeMarketplace, tmp_path: Path) -> Iterator[World]:
+    with make_world(market, tmp_path / "app") as built:
+        yield built

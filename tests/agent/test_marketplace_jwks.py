@@ -10,7 +10,7 @@ import json
 import logging
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,22 +38,8 @@ from tests.agent.test_marketplace_server import (
     FakeMarketplace,
     World,
     jwks_path,
-    make_world,
     new_key,
 )
-
-
-@pytest.fixture
-def market() -> Iterator[FakeMarketplace]:
-    with FakeMarketplace() as server:
-        yield server
-
-
-@pytest.fixture
-def world(market: FakeMarketplace, tmp_path: Path) -> Iterator[World]:
-    with make_world(market, tmp_path / "app") as built:
-        yield built
-
 
 JWKS_A = jwks_path(BACKEND_A)
 DAY = 24 * 3600

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -49,19 +49,6 @@ from tests.agent.test_marketplace_server import (
     new_key,
     sign_snapshot,
 )
-
-
-@pytest.fixture
-def market() -> Iterator[FakeMarketplace]:
-    with FakeMarketplace() as server:
-        yield server
-
-
-@pytest.fixture
-def world(market: FakeMarketplace, tmp_path: Path) -> Iterator[World]:
-    with make_world(market, tmp_path / "app") as built:
-        yield built
-
 
 JWKS_A, JWKS_B = jwks_path(BACKEND_A), jwks_path(BACKEND_B)
 SNAPSHOT = entitlements_path()
