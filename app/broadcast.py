@@ -179,10 +179,6 @@ class BroadcastWorker:
         """The account's connected transport (shared while the broadcast runs)."""
         return self._transport
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     # --- the run --------------------------------------------------------------------------------
 
     async def run(self) -> Progress:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.client import AsyncLicenseClient
-from agent.errors import LicenseError, Offline, TamperDetected, TokenRejected
+from agent.errors import LicenseError, Offline, TamperDetected
 from agent.journal import Outcome, SettleOutcome, UsageJournal
 from agent.protocol import LicenseStatus
 from agent.secrets import RefreshTokenStore
@@ -158,9 +158,9 @@ class Core:
             return None
         try:
             tokens = await self.client.refresh()
-        except (TokenRejected, LicenseError) as exc:
-            if isinstance(exc, Offline):
-                raise
+        except Offline:
+            raise
+        except LicenseError as exc:
             log.info("the stored session is no longer valid: %s", exc)
             return None
         self._email = tokens.user.email
@@ -443,11 +443,9 @@ class Core:
         )
         task = asyncio.ensure_future(worker.run())
         self._running[broadcast.account_id] = (worker, task)
-        try:
-            final = await asyncio.shield(task)
-        finally:
-            if task.done():
-                self._running.pop(broadcast.account_id, None)
+        # Forgotten when it ends, even if the caller stopped waiting for it (the shield below).
+        task.add_done_callback(lambda _t: self._running.pop(broadcast.account_id, None))
+        final = await asyncio.shield(task)
         self.telemetry.record(
             "broadcast.ended",
             state=final.state.value,
@@ -475,9 +473,6 @@ class Core:
     def stop_broadcast(self, broadcast_id: str) -> None:
         if (worker := self._worker(broadcast_id)) is not None:
             worker.stop()
-
-    def running(self) -> list[str]:
-        return [worker.broadcast_id for worker, _task in self._running.values()]
 
     async def stop_all(self) -> None:
         """Stop every running broadcast and wait until each has settled its batch."""

@@ -32,10 +32,9 @@ from agent.protocol import MarketplacePlan
 from server_stub.app import create_app
 from server_stub.clock import Clock as ServerClock
 from server_stub.config import Settings as ServerSettings
-from server_stub.db import transaction
+from server_stub.demo import DEMO_EMAIL, seed_demo_user
 from server_stub.embedded import EmbeddedServer
 from server_stub.errors import DomainError
-from server_stub.models import MarketplaceApp
 from server_stub.services.marketplace import AppSpec
 from server_stub.wiring import Services, build_services
 
@@ -44,8 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tgflow.demo")
 
-DEMO_EMAIL = "demo@tgflow.example"
-DEMO_PLAN = "demo"
 #: Recipients of the demo: opted-in test users of the simulated network.
 DEMO_RECIPIENTS = tuple(f"@demo_user{i:03d}" for i in range(1, 51))
 
@@ -203,32 +200,25 @@ def seed_demo_marketplace(services: Services, data_dir: Path) -> DemoMarketplace
     listed = {app.id for app in market.list_apps()}
     for app_id, name, developer, description, prices, currency in DEMO_APPS:
         body = demo_artifact(app_id)
-        url = artifacts.serve(f"/{app_id}/{app_id}-1.0.zip", body)
-        digest = hashlib.sha256(body).hexdigest()
-        if app_id in listed:
-            # The artifact server's port is new on every start.
-            with transaction(services.ctx.write) as session:
-                row = session.get(MarketplaceApp, app_id)
-                if row is not None:
-                    row.artifact_url, row.artifact_sha256 = url, digest
-                    row.artifact_size = len(body)
-            continue
-        market.create_app(
-            AppSpec(
-                id=app_id,
-                name=name,
-                developer=developer,
-                description=description,
-                currency=currency,
-                prices=prices,
-                artifact_url=url,
-                artifact_sha256=digest,
-                artifact_size=len(body),
-                iframe_url=f"{artifacts.url}/{app_id}/",
-                callback_url=f"{artifacts.url}/{app_id}/callback",
-                permissions=("chat:read",),
-            )
+        spec = AppSpec(
+            id=app_id,
+            name=name,
+            developer=developer,
+            description=description,
+            currency=currency,
+            prices=prices,
+            artifact_url=artifacts.serve(f"/{app_id}/{app_id}-1.0.zip", body),
+            artifact_sha256=hashlib.sha256(body).hexdigest(),
+            artifact_size=len(body),
+            iframe_url=f"{artifacts.url}/{app_id}/",
+            callback_url=f"{artifacts.url}/{app_id}/callback",
+            permissions=("chat:read",),
         )
+        # The artifact server's port is new on every start: an app listed before is re-pointed.
+        if app_id in listed:
+            market.update_app(spec)
+        else:
+            market.create_app(spec)
     return DemoMarketplace(backend_id, token, artifacts)
 
 
@@ -257,11 +247,10 @@ def start_demo_backend(
         **settings,  # type: ignore[arg-type]
     )
     services = build_services(server_settings, clock)
-    services.plans.upsert(
-        DEMO_PLAN, monthly_quota=monthly_quota, max_devices=max_devices, features=["broadcast"]
-    )
     password = password or secrets.token_urlsafe(12)
-    services.auth.create_user(email, password, DEMO_PLAN)
+    seed_demo_user(
+        services, password, email=email, monthly_quota=monthly_quota, max_devices=max_devices
+    )
     pins = tuple(key.pin for key in services.ctx.keys.published())
     market = seed_demo_marketplace(services, data_dir) if marketplace else None
     try:

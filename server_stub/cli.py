@@ -26,15 +26,13 @@ from agent.protocol import (
 from . import db
 from .clock import SystemClock
 from .config import Settings, default_data_dir
+from .demo import DEMO_EMAIL, seed_demo_user
 from .errors import DomainError
 from .keys import KeyStoreError
 from .logging_setup import configure_logging
 from .marketplace_tokens import IssuedBackendToken
 from .services.marketplace import AppSpec, LicenseView
 from .wiring import Services, build_services, open_keys
-
-DEMO_EMAIL = "demo@tgflow.example"
-DEMO_PLAN = "demo"
 
 
 class CliError(Exception):
@@ -114,9 +112,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     services = _services(args)
-    services.plans.upsert(DEMO_PLAN, monthly_quota=1000, max_devices=2, features=["broadcast"])
     password = secrets.token_urlsafe(12)
-    services.auth.create_user(DEMO_EMAIL, password, DEMO_PLAN)
+    seed_demo_user(services, password)
     print("Demo plan 'demo': 1,000 messages a month, 2 devices.")
     print(f"Demo user:  {DEMO_EMAIL}")
     print(f"Password:   {password}")

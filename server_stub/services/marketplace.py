@@ -246,6 +246,22 @@ def _app_record(app: MarketplaceApp) -> dict[str, object]:
     }
 
 
+def _apply_spec(app: MarketplaceApp, spec: AppSpec) -> None:
+    app.name = spec.name.strip()
+    app.description = spec.description.strip()
+    app.developer = spec.developer.strip()
+    app.price_monthly = spec.prices.get(Plan.MONTHLY)
+    app.price_yearly = spec.prices.get(Plan.YEARLY)
+    app.price_perpetual = spec.prices.get(Plan.PERPETUAL)
+    app.currency = spec.currency
+    app.artifact_url = spec.artifact_url
+    app.artifact_sha256 = spec.artifact_sha256
+    app.artifact_size = spec.artifact_size
+    app.iframe_url = spec.iframe_url
+    app.callback_url = spec.callback_url
+    app.permissions = sorted(set(spec.permissions))
+
+
 def _audit(
     session: Session,
     now: datetime,
@@ -516,27 +532,35 @@ class MarketplaceService:
             with transaction(self._ctx.write) as session:
                 if session.get(MarketplaceApp, spec.id) is not None:
                     raise AlreadyExists(f"an app with the id {spec.id!r} is listed already")
-                app = MarketplaceApp(
-                    id=spec.id,
-                    name=spec.name.strip(),
-                    description=spec.description.strip(),
-                    developer=spec.developer.strip(),
-                    price_monthly=spec.prices.get(Plan.MONTHLY),
-                    price_yearly=spec.prices.get(Plan.YEARLY),
-                    price_perpetual=spec.prices.get(Plan.PERPETUAL),
-                    currency=spec.currency,
-                    artifact_url=spec.artifact_url,
-                    artifact_sha256=spec.artifact_sha256,
-                    artifact_size=spec.artifact_size,
-                    iframe_url=spec.iframe_url,
-                    callback_url=spec.callback_url,
-                    permissions=sorted(set(spec.permissions)),
-                    created_at=now,
-                )
+                app = MarketplaceApp(id=spec.id, created_at=now)
+                _apply_spec(app, spec)
                 session.add(app)
                 _audit(session, now, OPERATOR, "app.create", app_id=app.id, after=_app_record(app))
         except IntegrityError as exc:
             raise AlreadyExists(f"an app with the id {spec.id!r} is listed already") from exc
+        return app
+
+    def update_app(self, spec: AppSpec) -> MarketplaceApp:
+        """Replace the listing of the app ``spec.id`` (a new artifact, new URLs, new prices)."""
+        problems = _spec_problems(spec)
+        if problems:
+            raise ValidationFailed("; ".join(problems))
+        now = self._ctx.clock.now()
+        with transaction(self._ctx.write) as session:
+            app = session.get(MarketplaceApp, spec.id)
+            if app is None:
+                raise NotFound(f"no app {spec.id!r} is listed")
+            before = _app_record(app)
+            _apply_spec(app, spec)
+            _audit(
+                session,
+                now,
+                OPERATOR,
+                "app.update",
+                app_id=app.id,
+                before=before,
+                after=_app_record(app),
+            )
         return app
 
     def list_apps(self) -> list[MarketplaceApp]:

@@ -252,3 +252,27 @@ def test_the_main_window_builds_the_tab_when_it_is_opened(
     assert window.tabs.tabText(index) == "Marketplace"
     window.tabs.setCurrentIndex(index)
     assert window.marketplace_panel is not None
+
+
+def test_a_second_demo_start_re_points_the_listed_apps_through_the_service(
+    tmp_path: Path,
+) -> None:
+    from app.demo import start_demo_backend
+
+    first = start_demo_backend(tmp_path / "server", rate_limit_enabled=False)
+    assert first.marketplace is not None
+    old = {app.id: app.artifact_url for app in first.services.marketplace.list_apps()}
+    first.stop()
+
+    second = start_demo_backend(tmp_path / "server", rate_limit_enabled=False)
+    try:
+        assert second.marketplace is not None
+        market = second.services.marketplace
+        new = {app.id: app.artifact_url for app in market.list_apps()}
+        assert set(new) == set(old)
+        assert all(new[i].startswith(second.marketplace.artifacts.url) for i in new)
+        assert all(new[i] != old[i] for i in new)
+        actions = [row.action for row in market.audit_trail(app_id="notes")]
+        assert actions.count("app.update") == 1
+    finally:
+        second.stop()
