@@ -20,9 +20,8 @@ import pytest
 
 from agent.protocol import MarketplacePlan
 from server_stub.app import _sweep_forever
-from server_stub.db import transaction
 from server_stub.marketplace_tokens import CALLBACK_TTL_SECONDS, CALLBACK_TYP
-from server_stub.models import MarketplaceApp, MarketplaceCallback
+from server_stub.models import MarketplaceCallback
 from server_stub.services.callbacks import GIVE_UP_AFTER, LEASE
 from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import assert_problem
@@ -104,11 +103,8 @@ def closed_port_url() -> str:
 
 
 def point_callback(backend: Backend, url: str, app_id: str = CHAT) -> None:
-    """Move the app's callback URL (the operator has no command for it yet)."""
-    with transaction(backend.services.ctx.write) as session:
-        app = session.get(MarketplaceApp, app_id)
-        assert app is not None
-        app.callback_url = url
+    """Move the app's callback URL (the listing is otherwise the one callback_market made)."""
+    backend.services.marketplace.update_app(app_spec(app_id, callback_url=url))
 
 
 def callback_market(make_backend: BackendFactory, url: str) -> Market:
