@@ -120,6 +120,7 @@ def _add_middleware(app: FastAPI, settings: Settings, services: Services) -> Non
             per_token=settings.rate_limit_per_token,
             per_ip=settings.rate_limit_per_ip,
             auth=services.auth,
+            marketplace=services.marketplace,
             metrics=metrics,
             trust_forwarded_for=settings.trust_forwarded_for,
         )
