@@ -8,9 +8,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import event
 
+from server_stub.errors import TokenExpired
 from server_stub.services.session_cache import LiveSession, SessionCache, device_key, session_key
 from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import assert_problem, bearer, fingerprint, register
@@ -181,3 +183,28 @@ def test_another_server_on_the_database_hears_the_session_end(
     assert _wait_until(lambda: there.services.sessions.cache.get(sid) is None, timeout=1.0)
     r: httpx.Response = there.client.get("/license", headers=bearer(reg["token"]))
     assert_problem(r, 401, "token_invalid")
+
+
+def test_a_token_is_verified_once_and_its_times_on_every_use(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = register(backend.client)
+    decodes: list[str] = []
+    original = jwt.decode
+
+    def counting(token: str, *args: object, **kwargs: object) -> object:
+        decodes.append(token)
+        return original(token, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    auth = backend.services.auth
+    first = auth.verify_signature(reg["token"])
+    assert auth.verify_signature(reg["token"]) == first
+    assert decodes.count(reg["token"]) == 1
+    # The remembered signature does not outlive the token: 15 min + the 30 s leeway.
+    backend.clock.advance(15 * 60 + 31)
+    with pytest.raises(TokenExpired):
+        auth.verify_signature(reg["token"])
+    assert_problem(
+        backend.client.get("/license", headers=bearer(reg["token"])), 401, "token_expired"
+    )
