@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from app.clock import AsyncClock, seconds_until
+from app.settings_schema import DEFAULTS, Settings
 
 log = logging.getLogger("tgflow.antispam")
 
@@ -76,11 +77,19 @@ class AccountStatus:
 
 @dataclass(frozen=True)
 class FloodPolicy:
-    """Settings ``[flood]`` and ``[anti_spam] enabled``."""
+    """Settings ``[flood]`` and ``[anti_spam] enabled`` (defaults from the settings schema)."""
 
-    max_consecutive_errors: int = 3
-    cooldown_sec: int = 300
-    enabled: bool = True
+    max_consecutive_errors: int = DEFAULTS.flood.max_consecutive_errors
+    cooldown_sec: int = DEFAULTS.flood.cooldown_sec
+    enabled: bool = DEFAULTS.anti_spam.enabled
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FloodPolicy:
+        return cls(
+            max_consecutive_errors=settings.flood.max_consecutive_errors,
+            cooldown_sec=settings.flood.cooldown_sec,
+            enabled=settings.anti_spam.enabled,
+        )
 
     def __post_init__(self) -> None:
         if self.max_consecutive_errors < 1:

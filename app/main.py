@@ -261,16 +261,8 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
     config = CoreConfig(
         api_base_url=startup.api_base_url,
         pins=startup.pins,
-        policy=FloodPolicy(
-            max_consecutive_errors=settings.flood.max_consecutive_errors,
-            cooldown_sec=settings.flood.cooldown_sec,
-            enabled=settings.anti_spam.enabled,
-        ),
-        pacing=Pacing(
-            min_delay_sec=settings.broadcast.min_delay_sec,
-            max_delay_sec=settings.broadcast.max_delay_sec,
-            batch_size=settings.broadcast.batch_size,
-        ),
+        policy=FloodPolicy.from_settings(settings),
+        pacing=Pacing.from_settings(settings.broadcast),
         telemetry=settings.telemetry.enabled,
     )
     handle = DeferredCore(

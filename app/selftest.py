@@ -45,9 +45,9 @@ def check_imports() -> str:
 
 def check_settings_example() -> str:
     from .config import parse_settings
-    from .settings_example import SETTINGS_EXAMPLE
+    from .settings_schema import example_text
 
-    settings = parse_settings(SETTINGS_EXAMPLE)
+    settings = parse_settings(example_text())
     return f"settings.ini.example parses ([ui] language = {settings.ui.language})"
 
 

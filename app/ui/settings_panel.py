@@ -19,14 +19,8 @@ from PyQt6.QtWidgets import (
 )
 
 from app.i18n import LANGUAGES, N_, Translator
-from app.viewmodels.settings import (
-    FIELDS,
-    SECTION_LABELS,
-    Field,
-    Key,
-    Kind,
-    SettingsViewModel,
-)
+from app.settings_schema import Kind
+from app.viewmodels.settings import FIELDS, SECTION_LABELS, Field, Key, SettingsViewModel
 
 #: Each language by its own name (the same in every language).
 LANGUAGE_NAMES = {"ru": N_("language.ru"), "en": N_("language.en")}
