@@ -33,14 +33,14 @@ from agent.key_pins import PinnedKeySet
 from agent.protocol import jwk_thumbprint
 from agent.tokens import TokenVerifier
 from server_stub.keys import SigningKey, public_jwk
-from tests.agent.conftest import (
+from tests.helpers.agent_backend import (
     AgentBackend,
     HitRecorder,
     RequestCounter,
     Session,
     running_backend,
 )
-from tests.agent.forgery import (
+from tests.helpers.forgery import (
     b64json,
     b64url,
     claims_of,

@@ -18,7 +18,7 @@ from agent.key_pins import CACHE_FILE_NAME, PinnedKeySet
 from agent.protocol import jwk_thumbprint, public_key_pin
 from agent.tokens import TokenVerifier
 from server_stub.keys import public_jwk
-from tests.agent.conftest import AgentBackend, RequestCounter, closed_port_url
+from tests.helpers.agent_backend import AgentBackend, RequestCounter, closed_port_url
 
 JWKS = "/.well-known/jwks.json"
 

@@ -12,7 +12,7 @@ from app.core import AccountRow
 from app.i18n import Translator
 from app.ui.accounts_panel import AccountsPanel
 from app.viewmodels.accounts import AccountsViewModel, AddStep
-from tests.app.conftest import Desktop
+from tests.helpers.desktop import Desktop
 
 TWO_STEP_PHONE = "+1 555 000 0012"  # the simulated network asks phones ending in 2 for "secret"
 TWO_STEP_ID = "15550000012"

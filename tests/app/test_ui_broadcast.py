@@ -19,7 +19,7 @@ from app.viewmodels.accounts import AccountsViewModel
 from app.viewmodels.broadcast import BroadcastSession
 from app.viewmodels.license import LicenseViewModel
 from app.viewmodels.recipient_table import RecipientTableModel
-from tests.app.conftest import Desktop, quota_used
+from tests.helpers.desktop import Desktop, quota_used
 
 RECIPIENTS = [f"@opted_in_{i:03d}" for i in range(24)]
 

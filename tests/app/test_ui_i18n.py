@@ -15,7 +15,7 @@ from app.i18n import LANGUAGES, Translator, translations_dir
 from app.ui.main_window import MainWindow
 from app.viewmodels.recipient_table import RecipientTableModel
 from app.viewmodels.settings import FIELDS, SECTION_LABELS
-from tests.app.conftest import Desktop
+from tests.helpers.desktop import Desktop
 
 APP = Path(__file__).resolve().parents[2] / "app"
 # A key is used as tr("…") / .tr("…") or marked N_("…") where it is kept for later lookup.

@@ -9,7 +9,7 @@ from pytestqt.qtbot import QtBot
 from app.config import Settings
 from app.i18n import Translator
 from app.ui.main_window import MainWindow
-from tests.app.conftest import Desktop
+from tests.helpers.desktop import Desktop
 
 
 def make_window(

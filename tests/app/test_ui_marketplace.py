@@ -19,8 +19,8 @@ from app.ui.main_window import MainWindow
 from app.ui.marketplace_panel import MarketplacePanel
 from app.viewmodels.marketplace import ADMIN_TOKEN_ACCOUNT, MarketplaceViewModel
 from server_stub.services.marketplace import AppSpec
-from tests.agent.test_secrets import MemoryKeyring
-from tests.app.conftest import Desktop
+from tests.helpers.desktop import Desktop
+from tests.helpers.keyrings import MemoryKeyring
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import BackendFactory
 from tests.helpers.api import assert_problem, bearer, register
+from tests.helpers.backend import BackendFactory
 from tests.helpers.databases import REDIS_URL, redis_or_skip
 
 

@@ -17,8 +17,8 @@ from agent.protocol import jwk_thumbprint
 from server_stub.cli import main as cli_main
 from server_stub.clock import FakeClock
 from server_stub.keys import KeyStore
-from tests.conftest import BackendFactory
 from tests.helpers.api import assert_problem, bearer, register
+from tests.helpers.backend import BackendFactory
 
 
 def _pin_of_jwk(jwk: dict) -> str:

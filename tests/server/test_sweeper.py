@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from server_stub.app import _sweep_forever
 from server_stub.models import UsagePeriod
-from tests.conftest import BackendFactory
 from tests.helpers.api import bearer, register
+from tests.helpers.backend import BackendFactory
 
 
 def test_periodic_sweeper_releases_expired_holds(make_backend: BackendFactory) -> None:
