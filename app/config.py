@@ -24,9 +24,10 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from agent.private_files import fsync_directory
+from app.catalog import N_, Explained, Reason, os_error_reason
 from app.paths import SETTINGS_FILE_NAME
 from app.settings_schema import (
     SECTIONS,
@@ -95,8 +96,13 @@ class SettingsProblem:
     file: Path | None
     section: str | None
     key: str | None
-    reason: str
+    #: Why, in no language yet (``reason`` is the English text).
+    why: Reason
     line: int | None = None
+
+    @property
+    def reason(self) -> str:
+        return str(self.why)
 
     def __str__(self) -> str:
         where = str(self.file) if self.file is not None else "<settings>"
@@ -122,26 +128,32 @@ class SettingsError(Exception):
         super().__init__("\n".join([heading, *(f"  {problem}" for problem in self.problems)]))
 
 
+def _os_reason(exc: OSError, *, writing: bool = False) -> Reason:
+    key, params = os_error_reason(exc)
+    wrapper = N_("settings.reason.unwritable") if writing else N_("settings.reason.unreadable")
+    return Reason(wrapper, {"reason": Reason(key, params)})
+
+
 # --- the model: app/settings_schema.py ----------------------------------------------------------
 
 _S = TypeVar("_S", bound=Section)
 
 
-def _parse_section(model: type[_S], raw: Mapping[str, str]) -> tuple[_S, dict[str, str]]:
+def _parse_section(model: type[_S], raw: Mapping[str, str]) -> tuple[_S, dict[str, Reason]]:
     """The section ``raw`` (known keys only) gives, and the reason for each wrong key.
 
     The reasons are in the keys' order. A key not given keeps its default; the section returned
     is meaningful only when there is no reason.
     """
     values: dict[str, Any] = {}
-    reasons: dict[str, str] = {}
+    reasons: dict[str, Reason] = {}
     parsers = section_parsers(model)
     for key, parse in parsers.items():
         if key in raw:
             try:
                 values[key] = parse(raw[key])
             except ValueError as exc:
-                reasons[key] = str(exc)
+                reasons[key] = _why(exc)
     section = model(**values)
     for key, (other, check) in model.RULES.items():
         # Applied whenever both keys are good, given or default: a file that sets only
@@ -150,15 +162,31 @@ def _parse_section(model: type[_S], raw: Mapping[str, str]) -> tuple[_S, dict[st
             try:
                 check(getattr(section, key), getattr(section, other))
             except ValueError as exc:
-                reasons[key] = str(exc)
+                reasons[key] = _why(exc)
     return section, {key: reasons[key] for key in parsers if key in reasons}
 
 
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+def _why(exc: ValueError) -> Reason:
+    if isinstance(exc, Explained):
+        return exc.why
+    return Reason(N_("settings.reason.other"), {"reason": str(exc)})
+
+
+def _unknown(kind: Literal["section", "key"], name: str, known: Iterable[str]) -> Reason:
     known = list(known)
     close = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown {kind} ({hint}known: {', '.join(known)})"
+    params: dict[str, object] = {"known": ", ".join(known)}
+    if close:
+        params["like"] = repr(close[0])
+    if kind == "section":
+        key = (
+            N_("settings.reason.unknown_section_like")
+            if close
+            else N_("settings.reason.unknown_section")
+        )
+    else:
+        key = N_("settings.reason.unknown_key_like") if close else N_("settings.reason.unknown_key")
+    return Reason(key, params)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -175,15 +203,25 @@ def _syntax_problems(
     if isinstance(error, configparser.DuplicateOptionError):
         return [
             SettingsProblem(
-                source, error.section, error.option, "the key is given twice", error.lineno
+                source,
+                error.section,
+                error.option,
+                Reason(N_("settings.reason.key_twice")),
+                error.lineno,
             )
         ]
     if isinstance(error, configparser.DuplicateSectionError):
         return [
-            SettingsProblem(source, error.section, None, "the section is given twice", error.lineno)
+            SettingsProblem(
+                source,
+                error.section,
+                None,
+                Reason(N_("settings.reason.section_twice")),
+                error.lineno,
+            )
         ]
     if isinstance(error, configparser.MissingSectionHeaderError):
-        reason = f"a line before the first [section] header: {line_text(error.lineno)}"
+        reason = Reason(N_("settings.reason.before_header"), {"line": line_text(error.lineno)})
         return [SettingsProblem(source, None, None, reason, error.lineno)]
     if isinstance(error, configparser.ParsingError):
         return [
@@ -191,13 +229,16 @@ def _syntax_problems(
                 source,
                 None,
                 None,
-                "neither a [section] header, nor a 'key = value' line, nor a ; comment: "
-                + line_text(lineno),
+                Reason(N_("settings.reason.bad_line"), {"line": line_text(lineno)}),
                 lineno,
             )
             for lineno, _ in error.errors
         ]
-    return [SettingsProblem(source, None, None, f"cannot be parsed: {error}")]
+    return [
+        SettingsProblem(
+            source, None, None, Reason(N_("settings.reason.unparseable"), {"reason": str(error)})
+        )
+    ]
 
 
 def _read_sections(text: str, source: Path | None) -> dict[str, dict[str, str]]:
@@ -235,7 +276,7 @@ def parse_settings(text: str, *, source: Path | None = None) -> Settings:
         sections[section], reasons = _parse_section(model, known)
         for key, reason in reasons.items():
             if re.search(r"\s[;#]", known.get(key, "")):
-                reason += " (a comment must be on a line of its own)"
+                reason = Reason(N_("settings.reason.inline_comment"), {"reason": reason})
             problems.append(SettingsProblem(source, section, key, reason))
     if problems:
         raise SettingsError(problems)
@@ -252,8 +293,10 @@ def _decode(data: bytes, path: Path) -> str:
                     path,
                     None,
                     None,
-                    f"is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
-                    "save it as UTF-8",
+                    Reason(
+                        N_("settings.reason.not_utf8"),
+                        {"byte": f"{data[exc.start]:#04x}", "offset": exc.start},
+                    ),
                 )
             ]
         ) from None
@@ -264,12 +307,17 @@ def _read_file(path: Path) -> bytes:
         with path.open("rb") as fh:
             data = fh.read(MAX_SETTINGS_BYTES + 1)
     except OSError as exc:
-        raise SettingsError(
-            [SettingsProblem(path, None, None, f"cannot be read: {exc.strerror or exc}")]
-        ) from None
+        raise SettingsError([SettingsProblem(path, None, None, _os_reason(exc))]) from None
     if len(data) > MAX_SETTINGS_BYTES:
         raise SettingsError(
-            [SettingsProblem(path, None, None, f"is larger than {MAX_SETTINGS_BYTES} bytes")]
+            [
+                SettingsProblem(
+                    path,
+                    None,
+                    None,
+                    Reason(N_("settings.reason.too_large"), {"limit": MAX_SETTINGS_BYTES}),
+                )
+            ]
         )
     return data
 
@@ -293,8 +341,7 @@ def check_live_settings(settings: Settings) -> None:
                     settings.source,
                     "license",
                     "jwt_public_key_fingerprint",
-                    "at least one key pin is required outside demo mode "
-                    "(`tgflow-server keys pins` prints them)",
+                    Reason(N_("settings.reason.pin_required")),
                 )
             ]
         )
@@ -325,9 +372,9 @@ def find_config(
     """
     if explicit is not None:
         if not explicit.exists():
-            reason = "does not exist (given with --config)"
+            reason = Reason(N_("settings.reason.config_missing"))
         elif not explicit.is_file():
-            reason = "is not a file (given with --config)"
+            reason = Reason(N_("settings.reason.config_not_file"))
         else:
             return explicit
         raise SettingsError([SettingsProblem(explicit, None, None, reason)])
@@ -353,7 +400,9 @@ def _check_changes(changes: Mapping[tuple[str, str], str], path: Path) -> None:
                 SettingsProblem(path, section, key, _unknown("key", key, section_keys(model)))
             )
         elif not isinstance(value, str) or any(c in value for c in "\r\n\x0b\x0c\x1c\x1d\x1e"):
-            problems.append(SettingsProblem(path, section, key, "a value is one line of text"))
+            problems.append(
+                SettingsProblem(path, section, key, Reason(N_("settings.reason.one_line")))
+            )
     if problems:
         raise SettingsError(problems)
 
@@ -453,7 +502,7 @@ def _replace_file(path: Path, text: str) -> None:
         fd, tmp_name = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise SettingsError(
-            [SettingsProblem(path, None, None, f"cannot be written: {exc.strerror or exc}")]
+            [SettingsProblem(path, None, None, _os_reason(exc, writing=True))]
         ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -466,6 +515,6 @@ def _replace_file(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise SettingsError(
-            [SettingsProblem(path, None, None, f"cannot be written: {exc.strerror or exc}")]
+            [SettingsProblem(path, None, None, _os_reason(exc, writing=True))]
         ) from None
     fsync_directory(directory)

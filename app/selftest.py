@@ -52,7 +52,7 @@ def check_settings_example() -> str:
 
 
 def check_translations() -> str:
-    from .i18n import load_catalog
+    from .catalog import load_catalog
 
     ru, en = load_catalog("ru"), load_catalog("en")
     if not ru or not en:

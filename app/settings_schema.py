@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, TypeVar, cast
 
 from agent.config_checks import InsecureApiUrl, InvalidPin, check_api_url, validate_pin
+from app.catalog import N_, Explained
 
 _T = TypeVar("_T")
 _TRUE_FALSE: Final = configparser.ConfigParser.BOOLEAN_STATES
@@ -41,8 +42,13 @@ class Kind:
 
 
 # --- value parsers ------------------------------------------------------------------------------
-# Each takes the file's string (or an already typed value) and raises ValueError with the reason a
-# user reads.
+# Each takes the file's string (or an already typed value) and raises InvalidValue with the reason
+# a user reads (a translation key: the window shows it in its language, the CLI in English).
+
+
+class InvalidValue(Explained, ValueError):
+    """A value a key cannot take; ``why`` says why in any language."""
+
 
 _Parser = Callable[[object], Any]
 
@@ -50,23 +56,27 @@ _Parser = Callable[[object], Any]
 def _required_text(value: object) -> str:
     text = str(value).strip()
     if not text:
-        raise ValueError("a value is required here (delete the line to use the default)")
+        raise InvalidValue(N_("settings.reason.required"))
     return text
 
 
 def _int_between(low: int, high: int) -> Callable[[object], int]:
     def parse(value: object) -> int:
         if isinstance(value, bool):
-            raise ValueError(f"must be a whole number from {low} to {high}, got {value!r}")
+            raise InvalidValue(
+                N_("settings.reason.whole_number"), low=low, high=high, got=repr(value)
+            )
         if isinstance(value, int):
             number = value
         else:
             text = _required_text(value)
             if not re.fullmatch(r"[+-]?[0-9]+", text):
-                raise ValueError(f"must be a whole number from {low} to {high}, got {text!r}")
+                raise InvalidValue(
+                    N_("settings.reason.whole_number"), low=low, high=high, got=repr(text)
+                )
             number = int(text)
         if not low <= number <= high:
-            raise ValueError(f"must be from {low} to {high}, got {number}")
+            raise InvalidValue(N_("settings.reason.range"), low=low, high=high, got=number)
         return number
 
     return parse
@@ -75,19 +85,23 @@ def _int_between(low: int, high: int) -> Callable[[object], int]:
 def _seconds_up_to(high: float) -> Callable[[object], float]:
     def parse(value: object) -> float:
         if isinstance(value, bool):
-            raise ValueError(f"must be a number of seconds from 0 to {high:g}, got {value!r}")
+            raise InvalidValue(N_("settings.reason.seconds"), high=f"{high:g}", got=repr(value))
         if isinstance(value, int | float):
             number = float(value)
         else:
             text = _required_text(value)
             if not re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", text):
-                hint = " (use a dot as the decimal separator)" if "," in text else ""
-                raise ValueError(
-                    f"must be a number of seconds from 0 to {high:g}, got {text!r}{hint}"
+                key = (
+                    N_("settings.reason.seconds_comma")
+                    if "," in text
+                    else N_("settings.reason.seconds")
                 )
+                raise InvalidValue(key, high=f"{high:g}", got=repr(text))
             number = float(text)
         if not math.isfinite(number) or not 0 <= number <= high:
-            raise ValueError(f"must be from 0 to {high:g} seconds, got {number:g}")
+            raise InvalidValue(
+                N_("settings.reason.seconds_range"), high=f"{high:g}", got=f"{number:g}"
+            )
         return number
 
     return parse
@@ -100,15 +114,15 @@ def _parse_bool(value: object) -> bool:
     try:
         return _TRUE_FALSE[text.lower()]
     except KeyError:
-        raise ValueError(f"must be true or false (or yes/no, on/off, 1/0), got {text!r}") from None
+        raise InvalidValue(N_("settings.reason.bool"), got=repr(text)) from None
 
 
 def _parse_api_url(value: object) -> str:
     text = _required_text(value)
     try:
         return check_api_url(text)
-    except InsecureApiUrl as exc:
-        raise ValueError(str(exc)) from None
+    except InsecureApiUrl:
+        raise InvalidValue(N_("settings.reason.api_url"), got=repr(text)) from None
 
 
 def _parse_pins(value: object) -> tuple[str, ...]:
@@ -118,7 +132,7 @@ def _parse_pins(value: object) -> tuple[str, ...]:
     elif isinstance(value, Iterable):
         items = value
     else:
-        raise ValueError("must be a comma-separated list of sha256/... key pins")
+        raise InvalidValue(N_("settings.reason.pins"))
     pins: list[str] = []
     bad: list[str] = []
     for item in items:
@@ -127,10 +141,10 @@ def _parse_pins(value: object) -> tuple[str, ...]:
             continue
         try:
             pins.append(validate_pin(pin))
-        except InvalidPin as exc:
-            bad.append(f"{pin[:60]!r} is not a key pin: {exc.reason}")
+        except InvalidPin:
+            bad.append(repr(pin[:60]))
     if bad:
-        raise ValueError("; ".join(bad))
+        raise InvalidValue(N_("settings.reason.bad_pins"), pins=", ".join(bad))
     return tuple(pins)
 
 
@@ -144,10 +158,10 @@ def _parse_api_id(value: object) -> int | None:
         if not text:
             return None
         if not text.isascii() or not text.isdigit():
-            raise ValueError(f"must be the number my.telegram.org shows, or empty; got {text!r}")
+            raise InvalidValue(N_("settings.reason.api_id"), got=repr(text))
         number = int(text)
     if not 1 <= number <= 2**31 - 1:
-        raise ValueError(f"must be a positive number below 2^31, got {number}")
+        raise InvalidValue(N_("settings.reason.api_id_range"), got=number)
     return number
 
 
@@ -155,10 +169,7 @@ def _parse_api_hash(value: object) -> str:
     text = "" if value is None else str(value).strip()
     # The hash is a credential of the user's Telegram application: never echoed back.
     if text and not re.fullmatch(r"[0-9a-fA-F]{32}", text):
-        raise ValueError(
-            f"must be the 32 hexadecimal characters my.telegram.org shows, or empty "
-            f"(the value given has {len(text)} characters)"
-        )
+        raise InvalidValue(N_("settings.reason.api_hash"), length=len(text))
     return text.lower()
 
 
@@ -168,7 +179,7 @@ Language = Literal["ru", "en"]
 def _parse_language(value: object) -> Language:
     text = _required_text(value).lower()
     if text not in ("ru", "en"):
-        raise ValueError(f"must be ru or en, got {text!r}")
+        raise InvalidValue(N_("settings.reason.language"), got=repr(text))
     return cast(Language, text)
 
 
@@ -180,16 +191,15 @@ _Rule = tuple[str, Callable[[Any, Any], None]]
 
 def _api_hash_with_api_id(api_hash: str, api_id: int | None) -> None:
     if api_id is None and api_hash:
-        raise ValueError("is set but api_id is empty; give both or neither")
+        raise InvalidValue(N_("settings.reason.api_hash_without_id"))
     if api_id is not None and not api_hash:
-        raise ValueError("is empty but api_id is set; give both or neither")
+        raise InvalidValue(N_("settings.reason.api_id_without_hash"))
 
 
 def _max_delay_not_below_min(max_delay: float, min_delay: float) -> None:
     if max_delay < min_delay:
-        raise ValueError(
-            f"is {max_delay:g}, less than min_delay_sec ({min_delay:g}); "
-            "the maximum pause must not be below the minimum"
+        raise InvalidValue(
+            N_("settings.reason.max_below_min"), max=f"{max_delay:g}", min=f"{min_delay:g}"
         )
 
 

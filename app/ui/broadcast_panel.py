@@ -362,7 +362,12 @@ class BroadcastPanel(QWidget):
         self.import_errors.clear()
         self.import_errors.addItems(
             [
-                tr("broadcast.import.error", line=p.line, value=p.value, reason=p.reason)
+                tr(
+                    "broadcast.import.error",
+                    line=p.line,
+                    value=p.value,
+                    reason=tr(p.key, **p.params),
+                )
                 for p in result.errors
             ]
         )

@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app.engine import Engine
-from app.i18n import LANGUAGES, N_, Translator
+from app.i18n import LANGUAGES, N_, QtTranslations, Translator
 from app.viewmodels.accounts import AccountsViewModel
 from app.viewmodels.broadcast import BroadcastSession
 from app.viewmodels.license import LicenseViewModel
@@ -78,6 +78,8 @@ class MainWindow(QMainWindow):
         self._engine = engine
         self._core = core
         self._tr = translator
+        # Qt's own dialogs (file dialog, message box buttons) speak the window's language too.
+        self.qt_translations = QtTranslations(translator, self)
         self._demo_credentials = demo_credentials
         self._marketplace_defaults = marketplace_defaults
         self._login: LoginDialog | None = None

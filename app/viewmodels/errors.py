@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from app.i18n import Translator
+
+if TYPE_CHECKING:
+    from app.config import SettingsError
 
 log = logging.getLogger("tgflow.ui")
 
@@ -18,21 +22,41 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
+def describe_settings_error(exc: SettingsError, tr: Translator) -> str:
+    """Each problem: its file, line and ``[section] key``, and why, in the window's language."""
+    lines = [
+        tr.tr("settings.problems.one")
+        if len(exc.problems) == 1
+        else tr.tr("settings.problems.many", count=len(exc.problems))
+    ]
+    for problem in exc.problems:
+        where = tr.tr("settings.problems.no_file") if problem.file is None else str(problem.file)
+        if problem.line is not None:
+            where += tr.tr("settings.problems.line", line=problem.line)
+        if problem.section is not None:
+            where += f": [{problem.section}]"
+            if problem.key is not None:
+                where += f" {problem.key}"
+        lines.append(f"  {where}: {tr.reason(problem.why)}")
+    return "\n".join(lines)
+
+
 def describe_error(exc: BaseException, tr: Translator, *, what: str = "") -> str:
     """A one-paragraph message for ``exc`` in the window's language."""
     # Imported here: the error types pull in the agent and the core, which the window does not
     # need to be shown.
     from agent import errors as agent_errors
     from app import core
-    from app.config import SettingsError
+    from app.config import SettingsError as SettingsError_
     from app.recipients import RecipientFileError
     from app.transports import base as transport
 
-    if isinstance(exc, SettingsError):
-        # Its text names the file, the [section] key and the reason: exactly what to show.
-        return str(exc)
+    if isinstance(exc, SettingsError_):
+        return describe_settings_error(exc, tr)
     if isinstance(exc, RecipientFileError):
-        return tr.tr("error.recipients_file", file=exc.path.name, reason=exc.reason)
+        return tr.tr(
+            "error.recipients_file", file=exc.path.name, reason=tr.tr(exc.key, **exc.params)
+        )
     if isinstance(exc, agent_errors.InvalidCredentials):
         return tr.tr("error.invalid_credentials")
     if isinstance(exc, agent_errors.DeviceLimit):

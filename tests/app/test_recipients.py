@@ -123,7 +123,9 @@ def test_csv_header_selects_named_column() -> None:
 def test_csv_without_header_takes_first_column_and_reports_line() -> None:
     result = parse_recipients_csv("@alice_1,x\n\nnope,y\n@bob_22,z\n")
     assert result.recipients == ("@alice_1", "@bob_22")
-    assert result.errors == (RecipientProblem(3, "nope", result.errors[0].reason),)
+    assert result.errors == (
+        RecipientProblem(3, "nope", "recipients.reason.username_length", {"length": 4}),
+    )
     assert "5 to 32" in result.errors[0].reason
 
 
@@ -223,9 +225,10 @@ def test_non_utf8_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "nope.csv"
-    with pytest.raises(RecipientFileError, match="cannot be read") as caught:
+    with pytest.raises(RecipientFileError, match="does not exist") as caught:
         load_recipients_file(path)
     assert str(path) in str(caught.value)
+    assert caught.value.key == "oserror.not_found"
 
 
 # --- properties ---------------------------------------------------------------------------------

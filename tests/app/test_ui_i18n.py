@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from app.catalog import translations_dir
 from app.config import Settings
-from app.i18n import LANGUAGES, Translator, translations_dir
+from app.i18n import LANGUAGES, Translator
 from app.ui.main_window import MainWindow
 from app.viewmodels.recipient_table import RecipientTableModel
 from app.viewmodels.settings import FIELDS, SECTION_LABELS
