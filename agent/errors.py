@@ -109,10 +109,14 @@ class ReservationExpired(LicenseError):
 class UnexpectedResponse(LicenseError):
     """The server answered with something the agent cannot act on (5xx, unknown code, bad body)."""
 
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        """Carry the ``reason`` and, where there was one, the HTTP ``status``."""
+    def __init__(
+        self, reason: str, status: int | None = None, *, problem_code: str | None = None
+    ) -> None:
+        """Carry the ``reason`` and, where there were one, the HTTP ``status`` and the
+        problem-details ``problem_code`` (a code without a class of its own)."""
         super().__init__(reason)
         self.status = status
+        self.problem_code = problem_code
 
 
 class Offline(LicenseError):

@@ -28,6 +28,7 @@ from . import __version__
 from .antispam import AccountStatus, AntiSpamWorker
 from .broadcast import BroadcastObserver, BroadcastWorker, Progress, reconcile
 from .broadcast_store import Broadcast, BroadcastStore, RecipientRow
+from .catalog import N_, Explained, Reason
 from .clock import AsyncClock, SystemAsyncClock
 from .core_config import CoreConfig
 from .telemetry import TelemetryClient
@@ -51,9 +52,9 @@ class LicenseSnapshot:
     email: str | None
     plan: str | None
     status: str
-    #: Whether broadcasts may run; when not, :attr:`reason` says why.
+    #: Whether broadcasts may run; when not, :attr:`reason` says why (in any language).
     usable: bool
-    reason: str
+    reason: Reason | None
     limit: int
     used: int
     held: int
@@ -78,7 +79,7 @@ class NotSignedIn(RuntimeError):
     """The action needs a license session; sign in first."""
 
 
-class BroadcastBusy(RuntimeError):
+class BroadcastBusy(Explained, RuntimeError):
     """The account already runs a broadcast (one broadcast per account at a time)."""
 
 
@@ -207,12 +208,11 @@ class Core:
             return self._offline_snapshot()
         info = lic.info
         usable = info.status == LicenseStatus.ACTIVE and info.quota.remaining > 0
+        reason: Reason | None = None
         if info.status != LicenseStatus.ACTIVE:
-            reason = f"the license is {info.status}"
+            reason = Reason(N_("license.reason.inactive"), {"status": str(info.status)})
         elif info.quota.remaining <= 0:
-            reason = "the quota of this period is used up"
-        else:
-            reason = ""
+            reason = Reason(N_("license.reason.quota"))
         return LicenseSnapshot(
             email=self._email,
             plan=info.plan,
@@ -235,16 +235,18 @@ class Core:
         try:
             lease = self.client.offline_license()
         except TamperDetected as exc:
-            return self._unusable(f"the system clock was turned back: {exc}")
+            log.warning("the offline lease cannot be trusted: %s", exc)
+            return self._unusable(Reason(N_("license.reason.clock_back")))
         except LicenseError as exc:
-            return self._unusable(f"offline, and no valid offline lease: {exc}")
+            log.warning("offline, and no valid offline lease: %s", exc)
+            return self._unusable(Reason(N_("license.reason.no_lease")))
         return LicenseSnapshot(
             email=self._email,
             plan=lease.plan,
             status=lease.status,
             # Sending needs the server (each batch is reserved there); offline shows facts only.
             usable=False,
-            reason="the license server cannot be reached; sending resumes when it can",
+            reason=Reason(N_("license.reason.offline")),
             limit=lease.quota_limit,
             used=0,
             held=0,
@@ -254,7 +256,7 @@ class Core:
             offline=True,
         )
 
-    def _unusable(self, reason: str) -> LicenseSnapshot:
+    def _unusable(self, reason: Reason) -> LicenseSnapshot:
         return LicenseSnapshot(
             email=self._email,
             plan=None,
@@ -334,7 +336,7 @@ class Core:
 
     async def remove_account(self, account_id: str) -> None:
         if account_id in self._running:
-            raise BroadcastBusy("stop this account's broadcast first")
+            raise BroadcastBusy(N_("core.busy.stop_first"))
         info = self._accounts.pop(account_id)
         self._save_accounts()
         self.antispam.forget(account_id)
@@ -423,10 +425,11 @@ class Core:
         broadcast = self.store.get(broadcast_id)
         account = self._account(broadcast.account_id)
         if broadcast.account_id in self._running:
-            raise BroadcastBusy(f"{account.display_name} is already sending a broadcast")
+            raise BroadcastBusy(N_("core.busy.sending"), account=account.display_name)
         snapshot = await self.license_snapshot()
         if not snapshot.usable:
-            raise LicenseUnusable(snapshot.reason)
+            why = snapshot.reason or Reason(N_("license.reason.unknown"))
+            raise LicenseUnusable(why.key, **why.params)
         worker = BroadcastWorker(
             broadcast_id,
             store=self.store,
@@ -498,5 +501,5 @@ class Core:
             raise NotSignedIn("sign in first")
 
 
-class LicenseUnusable(RuntimeError):
+class LicenseUnusable(Explained, RuntimeError):
     """The license does not allow sending now (inactive, quota used up, offline)."""
