@@ -330,6 +330,10 @@ class BroadcastPanel(QWidget):
 
     # --- recipients -----------------------------------------------------------------------------
 
+    @property
+    def file_directory(self) -> Path | None:
+        return self._file_directory
+
     def set_file_directory(self, directory: Path) -> None:
         """Open the file dialog in ``directory`` (the demo's recipients are there)."""
         self._file_directory = directory
