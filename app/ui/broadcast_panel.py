@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -212,6 +213,11 @@ class BroadcastPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
+        # Right click on rows: never send to these people again (the suppression list).
+        self.suppress_action = QAction(self.table)
+        self.suppress_action.triggered.connect(self._suppress_selected)
+        self.table.addAction(self.suppress_action)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         vertical = self.table.verticalHeader()
         assert vertical is not None
         vertical.setVisible(False)
@@ -316,6 +322,7 @@ class BroadcastPanel(QWidget):
         self._counter_labels["pending"].setText(tr("broadcast.counter.pending"))
         self._counter_labels["quota"].setText(tr("broadcast.counter.quota"))
         self._notices_label.setText(tr("broadcast.notices"))
+        self.suppress_action.setText(tr("broadcast.suppress_selected"))
         last = self._vm.last_import
         if last is not None:
             self._show_import(last)
@@ -509,6 +516,17 @@ class BroadcastPanel(QWidget):
         self._vm.run_existing(str(broadcast_id))
 
     # --- running --------------------------------------------------------------------------------
+
+    def selected_recipients(self) -> list[str]:
+        selection = self.table.selectionModel()
+        if selection is None:
+            return []
+        return [self.table_model.recipient_at(i.row()) for i in selection.selectedRows()]
+
+    def _suppress_selected(self) -> None:
+        recipients = self.selected_recipients()
+        if recipients:
+            self._vm.suppression.add_recipients(recipients)
 
     def _start(self, *, send_again: bool | None = None) -> None:
         self.error.hide()

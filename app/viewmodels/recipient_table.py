@@ -110,6 +110,9 @@ class RecipientTableModel(QAbstractTableModel):
             self.index(low, self.STATE_COLUMN), self.index(high, len(_HEADER_KEYS) - 1)
         )
 
+    def recipient_at(self, row: int) -> str:
+        return self._recipients[row]
+
     def state_of(self, recipient: str) -> str | None:
         row = self._row_of.get(recipient)
         return None if row is None else self._states[row]

@@ -81,6 +81,21 @@ class SuppressionViewModel(EngineBound):
 
         return self.call(add, done, self.failed.emit, what="suppress")
 
+    def add_recipients(self, recipients: list[str]) -> bool:
+        """Put recipients already in normal form (rows of the status table) on the list."""
+        from app.broadcast_store import SuppressionReason
+
+        core = self._core
+
+        def add() -> tuple[int, list[Suppressed]]:
+            return core.suppress(recipients, SuppressionReason.USER), core.suppressed()
+
+        def done(result: tuple[int, list[Suppressed]]) -> None:
+            self.changed.emit(result[1])
+            self.added.emit(result[0], [])
+
+        return self.call(add, done, self.failed.emit, what="suppress")
+
     def remove(self, recipients: list[str]) -> bool:
         """Take ``recipients`` off the list: later broadcasts may send to them again."""
         core = self._core

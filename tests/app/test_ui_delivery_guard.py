@@ -3,48 +3,26 @@ time, the table shows the run that is going on, and the suppression list is show
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pytestqt.qtbot import QtBot
 
-from app.i18n import Translator
-from app.ui.broadcast_panel import BroadcastPanel
-from app.viewmodels.accounts import AccountsViewModel
-from app.viewmodels.broadcast import BroadcastSession
-from app.viewmodels.license import LicenseViewModel
 from tests.app.conftest import Desktop, quota_used
+from tests.helpers.broadcast_tab import BroadcastTab, broadcast_tab
 
 RECIPIENTS = [f"@opted_in_{i:03d}" for i in range(8)]
 
 
-@dataclass
-class Tab:
-    panel: BroadcastPanel
-    session: BroadcastSession
-
-
 @pytest.fixture
-def tab(qtbot: QtBot, desktop: Desktop) -> Tab:
+def tab(qtbot: QtBot, desktop: Desktop) -> BroadcastTab:
     desktop.sign_in()
     desktop.add_account()
-    core = desktop.core
-    assert core is not None
-    translator = Translator("en")
-    session = BroadcastSession(desktop.engine, core, translator)
-    accounts = AccountsViewModel(desktop.engine, core, translator)
-    license_model = LicenseViewModel(desktop.engine, core, translator)
-    panel = BroadcastPanel(session, accounts, license_model, translator)
-    for model in (session, accounts, license_model):
-        model.setParent(panel)
-    qtbot.addWidget(panel)
-    with qtbot.wait_signal(accounts.accounts_changed):
-        accounts.refresh()
-    return Tab(panel, session)
+    assert desktop.core is not None
+    return broadcast_tab(qtbot, desktop.engine, desktop.core, "en")
 
 
-def import_list(qtbot: QtBot, t: Tab, lines: list[str]) -> None:
+def import_list(qtbot: QtBot, t: BroadcastTab, lines: list[str]) -> None:
     t.panel.paste.setPlainText("\n".join(lines))
     with qtbot.wait_signal(t.session.imported):
         t.panel.import_text_button.click()
@@ -52,7 +30,7 @@ def import_list(qtbot: QtBot, t: Tab, lines: list[str]) -> None:
 
 
 def test_start_after_a_finished_run_asks_and_sends_only_to_the_rest(
-    qtbot: QtBot, tab: Tab, desktop: Desktop
+    qtbot: QtBot, tab: BroadcastTab, desktop: Desktop
 ) -> None:
     t = tab
     import_list(qtbot, t, RECIPIENTS)
@@ -97,7 +75,7 @@ def test_start_after_a_finished_run_asks_and_sends_only_to_the_rest(
 
 
 def test_the_explicit_send_again_starts_a_new_run_the_table_shows(
-    qtbot: QtBot, tab: Tab, desktop: Desktop
+    qtbot: QtBot, tab: BroadcastTab, desktop: Desktop
 ) -> None:
     t = tab
     import_list(qtbot, t, RECIPIENTS[:3])
@@ -126,7 +104,7 @@ def _unavailable(recipient: str) -> Exception:
 
 
 def test_the_suppression_list_is_shown_added_to_and_removed_from(
-    qtbot: QtBot, tab: Tab, desktop: Desktop, tmp_path: Path
+    qtbot: QtBot, tab: BroadcastTab, desktop: Desktop, tmp_path: Path
 ) -> None:
     t = tab
     box = t.panel.suppression
@@ -168,3 +146,26 @@ def test_the_suppression_list_is_shown_added_to_and_removed_from(
     core = desktop.core
     assert core is not None
     assert [e.recipient for e in desktop.call(core.suppressed)] == ["@bob_jones"]
+
+
+def test_rows_of_the_status_table_can_be_put_on_the_suppression_list(
+    qtbot: QtBot, tab: BroadcastTab, desktop: Desktop
+) -> None:
+    t = tab
+    import_list(qtbot, t, RECIPIENTS[:4])
+    t.panel.table.selectRow(1)
+    assert t.panel.selected_recipients() == [RECIPIENTS[1]]
+    assert t.panel.suppress_action.text() == "Never send to the selected"
+    with qtbot.wait_signal(t.session.suppression.changed):
+        t.panel.suppress_action.trigger()
+    assert t.panel.suppression.title() == "4. Never send to (1)"
+
+    t.panel.message.setPlainText("Hello")
+    with qtbot.wait_signal(t.session.finished, timeout=60_000):
+        t.panel.start_button.click()
+    assert sorted(m.recipient for m in desktop.network.sent) == sorted(
+        set(RECIPIENTS[:4]) - {RECIPIENTS[1]}
+    )
+    assert t.panel.table_model.state_of(RECIPIENTS[1]) == "skipped"
+    detail = t.panel.table_model.data(t.panel.table_model.index(1, 3))
+    assert detail == "in the suppression list: added by you"
