@@ -30,6 +30,7 @@ from .broadcast_store import (
     BroadcastState,
     BroadcastStore,
     RecipientState,
+    SuppressionReason,
 )
 from .clock import AsyncClock
 from .core_config import Pacing
@@ -37,6 +38,7 @@ from .transports.base import (
     AccountUnusable,
     FloodWait,
     PeerFlood,
+    RecipientOutcome,
     RecipientUnavailable,
     SendTimeout,
     Transport,
@@ -146,6 +148,7 @@ class BroadcastWorker:
         broadcast = store.get(broadcast_id)
         self._account = broadcast.account_id
         self._text = broadcast.text
+        self._send_again = broadcast.send_again
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._paused = False
@@ -236,7 +239,9 @@ class BroadcastWorker:
                 if size <= 0:
                     self._halt("quota exhausted")
                     return
-            await self._batch(pending[:size])
+            batch = self._without_skips(pending[:size])  # no quota held for the skipped
+            if batch:
+                await self._batch(batch)
 
     async def _batch(self, batch: list[str]) -> None:
         try:
@@ -257,6 +262,8 @@ class BroadcastWorker:
             for recipient in batch:
                 if self._interrupted():
                     break
+                if not self._without_skips([recipient]):
+                    continue  # suppressed or delivered elsewhere since the batch was taken
                 # The pause is between any two messages of the account, across batches too.
                 if self._paced and not await self._pace():
                     break
@@ -304,6 +311,8 @@ class BroadcastWorker:
             self._mark(recipient, RecipientState.FAILED, f"timeout, delivery unknown: {exc}")
             return _Step.HALT
         except RecipientUnavailable as exc:
+            if exc.kind is RecipientOutcome.BLOCKED:
+                self._store.suppress([recipient], SuppressionReason.BLOCKED, exc.reason)
             self._mark(recipient, RecipientState.FAILED, exc.reason)
             return _Step.FAILED
         # Journal first (on disk before anything else), then the broadcast's own record.
@@ -342,6 +351,16 @@ class BroadcastWorker:
         await self._wake.wait()
 
     # --- bookkeeping ----------------------------------------------------------------------------
+
+    def _without_skips(self, recipients: list[str]) -> list[str]:
+        """``recipients`` minus the suppressed and those who already got the text elsewhere
+        (each of those is marked ``skipped`` now): the last check before anything is sent."""
+        skips = self._store.skips(
+            self.broadcast_id, self._text, recipients, send_again=self._send_again
+        )
+        for recipient, detail in skips.items():
+            self._mark(recipient, RecipientState.SKIPPED, detail)
+        return [r for r in recipients if r not in skips]
 
     def _mark(self, recipient: str, state: RecipientState, detail: str) -> None:
         self._store.mark(self.broadcast_id, recipient, state, detail)

@@ -27,7 +27,14 @@ from agent.secrets import RefreshTokenStore
 from . import __version__
 from .antispam import AccountStatus, AntiSpamWorker
 from .broadcast import BroadcastObserver, BroadcastWorker, Progress, reconcile
-from .broadcast_store import Broadcast, BroadcastStore, RecipientRow
+from .broadcast_store import (
+    Broadcast,
+    BroadcastStore,
+    DeliveryPlan,
+    RecipientRow,
+    Suppressed,
+    SuppressionReason,
+)
 from .catalog import N_, Explained, Reason
 from .clock import AsyncClock, SystemAsyncClock
 from .core_config import CoreConfig
@@ -405,10 +412,40 @@ class Core:
 
     # --- broadcasts -----------------------------------------------------------------------------
 
-    def create_broadcast(self, account_id: str, text: str, recipients: list[str]) -> str:
-        """Store a broadcast (every recipient pending) and return its id."""
+    def create_broadcast(
+        self, account_id: str, text: str, recipients: list[str], *, send_again: bool = False
+    ) -> str:
+        """Store a broadcast and return its id.
+
+        The suppressed recipients, and (unless the user chose ``send_again``) those who already
+        received this text, are stored ``skipped``; the rest are pending.
+        """
         self._account(account_id)
-        return self.store.create(account_id, text, recipients)
+        return self.store.create(account_id, text, recipients, send_again=send_again)
+
+    def delivery_plan(self, text: str, recipients: list[str]) -> DeliveryPlan:
+        """Who of ``recipients`` already received ``text``, and who is suppressed."""
+        return self.store.plan(text, recipients)
+
+    # --- the suppression list -------------------------------------------------------------------
+
+    def suppressed(self) -> list[Suppressed]:
+        return self.store.suppressed()
+
+    def suppress(
+        self, recipients: list[str], reason: SuppressionReason = SuppressionReason.USER
+    ) -> int:
+        """Never send to ``recipients`` again, from any list; returns how many were added."""
+        added = self.store.suppress(recipients, reason)
+        if added:
+            log.info("%d recipient(s) added to the suppression list (%s)", added, reason.value)
+        return added
+
+    def unsuppress(self, recipients: list[str]) -> int:
+        removed = self.store.unsuppress(recipients)
+        if removed:
+            log.info("%d recipient(s) taken off the suppression list", removed)
+        return removed
 
     def broadcasts(self) -> list[Broadcast]:
         return self.store.all()

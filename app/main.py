@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .core import Core
+    from .core_config import Pacing
     from .core_handle import DeferredCore
     from .demo import DemoBackend
     from .htmllog import SessionLog
@@ -92,17 +93,11 @@ def prepare(args: argparse.Namespace) -> Startup:
     settings_path = path or paths.settings_file
     if args.demo:
         from .clock import SystemAsyncClock
-        from .demo import start_demo_backend
-        from .transports.simulated import SimulatedNetwork, SimulatedTransportFactory
+        from .demo import demo_network, start_demo_backend
+        from .transports.simulated import SimulatedTransportFactory
 
         demo = start_demo_backend(paths.data_dir / "server")
-        network = SimulatedNetwork(
-            seed=2026,
-            clock=SystemAsyncClock(),
-            latency=(0.02, 0.08),
-            flood_wait_rate=0.01,
-            flood_wait_seconds=(3, 8),
-        )
+        network = demo_network(SystemAsyncClock())
         return Startup(
             settings,
             settings_path,
@@ -246,7 +241,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
 
     from .antispam import FloodPolicy
     from .clock import SystemAsyncClock
-    from .core_config import CoreConfig, Pacing
+    from .core_config import CoreConfig
     from .core_handle import DeferredCore
     from .engine import Engine
     from .i18n import Translator
@@ -262,7 +257,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         api_base_url=startup.api_base_url,
         pins=startup.pins,
         policy=FloodPolicy.from_settings(settings),
-        pacing=Pacing.from_settings(settings.broadcast),
+        pacing=_pacing(settings, demo=startup.demo is not None),
         telemetry=settings.telemetry.enabled,
     )
     handle = DeferredCore(
@@ -318,6 +313,16 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
     return int(code)
 
 
+def _pacing(settings: Settings, *, demo: bool) -> Pacing:
+    if demo:
+        from .demo import DEMO_PACING
+
+        return DEMO_PACING
+    from .core_config import Pacing
+
+    return Pacing.from_settings(settings.broadcast)
+
+
 async def _build_core(handle: DeferredCore, startup: Startup) -> Core:
     import platform
 
@@ -347,6 +352,10 @@ async def _build_core(handle: DeferredCore, startup: Startup) -> Core:
 
 
 def _core_ready(window: MainWindow, args: argparse.Namespace, startup: Startup) -> None:
+    if startup.demo is not None:
+        from .demo import prepare_demo_window
+
+        prepare_demo_window(window, startup.paths.data_dir)
     if getattr(args, "headless", False) and startup.demo is not None:
         _run_headless_demo(window, startup.demo, startup.paths.log_dir)
     else:

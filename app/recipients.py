@@ -13,7 +13,7 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -50,6 +50,15 @@ _COLUMN_NAMES: Final = (
     "id",
 )
 _PHONE_COLUMNS: Final = frozenset({"phone", "phone_number"})
+# The opt-out convention of a CSV with a header: a column ``opt_out`` (or ``opted_out``,
+# ``unsubscribed``) holding a yes-value, or a column ``status`` holding an opt-out word, marks
+# the row's recipient as opted out: not imported, and put on the suppression list.
+_OPT_OUT_COLUMNS: Final = ("opt_out", "opted_out", "optout", "unsubscribed")
+_STATUS_COLUMNS: Final = ("status",)
+_YES: Final = frozenset({"1", "yes", "y", "true", "x", "да", "д"})
+_OPT_OUT_STATUSES: Final = frozenset(
+    {"opt_out", "opted_out", "opt-out", "opted-out", "optout", "unsubscribed", "stop", "blocked"}
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,9 @@ class RecipientImport:
     duplicates: int
     errors: tuple[RecipientProblem, ...]
     unlisted_errors: int = 0
+    #: Recipients a CSV marked as opted out (its ``opt_out`` or ``status`` column): never in
+    #: :attr:`recipients`, to be put on the suppression list.
+    opted_out: tuple[str, ...] = ()
 
 
 class RecipientFileError(Explained):
@@ -190,6 +202,7 @@ class _Collector:
     errors: list[RecipientProblem] = field(default_factory=list)
     unlisted_errors: int = 0
     full: bool = False
+    opted_out: dict[str, None] = field(default_factory=dict)
 
     def problem(self, line: int, value: str, key: str, **params: object) -> None:
         if len(self.errors) < MAX_LISTED_PROBLEMS:
@@ -198,14 +211,20 @@ class _Collector:
         else:
             self.unlisted_errors += 1
 
-    def add(self, line: int, value: str, *, phone_column: bool = False) -> None:
+    def add(
+        self, line: int, value: str, *, phone_column: bool = False, opted_out: bool = False
+    ) -> None:
         """Import ``value`` found on ``line``; sets :attr:`full` once the cap is passed."""
         try:
             recipient = normalise_recipient(value, phone_column=phone_column)
         except InvalidRecipient as exc:
             self.problem(line, value.strip(), exc.key, **exc.params)
             return
-        if recipient in self.seen:
+        if opted_out or recipient in self.opted_out:
+            # An opt-out anywhere in the list wins over the same person listed as a recipient.
+            self.opted_out[recipient] = None
+            self.seen.pop(recipient, None)
+        elif recipient in self.seen:
             self.duplicates += 1
         elif len(self.seen) >= MAX_RECIPIENTS:
             self.problem(
@@ -221,6 +240,7 @@ class _Collector:
             duplicates=self.duplicates,
             errors=tuple(self.errors),
             unlisted_errors=self.unlisted_errors,
+            opted_out=tuple(self.opted_out),
         )
 
 
@@ -279,13 +299,35 @@ def _header_column(row: list[str]) -> int | None:
     return None
 
 
+def _NEVER_OPTED_OUT(_row: list[str]) -> bool:
+    return False
+
+
+def _opt_out_test(row: list[str]) -> Callable[[list[str]], bool]:
+    """From a header row: whether a data row marks its recipient as opted out."""
+    names = [cell.translate(_INVISIBLE).strip().lower() for cell in row]
+
+    def cell(data: list[str], index: int) -> str:
+        return data[index].strip().lower() if index < len(data) else ""
+
+    flags = [names.index(n) for n in _OPT_OUT_COLUMNS if n in names]
+    statuses = [names.index(n) for n in _STATUS_COLUMNS if n in names]
+    return lambda data: (
+        any(cell(data, i) in _YES for i in flags)
+        or any(cell(data, i) in _OPT_OUT_STATUSES for i in statuses)
+    )
+
+
 def parse_recipients_csv(text: str) -> RecipientImport:
     """Recipients from CSV text, one per row.
 
     The delimiter (``,``, ``;`` or tab) is sniffed. If the first row names a column
     ``recipient``, ``username``, ``phone``, ``user`` or ``id`` (any case), it is a header and that
     column is read; otherwise every row is data and the first column is read. Blank rows are
-    skipped; a row whose recipient cell is empty is reported.
+    skipped; a row whose recipient cell is empty is reported. With a header, a row whose
+    ``opt_out`` column says yes (``1``, ``yes``, ``true``, ``x``, ``да``) or whose ``status``
+    column says ``opted_out``/``unsubscribed``/``stop``/``blocked`` is an opt-out
+    (:attr:`RecipientImport.opted_out`).
     """
     text = text.removeprefix("\ufeff")
     delimiter = _delimiter(text)
@@ -294,6 +336,7 @@ def parse_recipients_csv(text: str) -> RecipientImport:
     column: int | None = None
     column_name: str | None = None
     phone_column = False
+    opted_out: Callable[[list[str]], bool] = _NEVER_OPTED_OUT
     previous_end = 0
     while True:
         start = previous_end + 1
@@ -316,6 +359,7 @@ def parse_recipients_csv(text: str) -> RecipientImport:
             if header is not None:
                 column_name = row[header].strip()
                 phone_column = column_name.lower() in _PHONE_COLUMNS
+                opted_out = _opt_out_test(row)
                 continue
         if column >= len(row) or not row[column].strip():
             if column_name is None:
@@ -328,7 +372,7 @@ def parse_recipients_csv(text: str) -> RecipientImport:
                     column=column_name,
                 )
             continue
-        collector.add(start, row[column], phone_column=phone_column)
+        collector.add(start, row[column], phone_column=phone_column, opted_out=opted_out(row))
         if collector.full:
             break
     return collector.result()

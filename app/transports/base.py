@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -48,16 +49,36 @@ class SendTimeout(TransportError):
     """No answer from Telegram in time; whether the message went out is unknown."""
 
 
+class RecipientOutcome(StrEnum):
+    """The kind of a per-recipient failure, which decides what the broadcaster does next."""
+
+    #: Not deliverable now (no such user, privacy settings, …): marked failed, nothing more.
+    UNAVAILABLE = "unavailable"
+    #: The recipient blocked the account, or can never be written to again (USER_IS_BLOCKED,
+    #: YOU_BLOCKED_USER, INPUT_USER_DEACTIVATED): marked failed AND put on the suppression list,
+    #: so no later broadcast of any list sends to them.
+    BLOCKED = "blocked"
+
+
 class RecipientUnavailable(TransportError):
     """This recipient cannot receive the message (no such user, privacy, blocked, …).
 
-    Not the account's fault: the recipient is marked failed and the broadcast goes on.
+    Not the account's fault: the recipient is marked failed and the broadcast goes on. ``kind``
+    says whether the recipient is also never to be sent to again (:class:`RecipientBlocked`).
     """
+
+    kind: RecipientOutcome = RecipientOutcome.UNAVAILABLE
 
     def __init__(self, recipient: str, reason: str) -> None:
         super().__init__(f"{recipient}: {reason}")
         self.recipient = recipient
         self.reason = reason
+
+
+class RecipientBlocked(RecipientUnavailable):
+    """The recipient blocked this account (USER_IS_BLOCKED and kin): suppressed from now on."""
+
+    kind = RecipientOutcome.BLOCKED
 
 
 class LoginError(TransportError):

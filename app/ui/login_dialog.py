@@ -28,6 +28,7 @@ class LoginDialog(QDialog):
         *,
         email: str = "",
         password: str = "",
+        demo: bool = False,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("loginDialog")
@@ -39,6 +40,12 @@ class LoginDialog(QDialog):
         self._intro = QLabel()
         self._intro.setWordWrap(True)
         self._intro.setObjectName("hint")
+        # The demo's password is generated at every start: say so, or it looks like a secret
+        # the newcomer was supposed to know.
+        self.demo_note = QLabel()
+        self.demo_note.setObjectName("hint")
+        self.demo_note.setWordWrap(True)
+        self.demo_note.setVisible(demo)
         self.email = QLineEdit(email)
         self.email.setObjectName("email")
         self.password = QLineEdit(password)
@@ -71,6 +78,7 @@ class LoginDialog(QDialog):
         layout.setSpacing(10)
         layout.addWidget(self._title)
         layout.addWidget(self._intro)
+        layout.addWidget(self.demo_note)
         layout.addLayout(self._form)
         layout.addWidget(self.error)
         layout.addWidget(self.status)
@@ -93,6 +101,7 @@ class LoginDialog(QDialog):
         self.setWindowTitle(tr("login.window_title"))
         self._title.setText(tr("login.title"))
         self._intro.setText(tr("login.intro"))
+        self.demo_note.setText(tr("login.demo_note"))
         self._email_label.setText(tr("login.email"))
         self._password_label.setText(tr("login.password"))
         self.email.setPlaceholderText(tr("login.email_placeholder"))

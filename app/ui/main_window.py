@@ -215,11 +215,26 @@ class MainWindow(QMainWindow):
         """Open the login dialog (window-modal, never a nested event loop)."""
         if self._login is None:
             email, password = self._demo_credentials or ("", "")
-            self._login = LoginDialog(self.session, self._tr, self, email=email, password=password)
+            self._login = LoginDialog(
+                self.session,
+                self._tr,
+                self,
+                email=email,
+                password=password,
+                demo=self._demo_credentials is not None,
+            )
         self._login.show_error(message)
         if not self._login.isVisible():
             self._login.open()
         return self._login
+
+    def prefill_broadcast(self, recipients: Path, text: str) -> None:
+        """Put a recipients file and a message into the Broadcast tab, and point its file dialog
+        at the file's folder (the demo's). The opt-in tick is left to the user."""
+        panel = self.broadcast_panel
+        panel.set_file_directory(recipients.parent)
+        panel.message.setPlainText(text)
+        panel.import_file(recipients)
 
     @property
     def login_dialog(self) -> LoginDialog | None:
@@ -233,6 +248,7 @@ class MainWindow(QMainWindow):
         self.license.set_snapshot(snapshot)
         self.accounts.refresh()
         self.broadcast.refresh_broadcasts()
+        self.broadcast.suppression.refresh()
         self.logs.refresh()
         self._show_session()
 

@@ -17,8 +17,8 @@ from app.transports.base import FloodWait
 from app.ui.broadcast_panel import BroadcastPanel
 from app.viewmodels.accounts import AccountsViewModel
 from app.viewmodels.broadcast import BroadcastSession
-from app.viewmodels.license import LicenseViewModel
 from app.viewmodels.recipient_table import RecipientTableModel
+from tests.helpers.broadcast_tab import broadcast_tab
 from tests.helpers.desktop import Desktop, quota_used
 
 RECIPIENTS = [f"@opted_in_{i:03d}" for i in range(24)]
@@ -36,19 +36,9 @@ class Setup:
 def setup(qtbot: QtBot, desktop: Desktop) -> Setup:
     desktop.sign_in()
     account = desktop.add_account()
-    core = desktop.core
-    assert core is not None
-    translator = Translator("ru")
-    session = BroadcastSession(desktop.engine, core, translator)
-    accounts = AccountsViewModel(desktop.engine, core, translator)
-    license_model = LicenseViewModel(desktop.engine, core, translator)
-    panel = BroadcastPanel(session, accounts, license_model, translator)
-    for model in (session, accounts, license_model):
-        model.setParent(panel)
-    qtbot.addWidget(panel)
-    with qtbot.wait_signal(accounts.accounts_changed):
-        accounts.refresh()
-    return Setup(panel, session, accounts, account.account_id)
+    assert desktop.core is not None
+    tab = broadcast_tab(qtbot, desktop.engine, desktop.core, "ru")
+    return Setup(tab.panel, tab.session, tab.accounts, account.account_id)
 
 
 def paste_and_import(qtbot: QtBot, s: Setup, lines: list[str]) -> None:
