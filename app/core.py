@@ -31,7 +31,7 @@ from .broadcast_store import Broadcast, BroadcastStore, RecipientRow
 from .clock import AsyncClock, SystemAsyncClock
 from .core_config import CoreConfig
 from .telemetry import TelemetryClient
-from .transports.base import AccountInfo, LoginFlow, TransportFactory
+from .transports.base import AccountInfo, LoginFlow, TransportFactory, check_text
 
 log = logging.getLogger("tgflow.core")
 
@@ -404,8 +404,13 @@ class Core:
     # --- broadcasts -----------------------------------------------------------------------------
 
     def create_broadcast(self, account_id: str, text: str, recipients: list[str]) -> str:
-        """Store a broadcast (every recipient pending) and return its id."""
+        """Store a broadcast (every recipient pending) and return its id.
+
+        A text Telegram would refuse for everyone (empty, too long) raises
+        :class:`~app.transports.base.TextRejected` before anything is stored or sent.
+        """
         self._account(account_id)
+        check_text(text)
         return self.store.create(account_id, text, recipients)
 
     def broadcasts(self) -> list[Broadcast]:
