@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -174,9 +175,10 @@ def _error_id(exc: BaseException) -> str:
     if isinstance(exc, errors.RPCError):
         if exc.ID:
             return exc.ID
-        # An error kurigram does not know carries "[400 NEW_ERROR_ID]" as its value.
+        # An error this kurigram does not know carries "[400 NEW_ERROR_ID]" as its value (an
+        # older kurigram does not know some that newer ones map, e.g. a 403 variant).
         if isinstance(exc.value, str) and exc.value:
-            return exc.value.strip("[]")
+            return exc.value.strip("[]").rpartition(" ")[2]
         return exc.NAME or type(exc).__name__
     return type(exc).__name__
 
@@ -480,6 +482,9 @@ class PyrogramTransport:
                 raise AccountUnusable("AUTH_KEY_UNREGISTERED")
             # As Client.start() does: parsing messages consults client.me.
             client.me = await self._factory._call(client.get_me())
+        except sqlite3.DatabaseError as exc:
+            await _close(client)
+            raise AccountUnusable(f"SESSION_UNREADABLE: add the account again ({exc})") from exc
         except Exception as exc:
             await _close(client)
             mapped = map_error(exc, None)
