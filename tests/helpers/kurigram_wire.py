@@ -17,9 +17,9 @@ import hashlib
 import inspect
 import os
 import time
-from io import BytesIO
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from io import BytesIO
 from types import ModuleType
 from typing import Any
 
