@@ -154,8 +154,13 @@ class AntiSpamWorker:
             return current
         return self._set(replace(current, errors=0))
 
-    def on_flood_wait(self, account_id: str, seconds: int) -> AccountStatus:
+    def on_flood_wait(
+        self, account_id: str, seconds: int, kind: str = "FLOOD_WAIT"
+    ) -> AccountStatus:
         """Telegram asked to wait ``seconds``: Cooldown for exactly that long.
+
+        ``kind`` names the wait (FLOOD_WAIT, SLOWMODE_WAIT, FLOOD_PREMIUM_WAIT, 2FA_CONFIRM_WAIT);
+        all are the same Cooldown, the reason says which one it was.
 
         Honoured whether or not the anti-spam policy is enabled. An existing longer Cooldown is
         kept as it is; an Excluded account stays Excluded.
@@ -171,7 +176,7 @@ class AntiSpamWorker:
                 current,
                 state=AccountState.COOLDOWN,
                 until=until,
-                reason=f"FloodWait {seconds} s",
+                reason=_wait_reason(kind, seconds),
             )
         )
 
@@ -327,6 +332,12 @@ async def _first_of(wait: Coroutine[Any, Any, object], stop: asyncio.Event) -> N
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _wait_reason(kind: str, seconds: int) -> str:
+    # "FloodWait N s" is the reason people know (and the GUI reads its seconds from).
+    name = "FloodWait" if kind == "FLOOD_WAIT" else kind
+    return f"{name} {seconds} s"
 
 
 def _exclusion_reason(kind: str, errors: int) -> str:

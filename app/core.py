@@ -39,7 +39,7 @@ from .catalog import N_, Explained, Reason
 from .clock import AsyncClock, SystemAsyncClock
 from .core_config import CoreConfig
 from .telemetry import TelemetryClient
-from .transports.base import AccountInfo, LoginFlow, TransportFactory
+from .transports.base import AccountInfo, LoginFlow, TransportFactory, check_text
 
 log = logging.getLogger("tgflow.core")
 
@@ -418,9 +418,12 @@ class Core:
         """Store a broadcast and return its id.
 
         The suppressed recipients, and (unless the user chose ``send_again``) those who already
-        received this text, are stored ``skipped``; the rest are pending.
+        received this text, are stored ``skipped``; the rest are pending. A text Telegram would
+        refuse for everyone (empty, too long) raises :class:`~app.transports.base.TextRejected`
+        before anything is stored or sent.
         """
         self._account(account_id)
+        check_text(text)
         return self.store.create(account_id, text, recipients, send_again=send_again)
 
     def delivery_plan(self, text: str, recipients: list[str]) -> DeliveryPlan:

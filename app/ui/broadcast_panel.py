@@ -31,8 +31,9 @@ from PyQt6.QtWidgets import (
 )
 
 from app.i18n import N_, Translator
+from app.transports.base import MAX_MESSAGE_LENGTH, message_length
 from app.viewmodels.accounts import AccountsViewModel, describe_status
-from app.viewmodels.broadcast import MAX_MESSAGE_CHARS, BroadcastSession
+from app.viewmodels.broadcast import BroadcastSession
 from app.viewmodels.formatting import format_count, format_datetime, format_duration
 from app.viewmodels.license import LicenseViewModel
 from app.viewmodels.recipient_table import RecipientTableModel
@@ -427,10 +428,11 @@ class BroadcastPanel(QWidget):
         text = self.message.toPlainText()
         self.preview.setText(text if text.strip() else self._tr.tr("broadcast.preview_empty"))
         self.preview.setProperty("empty", not text.strip())
+        length = message_length(text)
         self.char_count.setText(
-            self._tr.tr("broadcast.chars", count=len(text), limit=MAX_MESSAGE_CHARS)
+            self._tr.tr("broadcast.chars", count=length, limit=MAX_MESSAGE_LENGTH)
         )
-        self.char_count.setObjectName("error" if len(text) > MAX_MESSAGE_CHARS else "hint")
+        self.char_count.setObjectName("error" if length > MAX_MESSAGE_LENGTH else "hint")
         for widget in (self.preview, self.char_count):
             style = widget.style()
             if style is not None:

@@ -20,6 +20,7 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from app.engine import Engine
 from app.i18n import N_, Translator
+from app.transports.base import MAX_MESSAGE_LENGTH, message_length
 
 from .base import EngineBound
 from .recipient_table import RecipientUpdate
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 
 #: How often the GUI takes the queued progress (milliseconds).
 FLUSH_INTERVAL_MS: Final = 80
-#: Telegram's limit on the length of a text message.
-MAX_MESSAGE_CHARS: Final = 4096
 
 _SECONDS = re.compile(r"(\d+)\s*s\b")
 
@@ -227,9 +226,11 @@ class BroadcastSession(EngineBound):
         """Why ``text`` cannot be sent, or ``None``."""
         if not text.strip():
             return self._tr.tr("broadcast.error.no_text")
-        if len(text) > MAX_MESSAGE_CHARS:
+        # Telegram's own measure (UTF-16 code units), so the check agrees with what it refuses.
+        length = message_length(text)
+        if length > MAX_MESSAGE_LENGTH:
             return self._tr.tr(
-                "broadcast.error.text_too_long", length=len(text), limit=MAX_MESSAGE_CHARS
+                "broadcast.error.text_too_long", length=length, limit=MAX_MESSAGE_LENGTH
             )
         return None
 

@@ -127,6 +127,10 @@ def describe_error(exc: BaseException, tr: Translator, *, what: str = "") -> str
         return tr.tr("error.broadcast_busy", reason=tr.reason(exc.why))
     if isinstance(exc, core.LicenseUnusable):
         return tr.tr("error.license_unusable", reason=tr.reason(exc.why))
+    if isinstance(exc, transport.LoginEmailRequired):
+        return tr.tr("error.telegram_login_email")
+    if isinstance(exc, transport.TextRejected):
+        return tr.tr("error.telegram_text", reason=_reason(exc))
     if isinstance(exc, transport.LoginError):
         return tr.tr("error.telegram_login", reason=_reason(exc))
     if isinstance(exc, transport.TransportError):
