@@ -25,6 +25,7 @@ from agent.protocol import LicenseStatus
 from agent.secrets import RefreshTokenStore
 
 from . import __version__
+from .access_log import log_requests
 from .antispam import AccountStatus, AntiSpamWorker
 from .broadcast import BroadcastObserver, BroadcastWorker, Progress, reconcile
 from .broadcast_store import (
@@ -121,6 +122,7 @@ class Core:
             clock=self.clock,
             device_name=device_name,
         )
+        log_requests(self.client.http)
         self.journal = UsageJournal(self.data_dir / "usage-journal.sqlite", clock=self.clock)
         self.store = BroadcastStore(self.data_dir / "broadcasts.sqlite", clock=self.clock)
         self.antispam = AntiSpamWorker(
@@ -152,10 +154,14 @@ class Core:
 
     async def sign_in(self, email: str, password: str) -> LicenseSnapshot:
         """Log in, settle what a previous run left open, and return the license."""
-        tokens = await self.client.login(email, password)
+        try:
+            tokens = await self.client.login(email, password)
+        except LicenseError as exc:
+            log.warning("sign-in as %s failed: %s", email, exc.reason)
+            raise
         self._email = tokens.user.email
         self._signed_in = True
-        log.info("signed in")
+        log.info("signed in as %s", self._email)
         await self.settle_journal()
         return await self.license_snapshot()
 
@@ -181,6 +187,7 @@ class Core:
         try:
             await self.client.logout()
         finally:
+            log.info("signed out %s", self._email)
             self._signed_in = False
             self._email = None
 
@@ -484,11 +491,28 @@ class Core:
             rng=self._rng,
             anti_spam_enabled=self.config.policy.enabled,
         )
+        log.info(
+            "broadcast %s started on %s: %d to send (%d sent before)",
+            broadcast_id,
+            account.display_name,
+            broadcast.counts.pending,
+            broadcast.counts.sent,
+        )
         task = asyncio.ensure_future(worker.run())
         self._running[broadcast.account_id] = (worker, task)
         # Forgotten when it ends, even if the caller stopped waiting for it (the shield below).
         task.add_done_callback(lambda _t: self._running.pop(broadcast.account_id, None))
         final = await asyncio.shield(task)
+        counts = final.counts
+        log.info(
+            "broadcast %s %s: %d sent, %d failed, %d left%s",
+            broadcast_id,
+            final.state.value,
+            counts.sent,
+            counts.failed,
+            counts.pending,
+            f" ({final.detail})" if final.detail else "",
+        )
         self.telemetry.record(
             "broadcast.ended",
             state=final.state.value,

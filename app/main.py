@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--self-test", action="store_true", help="run headless checks of this installation"
     )
+    parser.add_argument(
+        "--offscreen",
+        action="store_true",
+        help="draw the window off screen (the demo then signs in by itself and saves a picture)",
+    )
     parser.add_argument("--lang", choices=["ru", "en"], help="interface language")
     parser.add_argument(
         "--data-root",
@@ -210,8 +215,13 @@ def display_problem() -> str | None:
 
 def run_gui(args: argparse.Namespace) -> int:
     from .config import SettingsError
+    from .qt_platform import unusable_display
 
-    problem = display_problem()
+    if args.offscreen:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        args.headless = True
+    # Qt aborts the process when its platform plugin cannot load: find out before it starts.
+    problem = display_problem() or unusable_display()
     if problem is not None:
         if not args.demo:
             print(f"tgflow: {problem}", file=sys.stderr)

@@ -62,6 +62,22 @@ def check_translations() -> str:
     return f"ru and en, {len(ru)} strings each"
 
 
+def check_display() -> str:
+    """The platform a window would really open on, tried in a child process (Qt aborts the
+    process that fails to load it); off screen from here on when it cannot load."""
+    from .qt_platform import OFFSCREEN, probe, unusable_display
+
+    requested = os.environ.get("QT_QPA_PLATFORM", "")
+    if requested == OFFSCREEN:
+        return "off screen (QT_QPA_PLATFORM=offscreen or no display)"
+    problem = unusable_display()
+    loaded, why = ("", problem) if problem else probe(requested)
+    if not loaded:
+        os.environ["QT_QPA_PLATFORM"] = OFFSCREEN
+        raise RuntimeError(f"no window can open on {requested or 'this display'}: {why}")
+    return f"a window opens on Qt platform {loaded}"
+
+
 def check_qt() -> str:
     from PyQt6.QtWidgets import QApplication, QLabel
 
@@ -70,8 +86,11 @@ def check_qt() -> str:
     image = label.grab()
     if image.isNull():
         raise RuntimeError("a widget could not be rendered")
+    # The platform that really loaded, read while the application lives: afterwards Qt answers
+    # with its compiled-in default ("xcb") whatever was loaded.
+    loaded = app.platformName() if isinstance(app, QApplication) else "?"
     del app
-    return f"Qt platform {QApplication.platformName()}"
+    return f"Qt platform {loaded}"
 
 
 def check_fingerprint() -> str:
@@ -151,6 +170,7 @@ CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("imports", check_imports),
     ("settings", check_settings_example),
     ("translations", check_translations),
+    ("display", check_display),
     ("qt", check_qt),
     ("fingerprint", check_fingerprint),
     ("end-to-end", check_end_to_end),

@@ -116,6 +116,11 @@ def describe_error(exc: BaseException, tr: Translator, *, what: str = "") -> str
         return tr.tr("error.license_inactive")
     if isinstance(exc, agent_errors.QuotaExceeded):
         return tr.tr("error.quota_exceeded")
+    # A pin problem is a settings problem: "sign in again" would never help.
+    if isinstance(exc, agent_errors.UnpinnedKey):
+        return tr.tr("error.key_not_pinned", kid=exc.kid, pin=exc.pin)
+    if isinstance(exc, agent_errors.UntrustedKey):
+        return tr.tr("error.key_unknown")
     if isinstance(exc, agent_errors.TokenRejected):
         return tr.tr("error.session_rejected")
     if isinstance(exc, agent_errors.LicenseError):

@@ -94,6 +94,17 @@ class AppCard:
     def installable(self) -> bool:
         return self.license_status in INSTALLABLE
 
+    @property
+    def free(self) -> bool:
+        """Every plan it is offered on costs nothing: no trial to try, nothing to buy."""
+        offered = [price for price in self.prices.values() if price is not None]
+        return bool(offered) and not any(offered)
+
+    @property
+    def free_plan(self) -> str | None:
+        """The plan to request for a free app (the first one offered)."""
+        return next((plan for plan, price in self.prices.items() if price == 0), None)
+
 
 @dataclass(frozen=True)
 class InstalledRow:

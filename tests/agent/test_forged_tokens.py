@@ -27,6 +27,7 @@ from agent.errors import (
     TokenExpired,
     TokenInvalid,
     TokenRejected,
+    UnpinnedKey,
     UntrustedKey,
 )
 from agent.key_pins import PinnedKeySet
@@ -196,13 +197,14 @@ def _lease_hs256_pem(w: World) -> Forgery:
 @forgery("published-but-unpinned-key")
 def _unpinned(w: World) -> Forgery:
     # The server publishes the auth key; this verifier pins only the license key.
-    return Forgery(w.alice.token, UntrustedKey, re.escape(w.auth.kid), verifier="license_only")
+    # Refused as the subclass that says which pin is missing.
+    return Forgery(w.alice.token, UnpinnedKey, re.escape(w.auth.kid), verifier="license_only")
 
 
 @forgery("lease-published-but-unpinned-key")
 def _lease_unpinned(w: World) -> Forgery:
     return Forgery(
-        w.alice.lease, UntrustedKey, re.escape(w.auth.kid), kind="lease", verifier="license_only"
+        w.alice.lease, UnpinnedKey, re.escape(w.auth.kid), kind="lease", verifier="license_only"
     )
 
 

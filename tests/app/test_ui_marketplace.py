@@ -88,12 +88,14 @@ def test_connecting_shows_the_catalog_and_keeps_the_connection(
     assert crm.prices.text() == (
         "Monthly: 19.90 EUR  ·  Yearly: 199.00 EUR  ·  Perpetual: 499.00 EUR"
     )
-    assert notes.prices.text() == "Monthly: free  ·  Yearly: free  ·  Perpetual: free"
+    assert notes.prices.text() == "Free on every plan"
     assert polls.prices.text() == "Monthly: 4.90 USD  ·  Yearly: 49.00 USD  ·  Perpetual: —"
     assert [polls.plan.itemData(i) for i in range(polls.plan.count())] == ["monthly", "yearly"]
     for card in (crm, notes, polls):
         assert card.status.text() == "No license"
-        assert card.trial_button.isEnabled() and not card.install_button.isEnabled()
+        assert not card.install_button.isEnabled()
+    for card in (crm, polls):
+        assert card.trial_button.isEnabled()
     assert panel.installed_list.item(0).text() == "No apps installed."  # type: ignore[union-attr]
 
     # The token went to the keyring, the URL to marketplace.json; a new panel finds both.
@@ -276,3 +278,18 @@ def test_a_second_demo_start_re_points_the_listed_apps_through_the_service(
         assert actions.count("app.update") == 1
     finally:
         second.stop()
+
+
+def test_a_free_app_offers_neither_trial_nor_purchase(
+    qtbot: QtBot, panel: MarketplacePanel
+) -> None:
+    notes = panel.cards["notes"]
+    assert notes.trial_button.isHidden()
+    assert notes.plan.isHidden()
+    assert notes.purchase_button.text() == "Get it free"
+    with qtbot.wait_signal(vm(panel).license_changed) as changed:
+        notes.purchase_button.click()
+    assert changed.args == ["notes", "active"]
+    notes = panel.cards["notes"]  # the catalog is shown again
+    assert notes.install_button.isEnabled()
+    assert notes.purchase_button.isHidden() and notes.trial_button.isHidden()

@@ -61,11 +61,12 @@ class Desktop:
         policy: FloodPolicy | None = None,
         pacing: Pacing | None = None,
         telemetry: bool = False,
+        pins: tuple[str, ...] | None = None,
     ) -> Core:
         """Build (or rebuild, after a simulated restart) the Core on the engine loop."""
         config = CoreConfig(
             api_base_url=self.backend.url,
-            pins=self.backend.pins,
+            pins=self.backend.pins if pins is None else pins,
             policy=policy or FloodPolicy(max_consecutive_errors=3, cooldown_sec=300),
             pacing=pacing or Pacing(min_delay_sec=3, max_delay_sec=7, batch_size=50),
             telemetry=telemetry,
