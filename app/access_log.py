@@ -8,12 +8,20 @@ import logging
 
 import httpx
 
+from app.catalog import N_, story
+
 log = logging.getLogger("tgflow.access")
 
 
 async def _log_response(response: httpx.Response) -> None:
     request = response.request
-    log.info("%s %s → %d", request.method, request.url.path, response.status_code)
+    story(
+        log,
+        N_("log.access"),
+        method=request.method,
+        path=request.url.path,
+        status=response.status_code,
+    )
 
 
 def log_requests(client: httpx.AsyncClient) -> None:

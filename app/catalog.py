@@ -128,3 +128,53 @@ def os_error_reason(exc: OSError) -> tuple[str, dict[str, object]]:
     if exc.errno == errno.ENOSPC:
         return N_("oserror.no_space"), {}
     return N_("oserror.other"), {"reason": exc.strerror or str(exc)}
+
+
+#: The log record attribute that holds a story line's :class:`Reason` (``app/htmllog.py`` keeps
+#: it in the session log, so that the Logs panel shows the line in the window's language).
+STORY_ATTRIBUTE = "tgflow_story"
+
+
+def story(
+    logger: logging.Logger, key: str, /, *, level: int = logging.INFO, **params: object
+) -> None:
+    """Log a line of the session's story: its English text, with its key and fields kept.
+
+    The fields are kept as text (they are written into the session log).
+    """
+    why = Reason(key, {name: _storable(value) for name, value in params.items()})
+    logger.log(level, "%s", why, extra={STORY_ATTRIBUTE: why})
+
+
+def _storable(value: object) -> object:
+    return value if isinstance(value, Reason) else str(value)
+
+
+def encode_params(params: Mapping[str, object]) -> str:
+    """``params`` as JSON text (a nested :class:`Reason` as ``{"key": …, "params": …}``)."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, Reason):
+            return {"key": value.key, "params": {k: plain(v) for k, v in value.params.items()}}
+        return str(value)
+
+    return json.dumps({k: plain(v) for k, v in params.items()}, ensure_ascii=False)
+
+
+def decode_params(text: str) -> dict[str, object] | None:
+    """The fields :func:`encode_params` wrote (``None`` when ``text`` is not such JSON)."""
+
+    def value(raw: object) -> object:
+        if isinstance(raw, dict) and isinstance(raw.get("key"), str):
+            nested = raw.get("params")
+            fields = {k: value(v) for k, v in nested.items()} if isinstance(nested, dict) else {}
+            return Reason(raw["key"], fields)
+        return str(raw)
+
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    return {str(k): value(v) for k, v in raw.items()}

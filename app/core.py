@@ -30,15 +30,17 @@ from .antispam import AccountStatus, AntiSpamWorker
 from .broadcast import BroadcastObserver, BroadcastWorker, Progress, reconcile
 from .broadcast_store import (
     Broadcast,
+    BroadcastState,
     BroadcastStore,
     DeliveryPlan,
     RecipientRow,
     Suppressed,
     SuppressionReason,
 )
-from .catalog import N_, Explained, Reason
+from .catalog import N_, Explained, Reason, story
 from .clock import AsyncClock, SystemAsyncClock
 from .core_config import CoreConfig
+from .problems import problem_reason
 from .telemetry import TelemetryClient
 from .transports.base import AccountInfo, LoginFlow, TransportFactory, check_text
 
@@ -81,6 +83,20 @@ class AccountRow:
 
     info: AccountInfo
     status: AccountStatus
+
+
+#: Words of the session log's story lines (``app.catalog.story``).
+_SUPPRESSION_KEYS = {
+    SuppressionReason.BLOCKED: N_("log.suppression.blocked"),
+    SuppressionReason.USER: N_("log.suppression.user"),
+    SuppressionReason.OPT_OUT: N_("log.suppression.opt_out"),
+}
+_END_STATE_KEYS = {
+    BroadcastState.FINISHED: N_("log.state.finished"),
+    BroadcastState.STOPPED: N_("log.state.stopped"),
+    BroadcastState.PAUSED: N_("log.state.paused"),
+    BroadcastState.WAITING: N_("log.state.waiting"),
+}
 
 
 class NotSignedIn(RuntimeError):
@@ -157,11 +173,18 @@ class Core:
         try:
             tokens = await self.client.login(email, password)
         except LicenseError as exc:
-            log.warning("sign-in as %s failed: %s", email, exc.reason)
+            log.debug("sign-in refused: %s", exc.reason)
+            story(
+                log,
+                N_("log.sign_in_failed"),
+                level=logging.WARNING,
+                email=email,
+                reason=problem_reason(exc),
+            )
             raise
         self._email = tokens.user.email
         self._signed_in = True
-        log.info("signed in as %s", self._email)
+        story(log, N_("log.signed_in"), email=self._email)
         await self.settle_journal()
         return await self.license_snapshot()
 
@@ -187,7 +210,7 @@ class Core:
         try:
             await self.client.logout()
         finally:
-            log.info("signed out %s", self._email)
+            story(log, N_("log.signed_out"), email=self._email)
             self._signed_in = False
             self._email = None
 
@@ -197,7 +220,7 @@ class Core:
         outcomes = await self.journal.settle(self.client)
         marked = reconcile(self.store, self.journal, left_open)
         if marked:
-            log.info("%d message(s) sent before a crash were marked as sent", marked)
+            story(log, N_("log.crash_marked"), count=marked)
         for outcome in outcomes:
             level = logging.INFO if outcome.outcome != Outcome.DEFERRED else logging.WARNING
             log.log(
@@ -335,7 +358,7 @@ class Core:
         self._login = None
         self._accounts[info.account_id] = info
         self._save_accounts()
-        log.info("account %s added", info.display_name)
+        story(log, N_("log.account_added"), account=info.display_name)
         row = AccountRow(info, self.antispam.status(info.account_id))
         self._notify_account(row)
         return row
@@ -448,13 +471,18 @@ class Core:
         """Never send to ``recipients`` again, from any list; returns how many were added."""
         added = self.store.suppress(recipients, reason)
         if added:
-            log.info("%d recipient(s) added to the suppression list (%s)", added, reason.value)
+            story(
+                log,
+                N_("log.suppressed"),
+                count=added,
+                why=Reason(_SUPPRESSION_KEYS[reason]),
+            )
         return added
 
     def unsuppress(self, recipients: list[str]) -> int:
         removed = self.store.unsuppress(recipients)
         if removed:
-            log.info("%d recipient(s) taken off the suppression list", removed)
+            story(log, N_("log.unsuppressed"), count=removed)
         return removed
 
     def broadcasts(self) -> list[Broadcast]:
@@ -491,12 +519,13 @@ class Core:
             rng=self._rng,
             anti_spam_enabled=self.config.policy.enabled,
         )
-        log.info(
-            "broadcast %s started on %s: %d to send (%d sent before)",
-            broadcast_id,
-            account.display_name,
-            broadcast.counts.pending,
-            broadcast.counts.sent,
+        story(
+            log,
+            N_("log.broadcast_started"),
+            id=broadcast_id,
+            account=account.display_name,
+            pending=broadcast.counts.pending,
+            sent=broadcast.counts.sent,
         )
         task = asyncio.ensure_future(worker.run())
         self._running[broadcast.account_id] = (worker, task)
@@ -504,14 +533,15 @@ class Core:
         task.add_done_callback(lambda _t: self._running.pop(broadcast.account_id, None))
         final = await asyncio.shield(task)
         counts = final.counts
-        log.info(
-            "broadcast %s %s: %d sent, %d failed, %d left%s",
-            broadcast_id,
-            final.state.value,
-            counts.sent,
-            counts.failed,
-            counts.pending,
-            f" ({final.detail})" if final.detail else "",
+        story(
+            log,
+            N_("log.broadcast_ended_because") if final.detail else N_("log.broadcast_ended"),
+            id=broadcast_id,
+            state=Reason(_END_STATE_KEYS.get(final.state, N_("log.state.stopped"))),
+            sent=counts.sent,
+            failed=counts.failed,
+            left=counts.pending,
+            reason=final.detail,
         )
         self.telemetry.record(
             "broadcast.ended",

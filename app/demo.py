@@ -38,6 +38,7 @@ from server_stub.errors import DomainError
 from server_stub.services.marketplace import AppSpec
 from server_stub.wiring import Services, build_services
 
+from .catalog import N_
 from .core_config import Pacing
 
 if TYPE_CHECKING:
@@ -285,11 +286,9 @@ DEMO_CODE = "12345"
 #: The demo's pacing: 50 simulated messages in about 25 s (real accounts keep settings.ini's
 #: conservative [broadcast] values; the demo ignores them, it talks to nobody).
 DEMO_PACING = Pacing(min_delay_sec=0.2, max_delay_sec=0.6, batch_size=50)
-#: The message already written in the demo's Broadcast tab.
-DEMO_MESSAGE = (
-    "Hello! This is the TGFlow demo: a message to 50 simulated recipients who opted in. "
-    "Nothing leaves this computer."
-)
+#: The translation key of the message already written in the demo's Broadcast tab (in the
+#: window's language, like everything the program writes for the user).
+DEMO_MESSAGE = N_("demo.message")
 
 
 def demo_network(clock: AsyncClock) -> SimulatedNetwork:
@@ -312,7 +311,7 @@ def demo_recipients_file(data_dir: Path) -> Path:
 def prepare_demo_window(window: MainWindow, data_dir: Path) -> None:
     """The demo's Broadcast tab: its recipients imported and its message written, so that a
     newcomer's clicks are Sign in, the Broadcast tab, the opt-in tick and Start."""
-    window.prefill_broadcast(demo_recipients_file(data_dir), DEMO_MESSAGE)
+    window.prefill_broadcast(demo_recipients_file(data_dir), window.translator.tr(DEMO_MESSAGE))
 
 
 async def seed_demo_desktop(core: Core, data_dir: Path) -> Path:

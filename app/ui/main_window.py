@@ -237,6 +237,10 @@ class MainWindow(QMainWindow):
         panel.import_file(recipients)
 
     @property
+    def translator(self) -> Translator:
+        return self._tr
+
+    @property
     def login_dialog(self) -> LoginDialog | None:
         return self._login
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from app.i18n import N_, Translator
+from app.i18n import Translator
 
 if TYPE_CHECKING:
     from app.config import SettingsError
@@ -22,50 +22,11 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
-#: A message for each problem-details ``code`` (agent/protocol.py ErrorCode; a test keeps them
-#: in step). Keyed by the code's text so that this module need not import the protocol.
-PROBLEM_KEYS: Final = {
-    "validation_error": N_("problem.validation_error"),
-    "invalid_credentials": N_("problem.invalid_credentials"),
-    "token_invalid": N_("problem.token_invalid"),
-    "token_expired": N_("problem.token_expired"),
-    "forbidden": N_("problem.forbidden"),
-    "device_limit": N_("problem.device_limit"),
-    "license_inactive": N_("problem.license_inactive"),
-    "not_found": N_("problem.not_found"),
-    "method_not_allowed": N_("problem.method_not_allowed"),
-    "already_exists": N_("problem.already_exists"),
-    "idempotency_conflict": N_("problem.idempotency_conflict"),
-    "reservation_conflict": N_("problem.reservation_conflict"),
-    "reservation_expired": N_("problem.reservation_expired"),
-    "quota_exceeded": N_("problem.quota_exceeded"),
-    "payload_too_large": N_("problem.payload_too_large"),
-    "rate_limited": N_("problem.rate_limited"),
-    "service_unavailable": N_("problem.service_unavailable"),
-    "internal_error": N_("problem.internal_error"),
-}
-
-
-def problem_code(exc: BaseException) -> str | None:
-    """The problem-details ``code`` a server's refusal carried, when there was one."""
-    code = getattr(exc, "problem_code", None) or getattr(type(exc), "code", None)
-    return str(code) if code else None
-
-
 def problem_text(exc: BaseException, tr: Translator) -> str:
-    """Why a server refused, in the window's language, from the problem's stable ``code``.
+    """Why a server refused, in the window's language (see :func:`app.problems.problem_reason`)."""
+    from app.problems import problem_reason
 
-    The problem's ``detail`` is the server's English; it goes to the log, not to the window.
-    """
-    code = problem_code(exc)
-    if code in PROBLEM_KEYS:
-        return tr.tr(PROBLEM_KEYS[code])
-    status = getattr(exc, "status", None)
-    if code is not None:
-        return tr.tr("problem.unknown_code", code=code)
-    if status:
-        return tr.tr("problem.http_status", status=status)
-    return tr.tr("problem.unreadable")
+    return tr.reason(problem_reason(exc))
 
 
 def describe_settings_error(exc: SettingsError, tr: Translator) -> str:

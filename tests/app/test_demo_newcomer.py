@@ -92,7 +92,9 @@ def test_launch_to_a_finished_demo_broadcast_in_four_clicks_without_typing(
     assert dialog is not None and dialog.isVisible()
     assert not dialog.demo_note.isHidden()
     assert "демо-сервер создал этого пользователя" in dialog.demo_note.text()
-    assert panel.message.toPlainText() == DEMO_MESSAGE
+    message = window.translator.tr(DEMO_MESSAGE)
+    assert message.startswith("Здравствуйте! Это демо TGFlow")
+    assert panel.message.toPlainText() == message
     assert window.broadcast.recipients == DEMO_RECIPIENTS
     assert panel.file_directory == desktop.data_dir  # the file dialog opens at the demo's CSV
     assert not panel.opt_in.isChecked()  # the opt-in is the user's own click
@@ -119,7 +121,7 @@ def test_launch_to_a_finished_demo_broadcast_in_four_clicks_without_typing(
     assert str(final.state) == "finished"
     assert (final.counts.sent, final.counts.failed, final.counts.pending) == (50, 0, 0)
     assert sorted(m.recipient for m in desktop.network.sent) == sorted(DEMO_RECIPIENTS)
-    assert {m.text for m in desktop.network.sent} == {DEMO_MESSAGE}
+    assert {m.text for m in desktop.network.sent} == {message}
     assert panel.state.text() == "Завершена."
     assert quota_used(desktop.backend) == (50, 0)
     assert clicks == ["sign in", "broadcast tab", "opt-in", "start"]
