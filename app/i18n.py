@@ -9,6 +9,7 @@ in ``app/`` exists can find it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Final
 
 from PyQt6.QtCore import QCoreApplication, QLibraryInfo, QObject, QTranslator, pyqtSignal
 
-from app.catalog import N_, Reason, format_text, load_catalog
+from app.catalog import N_, Reason, format_text, load_catalog, translations_dir
 
 __all__ = ["LANGUAGES", "N_", "QtTranslations", "Translator", "qt_translations_dir"]
 
@@ -96,34 +97,69 @@ class QtTranslations(QObject):
 
     Follows ``translator``: the ``qtbase_<language>`` catalogue is installed into the application
     and replaced when the language changes. Qt's source strings are English, so English needs no
-    catalogue; a missing one is logged and Qt's English stays. A QTranslator removes itself from
-    the application when it is deleted, so this object's lifetime bounds the installation.
+    catalogue; a missing one is logged and Qt's English stays. Qt 6's Russian catalogue lacks a
+    few strings the file dialog shows (its labels gained accelerators); ``qtbase_supplement.json``
+    in the translations supplies them. A QTranslator removes itself from the application when it
+    is deleted, so this object's lifetime bounds the installation.
     """
 
     def __init__(self, translator: Translator, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._installed: QTranslator | None = None
+        self._installed: list[QTranslator] = []
         translator.language_changed.connect(self._install)
         self._install(translator.language)
 
     @property
     def language(self) -> str | None:
         """The language of the installed catalogue, ``None`` for Qt's own English."""
-        return None if self._installed is None else self._installed.language()
+        return self._installed[0].language() if self._installed else None
 
     def _install(self, language: str) -> None:
         app = QCoreApplication.instance()
         if app is None:
             return
-        if self._installed is not None:
-            app.removeTranslator(self._installed)
-            self._installed.deleteLater()
-            self._installed = None
+        for old in self._installed:
+            app.removeTranslator(old)
+            old.deleteLater()
+        self._installed = []
         if language == "en":
             return
         catalogue = QTranslator(self)
         if not catalogue.load(f"qtbase_{language}", qt_translations_dir()):
             log.warning("Qt's own translations for %r are not installed", language)
             return
-        app.installTranslator(catalogue)
-        self._installed = catalogue
+        # The one installed last is asked first: the supplement, then Qt's catalogue.
+        for installed in (catalogue, _Supplement(language, self)):
+            app.installTranslator(installed)
+            self._installed.append(installed)
+
+
+class _Supplement(QTranslator):
+    """Qt strings its own catalogue for ``language`` lacks (``qtbase_supplement.json``)."""
+
+    def __init__(self, language: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._language = language
+        self._table: dict[str, dict[str, str]] = {}
+        path = translations_dir() / "qtbase_supplement.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8")).get(language, {})
+            self._table = {str(c): {str(k): str(v) for k, v in t.items()} for c, t in raw.items()}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("the Qt translation supplement %s cannot be read: %s", path, exc)
+
+    def language(self) -> str:
+        return self._language
+
+    def isEmpty(self) -> bool:
+        return not self._table
+
+    # Returning None (a null string) lets Qt ask the next translator; "" would blank the text.
+    def translate(  # type: ignore[override]
+        self,
+        context: str | None,
+        source: str | None,
+        disambiguation: str | None = None,
+        n: int = -1,
+    ) -> str | None:
+        return self._table.get(context or "", {}).get(source or "")

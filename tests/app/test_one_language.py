@@ -5,7 +5,9 @@ name or a technical token (tests/helpers/visible_text.py); in English no Cyrilli
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from app.htmllog import SessionLog, SessionLogHandler
 from app.i18n import Translator
 from app.transports.simulated import SimulatedNetwork
 from app.ui.main_window import MainWindow
+from app.viewmodels.logs import localize_log
 from tests.helpers.desktop import Desktop
 from tests.helpers.visible_text import foreign, foreign_texts
 
@@ -91,7 +94,8 @@ def test_every_panel_speaks_one_language(
     qtbot.addWidget(window)
     window.resize(1200, 800)
     # The test's own values (addresses, names, the message) are data, not the window's language.
-    data = [backend.email, backend.url, str(tmp_path), "TGFlow", "Demo", "test desktop"]
+    # The plan's name ("demo") is the server's.
+    data = [backend.email, backend.url, str(tmp_path), "TGFlow", "Demo", "demo", "test desktop"]
     found: list[tuple[str, ...]] = []
 
     # The login dialog, with a refused sign-in's message (a server problem by its code).
@@ -144,12 +148,30 @@ def test_every_panel_speaks_one_language(
         window.settings_panel.save_button.click()
     check(window, language, "settings refused", data, found)
 
-    # The session log, told in the window's language.
+    # The session log, told in the window's language: its headings, levels and story lines.
+    # Diagnostics written by libraries (no translation key) are shown as written, in English.
     window.tabs.setCurrentWidget(window.logs_panel)
     with qtbot.wait_signal(window.logs.log_loaded, timeout=30_000):
         window.logs.refresh()
-    assert window.logs_panel.browser.toPlainText()
+    browser = window.logs_panel.browser
+    browser.hide()  # checked below, row by row
     check(window, language, "logs", data, found)
+    browser.show()
+    shown = localize_log(session_log.path.read_text(encoding="utf-8"), window.translator)
+    keyed = re.findall(r'<td class="message" data-key="([^"]*)"[^>]*>([^<]*)</td>', shown)
+    assert {key for key, _text in keyed} >= {
+        "log.sign_in_failed",
+        "log.signed_in",
+        "log.access",
+        "log.broadcast_started",
+        "log.broadcast_ended",
+    }
+    chrome = re.sub(r'<td class="(message|area|time)"[^>]*>[^<]*</td>', "", shown)
+    chrome = re.sub(r"<style>.*?</style>|<title>.*?</title>", "", chrome, flags=re.S)
+    for where, text in [("log chrome", chrome), *(("log: " + key, text) for key, text in keyed)]:
+        runs = foreign(html.unescape(text), language, data=data)
+        if runs:
+            found.append(("logs", where, text[:200], ", ".join(runs)))
 
     # Qt's own dialogs: a question's buttons and the file dialog.
     box = QMessageBox(
@@ -163,11 +185,12 @@ def test_every_panel_speaks_one_language(
     for button in box.findChildren(QDialogButtonBox):
         check(button, language, "message box", data, found)
     box.close()
-    files = QFileDialog(window, "TGFlow", str(desktop.data_dir))
-    files.setOption(QFileDialog.Option.DontUseNativeDialog)
-    files.show()
+    window.tabs.setCurrentWidget(panel)
+    panel.import_file_button.click()  # the Broadcast tab's own file dialog, at the demo's folder
+    files = panel.findChild(QFileDialog)
+    assert files is not None
     qtbot.wait_exposed(files)
-    check(files, language, "file dialog", data, found)
+    check(files, language, "file dialog", [*data, "root"], found)
     files.close()
 
     report = "\n".join(" | ".join(item) for item in found)

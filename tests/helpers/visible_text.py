@@ -60,6 +60,11 @@ LATIN_ALLOWED = (
     "ru",
     "en",
     "id",
+    "csv",
+    "GET",
+    "POST",
+    "PUT",
+    "DELETE",
 )
 _TOKENS = [
     # Data, not language: links, e-mail addresses, @usernames, paths, an ini [section] key,
@@ -71,9 +76,11 @@ _TOKENS = [
     re.compile(r"\[\w+\](?: \w+)?"),
     re.compile(r"\btgflow(?:-server)?(?: --?[a-z-]+| [a-z-]+)+"),
     re.compile(r"«[^»]*»|'[^']*'|\"[^\"]*\""),
+    re.compile(r"\bsession-[\w.-]+"),
+    re.compile(r"\*\.\w+"),
+    re.compile(r"\b[\w-]+\.(?:csv|txt|tsv|json|html|sqlite|ini)\b"),
     re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b"),
     re.compile(r"\b[0-9a-f]{8,}\b"),
-    re.compile(r"\bsession-[\w.-]+"),
 ]
 _LATIN_RUN = re.compile(r"[A-Za-z]{2,}")
 _CYRILLIC = re.compile(r"[А-Яа-яЁё]")
