@@ -25,6 +25,7 @@ from PyQt6.QtWidgets import (
 
 from app.i18n import N_, Translator
 from app.viewmodels.accounts import AccountsViewModel, AddStep, describe_status
+from app.viewmodels.telegram_text import telegram_text
 
 from .state_badge import StateBadge
 
@@ -270,7 +271,7 @@ class AccountsPanel(QWidget):
             self._set_cell(index, 0, info.display_name)
             self._set_cell(index, 1, "+" + info.account_id)
             self._set_cell(index, 2, tr(kind_key) if kind_key else info.kind)
-            self._set_cell(index, _REASON_COLUMN, row.status.reason)
+            self._set_cell(index, _REASON_COLUMN, telegram_text(row.status.reason, self._tr))
         self.empty.setVisible(not rows)
         if selected is not None:
             self.select(selected)
@@ -316,7 +317,8 @@ class AccountsPanel(QWidget):
         row = self._vm.row(account_id) if account_id else None
         reason = row.status.reason if row is not None else ""
         if reason:
-            self.reason.setText(self._tr.tr("accounts.reason", reason=reason))
+            shown = telegram_text(reason, self._tr)
+            self.reason.setText(self._tr.tr("accounts.reason", reason=shown))
         self.reason.setVisible(bool(reason))
 
     def _update_buttons(self) -> None:

@@ -604,7 +604,7 @@ class BroadcastPanel(QWidget):
                 text = tr(
                     "broadcast.state.waiting_for",
                     left=format_duration(left, self._tr),
-                    reason=progress.detail or "—",
+                    reason=self._vm.describe_reason(progress.detail) if progress.detail else "—",
                 )
             elif state == "stopped" and progress.detail:
                 text = tr(

@@ -21,6 +21,7 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 from app.engine import Engine
 from app.i18n import N_, Translator
 from app.transports.base import MAX_MESSAGE_LENGTH, message_length
+from app.viewmodels.telegram_text import telegram_text
 
 from .base import EngineBound
 from .recipient_table import RecipientUpdate
@@ -434,8 +435,8 @@ class BroadcastSession(EngineBound):
         for prefix, key in prefixed:
             if detail.startswith(prefix):
                 rest = detail[len(prefix) :].lstrip(":( ").rstrip(")")
-                return self._tr.tr(key, reason=rest or "—")
-        return detail
+                return self._tr.tr(key, reason=telegram_text(rest, self._tr) if rest else "—")
+        return telegram_text(detail, self._tr)
 
     # --- earlier broadcasts ---------------------------------------------------------------------
 

@@ -58,6 +58,8 @@ def describe_error(exc: BaseException, tr: Translator, *, what: str = "") -> str
     from app.recipients import RecipientFileError
     from app.transports import base as transport
 
+    from .telegram_text import telegram_text
+
     if isinstance(exc, SettingsError_):
         return describe_settings_error(exc, tr)
     if isinstance(exc, RecipientFileError):
@@ -96,11 +98,11 @@ def describe_error(exc: BaseException, tr: Translator, *, what: str = "") -> str
     if isinstance(exc, transport.LoginEmailRequired):
         return tr.tr("error.telegram_login_email")
     if isinstance(exc, transport.TextRejected):
-        return tr.tr("error.telegram_text", reason=_reason(exc))
+        return tr.tr("error.telegram_text", reason=telegram_text(_reason(exc), tr))
     if isinstance(exc, transport.LoginError):
-        return tr.tr("error.telegram_login", reason=_reason(exc))
+        return tr.tr("error.telegram_login", reason=telegram_text(_reason(exc), tr))
     if isinstance(exc, transport.TransportError):
-        return tr.tr("error.telegram", reason=_reason(exc))
+        return tr.tr("error.telegram", reason=telegram_text(_reason(exc), tr))
     if isinstance(exc, OSError):
         return tr.tr("error.file", reason=exc.strerror or _reason(exc))
     if isinstance(exc, KeyError):

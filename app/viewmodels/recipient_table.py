@@ -14,6 +14,7 @@ from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentM
 from PyQt6.QtGui import QColor
 
 from app.i18n import N_, Translator
+from app.viewmodels.telegram_text import telegram_text
 
 #: (recipient, state, detail); the state is a ``RecipientState`` value or ``"new"`` before the
 #: broadcast exists.
@@ -144,7 +145,8 @@ class RecipientTableModel(QAbstractTableModel):
                 state = self._states[row]
                 return self._state_text.get(state, state)
             detail = self._details[row]
-            return self._detail_text.get(detail, detail)
+            known = self._detail_text.get(detail)
+            return known if known is not None else telegram_text(detail, self._tr)
         if role == Qt.ItemDataRole.ForegroundRole and column == self.STATE_COLUMN:
             return _STATE_COLOURS.get(self._states[row])
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 0:

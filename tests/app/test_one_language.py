@@ -16,6 +16,7 @@ from PyQt6.QtWidgets import QApplication, QDialogButtonBox, QFileDialog, QMessag
 from pytestqt.qtbot import QtBot
 
 from agent.clock import SystemClock
+from app.antispam import FloodPolicy
 from app.clock import FakeAsyncClock
 from app.config import Settings
 from app.demo import DEMO_PACING, demo_network, prepare_demo_window, seed_demo_desktop
@@ -25,7 +26,7 @@ from app.transports.simulated import SimulatedNetwork
 from app.ui.main_window import MainWindow
 from app.viewmodels.logs import localize_log
 from tests.helpers.desktop import Desktop
-from tests.helpers.visible_text import foreign, foreign_texts
+from tests.helpers.visible_text import foreign, foreign_texts, widget_texts
 
 #: A pasted list with a good recipient and one bad line of each kind the parser reports.
 PASTED = "\n".join(
@@ -227,3 +228,103 @@ def test_qt_dialog_buttons_follow_the_window_language(qtbot: QtBot) -> None:
     qtbot.addWidget(fresh)
     assert {b.text().replace("&", "") for b in fresh.buttons()} == {"Yes", "Cancel"}
     assert QApplication.instance() is not None
+
+
+class _Quiet:
+    def progress(self, progress: object) -> None:
+        return None
+
+    def recipient(self, broadcast_id: str, recipient: str, state: object, detail: str) -> None:
+        return None
+
+    def notice(self, broadcast_id: str, kind: str, message: str) -> None:
+        return None
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_telegram_trouble_speaks_one_language(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path, language: str
+) -> None:
+    """Telegram's refusals (a recipient's privacy, a block, a FloodWait, an error no rule knows,
+    a restricted account, PeerFlood) reach the Accounts and Broadcast tabs in one language."""
+    from app.transports.base import (
+        FloodWait,
+        PeerFlood,
+        RecipientBlocked,
+        RecipientUnavailable,
+        TelegramRefused,
+    )
+
+    # One PeerFlood excludes (with the fake clock a cooldown would pass at once).
+    core = desktop.make_core(pacing=DEMO_PACING, policy=FloodPolicy(max_consecutive_errors=1))
+    desktop.sign_in()
+    first = desktop.add_account("+15550000001")
+    restricted = desktop.add_account("+15550000003")
+    flooded = desktop.add_account("+15550000004")
+    network = desktop.network
+    network.script(first.account_id, RecipientUnavailable("x", "USER_PRIVACY_RESTRICTED"), at=2)
+    network.script(first.account_id, RecipientBlocked("x", "USER_IS_BLOCKED"), at=3)
+    network.script(first.account_id, RecipientUnavailable("x", "SOME_NEW_400"), at=4)
+    network.script(first.account_id, FloodWait(5), at=5)
+    network.script(first.account_id, TelegramRefused("SOME_NEW_ERROR"), at=7)
+    network.restrict(restricted.account_id)
+    network.script(flooded.account_id, PeerFlood(), at=1)
+    for account in (restricted, flooded):
+        broadcast_id = desktop.call(
+            lambda a=account: core.create_broadcast(a.account_id, "Hi", ["@someone_1"])
+        )
+        desktop.run(core.run_broadcast(broadcast_id, _Quiet()))
+
+    window = MainWindow(
+        desktop.engine,
+        core,
+        settings=Settings(),
+        settings_path=tmp_path / "settings.ini",
+        log_dir=tmp_path / "logs",
+        translator=Translator(language),
+    )
+    qtbot.addWidget(window)
+    window.resize(1200, 800)
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        window.start()
+    panel = window.broadcast_panel
+    window.tabs.setCurrentWidget(panel)
+    qtbot.wait_until(lambda: panel.account.count() == 3)
+    panel.account.setCurrentIndex(panel.account.findData(first.account_id))
+    recipients = "\n".join(f"@trouble_{i:02d}" for i in range(10))
+    with qtbot.wait_signal(window.broadcast.imported):
+        window.broadcast.import_text(recipients)
+    panel.message.setPlainText("Hi")
+    panel.opt_in.setChecked(True)
+    with qtbot.wait_signal(window.broadcast.finished, timeout=60_000) as finished:
+        panel.start_button.click()
+    assert str(finished.args[0].state) == "stopped"
+
+    data = [desktop.backend.email, str(tmp_path), "Demo", "demo", "test desktop", "Hi"]
+    found: list[tuple[str, ...]] = []
+    check(window, language, "broadcast stopped", data, found)
+    shown = [text for _where, text in widget_texts(window)]
+    window.tabs.setCurrentWidget(window.accounts_panel)
+    with qtbot.wait_signal(window.accounts.accounts_changed, timeout=30_000):
+        window.accounts.refresh()
+    for account in (first, restricted, flooded):
+        window.accounts_panel.select(account.account_id)
+        check(window, language, "accounts " + account.display_name, data, found)
+        shown += [text for _where, text in widget_texts(window)]
+    # The reasons are on screen, translated (not left out).
+    expected = {
+        "ru": [
+            "получатель заблокировал аккаунт",
+            "Telegram отказал: SOME_NEW_ERROR",
+            "ошибок подряд",
+        ],
+        "en": [
+            "the recipient blocked the account",
+            "Telegram refused: SOME_NEW_ERROR",
+            "consecutive errors",
+        ],
+    }
+    for part in expected[language]:
+        assert any(part in text for text in shown), part
+    report = "\n".join(" | ".join(item) for item in found)
+    assert not found, f"text not in {language}:\n{report}"

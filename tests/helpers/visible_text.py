@@ -80,6 +80,8 @@ _TOKENS = [
     re.compile(r"\*\.\w+"),
     re.compile(r"\b[\w-]+\.(?:csv|txt|tsv|json|html|sqlite|ini)\b"),
     re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b"),
+    # Telegram's error ids (USER_IS_BLOCKED): stable codes, shown beside their explanation.
+    re.compile(r"\b[A-Z0-9]+(?:_[A-Z0-9]+)+\b"),
     re.compile(r"\b[0-9a-f]{8,}\b"),
 ]
 _LATIN_RUN = re.compile(r"[A-Za-z]{2,}")
