@@ -175,7 +175,9 @@ def _why(exc: ValueError) -> Reason:
 def _unknown(kind: Literal["section", "key"], name: str, known: Iterable[str]) -> Reason:
     known = list(known)
     close = difflib.get_close_matches(name, known, n=1)
-    params: dict[str, object] = {"known": ", ".join(known)}
+    # The names are the file's own words: written as in the file, in any language.
+    names = [f"[{name}]" for name in known] if kind == "section" else [repr(k) for k in known]
+    params: dict[str, object] = {"known": ", ".join(names)}
     if close:
         params["like"] = repr(close[0])
     if kind == "section":

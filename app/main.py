@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PyQt6.QtWidgets import QApplication
 
-    from .config import Settings
+    from .config import Settings, SettingsError
     from .core import Core
     from .core_config import Pacing
     from .core_handle import DeferredCore
@@ -185,8 +186,9 @@ def install_qt_message_handler() -> None:
     qInstallMessageHandler(handler)
 
 
-def show_startup_error(message: str) -> None:
-    """Tell the user why the program cannot start: on stderr, and in a dialog when possible."""
+def show_startup_error(message: str, *, shown: Callable[[], str] | None = None) -> None:
+    """Tell the user why the program cannot start: on stderr (English, like every CLI message),
+    and in a dialog when possible (``shown()``'s text: in the window's language)."""
     print(f"tgflow: {message}", file=sys.stderr)
     if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
         return  # nobody could see a dialog
@@ -194,11 +196,40 @@ def show_startup_error(message: str) -> None:
         from PyQt6.QtWidgets import QApplication, QMessageBox
 
         app = QApplication.instance() or QApplication(sys.argv[:1])
-        box = QMessageBox(QMessageBox.Icon.Critical, "TGFlow", message)
+        box = QMessageBox(QMessageBox.Icon.Critical, "TGFlow", shown() if shown else message)
         box.exec()
         del app
     except Exception as exc:  # no display: stderr has said it already
         log.debug("no dialog for the startup error: %s", exc)
+
+
+def startup_language(exc: SettingsError, chosen: str | None) -> str:
+    """The language to explain a settings problem in: ``--lang``, else the file's own
+    ``[ui] language`` when that much of it can be read, else the default (Russian)."""
+    import configparser
+
+    from .i18n import DEFAULT_LANGUAGE, LANGUAGES
+
+    if chosen in LANGUAGES:
+        return chosen
+    for path in {p.file for p in exc.problems if p.file is not None}:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(path, encoding="utf-8-sig")
+            language = parser.get("ui", "language", fallback="").strip().lower()
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        if language in LANGUAGES:
+            return language
+    return DEFAULT_LANGUAGE
+
+
+def settings_error_text(exc: SettingsError, chosen: str | None) -> str:
+    """``exc`` (the file, the key and the reason of each problem) in the window's language."""
+    from .i18n import Translator
+    from .viewmodels.errors import describe_settings_error
+
+    return describe_settings_error(exc, Translator(startup_language(exc, chosen)))
 
 
 def display_problem() -> str | None:
@@ -234,7 +265,7 @@ def run_gui(args: argparse.Namespace) -> int:
     try:
         startup = prepare(args)
     except SettingsError as exc:
-        show_startup_error(str(exc))
+        show_startup_error(str(exc), shown=functools.partial(settings_error_text, exc, args.lang))
         return EXIT_CONFIG
     session_log = setup_logging(startup.paths.log_dir, demo=startup.demo is not None)
     try:
