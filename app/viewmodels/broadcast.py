@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Final
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from app.engine import Engine
-from app.i18n import N_, Translator
+from app.i18n import Translator
 from app.transports.base import MAX_MESSAGE_LENGTH, message_length
-from app.viewmodels.telegram_text import telegram_text
+from app.viewmodels.telegram_text import stop_reason_text
 
 from .base import EngineBound
 from .recipient_table import RecipientUpdate
@@ -417,26 +417,7 @@ class BroadcastSession(EngineBound):
 
     def describe_reason(self, detail: str) -> str:
         """Why a broadcast stopped or waits (a worker's English detail), translated."""
-        plain = {
-            "stopped": N_("broadcast.reason.user"),
-            "interrupted": N_("broadcast.reason.interrupted"),
-        }
-        if detail in plain:
-            return self._tr.tr(plain[detail])
-        prefixed = (
-            ("quota exhausted", N_("broadcast.reason.quota")),
-            ("license not active", N_("broadcast.reason.license_inactive")),
-            ("the license server cannot be reached", N_("broadcast.reason.offline")),
-            ("account excluded", N_("broadcast.reason.excluded")),
-            ("PeerFlood", N_("broadcast.reason.peer_flood")),
-            ("account unusable", N_("broadcast.reason.unusable")),
-            ("usage not settled", N_("broadcast.reason.unsettled")),
-        )
-        for prefix, key in prefixed:
-            if detail.startswith(prefix):
-                rest = detail[len(prefix) :].lstrip(":( ").rstrip(")")
-                return self._tr.tr(key, reason=telegram_text(rest, self._tr) if rest else "—")
-        return telegram_text(detail, self._tr)
+        return stop_reason_text(detail, self._tr)
 
     # --- earlier broadcasts ---------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from app.engine import Engine
 from app.i18n import N_, Translator
 
 from .base import EngineBound
+from .telegram_text import stop_reason_text
 
 #: A log larger than this is shown from its end (the newest entries), its header kept.
 MAX_SHOWN_BYTES: Final = 1024 * 1024
@@ -133,6 +134,9 @@ def localize_log(text: str, tr: Translator) -> str:
         known = tr.keys()
         if key not in known or params is None:
             return match[0]
+        # A stopped broadcast's reason is the worker's English detail (see telegram_text).
+        if isinstance(params.get("reason"), str):
+            params["reason"] = stop_reason_text(str(params["reason"]), tr)
         return opening + html.escape(tr.tr(key, **params)) + match[2]
 
     def ended(match: re.Match[str]) -> str:

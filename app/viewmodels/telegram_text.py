@@ -160,3 +160,27 @@ def telegram_text(reason: str, tr: Translator) -> str:
             return tr.tr(key, id=error_id)
         return tr.tr("telegram.error.other", id=error_id)
     return reason
+
+
+def stop_reason_text(detail: str, tr: Translator) -> str:
+    """Why a broadcast stopped or waits (the broadcast worker's English detail), translated."""
+    plain = {
+        "stopped": N_("broadcast.reason.user"),
+        "interrupted": N_("broadcast.reason.interrupted"),
+    }
+    if detail in plain:
+        return tr.tr(plain[detail])
+    prefixed = (
+        ("quota exhausted", N_("broadcast.reason.quota")),
+        ("license not active", N_("broadcast.reason.license_inactive")),
+        ("the license server cannot be reached", N_("broadcast.reason.offline")),
+        ("account excluded", N_("broadcast.reason.excluded")),
+        ("PeerFlood", N_("broadcast.reason.peer_flood")),
+        ("account unusable", N_("broadcast.reason.unusable")),
+        ("usage not settled", N_("broadcast.reason.unsettled")),
+    )
+    for prefix, key in prefixed:
+        if detail.startswith(prefix):
+            rest = detail[len(prefix) :].lstrip(":( ").rstrip(")")
+            return tr.tr(key, reason=telegram_text(rest, tr) if rest else "—")
+    return telegram_text(detail, tr)
