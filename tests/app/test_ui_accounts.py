@@ -86,7 +86,7 @@ def test_a_wrong_code_is_shown_and_the_wizard_stays_on_the_code(
         qtbot.wait_signal(model.add_failed) as failed,
     ):
         panel.code_button.click()
-    assert failed.args == ["Telegram отклонил вход: wrong code"]
+    assert failed.args == ["Telegram отклонил вход: неверный код"]
     assert not panel.add_error.isHidden() and panel.add_error.text() == failed.args[0]
     assert model.step == AddStep.CODE and panel.steps.currentIndex() == 1
     assert panel.table.rowCount() == 0
@@ -108,7 +108,7 @@ def test_the_badge_follows_cooldown_with_a_live_countdown_then_exclusion_and_res
     assert badge.state == "cooldown"
     assert badge.text() == "Пауза · 42 с"
     reason = panel.table.item(0, 4)
-    assert reason is not None and reason.text() == "FloodWait 42 s"
+    assert reason is not None and reason.text() == "FloodWait: пауза 42 с"
 
     desktop.clock.advance(30)
     panel.tick()  # what the once-a-second timer does
@@ -126,7 +126,7 @@ def test_the_badge_follows_cooldown_with_a_live_countdown_then_exclusion_and_res
         )
     assert badge.state == "excluded" and badge.text() == "Исключён"
     panel.select(TWO_STEP_ID)
-    assert panel.reason.text() == "Причина: USER_DEACTIVATED_BAN"
+    assert panel.reason.text() == "Причина: аккаунт заблокирован Telegram (USER_DEACTIVATED_BAN)"
     assert panel.restore_button.isEnabled() and not panel.exclude_button.isEnabled()
 
     with qtbot.wait_signal(model.accounts_changed, check_params_cb=state_is("active")):
