@@ -309,11 +309,14 @@ class BroadcastWorker:
             for recipient in batch:
                 if self._interrupted():
                     break
-                if not self._without_skips([recipient]):
-                    continue  # suppressed or delivered elsewhere since the batch was taken
                 # The pause is between any two messages of the account, across batches too.
                 if self._paced and not await self._pace():
                     break
+                # Checked again after the pause, right before the send: another broadcast may
+                # have delivered this text meanwhile, or the user suppressed the recipient.
+                if not self._without_skips([recipient]):
+                    self._paced = False  # the pause was taken; the next message need not wait
+                    continue
                 step = await self._send_one(cid, recipient)
                 self._paced = True
                 if step is _Step.HALT:

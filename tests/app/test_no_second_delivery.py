@@ -16,6 +16,7 @@ from app.broadcast_store import (
     RecipientState,
     SuppressionReason,
 )
+from app.core import Core
 from app.transports.base import RecipientBlocked, RecipientOutcome
 from app.transports.simulated import SimulatedTransport
 from tests.helpers.desktop import Desktop, quota_used
@@ -60,10 +61,11 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     return calls
 
 
-def ready(desktop: Desktop) -> str:
-    desktop.make_core(pacing=STEADY)
+def ready(desktop: Desktop) -> tuple[str, Core]:
+    """Signed in with a simulated account: its id, and the core."""
+    core = desktop.make_core(pacing=STEADY)
     desktop.sign_in()
-    return desktop.add_account().account_id
+    return desktop.add_account().account_id, core
 
 
 def send(
@@ -86,14 +88,12 @@ def send(
 def test_the_same_list_and_text_again_reaches_only_the_new_recipients(
     desktop: Desktop, sends: list[tuple[str, str]]
 ) -> None:
-    account_id = ready(desktop)
+    account_id, core = ready(desktop)
     first = send(desktop, account_id, LIST)
     assert first.state is BroadcastState.FINISHED and first.counts.sent == 10
     assert sends == [(r, TEXT) for r in LIST]
     sends.clear()
 
-    core = desktop.core
-    assert core is not None
     again = [*LIST, "@newcomer_one", "@newcomer_two"]
     plan = desktop.call(lambda: core.delivery_plan(TEXT, again))
     assert plan.already_received == tuple(LIST)
@@ -117,7 +117,7 @@ def test_the_same_list_and_text_again_reaches_only_the_new_recipients(
 def test_the_explicit_choice_sends_the_same_text_again(
     desktop: Desktop, sends: list[tuple[str, str]]
 ) -> None:
-    account_id = ready(desktop)
+    account_id, _core = ready(desktop)
     send(desktop, account_id, LIST[:5])
     sends.clear()
     final = send(desktop, account_id, LIST[:5], send_again=True)
@@ -129,9 +129,7 @@ def test_the_explicit_choice_sends_the_same_text_again(
 def test_a_partly_sent_broadcast_and_a_new_one_never_deliver_twice(
     desktop: Desktop, sends: list[tuple[str, str]]
 ) -> None:
-    account_id = ready(desktop)
-    core = desktop.core
-    assert core is not None
+    account_id, core = ready(desktop)
     holder: dict[str, str] = {}
 
     def stop_after_four(n: int) -> None:
@@ -160,14 +158,12 @@ def test_a_partly_sent_broadcast_and_a_new_one_never_deliver_twice(
 def test_a_recipient_who_blocked_the_account_is_never_sent_to_again_even_after_a_restart(
     desktop: Desktop, sends: list[tuple[str, str]]
 ) -> None:
-    account_id = ready(desktop)
+    account_id, core = ready(desktop)
     blocker = LIST[2]
     desktop.network.script(account_id, RecipientBlocked(blocker, "USER_IS_BLOCKED"), at=3)
     assert RecipientBlocked(blocker, "x").kind is RecipientOutcome.BLOCKED
     first = send(desktop, account_id, LIST)
     assert (first.counts.sent, first.counts.failed) == (9, 1)
-    core = desktop.core
-    assert core is not None
     entries = desktop.call(core.suppressed)
     assert [(e.recipient, e.reason, e.detail) for e in entries] == [
         (blocker, SuppressionReason.BLOCKED, "USER_IS_BLOCKED")
@@ -175,10 +171,8 @@ def test_a_recipient_who_blocked_the_account_is_never_sent_to_again_even_after_a
 
     # A restart: a new Core over the same data dir still knows.
     desktop.close_core()
-    desktop.make_core(pacing=STEADY)
+    core = desktop.make_core(pacing=STEADY)
     desktop.sign_in()
-    core = desktop.core
-    assert core is not None
     assert [e.recipient for e in desktop.call(core.suppressed)] == [blocker]
     sends.clear()
     # Another list, another text, and even the explicit "send again": not to the blocker.
@@ -193,9 +187,7 @@ def test_a_recipient_who_blocked_the_account_is_never_sent_to_again_even_after_a
 def test_a_recipient_suppressed_during_a_run_is_skipped_before_the_send(
     desktop: Desktop, sends: list[tuple[str, str]]
 ) -> None:
-    account_id = ready(desktop)
-    core = desktop.core
-    assert core is not None
+    account_id, core = ready(desktop)
     late = LIST[2]  # in the first batch (4), which was taken before the user marked it
 
     def mark_after_first(n: int) -> None:
@@ -211,9 +203,7 @@ def test_a_recipient_suppressed_during_a_run_is_skipped_before_the_send(
 def test_user_marks_and_opt_outs_hold_across_lists_and_can_be_taken_off(
     desktop: Desktop, sends: list[tuple[str, str]]
 ) -> None:
-    account_id = ready(desktop)
-    core = desktop.core
-    assert core is not None
+    account_id, core = ready(desktop)
     assert desktop.call(lambda: core.suppress([LIST[0], LIST[1]])) == 2
     assert desktop.call(lambda: core.suppress([LIST[1]], SuppressionReason.OPT_OUT)) == 0
     assert desktop.call(lambda: core.suppress([LIST[5]], SuppressionReason.OPT_OUT)) == 1
