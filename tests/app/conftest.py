@@ -21,7 +21,7 @@ from app.clock import FakeAsyncClock
 from app.core import Core, CoreConfig
 from app.demo import DemoBackend, start_demo_backend
 from app.engine import Engine
-from app.transports.base import AccountInfo
+from app.transports.base import AccountInfo, TransportFactory
 from app.transports.simulated import SimulatedNetwork, SimulatedTransportFactory
 from tests.helpers.api import fingerprint
 
@@ -92,6 +92,7 @@ class Desktop:
         policy: FloodPolicy | None = None,
         pacing: Pacing | None = None,
         telemetry: bool = False,
+        transports: TransportFactory | None = None,
     ) -> Core:
         """Build (or rebuild, after a simulated restart) the Core on the engine loop."""
         config = CoreConfig(
@@ -106,7 +107,7 @@ class Desktop:
             return Core(
                 config,
                 data_dir=self.data_dir,
-                transports=SimulatedTransportFactory(self.network),
+                transports=transports or SimulatedTransportFactory(self.network),
                 fingerprint=self.fingerprint,
                 clock=self.clock,
                 secrets=RefreshTokenStore(self.data_dir, backend=keyring.backends.fail.Keyring()),
