@@ -6,6 +6,7 @@ from the ``rpc_error`` Telegram would send."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import stat
 from collections.abc import Coroutine
@@ -53,6 +54,15 @@ ACCOUNT = AccountInfo("15550000001", "Alice Liddell", "telegram")
 
 def run(coro: Coroutine[Any, Any, _T]) -> _T:
     return asyncio.run(coro)
+
+
+def test_the_expected_kurigram_is_the_one_imported() -> None:
+    # scripts/test-kurigram-floor sets this: a floor pass that silently imported the newest
+    # kurigram would prove nothing.
+    expected = os.environ.get("TGFLOW_EXPECT_KURIGRAM")
+    if expected is None:
+        pytest.skip("not the kurigram floor pass")
+    assert pyrogram.__version__ == expected
 
 
 # --- map_error ---------------------------------------------------------------------------------
