@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from app.transports.base import MAX_USER_ID
+
 #: At most this many recipients are imported; the rest of the input is refused with a problem.
 MAX_RECIPIENTS: Final = 100_000
 #: At most this many problems are listed; the others are only counted.
@@ -26,8 +28,9 @@ MAX_LISTED_PROBLEMS: Final = 1000
 MAX_FILE_BYTES: Final = 64 * 1024 * 1024
 #: Longer values are shortened in problems (the reader needs to recognise them, not all of them).
 _SHOWN_CHARS: Final = 100
-#: The largest user id accepted (Telegram ids fit in a signed 64-bit integer).
-_MAX_USER_ID: Final = 2**63 - 1
+#: The largest user id accepted: the largest kurigram can address (2^40 − 1; above it kurigram
+#: cannot tell a user from a chat and raises a bare ValueError mid-run).
+_MAX_USER_ID: Final = MAX_USER_ID
 
 _USERNAME_CHARS = re.compile(r"[A-Za-z0-9_]+")
 _PHONE_CHARS = re.compile(r"[0-9\s()\-.]+")
@@ -157,7 +160,7 @@ def normalise_recipient(value: str, *, phone_column: bool = False) -> str:
     if text.isascii() and text.isdigit():
         user_id = int(text)
         if not 0 < user_id <= _MAX_USER_ID:
-            raise InvalidRecipient("a user id is a positive number below 2^63")
+            raise InvalidRecipient(f"a user id is a number from 1 to {_MAX_USER_ID}")
         return str(user_id)
     if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
         raise InvalidRecipient("a negative id is a group or channel, not a user")
