@@ -21,6 +21,7 @@ from pyrogram.session import Session
 from pyrogram.types import User
 
 from app.clock import FakeAsyncClock
+from app.i18n import Translator
 from app.transports import pyrogram_transport as pt
 from app.transports.base import (
     MAX_USER_ID,
@@ -45,6 +46,7 @@ from app.transports.pyrogram_transport import (
     map_error,
     peer,
 )
+from app.viewmodels.errors import describe_error
 from tests.helpers import kurigram_wire as wire_module
 from tests.helpers.kurigram_wire import LOGIN_CODE, Wire, install
 
@@ -704,3 +706,13 @@ def test_ask_spambot_gives_up_after_a_bounded_wait(
         run(factory.transport(ACCOUNT).ask_spambot())
     assert clock.sleeps == [pt.SPAMBOT_POLL_INTERVAL] * pt.SPAMBOT_POLLS
     assert len(wire.calls(raw.functions.messages.GetHistory)) == pt.SPAMBOT_POLLS
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [("ru", "почта для входа"), ("en", "login email")],
+)
+def test_the_login_email_step_reads_in_the_windows_language(language: str, expected: str) -> None:
+    message = describe_error(LoginEmailRequired(), Translator(language))
+    assert expected in message
+    assert "SETUP_EMAIL_REQUIRED" not in message
