@@ -87,12 +87,9 @@ def test_flood_waits_keep_the_exact_seconds(exc: BaseException, kind: str) -> No
 
 
 def test_a_flood_wait_as_kurigram_raises_it_from_the_wire() -> None:
-    with pytest.raises(errors.FloodWait) as raised:
-        errors.RPCError.raise_it(
-            raw.types.RpcError(error_code=420, error_message="FLOOD_WAIT_1234"),
-            raw.functions.messages.SendMessage,
-        )
-    mapped = map_error(raised.value, "@bob")
+    flood = raised(420, "FLOOD_WAIT_1234")
+    assert isinstance(flood, errors.FloodWait)
+    mapped = map_error(flood, "@bob")
     assert isinstance(mapped, FloodWait)
     assert mapped.seconds == 1234
 
@@ -195,16 +192,13 @@ def test_unknown_400_is_the_recipients_failure_with_telegrams_reason(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # kurigram logs unknown errors to ./unknown_errors.txt
-    with pytest.raises(errors.BadRequest) as raised:
-        errors.RPCError.raise_it(
-            raw.types.RpcError(error_code=400, error_message="BRAND_NEW_THING"),
-            raw.functions.messages.SendMessage,
-        )
-    mapped = map_error(raised.value, "@bob")
+    unknown = raised(400, "BRAND_NEW_THING")
+    assert type(unknown) is errors.BadRequest
+    mapped = map_error(unknown, "@bob")
     assert isinstance(mapped, RecipientUnavailable)
     assert mapped.reason == "BRAND_NEW_THING"
     # Outside a send nothing is a recipient's fault: it stops the run with the reason.
-    refused = map_error(raised.value, None)
+    refused = map_error(unknown, None)
     assert isinstance(refused, TelegramRefused)
     assert refused.reason == "BRAND_NEW_THING"
 
