@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from app.catalog import N_, Explained, english, os_error_reason
+from app.transports.base import MAX_USER_ID
 
 #: At most this many recipients are imported; the rest of the input is refused with a problem.
 MAX_RECIPIENTS: Final = 100_000
@@ -28,8 +29,9 @@ MAX_LISTED_PROBLEMS: Final = 1000
 MAX_FILE_BYTES: Final = 64 * 1024 * 1024
 #: Longer values are shortened in problems (the reader needs to recognise them, not all of them).
 _SHOWN_CHARS: Final = 100
-#: The largest user id accepted (Telegram ids fit in a signed 64-bit integer).
-_MAX_USER_ID: Final = 2**63 - 1
+#: The largest user id accepted: the largest kurigram can address (2^40 − 1; above it kurigram
+#: cannot tell a user from a chat and raises a bare ValueError mid-run).
+_MAX_USER_ID: Final = MAX_USER_ID
 
 _USERNAME_CHARS = re.compile(r"[A-Za-z0-9_]+")
 _PHONE_CHARS = re.compile(r"[0-9\s()\-.]+")
@@ -181,7 +183,7 @@ def normalise_recipient(value: str, *, phone_column: bool = False) -> str:
     if text.isascii() and text.isdigit():
         user_id = int(text)
         if not 0 < user_id <= _MAX_USER_ID:
-            raise InvalidRecipient(N_("recipients.reason.user_id"))
+            raise InvalidRecipient(N_("recipients.reason.user_id"), max=_MAX_USER_ID)
         return str(user_id)
     if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
         raise InvalidRecipient(N_("recipients.reason.negative_id"))

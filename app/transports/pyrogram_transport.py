@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import sqlite3
 from collections.abc import Awaitable
 from pathlib import Path
@@ -32,20 +31,16 @@ from app.transports.base import (
     MAX_USER_ID,
     AccountInfo,
     AccountUnusable,
-    FloodWait,
     LoginEmailRequired,
     LoginError,
     PasswordRequired,
-    PeerFlood,
-    RecipientBlocked,
     RecipientUnavailable,
     SendTimeout,
-    TelegramRefused,
-    TextRejected,
     TransportError,
     login_error,
     normalize_phone,
 )
+from app.transports.pyrogram_errors import HINT_FAILURES, map_error
 
 log = logging.getLogger("tgflow.transport")
 
@@ -62,135 +57,6 @@ _T = TypeVar("_T")
 
 #: Telegram's answer to auth.sendCode when no code will come until a login email is set up.
 _SETUP_EMAIL_REQUIRED = enums.SentCodeType.SETUP_EMAIL_REQUIRED
-
-_FLOOD_WAITS: tuple[type[errors.RPCError], ...] = (
-    errors.FloodWait,
-    errors.SlowmodeWait,
-    errors.FloodPremiumWait,
-    # 420 2FA_CONFIRM_WAIT_X: a security wait on the account, honoured like any other.
-    errors.TwoFaConfirmWait,
-)
-_ACCOUNT_FATAL: tuple[type[errors.RPCError], ...] = (
-    errors.UserDeactivatedBan,
-    errors.UserDeactivated,
-    errors.AuthKeyUnregistered,
-    errors.AuthKeyInvalid,
-    errors.SessionRevoked,
-    errors.SessionExpired,
-    errors.AuthKeyDuplicated,
-    # A frozen account can do nothing but appeal.
-    errors.FrozenMethodInvalid,
-)
-#: Telegram restricts the account itself (spam reports): it stops and is Excluded with why.
-#: Matched by id, not class: kurigram has a 403 and a 406 USER_RESTRICTED and, before 2.2.20-ish,
-#: both were exported under the one name ``UserRestricted``, so a class test misses one of them.
-_ACCOUNT_RESTRICTIONS: dict[str, str] = {
-    "USER_RESTRICTED": "Telegram restricted this account (spam reports)",
-    "USER_BANNED_IN_CHANNEL": "Telegram banned this account from sending messages",
-}
-_NO_ANSWER: tuple[type[BaseException], ...] = (
-    TimeoutError,  # also asyncio.TimeoutError, its alias since Python 3.11
-    ConnectionError,
-    socket.gaierror,
-    # Telegram's own "-503 Timeout": as with ours, nobody knows whether the message went out.
-    errors.Timeout,
-    errors.Timedout,
-)
-#: The same by id (kurigram's -503 and 500 timeout classes share a name across versions).
-_NO_ANSWER_IDS = frozenset({"Timeout", "TIMEOUT", "Timedout"})
-_HINT_FAILURES: tuple[type[BaseException], ...] = (errors.RPCError, *_NO_ANSWER)
-# The recipient blocked this account: failed, and a candidate for the suppression list.
-_BLOCKED: tuple[type[errors.RPCError], ...] = (
-    errors.UserIsBlocked,
-    errors.YouBlockedUser,
-)
-# The recipient's problem, not the account's: the 403/406 variants subclass these.
-_RECIPIENT: tuple[type[errors.RPCError], ...] = (
-    errors.UsernameNotOccupied,
-    errors.UsernameInvalid,
-    errors.PeerIdInvalid,
-    errors.UserIdInvalid,
-    errors.PhoneNotOccupied,
-    errors.UserIsBot,
-    errors.InputUserDeactivated,
-    errors.UserPrivacyRestricted,
-    errors.PrivacyPremiumRequired,
-    errors.AllowPaymentRequired,
-    errors.ChatWriteForbidden,
-    errors.ChatSendPlainForbidden,
-    errors.ChatRestricted,
-    errors.ChannelPrivate,
-)
-# The text itself: every recipient would get the same refusal.
-_TEXT: tuple[type[errors.RPCError], ...] = (
-    errors.MessageTooLong,
-    errors.MessageEmpty,
-    errors.EntitiesTooLong,
-)
-
-
-def map_error(exc: BaseException, recipient: str | None) -> TransportError | None:
-    """The transport error that ``exc`` (raised by kurigram or the network) stands for.
-
-    The one place where kurigram's errors become this program's. ``recipient`` is ``None`` outside
-    a send (connect, get_me), where nothing is any recipient's fault. ``None`` for what is not
-    Telegram's at all (a bug: ValueError, KeyError, …): the caller re-raises the original
-    exception, and the broadcaster still ends its batch properly.
-    """
-    if isinstance(exc, _FLOOD_WAITS):
-        seconds = _int_value(exc.value)
-        if seconds is None:
-            # Telegram always says how long; without a number there is no exact wait to honour.
-            return TelegramRefused(f"{_error_id(exc)} without a number of seconds")
-        return FloodWait(seconds, kind=_error_id(exc).removesuffix("_X"))
-    if isinstance(exc, errors.PeerFlood):
-        return PeerFlood()
-    if isinstance(exc, _ACCOUNT_FATAL):
-        return AccountUnusable(_error_id(exc))
-    error_id = _error_id(exc)
-    if isinstance(exc, errors.RPCError) and error_id in _ACCOUNT_RESTRICTIONS:
-        return AccountUnusable(
-            f"{error_id}: {_ACCOUNT_RESTRICTIONS[error_id]}; check it with @SpamBot"
-        )
-    if isinstance(exc, _NO_ANSWER) or (
-        isinstance(exc, errors.RPCError) and error_id in _NO_ANSWER_IDS
-    ):
-        detail = error_id if isinstance(exc, errors.RPCError) else type(exc).__name__
-        target = f"{recipient}: " if recipient else ""
-        return SendTimeout(f"{target}no answer from Telegram ({detail})")
-    if isinstance(exc, _TEXT):
-        return TextRejected(f"{error_id}: Telegram refuses this text")
-    if recipient is not None and isinstance(exc, _BLOCKED):
-        return RecipientBlocked(recipient, error_id)
-    if recipient is not None and isinstance(exc, (*_RECIPIENT, errors.BadRequest)):
-        # Any other 400 answers this one request: the recipient fails with Telegram's reason
-        # and the broadcast goes on.
-        return RecipientUnavailable(recipient, error_id)
-    if isinstance(exc, errors.RPCError):
-        return TelegramRefused(error_id)
-    return None
-
-
-def _error_id(exc: BaseException) -> str:
-    if isinstance(exc, errors.RPCError):
-        if exc.ID:
-            return exc.ID
-        # An error this kurigram does not know carries "[400 NEW_ERROR_ID]" as its value (an
-        # older kurigram does not know some that newer ones map, e.g. a 403 variant).
-        if isinstance(exc.value, str) and exc.value:
-            return exc.value.strip("[]").rpartition(" ")[2]
-        return exc.NAME or type(exc).__name__
-    return type(exc).__name__
-
-
-def _int_value(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdecimal():
-        return int(value)
-    return None
 
 
 def display_name(user: User) -> str:
@@ -380,7 +246,7 @@ class PyrogramLoginFlow:
     async def _password_hint(self, client: pyrogram.Client) -> str | None:
         try:
             return await self._factory._call(client.get_password_hint()) or None
-        except _HINT_FAILURES:
+        except HINT_FAILURES:
             # The hint is a nicety; the password prompt works without it.
             return None
 

@@ -57,7 +57,9 @@ class SimulatedMessage:
 
 @dataclass
 class _Script:
-    error: TransportError
+    # Any exception: tests also script what no transport should raise (a bug), to prove the
+    # broadcaster still ends its batch properly.
+    error: Exception
     at: int | None
 
 
@@ -113,7 +115,7 @@ class SimulatedNetwork:
 
     # --- scripting -----------------------------------------------------------------------------
 
-    def script(self, account_id: str, error: TransportError, *, at: int | None = None) -> None:
+    def script(self, account_id: str, error: Exception, *, at: int | None = None) -> None:
         """Raise ``error`` on the account's next send attempt, or on its ``at``-th (1-based)."""
         record = self._record(account_id)
         if at is not None and at <= record.attempts:
@@ -215,7 +217,7 @@ class SimulatedNetwork:
         record.limited_until = self.clock.now() + LIMIT_DURATION
 
     @staticmethod
-    def _take_script(record: _AccountRecord) -> TransportError | None:
+    def _take_script(record: _AccountRecord) -> Exception | None:
         # A script for exactly this attempt wins over one queued for "the next attempt".
         for candidates in (
             [s for s in record.scripts if s.at == record.attempts],

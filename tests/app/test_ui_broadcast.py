@@ -239,3 +239,31 @@ def test_ten_thousand_rows_update_in_one_batch_without_a_reset(qtbot: QtBot) -> 
     assert model.data(model.index(100, 2)) == "sent"
     assert model.data(model.index(99, 2)) == "—"
     assert model.apply([("@not_in_the_list", "sent", "")]) == 0
+
+
+def test_a_text_over_telegrams_limit_is_refused_as_telegram_counts_it(
+    qtbot: QtBot, setup: Setup, desktop: Desktop
+) -> None:
+    s = setup
+    paste_and_import(qtbot, s, RECIPIENTS)
+    s.panel.select_account(s.account_id)
+    s.panel.opt_in.setChecked(True)
+    # 2049 emoji: 2049 code points, 4098 UTF-16 code units (Telegram's measure).
+    s.panel.message.setPlainText("\N{GRINNING FACE}" * 2049)
+    assert s.panel.char_count.text() == "4098 / 4096 символов"
+
+    with (
+        qtbot.assert_not_emitted(s.session.started),
+        qtbot.wait_signal(s.session.failed) as refused,
+    ):
+        s.panel.start_button.click()
+    assert refused.args == ["В сообщении 4098 символов; Telegram допускает 4096."]
+    core = desktop.core
+    assert core is not None
+    assert desktop.call(core.broadcasts) == []
+
+    # The preview is the text exactly as it will arrive: no Markdown or HTML made of it.
+    typed = "2*3 **today** __init__ <b>x</b>"
+    s.panel.message.setPlainText(typed)
+    assert s.panel.preview.text() == typed
+    assert s.panel.char_count.text() == f"{len(typed)} / 4096 символов"

@@ -21,7 +21,7 @@ from app.clock import FakeAsyncClock
 from app.core import Core, CoreConfig
 from app.demo import DemoBackend
 from app.engine import Engine
-from app.transports.base import AccountInfo
+from app.transports.base import AccountInfo, TransportFactory
 from app.transports.simulated import SimulatedNetwork, SimulatedTransportFactory
 
 _T = TypeVar("_T")
@@ -62,6 +62,7 @@ class Desktop:
         pacing: Pacing | None = None,
         telemetry: bool = False,
         pins: tuple[str, ...] | None = None,
+        transports: TransportFactory | None = None,
     ) -> Core:
         """Build (or rebuild, after a simulated restart) the Core on the engine loop."""
         config = CoreConfig(
@@ -76,7 +77,7 @@ class Desktop:
             return Core(
                 config,
                 data_dir=self.data_dir,
-                transports=SimulatedTransportFactory(self.network),
+                transports=transports or SimulatedTransportFactory(self.network),
                 fingerprint=self.fingerprint,
                 clock=self.clock,
                 secrets=RefreshTokenStore(self.data_dir, backend=keyring.backends.fail.Keyring()),

@@ -104,21 +104,29 @@ class Wire:
     )
     #: What @SpamBot answers to the next messages sent to it, in order.
     spambot_answers: list[str] = field(default_factory=list)
-    _failures: dict[type[TLObject], list[object]] = field(default_factory=dict)
+    _failures: dict[type[TLObject], list[tuple[int | None, object]]] = field(default_factory=dict)
     _history: list[raw.types.Message] = field(default_factory=list)
     _srp: tuple[int, int, bytes, bytes] | None = None
     _sent: list[tuple[int, str, Any]] = field(default_factory=list)
 
     # --- scripting -----------------------------------------------------------------------------
 
-    def fail(self, function: type[TLObject], error: str | BaseException, code: int = 400) -> None:
-        """Answer the next ``function`` with Telegram's ``rpc_error`` (or raise ``error``)."""
+    def fail(
+        self,
+        function: type[TLObject],
+        error: str | BaseException,
+        code: int = 400,
+        *,
+        at: int | None = None,
+    ) -> None:
+        """Answer the next ``function`` (or its ``at``-th call, 1-based, counting all calls of
+        it so far) with Telegram's ``rpc_error`` ``code``/``error``, or raise ``error``."""
         item: object = (
             raw.types.RpcError(error_code=code, error_message=error)
             if isinstance(error, str)
             else error
         )
-        self._failures.setdefault(function, []).append(item)
+        self._failures.setdefault(function, []).append((at, item))
 
     def calls(self, function: type[TLObject]) -> list[Any]:
         """The queries of one raw function received so far."""
@@ -137,9 +145,8 @@ class Wire:
             inner = inner.query
         self.queries.append(inner)
         await asyncio.sleep(0)
-        queued = self._failures.get(type(inner))
-        if queued:
-            item = queued.pop(0)
+        item = self._take_failure(inner)
+        if item is not None:
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, raw.types.RpcError)
@@ -148,6 +155,18 @@ class Wire:
         if answer is None:
             raise AssertionError(f"the fake wire has no answer for {inner.QUALNAME}")
         return _through_the_wire(answer(inner))
+
+    def _take_failure(self, inner: TLObject) -> object | None:
+        queued = self._failures.get(type(inner), [])
+        count = len(self.calls(type(inner)))
+        for candidates in (
+            [f for f in queued if f[0] == count],
+            [f for f in queued if f[0] is None],
+        ):
+            if candidates:
+                queued.remove(candidates[0])
+                return candidates[0][1]
+        return None
 
     def _error(self, query: TLObject, code: int, message: str) -> Any:
         RPCError.raise_it(raw.types.RpcError(error_code=code, error_message=message), type(query))
