@@ -207,13 +207,11 @@ class SettingsPanel(QWidget):
                 for index in range(editor.count()):
                     editor.setItemText(index, tr(LANGUAGE_NAMES[str(editor.itemData(index))]))
         self.file_label.setText(tr("settings.file", path=str(self._vm.path)))
+        server = self._vm.server_in_use
         self.server_label.setText(
-            tr(
-                "settings.server_in_use.demo"
-                if self._vm.embedded_server
-                else "settings.server_in_use",
-                url=self._vm.server_in_use,
-            )
+            tr("settings.server_in_use.demo", url=server)
+            if self._vm.embedded_server
+            else tr("settings.server_in_use", url=server)
         )
         self.save_button.setText(tr("settings.save"))
         self.revert_button.setText(tr("settings.revert"))
