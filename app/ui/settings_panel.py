@@ -273,7 +273,8 @@ class SettingsPanel(QWidget):
             self._set_invalid(editor, key in keys)
         first = next((self.editors[k] for k in keys if k in self.editors), None)
         if first is not None:
-            self._scroll.ensureWidgetVisible(first)
+            # Room for its label and explanation too, not just the field itself.
+            self._scroll.ensureWidgetVisible(first, 50, 80)
             first.setFocus()
 
     def _failed(self, message: str) -> None:
