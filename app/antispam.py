@@ -260,6 +260,9 @@ class AntiSpamWorker:
         )
 
     def _set(self, status: AccountStatus) -> AccountStatus:
+        previous = self._statuses.get(status.account_id)
+        if previous is None or (previous.state, previous.until) != (status.state, status.until):
+            _log_transition(status)
         self._statuses[status.account_id] = status
         self._save()
         for callback in list(self._subscribers):
@@ -376,3 +379,11 @@ def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
+
+
+def _log_transition(status: AccountStatus) -> None:
+    """One session-log line per change of an account's state (the flood story of a session)."""
+    until = f" until {status.until:%Y-%m-%d %H:%M:%S} UTC" if status.until is not None else ""
+    reason = f" ({status.reason})" if status.reason else ""
+    level = logging.WARNING if status.state is AccountState.EXCLUDED else logging.INFO
+    log.log(level, "account %s: %s%s%s", status.account_id, status.state.value, until, reason)
