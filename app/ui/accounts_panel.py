@@ -159,6 +159,9 @@ class AccountsPanel(QWidget):
 
         self.send_code_button.clicked.connect(lambda: self._vm.add_start(self.phone.text()))
         self.phone.returnPressed.connect(self.send_code_button.click)
+        # Correcting what was refused makes the refusal stale: it goes as the user types.
+        for field in (self.phone, self.code, self.password):
+            field.textEdited.connect(lambda _text: self.add_error.hide())
         self.code_button.clicked.connect(lambda: self._vm.add_code(self.code.text()))
         self.code.returnPressed.connect(self.code_button.click)
         self.password_button.clicked.connect(lambda: self._vm.add_password(self.password.text()))

@@ -159,3 +159,17 @@ def test_stop_and_pause_are_disabled_while_idle(
     account = window.accounts_panel
     assert account.selected_id() is None
     assert not account.remove_button.isEnabled()
+
+
+def test_a_refused_phone_number_warning_goes_when_the_user_corrects_it(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path, demo=False)
+    window.tabs.setCurrentWidget(window.accounts_panel)
+    accounts = window.accounts_panel
+    accounts.phone.setText("12")
+    with qtbot.wait_signal(window.accounts.add_failed):
+        accounts.send_code_button.click()
+    assert accounts.add_error.isVisible()
+    qtbot.keyClicks(accounts.phone, "3")
+    assert accounts.add_error.isHidden()
