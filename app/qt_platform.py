@@ -222,7 +222,7 @@ def unusable_display(env: Mapping[str, str] | None = None) -> str | None:
     (or when the user chose a platform, or there is no display: that is said elsewhere)."""
     env = os.environ if env is None else env
     plan = plan_here(env)
-    if plan.install or (plan.platform == OFFSCREEN and env.get("DISPLAY")):
+    if plan.reason and (plan.install or (plan.platform == OFFSCREEN and env.get("DISPLAY"))):
         return plan.reason + (f". To fix it: {plan.command}" if plan.command else "")
     return None
 
@@ -263,7 +263,8 @@ def prepare(*, install: bool, run: Runner = subprocess.run, say: Callable[[str],
                 return OFFSCREEN
             plan = plan_here(run=run)
     if plan.platform == OFFSCREEN and os.environ.get("DISPLAY"):
-        say(plan.reason + (f"; to fix it: {plan.command}" if plan.command else ""))
+        fix = f"; to fix it: {plan.command}" if plan.command else ""
+        say(f"{plan.reason} (DISPLAY={os.environ['DISPLAY']}){fix}; drawing off screen instead")
     if plan.platform == XCB:
         loaded, why = probe(XCB, run)
         if loaded != XCB:

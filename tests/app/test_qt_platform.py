@@ -234,3 +234,8 @@ def test_x_server_answers_only_where_something_listens() -> None:
         assert x_server_answers(f":{number}")
         assert x_server_answers(f":{number}.0")
     assert x_server_answers("not a display")  # unreadable forms are not refused
+
+
+def test_a_chosen_platform_is_never_a_display_problem() -> None:
+    # ./dev demo passes --offscreen with DISPLAY still set: nothing to report then.
+    assert qt_platform.unusable_display({"DISPLAY": ":987", "QT_QPA_PLATFORM": "offscreen"}) is None
