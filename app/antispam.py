@@ -40,6 +40,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from app.catalog import N_, Reason, story
 from app.clock import AsyncClock, seconds_until
 from app.settings_schema import DEFAULTS, Settings
 
@@ -274,6 +275,9 @@ class AntiSpamWorker:
         )
 
     def _set(self, status: AccountStatus) -> AccountStatus:
+        previous = self._statuses.get(status.account_id)
+        if previous is None or (previous.state, previous.until) != (status.state, status.until):
+            _log_transition(status)
         self._statuses[status.account_id] = status
         self._save()
         for callback in list(self._subscribers):
@@ -396,3 +400,25 @@ def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
+
+
+_STATE_KEYS = {
+    AccountState.ACTIVE: N_("log.account.active"),
+    AccountState.COOLDOWN: N_("log.account.cooldown"),
+    AccountState.EXCLUDED: N_("log.account.excluded"),
+}
+
+
+def _log_transition(status: AccountStatus) -> None:
+    """One session-log line per change of an account's state (the flood story of a session)."""
+    level = logging.WARNING if status.state is AccountState.EXCLUDED else logging.INFO
+    state = Reason(_STATE_KEYS[status.state])
+    line = Reason(N_("log.account_state"), {"account": status.account_id, "state": state})
+    if status.until is not None:
+        until = f"{status.until:%Y-%m-%d %H:%M:%S}"
+        line = Reason(N_("log.account_state_until"), {**line.params, "until": until})
+    if status.reason:
+        # The reason stays the worker's text; the Logs tab translates it (telegram_text).
+        story(log, N_("log.with_reason"), level=level, line=line, reason=status.reason)
+    else:
+        story(log, line.key, level=level, **line.params)

@@ -14,10 +14,12 @@ Nothing here imports Qt; the only probe that does runs in a child process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -120,6 +122,7 @@ def decide(
     is_root: bool,
     has_sudo: bool,
     has_apt: bool,
+    x_answers: bool = True,
 ) -> PlatformPlan:
     """The plan for this machine. Pure: every fact about the machine is an argument."""
     if requested or not linux:
@@ -127,6 +130,8 @@ def decide(
     if not display:
         return PlatformPlan(OFFSCREEN, reason="no display to open a window on")
     if not missing:
+        if not x_answers:  # a stale DISPLAY (an old SSH or tmux session): Qt would abort
+            return PlatformPlan(OFFSCREEN, reason="no X server answers on this DISPLAY")
         return PlatformPlan(XCB)
     packages, unknown = packages_for(missing)
     names = ", ".join(missing)
@@ -166,30 +171,59 @@ def plan_here(env: Mapping[str, str] | None = None, run: Runner = subprocess.run
     env = os.environ if env is None else env
     linux = sys.platform.startswith("linux")
     requested = env.get("QT_QPA_PLATFORM", "")
-    # Wayland alone uses Qt's wayland plugin, whose needs are the compositor's; only X11 is checked.
-    display = bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    x_display = env.get("DISPLAY", "")
+    if linux and not requested and not x_display and env.get("WAYLAND_DISPLAY"):
+        # Wayland alone: Qt's wayland plugin, whose needs are the compositor's. Qt chooses.
+        return PlatformPlan("")
     missing: list[str] = []
-    if linux and not requested and env.get("DISPLAY"):
+    x_answers = True
+    if linux and not requested and x_display:
         plugin = xcb_plugin()
         if plugin is not None:
             missing = ldd_missing(plugin, run)
+        x_answers = x_server_answers(x_display)
     return decide(
         linux=linux,
         requested=requested,
-        display=display,
+        display=bool(x_display),
         missing=missing,
         is_root=linux and os.geteuid() == 0,
         has_sudo=shutil.which("sudo") is not None,
         has_apt=shutil.which("apt-get") is not None,
+        x_answers=x_answers,
     )
+
+
+def x_server_answers(display: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts a connection where ``DISPLAY`` points (no X handshake: a
+    refused or missing socket is what makes Qt abort). Forms it cannot read count as yes."""
+    host, sep, rest = display.rpartition(":")
+    number = rest.split(".", 1)[0]
+    if not sep or not number.isdigit() or host.startswith("/"):
+        return True
+    try:
+        if host in ("", "unix"):
+            path = f"/tmp/.X11-unix/X{number}"  # noqa: S108 - X11's fixed socket, only connected to
+            # Linux X servers listen on the abstract socket too; try it, then the file.
+            for address in ("\0" + path, path):
+                with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(timeout)
+                    sock.connect(address)
+                    return True
+            return False
+        with socket.create_connection((host, 6000 + int(number)), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def unusable_display(env: Mapping[str, str] | None = None) -> str | None:
     """Why Qt's xcb plugin cannot load on this display, with the fix; ``None`` when it can
     (or when the user chose a platform, or there is no display: that is said elsewhere)."""
+    env = os.environ if env is None else env
     plan = plan_here(env)
-    if plan.command and (plan.install or plan.platform == OFFSCREEN):
-        return f"{plan.reason}. To fix it: {plan.command}"
+    if plan.reason and (plan.install or (plan.platform == OFFSCREEN and env.get("DISPLAY"))):
+        return plan.reason + (f". To fix it: {plan.command}" if plan.command else "")
     return None
 
 
@@ -228,8 +262,9 @@ def prepare(*, install: bool, run: Runner = subprocess.run, say: Callable[[str],
                 say(f"the installation did not succeed; run it yourself: {plan.command}")
                 return OFFSCREEN
             plan = plan_here(run=run)
-    if plan.command and plan.platform == OFFSCREEN:
-        say(f"{plan.reason}; to fix it: {plan.command}")
+    if plan.platform == OFFSCREEN and os.environ.get("DISPLAY"):
+        fix = f"; to fix it: {plan.command}" if plan.command else ""
+        say(f"{plan.reason} (DISPLAY={os.environ['DISPLAY']}){fix}; drawing off screen instead")
     if plan.platform == XCB:
         loaded, why = probe(XCB, run)
         if loaded != XCB:

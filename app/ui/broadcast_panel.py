@@ -32,6 +32,7 @@ from PyQt6.QtWidgets import (
 
 from app.i18n import N_, Translator
 from app.transports.base import MAX_MESSAGE_LENGTH, message_length
+from app.ui.error_line import reserve_space
 from app.viewmodels.accounts import AccountsViewModel, describe_status
 from app.viewmodels.broadcast import BroadcastSession
 from app.viewmodels.formatting import format_count, format_datetime, format_duration
@@ -253,7 +254,7 @@ class BroadcastPanel(QWidget):
         left_layout.addWidget(self._sending_box)
         left_layout.addLayout(controls)
         left_layout.addWidget(self.repeat)
-        left_layout.addWidget(self.error)
+        left_layout.addWidget(reserve_space(self.error))  # Start/Pause/Stop stay put
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(watch)

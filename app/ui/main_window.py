@@ -98,7 +98,13 @@ class MainWindow(QMainWindow):
         self.broadcast = BroadcastSession(engine, core, translator, self)
         self.logs = LogsViewModel(engine, translator, log_dir, current=current_log, parent=self)
         self.settings = SettingsViewModel(
-            engine, translator, settings_path, settings=settings, parent=self
+            engine,
+            translator,
+            settings_path,
+            settings=settings,
+            server_in_use=core.config.api_base_url,
+            embedded_server=demo_credentials is not None,
+            parent=self,
         )
 
         # --- panels

@@ -103,10 +103,16 @@ class SettingsViewModel(EngineBound):
         path: Path,
         *,
         settings: Settings | None = None,
+        server_in_use: str = "",
+        embedded_server: bool = False,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(engine, translator, parent)
         self._path = path
+        #: The license server this run really talks to (the demo's own, or settings.ini's as it
+        #: was read at start), which the form's [license] api_base_url may no longer say.
+        self.server_in_use = server_in_use
+        self.embedded_server = embedded_server
         self._values: dict[Key, str] = values_of(settings) if settings is not None else {}
         self._busy = False
 

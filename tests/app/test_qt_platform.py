@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,14 @@ from typing import Any
 import pytest
 
 from app import qt_platform
-from app.qt_platform import OFFSCREEN, XCB, PlatformPlan, decide, missing_libraries
+from app.qt_platform import (
+    OFFSCREEN,
+    XCB,
+    PlatformPlan,
+    decide,
+    missing_libraries,
+    x_server_answers,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,6 +139,7 @@ def root_with_a_display(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     monkeypatch.setattr(qt_platform.os, "geteuid", lambda: 0)
     monkeypatch.setattr(qt_platform.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(qt_platform, "x_server_answers", lambda _display: True)
 
 
 @pytest.mark.usefixtures("root_with_a_display")
@@ -208,3 +217,25 @@ def test_the_module_prints_offscreen_when_the_display_cannot_be_used() -> None:
     assert done.returncode == 0
     assert done.stdout.strip() == OFFSCREEN
     assert done.stderr.startswith("tgflow: ")
+
+
+def test_a_display_nobody_answers_on_falls_back_off_screen() -> None:
+    plan = decide(**machine(missing=[], x_answers=False))
+    assert plan.platform == OFFSCREEN and "no X server" in plan.reason
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract sockets are Linux's")
+def test_x_server_answers_only_where_something_listens() -> None:
+    number = 4000 + os.getpid() % 1000
+    assert not x_server_answers(f":{number}")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(f"\0/tmp/.X11-unix/X{number}")  # abstract: nothing on disk
+        server.listen(1)
+        assert x_server_answers(f":{number}")
+        assert x_server_answers(f":{number}.0")
+    assert x_server_answers("not a display")  # unreadable forms are not refused
+
+
+def test_a_chosen_platform_is_never_a_display_problem() -> None:
+    # ./dev demo passes --offscreen with DISPLAY still set: nothing to report then.
+    assert qt_platform.unusable_display({"DISPLAY": ":987", "QT_QPA_PLATFORM": "offscreen"}) is None

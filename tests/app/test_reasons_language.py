@@ -133,3 +133,29 @@ def test_the_session_log_keeps_story_keys_and_is_shown_in_the_window_language(
     assert "own &lt;diagnostic&gt;" in ru  # as written, still escaped
     assert "<script" not in ru
     assert localize_log(text, Translator("en")).count("signed in as a@example.com") == 1
+
+
+def test_an_account_state_change_is_told_in_the_window_language(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from app.antispam import AccountState, AccountStatus, _log_transition
+
+    session = SessionLog(tmp_path, clock=FakeClock())
+    handler = SessionLogHandler(session)
+    logger = logging.getLogger("tgflow.antispam")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        until = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        _log_transition(AccountStatus("42", AccountState.COOLDOWN, until, 0, "FloodWait 42 s"))
+        _log_transition(AccountStatus("42", AccountState.ACTIVE, None, 0, ""))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        session.close()
+    text = session.path.read_text(encoding="utf-8")
+    assert "account 42: cooldown until 2026-01-02 03:04:05 UTC (FloodWait 42 s)" in text
+    ru = localize_log(text, Translator("ru"))
+    assert "аккаунт 42: на паузе до 2026-01-02 03:04:05 UTC (FloodWait: пауза 42 с)" in ru
+    assert "аккаунт 42: активен" in ru

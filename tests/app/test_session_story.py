@@ -1,5 +1,6 @@
 """The session log tells the story: sign-in (failed and not), broadcast start and finish with
-counts, sign-out, and one access line per request (method, route, status; never a secret)."""
+counts, flood events, sign-out, and one access line per request (method, route, status; never
+a secret)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import pytest
 
 from agent.errors import InvalidCredentials
+from app.transports.base import FloodWait
 from tests.helpers.desktop import Desktop
 
 
@@ -38,6 +40,7 @@ def test_the_log_tells_the_session_story(
     broadcast_id = desktop.call(
         lambda: core.create_broadcast(account.account_id, "Hello", recipients)
     )
+    desktop.network.script(account.account_id, FloodWait(42), at=2)
     desktop.run(core.run_broadcast(broadcast_id, _Quiet()))
     desktop.run(core.sign_out())
 
@@ -50,6 +53,8 @@ def test_the_log_tells_the_session_story(
     assert "GET /license → 200" in story
     assert f"broadcast {broadcast_id} started on {account.display_name}: 5 to send" in story
     assert f"broadcast {broadcast_id} finished: 5 sent, 0 failed, 0 left" in story
+    assert f"account {account.account_id}: cooldown until " in story  # the flood event
+    assert "(FloodWait 42 s)" in story
     assert f"signed out {email}" in story
     assert password not in story and "a wrong password" not in story
     assert not any("?" in line for line in lines if " → " in line)  # no query strings
