@@ -70,84 +70,58 @@ _RULES: Final[tuple[_Rule, ...]] = (
         lambda m, tr: tr.tr("telegram.reason.excluded_timeouts", errors=m[1]),
     ),
     (
-        re.compile(r"^excluded by the user$"),
-        lambda m, tr: tr.tr("accounts.exclude.default_reason"),
-    ),
-    (
-        re.compile(r"^(?:\S+: )?timeout, delivery unknown"),
-        lambda m, tr: tr.tr("telegram.reason.timeout_unknown"),
-    ),
-    (
-        re.compile(r"^unexpected error, delivery unknown"),
-        lambda m, tr: tr.tr("telegram.reason.unexpected_unknown"),
-    ),
-    (
-        re.compile(r"^unexpected error"),
-        lambda m, tr: tr.tr("telegram.reason.unexpected"),
-    ),
-    (
-        re.compile(r"^no answer from Telegram while connecting"),
-        lambda m, tr: tr.tr("telegram.reason.no_answer_connecting"),
-    ),
-    (
-        re.compile(r"^(?:\S+: )?no answer from Telegram"),
-        lambda m, tr: tr.tr("telegram.reason.no_answer"),
-    ),
-    (
         re.compile(r"^Telegram refused the connection: (.*)$", re.S),
         lambda m, tr: tr.tr("telegram.reason.connection_refused", reason=telegram_text(m[1], tr)),
     ),
-    (
-        re.compile(r"^PeerFlood: check the account with @SpamBot$"),
-        lambda m, tr: tr.tr("notice.peer_flood"),
-    ),
-    # Login (app/transports/base.py login_error, and both transports).
     (
         re.compile(r"^Telegram asks to wait (\d+) s before the next login attempt$"),
         lambda m, tr: tr.tr("telegram.login.wait", seconds=m[1]),
     ),
     (
-        re.compile(r"^no answer from Telegram; check the connection and try again$"),
-        lambda m, tr: tr.tr("telegram.reason.no_answer"),
-    ),
-    (
         re.compile(r"^Telegram refused the login: (.*)$", re.S),
         lambda m, tr: tr.tr("telegram.login.refused", reason=telegram_text(m[1], tr)),
     ),
-    (re.compile(r"^wrong code$"), lambda m, tr: tr.tr("telegram.login.wrong_code")),
-    (re.compile(r"^wrong password$"), lambda m, tr: tr.tr("telegram.login.wrong_password")),
-    (
-        re.compile(r"^the code has expired; request a new one$"),
-        lambda m, tr: tr.tr("telegram.login.code_expired"),
-    ),
-    (re.compile(r"^request a code first$"), lambda m, tr: tr.tr("telegram.login.code_first")),
-    (
-        re.compile(r"^no password was asked for; enter the code first$"),
-        lambda m, tr: tr.tr("telegram.login.code_first"),
-    ),
-    (
-        re.compile(r"^Telegram says this phone number is invalid$"),
-        lambda m, tr: tr.tr("telegram.login.phone_invalid"),
-    ),
-    (
-        re.compile(r"^this phone number is banned by Telegram$"),
-        lambda m, tr: tr.tr("telegram.login.phone_banned"),
-    ),
-    (
-        re.compile(r"^too many login attempts for this number; try again later$"),
-        lambda m, tr: tr.tr("telegram.login.too_many"),
-    ),
-    (
-        re.compile(r"^this number has no Telegram account"),
-        lambda m, tr: tr.tr("telegram.login.no_account"),
-    ),
 )
+
+#: Fixed texts (and fixed beginnings, ending in ``…``) and their message.
+_FIXED: Final = {
+    "excluded by the user": N_("accounts.exclude.default_reason"),
+    "timeout, delivery unknown…": N_("telegram.reason.timeout_unknown"),
+    "unexpected error, delivery unknown…": N_("telegram.reason.unexpected_unknown"),
+    "unexpected error…": N_("telegram.reason.unexpected"),
+    "no answer from Telegram while connecting…": N_("telegram.reason.no_answer_connecting"),
+    "no answer from Telegram…": N_("telegram.reason.no_answer"),
+    "PeerFlood: check the account with @SpamBot": N_("notice.peer_flood"),
+    # Login (app/transports/base.py login_error, and both transports).
+    "wrong code": N_("telegram.login.wrong_code"),
+    "wrong password": N_("telegram.login.wrong_password"),
+    "the code has expired; request a new one": N_("telegram.login.code_expired"),
+    "request a code first": N_("telegram.login.code_first"),
+    "no password was asked for; enter the code first": N_("telegram.login.code_first"),
+    "Telegram says this phone number is invalid": N_("telegram.login.phone_invalid"),
+    "this phone number is banned by Telegram": N_("telegram.login.phone_banned"),
+    "too many login attempts for this number; try again later": N_("telegram.login.too_many"),
+    "this number has no Telegram account…": N_("telegram.login.no_account"),
+}
+#: A recipient's reason may be given as ``@name: reason``.
+_RECIPIENT_PREFIX: Final = re.compile(r"^\S+: (?=timeout|no answer)")
+
+
+def _fixed(text: str) -> str | None:
+    text = _RECIPIENT_PREFIX.sub("", text)
+    for form, key in _FIXED.items():
+        if text == form or (form.endswith("…") and text.startswith(form[:-1])):
+            return key
+    return None
 
 
 def telegram_text(reason: str, tr: Translator) -> str:
     """``reason`` (a Telegram error id or one of the workers' fixed forms) in the window's
     language; a text of no known form is returned as it is (the user's own words, say)."""
     text = reason.strip()
+    key = _fixed(text)
+    if key is not None:
+        return tr.tr(key)
     for pattern, render in _RULES:
         match = pattern.match(text)
         if match is not None:

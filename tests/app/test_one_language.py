@@ -25,6 +25,7 @@ from app.i18n import Translator
 from app.transports.simulated import SimulatedNetwork
 from app.ui.main_window import MainWindow
 from app.viewmodels.logs import localize_log
+from tests.helpers.broadcast_recorder import Recorder
 from tests.helpers.desktop import Desktop
 from tests.helpers.visible_text import foreign, foreign_texts, widget_texts
 
@@ -230,17 +231,6 @@ def test_qt_dialog_buttons_follow_the_window_language(qtbot: QtBot) -> None:
     assert QApplication.instance() is not None
 
 
-class _Quiet:
-    def progress(self, progress: object) -> None:
-        return None
-
-    def recipient(self, broadcast_id: str, recipient: str, state: object, detail: str) -> None:
-        return None
-
-    def notice(self, broadcast_id: str, kind: str, message: str) -> None:
-        return None
-
-
 @pytest.mark.parametrize("language", ["ru", "en"])
 def test_telegram_trouble_speaks_one_language(
     qtbot: QtBot, desktop: Desktop, tmp_path: Path, language: str
@@ -273,7 +263,7 @@ def test_telegram_trouble_speaks_one_language(
         broadcast_id = desktop.call(
             lambda a=account: core.create_broadcast(a.account_id, "Hi", ["@someone_1"])
         )
-        desktop.run(core.run_broadcast(broadcast_id, _Quiet()))
+        desktop.run(core.run_broadcast(broadcast_id, Recorder()))
 
     window = MainWindow(
         desktop.engine,
