@@ -115,7 +115,9 @@ class AccountsViewModel(EngineBound):
         )
 
     def exclude(self, account_id: str, reason: str = "") -> bool:
-        reason = reason.strip() or self._tr.tr("accounts.exclude.default_reason")
+        # No reason given: the core stores its fixed English form, which every language shows
+        # in its own words (telegram_text); a stored translation would keep the old language.
+        reason = reason.strip()
         return self.call(
             lambda: self._core.exclude_account(account_id, reason),
             self._update_row,
