@@ -378,6 +378,10 @@ class BroadcastSession(EngineBound):
             ("PeerFlood", N_("broadcast.reason.peer_flood")),
             ("account unusable", N_("broadcast.reason.unusable")),
             ("usage not settled", N_("broadcast.reason.unsettled")),
+            ("no answer from Telegram while connecting", N_("broadcast.reason.connect_timeout")),
+            ("Telegram refused", N_("broadcast.reason.telegram_refused")),
+            ("text refused", N_("broadcast.reason.text_refused")),
+            ("unexpected error", N_("broadcast.reason.unexpected")),
         )
         for prefix, key in prefixed:
             if detail.startswith(prefix):

@@ -137,7 +137,7 @@ def test_a_refusal_no_rule_knows_stops_with_telegrams_reason(
     final = run(desktop, broadcast_id)
 
     assert final.state is BroadcastState.STOPPED
-    assert final.detail == "SOMETHING_NEW"
+    assert final.detail == "Telegram refused: SOMETHING_NEW"
     # Telegram refused it, so nothing went out: that recipient is still pending.
     assert (final.counts.sent, final.counts.failed, final.counts.pending) == (2, 0, 10)
     assert_ended_properly(desktop, final, broadcast_id)
