@@ -195,7 +195,7 @@ class BroadcastWorker:
             check_text(self._text)
             await self._loop()
         except TextRejected as exc:
-            self._halt(exc.reason)
+            self._halt(f"text refused: {exc.reason}")
         except AccountUnusable as exc:
             self._antispam.on_fatal(self._account, exc.reason)
             self._halt(f"account unusable: {exc.reason}")
@@ -267,10 +267,10 @@ class BroadcastWorker:
         except SendTimeout as exc:
             # Nothing was sent or reserved; it is the connection, not the account, so no
             # backoff: the user resumes when Telegram is reachable again.
-            self._halt(f"no answer from Telegram while connecting ({exc}); resume later")
+            self._halt(f"no answer from Telegram while connecting ({exc})")
             return False
         except (TelegramRefused, TextRejected) as exc:
-            self._halt(f"Telegram refused the connection: {exc.reason}")
+            self._halt(f"Telegram refused: {exc.reason}")
             return False
         return True
 
@@ -357,7 +357,8 @@ class BroadcastWorker:
         except (TextRejected, TelegramRefused) as exc:
             # Telegram answered with a refusal, so nothing went out: the recipient stays
             # pending and the broadcast stops with Telegram's reason (it can be resumed).
-            self._halt(exc.reason)
+            kind = "text refused" if isinstance(exc, TextRejected) else "Telegram refused"
+            self._halt(f"{kind}: {exc.reason}")
             return _Step.HALT
         except AccountUnusable:
             raise

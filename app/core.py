@@ -42,7 +42,14 @@ from .clock import AsyncClock, SystemAsyncClock
 from .core_config import CoreConfig
 from .problems import problem_reason
 from .telemetry import TelemetryClient
-from .transports.base import AccountInfo, LoginFlow, TransportFactory, check_text
+from .transports.base import (
+    AccountInfo,
+    AccountUnusable,
+    FloodWait,
+    LoginFlow,
+    TransportFactory,
+    check_text,
+)
 
 log = logging.getLogger("tgflow.core")
 
@@ -380,13 +387,25 @@ class Core:
         self.transports.remove(info)
 
     async def ask_spambot(self, account_id: str) -> str:
+        try:
+            return await self._ask_spambot(account_id)
+        except FloodWait as exc:
+            # Telegram's wait holds for the account, not only for this question: a broadcast
+            # started next must wait it out too.
+            self.antispam.on_flood_wait(account_id, exc.seconds, kind=exc.kind)
+            raise
+        except AccountUnusable as exc:
+            self.antispam.on_fatal(account_id, exc.reason)
+            raise
+
+    async def _ask_spambot(self, account_id: str) -> str:
         running = self._running.get(account_id)
         if running is not None:
             # One session per account: a second client on the same session file would clash.
             return await running[0].transport.ask_spambot()
         transport = self.transports.transport(self._account(account_id))
-        await transport.connect()
         try:
+            await transport.connect()
             return await transport.ask_spambot()
         finally:
             await transport.disconnect()

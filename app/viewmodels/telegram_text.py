@@ -152,9 +152,21 @@ def stop_reason_text(detail: str, tr: Translator) -> str:
         ("PeerFlood", N_("broadcast.reason.peer_flood")),
         ("account unusable", N_("broadcast.reason.unusable")),
         ("usage not settled", N_("broadcast.reason.unsettled")),
+        ("no answer from Telegram while connecting", N_("broadcast.reason.connect_timeout")),
+        ("Telegram refused", N_("broadcast.reason.telegram_refused")),
+        ("text refused", N_("broadcast.reason.text_refused")),
+        ("unexpected error", N_("broadcast.reason.unexpected")),
     )
     for prefix, key in prefixed:
         if detail.startswith(prefix):
             rest = detail[len(prefix) :].lstrip(":( ").rstrip(")")
-            return tr.tr(key, reason=telegram_text(rest, tr) if rest else "—")
+            return tr.tr(key, reason=_inner(rest, tr) if rest else "—")
     return telegram_text(detail, tr)
+
+
+def _inner(reason: str, tr: Translator) -> str:
+    """A reason inside a sentence that already names Telegram: an id no rule knows stays bare."""
+    match = _ERROR_ID.match(reason.strip())
+    if match is not None and match[1] not in TELEGRAM_ERROR_KEYS:
+        return match[1]
+    return telegram_text(reason, tr)

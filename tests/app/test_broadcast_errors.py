@@ -13,6 +13,7 @@ import pytest
 from app.antispam import AccountState, AccountStatus
 from app.broadcast_store import BroadcastState, RecipientState
 from app.transports.base import (
+    AccountUnusable,
     FloodWait,
     LoginError,
     RecipientBlocked,
@@ -136,7 +137,7 @@ def test_a_refusal_no_rule_knows_stops_with_telegrams_reason(
     final = run(desktop, broadcast_id)
 
     assert final.state is BroadcastState.STOPPED
-    assert final.detail == "SOMETHING_NEW"
+    assert final.detail == "Telegram refused: SOMETHING_NEW"
     # Telegram refused it, so nothing went out: that recipient is still pending.
     assert (final.counts.sent, final.counts.failed, final.counts.pending) == (2, 0, 10)
     assert_ended_properly(desktop, final, broadcast_id)
@@ -227,3 +228,22 @@ def test_flood_and_timeout_during_login_are_clear_login_errors(
     with pytest.raises(LoginError, match=message):
         desktop.run(core.add_account_code("12345"))
     assert desktop.run(core.add_account_code("12345")).info.account_id == "15550000001"
+
+
+def test_a_flood_wait_met_asking_spambot_holds_for_the_account(
+    simulated: tuple[Desktop, str],
+) -> None:
+    desktop, account_id = simulated
+    core = core_of(desktop)
+    desktop.network.script_connect(account_id, FloodWait(120))
+    with pytest.raises(FloodWait):
+        desktop.run(core.ask_spambot(account_id))
+    state, reason = account_status(desktop, account_id)
+    assert (state, reason) == (AccountState.COOLDOWN, "FloodWait 120 s")
+    # A restriction met there excludes the account, as during a broadcast.
+    desktop.network.restrict(account_id)
+    with pytest.raises(AccountUnusable):
+        desktop.run(core.ask_spambot(account_id))
+    state, reason = account_status(desktop, account_id)
+    assert state is AccountState.EXCLUDED
+    assert "USER_RESTRICTED" in reason

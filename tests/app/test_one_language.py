@@ -305,12 +305,12 @@ def test_telegram_trouble_speaks_one_language(
     expected = {
         "ru": [
             "получатель заблокировал аккаунт",
-            "Telegram отказал: SOME_NEW_ERROR",
+            "Telegram отказал (SOME_NEW_ERROR)",
             "ошибок подряд",
         ],
         "en": [
             "the recipient blocked the account",
-            "Telegram refused: SOME_NEW_ERROR",
+            "Telegram refused (SOME_NEW_ERROR)",
             "consecutive errors",
         ],
     }

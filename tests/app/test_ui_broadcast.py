@@ -267,3 +267,41 @@ def test_a_text_over_telegrams_limit_is_refused_as_telegram_counts_it(
     s.panel.message.setPlainText(typed)
     assert s.panel.preview.text() == typed
     assert s.panel.char_count.text() == f"{len(typed)} / 4096 символов"
+
+
+@pytest.mark.parametrize(
+    ("detail", "russian", "english"),
+    [
+        (
+            "no answer from Telegram while connecting (TimeoutError)",
+            "Telegram не ответил при подключении (TimeoutError); продолжите позже",
+            "Telegram did not answer while connecting (TimeoutError); continue later",
+        ),
+        (
+            "Telegram refused: SOMETHING_NEW",
+            "Telegram отказал (SOMETHING_NEW); рассылку можно продолжить позже",
+            "Telegram refused (SOMETHING_NEW); you can continue later",
+        ),
+        (
+            "text refused: MESSAGE_TOO_LONG: Telegram refuses this text",
+            # Telegram's error id in the window's words (app/viewmodels/telegram_text.py).
+            "Telegram не принимает этот текст "
+            "(сообщение длиннее, чем позволяет Telegram (MESSAGE_TOO_LONG))",
+            "Telegram does not accept this text "
+            "(the message is longer than Telegram allows (MESSAGE_TOO_LONG))",
+        ),
+        (
+            "unexpected error: ValueError: a bug",
+            "непредвиденная ошибка (ValueError: a bug); подробности в журнале",
+            "unexpected error (ValueError: a bug); details are in the log",
+        ),
+    ],
+)
+def test_the_new_stop_reasons_read_in_the_windows_language(
+    desktop: Desktop, detail: str, russian: str, english: str
+) -> None:
+    core = desktop.core
+    assert core is not None
+    for language, expected in (("ru", russian), ("en", english)):
+        session = BroadcastSession(desktop.engine, core, Translator(language))
+        assert session.describe_reason(detail) == expected
