@@ -19,6 +19,7 @@ from app.ui.settings_panel import SettingsPanel
 from app.ui.style import load_style_sheet
 from app.viewmodels.settings import SettingsViewModel
 from tests.app.conftest import Desktop
+from tests.helpers.windows import main_window
 
 
 def settings_panel(qtbot: QtBot, engine: Engine, tmp_path: Path) -> SettingsPanel:
@@ -66,17 +67,8 @@ def test_a_warning_goes_once_its_field_is_fixed(
 
 
 def make_window(qtbot: QtBot, desktop: Desktop, tmp_path: Path, *, demo: bool) -> MainWindow:
-    assert desktop.core is not None
-    window = MainWindow(
-        desktop.engine,
-        desktop.core,
-        settings=Settings(),
-        settings_path=tmp_path / "settings.ini",
-        log_dir=tmp_path / "logs",
-        translator=Translator("ru"),
-        demo_credentials=(desktop.backend.email, desktop.backend.password) if demo else None,
-    )
-    qtbot.addWidget(window)
+    credentials = (desktop.backend.email, desktop.backend.password) if demo else None
+    window = main_window(qtbot, desktop, tmp_path, credentials=credentials)
     window.resize(1200, 800)
     window.show()
     qtbot.wait_exposed(window)
