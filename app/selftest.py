@@ -141,7 +141,7 @@ def check_end_to_end() -> str:
                     broadcast_id = core.create_broadcast(
                         account.info.account_id, "self-test", recipients
                     )
-                    final = await core.run_broadcast(broadcast_id, _Quiet())
+                    final = await core.run_broadcast(broadcast_id, QuietObserver())
                     snapshot = await core.license_snapshot()
                     return final.counts.sent, snapshot.used
                 finally:
@@ -155,7 +155,9 @@ def check_end_to_end() -> str:
     return "20 simulated messages sent and counted once"
 
 
-class _Quiet:
+class QuietObserver:
+    """A broadcast observer that ignores everything (for runs nobody watches)."""
+
     def progress(self, progress: object) -> None:
         return None
 

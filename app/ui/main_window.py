@@ -255,6 +255,11 @@ class MainWindow(QMainWindow):
         self.show_login(message)
 
     def _signed_in(self, snapshot: LicenseSnapshot) -> None:
+        # "Sign in first" under a panel is stale now.
+        not_signed_in = self._tr.tr("error.not_signed_in")
+        for line in (self.broadcast_panel.error, self.accounts_panel.error):
+            if line.text() == not_signed_in:
+                line.hide()
         self.license.set_snapshot(snapshot)
         self.accounts.refresh()
         self.broadcast.refresh_broadcasts()

@@ -9,19 +9,9 @@ import logging
 import pytest
 
 from agent.errors import InvalidCredentials
+from app.selftest import QuietObserver
 from app.transports.base import FloodWait
 from tests.helpers.desktop import Desktop
-
-
-class _Quiet:
-    def progress(self, progress: object) -> None:
-        return None
-
-    def recipient(self, broadcast_id: str, recipient: str, state: object, detail: str) -> None:
-        return None
-
-    def notice(self, broadcast_id: str, kind: str, message: str) -> None:
-        return None
 
 
 def test_the_log_tells_the_session_story(
@@ -41,7 +31,7 @@ def test_the_log_tells_the_session_story(
         lambda: core.create_broadcast(account.account_id, "Hello", recipients)
     )
     desktop.network.script(account.account_id, FloodWait(42), at=2)
-    desktop.run(core.run_broadcast(broadcast_id, _Quiet()))
+    desktop.run(core.run_broadcast(broadcast_id, QuietObserver()))
     desktop.run(core.sign_out())
 
     lines = [record.getMessage() for record in caplog.records]

@@ -11,27 +11,16 @@ from PyQt6.QtCore import QPoint, Qt
 from pytestqt.qtbot import QtBot
 
 from agent.protocol import public_key_pin
-from app.config import Settings
-from app.i18n import Translator
 from app.ui.main_window import MainWindow
 from tests.helpers.desktop import Desktop
+from tests.helpers.windows import main_window, open_login
 
 
 def make_window(
     qtbot: QtBot, desktop: Desktop, tmp_path: Path, *, password: str | None = None
 ) -> MainWindow:
-    assert desktop.core is not None
-    window = MainWindow(
-        desktop.engine,
-        desktop.core,
-        settings=Settings(),
-        settings_path=tmp_path / "settings.ini",
-        log_dir=tmp_path / "logs",
-        translator=Translator("ru"),
-        demo_credentials=(desktop.backend.email, password or desktop.backend.password),
-    )
-    qtbot.addWidget(window)
-    return window
+    credentials = (desktop.backend.email, password or desktop.backend.password)
+    return main_window(qtbot, desktop, tmp_path, credentials=credentials)
 
 
 def test_sign_in_through_the_dialog_then_the_license_panel_shows_plan_and_quota(
@@ -72,10 +61,7 @@ def test_a_wrong_password_shows_an_error_and_keeps_the_dialog(
     qtbot: QtBot, desktop: Desktop, tmp_path: Path
 ) -> None:
     window = make_window(qtbot, desktop, tmp_path, password="not the password")
-    with qtbot.wait_signal(window.session.needs_sign_in):
-        window.start()
-    dialog = window.login_dialog
-    assert dialog is not None
+    dialog = open_login(qtbot, window)
 
     with (
         qtbot.assert_not_emitted(window.session.signed_in),
@@ -133,10 +119,7 @@ def test_enter_with_a_wrong_password_shows_the_error_like_the_button(
     qtbot: QtBot, desktop: Desktop, tmp_path: Path
 ) -> None:
     window = make_window(qtbot, desktop, tmp_path, password="not the password")
-    with qtbot.wait_signal(window.session.needs_sign_in):
-        window.start()
-    dialog = window.login_dialog
-    assert dialog is not None
+    dialog = open_login(qtbot, window)
     qtbot.wait_until(lambda: dialog.isActiveWindow() or not dialog.isVisible())
     dialog.password.setFocus()
     with (

@@ -15,12 +15,12 @@ from agent.protocol import MarketplacePlan
 from app.demo import DemoBackend, DemoMarketplace, demo_artifact
 from app.engine import Engine
 from app.i18n import Translator
-from app.ui.main_window import MainWindow
 from app.ui.marketplace_panel import MarketplacePanel
 from app.viewmodels.marketplace import ADMIN_TOKEN_ACCOUNT, MarketplaceViewModel
 from server_stub.services.marketplace import AppSpec
 from tests.helpers.desktop import Desktop
 from tests.helpers.keyrings import MemoryKeyring
+from tests.helpers.windows import main_window
 
 
 @pytest.fixture
@@ -237,18 +237,7 @@ def test_a_mismatching_artifact_shows_an_error_and_installs_nothing(
 def test_the_main_window_builds_the_tab_when_it_is_opened(
     qtbot: QtBot, desktop: Desktop, tmp_path: Path
 ) -> None:
-    from app.config import Settings
-
-    assert desktop.core is not None
-    window = MainWindow(
-        desktop.engine,
-        desktop.core,
-        settings=Settings(),
-        settings_path=tmp_path / "settings.ini",
-        log_dir=tmp_path / "logs",
-        translator=Translator("en"),
-    )
-    qtbot.addWidget(window)
+    window = main_window(qtbot, desktop, tmp_path, language="en")
     assert window.marketplace_panel is None
     index = window.tabs.indexOf(window.marketplace_tab)
     assert window.tabs.tabText(index) == "Marketplace"

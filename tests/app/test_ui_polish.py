@@ -19,6 +19,7 @@ from app.ui.settings_panel import SettingsPanel
 from app.ui.style import load_style_sheet
 from app.viewmodels.settings import SettingsViewModel
 from tests.helpers.desktop import Desktop
+from tests.helpers.windows import main_window, open_login
 
 
 def settings_panel(qtbot: QtBot, engine: Engine, tmp_path: Path) -> SettingsPanel:
@@ -66,17 +67,8 @@ def test_a_warning_goes_once_its_field_is_fixed(
 
 
 def make_window(qtbot: QtBot, desktop: Desktop, tmp_path: Path, *, demo: bool) -> MainWindow:
-    assert desktop.core is not None
-    window = MainWindow(
-        desktop.engine,
-        desktop.core,
-        settings=Settings(),
-        settings_path=tmp_path / "settings.ini",
-        log_dir=tmp_path / "logs",
-        translator=Translator("ru"),
-        demo_credentials=(desktop.backend.email, desktop.backend.password) if demo else None,
-    )
-    qtbot.addWidget(window)
+    credentials = (desktop.backend.email, desktop.backend.password) if demo else None
+    window = main_window(qtbot, desktop, tmp_path, credentials=credentials)
     window.resize(1200, 800)
     window.show()
     qtbot.wait_exposed(window)
@@ -173,3 +165,15 @@ def test_a_refused_phone_number_warning_goes_when_the_user_corrects_it(
     assert accounts.add_error.isVisible()
     qtbot.keyClicks(accounts.phone, "3")
     assert accounts.add_error.isHidden()
+
+
+def test_sign_in_first_goes_once_signed_in(qtbot: QtBot, desktop: Desktop, tmp_path: Path) -> None:
+    window = make_window(qtbot, desktop, tmp_path, demo=True)
+    dialog = open_login(qtbot, window)
+    panel = window.broadcast_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.show_error(window._tr.tr("error.not_signed_in"))  # what Start showed before sign-in
+    assert panel.error.isVisible()
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.sign_in_button.click()
+    assert panel.error.isHidden()
