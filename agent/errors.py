@@ -51,6 +51,21 @@ class UntrustedKey(TokenRejected):
     """Signed (or claimed to be signed) by a key that is not pinned, or not known at all."""
 
 
+class UnpinnedKey(UntrustedKey):
+    """The server published the signing key, but its pin is not configured: a settings problem
+    (``jwt_public_key_fingerprint``), not a session one. ``pin`` is what the key's pin would be,
+    for comparison with ``tgflow-server keys pins``; it is never trusted from here."""
+
+    def __init__(self, kid: str, pin: str, alg: str) -> None:
+        """Name the published key (``kid``, ``alg``) and the pin it would need."""
+        super().__init__(
+            f"the server's {alg} signing key {kid} (pin {pin}) is not among the configured pins"
+        )
+        self.kid = kid
+        self.pin = pin
+        self.alg = alg
+
+
 class DeviceMismatch(TokenRejected):
     """A genuine lease, but issued for another device."""
 
@@ -109,10 +124,14 @@ class ReservationExpired(LicenseError):
 class UnexpectedResponse(LicenseError):
     """The server answered with something the agent cannot act on (5xx, unknown code, bad body)."""
 
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        """Carry the ``reason`` and, where there was one, the HTTP ``status``."""
+    def __init__(
+        self, reason: str, status: int | None = None, *, problem_code: str | None = None
+    ) -> None:
+        """Carry the ``reason`` and, where there were one, the HTTP ``status`` and the
+        problem-details ``problem_code`` (a code without a class of its own)."""
         super().__init__(reason)
         self.status = status
+        self.problem_code = problem_code
 
 
 class Offline(LicenseError):

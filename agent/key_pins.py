@@ -33,7 +33,7 @@ from jwt.exceptions import InvalidKeyError
 
 from agent.clock import Clock, SystemClock
 from agent.config_checks import InvalidPin, validate_pin
-from agent.errors import UntrustedKey
+from agent.errors import UnpinnedKey, UntrustedKey
 from agent.protocol import (
     ACCESS_TOKEN_ALG,
     LICENSE_FILE_ALG,
@@ -161,7 +161,8 @@ class PinnedKeySet:
         self._lock = threading.Lock()
         self._keys: dict[str, PinnedKey] = {}
         self._last_fetch_at: datetime | None = None
-        self._reported_unpinned: set[str] = set()
+        #: Published but unpinned keys seen (kid → (pin, alg)): to say which pin is missing.
+        self._unpinned: dict[str, tuple[str, str]] = {}
         self._load_cache()
 
     # --- queries --------------------------------------------------------------------------------
@@ -171,11 +172,15 @@ class PinnedKeySet:
         return frozenset(self._keys)
 
     def key(self, kid: str) -> PinnedKey:
-        """The pinned key named ``kid``, from what is known now; :class:`UntrustedKey` if none."""
+        """The pinned key named ``kid``, from what is known now; :class:`UnpinnedKey` when the
+        server publishes it without its pin configured, :class:`UntrustedKey` otherwise."""
         found = self._keys.get(kid)
-        if found is None:
-            raise UntrustedKey(f"no pinned signing key with kid {kid!r}")
-        return found
+        if found is not None:
+            return found
+        unpinned = self._unpinned.get(kid)
+        if unpinned is not None:
+            raise UnpinnedKey(kid, *unpinned)
+        raise UntrustedKey(f"no pinned signing key with kid {kid!r}")
 
     async def resolve(self, kid: str, client: httpx.AsyncClient) -> PinnedKey:
         """The pinned key named ``kid``; an unknown kid triggers one rate-limited refetch."""
@@ -273,8 +278,8 @@ class PinnedKeySet:
                 continue
             pin = public_key_pin(public_key)
             if pin not in self.pins:
-                if kid not in self._reported_unpinned:
-                    self._reported_unpinned.add(kid)
+                if kid not in self._unpinned:
+                    self._unpinned[kid] = (pin, alg)
                     log.warning(
                         "JWKS key %s (pin %s) from %s is not pinned; ignored", kid, pin, source
                     )

@@ -98,6 +98,8 @@ def problem_error(path: str, response: httpx.Response) -> Exception:
     cls = error_class_for(problem.code)
     if cls is None:
         return UnexpectedResponse(
-            f"{method} {path}: {problem.code.value}: {problem.detail}", response.status_code
+            f"{method} {path}: {problem.code.value}: {problem.detail}",
+            response.status_code,
+            problem_code=problem.code.value,
         )
     return cls(problem.detail)

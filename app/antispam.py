@@ -40,7 +40,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from app.catalog import N_, Reason, story
 from app.clock import AsyncClock, seconds_until
+from app.settings_schema import DEFAULTS, Settings
 
 log = logging.getLogger("tgflow.antispam")
 
@@ -76,11 +78,19 @@ class AccountStatus:
 
 @dataclass(frozen=True)
 class FloodPolicy:
-    """Settings ``[flood]`` and ``[anti_spam] enabled``."""
+    """Settings ``[flood]`` and ``[anti_spam] enabled`` (defaults from the settings schema)."""
 
-    max_consecutive_errors: int = 3
-    cooldown_sec: int = 300
-    enabled: bool = True
+    max_consecutive_errors: int = DEFAULTS.flood.max_consecutive_errors
+    cooldown_sec: int = DEFAULTS.flood.cooldown_sec
+    enabled: bool = DEFAULTS.anti_spam.enabled
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FloodPolicy:
+        return cls(
+            max_consecutive_errors=settings.flood.max_consecutive_errors,
+            cooldown_sec=settings.flood.cooldown_sec,
+            enabled=settings.anti_spam.enabled,
+        )
 
     def __post_init__(self) -> None:
         if self.max_consecutive_errors < 1:
@@ -145,8 +155,13 @@ class AntiSpamWorker:
             return current
         return self._set(replace(current, errors=0))
 
-    def on_flood_wait(self, account_id: str, seconds: int) -> AccountStatus:
+    def on_flood_wait(
+        self, account_id: str, seconds: int, kind: str = "FLOOD_WAIT"
+    ) -> AccountStatus:
         """Telegram asked to wait ``seconds``: Cooldown for exactly that long.
+
+        ``kind`` names the wait (FLOOD_WAIT, SLOWMODE_WAIT, FLOOD_PREMIUM_WAIT, 2FA_CONFIRM_WAIT);
+        all are the same Cooldown, the reason says which one it was.
 
         Honoured whether or not the anti-spam policy is enabled. An existing longer Cooldown is
         kept as it is; an Excluded account stays Excluded.
@@ -162,7 +177,7 @@ class AntiSpamWorker:
                 current,
                 state=AccountState.COOLDOWN,
                 until=until,
-                reason=f"FloodWait {seconds} s",
+                reason=_wait_reason(kind, seconds),
             )
         )
 
@@ -260,6 +275,9 @@ class AntiSpamWorker:
         )
 
     def _set(self, status: AccountStatus) -> AccountStatus:
+        previous = self._statuses.get(status.account_id)
+        if previous is None or (previous.state, previous.until) != (status.state, status.until):
+            _log_transition(status)
         self._statuses[status.account_id] = status
         self._save()
         for callback in list(self._subscribers):
@@ -320,6 +338,12 @@ async def _first_of(wait: Coroutine[Any, Any, object], stop: asyncio.Event) -> N
                 await task
 
 
+def _wait_reason(kind: str, seconds: int) -> str:
+    # "FloodWait N s" is the reason people know (and the GUI reads its seconds from).
+    name = "FloodWait" if kind == "FLOOD_WAIT" else kind
+    return f"{name} {seconds} s"
+
+
 def _exclusion_reason(kind: str, errors: int) -> str:
     if kind == "PeerFlood":
         return (
@@ -376,3 +400,25 @@ def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
+
+
+_STATE_KEYS = {
+    AccountState.ACTIVE: N_("log.account.active"),
+    AccountState.COOLDOWN: N_("log.account.cooldown"),
+    AccountState.EXCLUDED: N_("log.account.excluded"),
+}
+
+
+def _log_transition(status: AccountStatus) -> None:
+    """One session-log line per change of an account's state (the flood story of a session)."""
+    level = logging.WARNING if status.state is AccountState.EXCLUDED else logging.INFO
+    state = Reason(_STATE_KEYS[status.state])
+    line = Reason(N_("log.account_state"), {"account": status.account_id, "state": state})
+    if status.until is not None:
+        until = f"{status.until:%Y-%m-%d %H:%M:%S}"
+        line = Reason(N_("log.account_state_until"), {**line.params, "until": until})
+    if status.reason:
+        # The reason stays the worker's text; the Logs tab translates it (telegram_text).
+        story(log, N_("log.with_reason"), level=level, line=line, reason=status.reason)
+    else:
+        story(log, line.key, level=level, **line.params)

@@ -30,6 +30,7 @@ from .broadcast_store import (
     BroadcastState,
     BroadcastStore,
     RecipientState,
+    SuppressionReason,
 )
 from .clock import AsyncClock
 from .core_config import Pacing
@@ -37,9 +38,13 @@ from .transports.base import (
     AccountUnusable,
     FloodWait,
     PeerFlood,
+    RecipientOutcome,
     RecipientUnavailable,
     SendTimeout,
+    TelegramRefused,
+    TextRejected,
     Transport,
+    check_text,
 )
 
 log = logging.getLogger("tgflow.broadcast")
@@ -146,6 +151,7 @@ class BroadcastWorker:
         broadcast = store.get(broadcast_id)
         self._account = broadcast.account_id
         self._text = broadcast.text
+        self._send_again = broadcast.send_again
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._paused = False
@@ -185,14 +191,22 @@ class BroadcastWorker:
         """Send to every pending recipient (or until stopped); return the final progress."""
         self._set(BroadcastState.RUNNING)
         try:
-            await self._transport.connect()
+            # Refused before anything is reserved or sent: Telegram would refuse it for everyone.
+            check_text(self._text)
             await self._loop()
+        except TextRejected as exc:
+            self._halt(f"text refused: {exc.reason}")
         except AccountUnusable as exc:
             self._antispam.on_fatal(self._account, exc.reason)
             self._halt(f"account unusable: {exc.reason}")
         except asyncio.CancelledError:
             self._set(BroadcastState.STOPPED, "interrupted")
             raise
+        except Exception as exc:
+            # Whatever else escapes (a bug, an error no rule knows): the batch in progress has
+            # been settled by _batch's finally; the broadcast must not be left "running".
+            log.exception("broadcast %s failed", self.broadcast_id)
+            self._halt(f"unexpected error: {_describe(exc)}")
         finally:
             await self._disconnect()
         counts = self._store.counts(self.broadcast_id)
@@ -230,13 +244,51 @@ class BroadcastWorker:
                 self._paced = False
                 continue
             self._set(BroadcastState.RUNNING)
+            if not await self._connect():
+                continue
             size = min(self._pacing.batch_size, len(pending))
             if self._quota_left is not None:
                 size = min(size, self._quota_left)
                 if size <= 0:
                     self._halt("quota exhausted")
                     return
-            await self._batch(pending[:size])
+            batch = self._without_skips(pending[:size])  # no quota held for the skipped
+            if batch:
+                await self._batch(batch)
+
+    async def _connect(self) -> bool:
+        """Open the account's session; ``False`` when Telegram said wait or stop (handled)."""
+        try:
+            await self._transport.connect()
+        except (FloodWait, PeerFlood) as exc:
+            # As for a send: the account cools down and the loop waits it out.
+            self._account_signal(exc)
+            return False
+        except SendTimeout as exc:
+            # Nothing was sent or reserved; it is the connection, not the account, so no
+            # backoff: the user resumes when Telegram is reachable again.
+            self._halt(f"no answer from Telegram while connecting ({exc})")
+            return False
+        except (TelegramRefused, TextRejected) as exc:
+            self._halt(f"Telegram refused: {exc.reason}")
+            return False
+        return True
+
+    def _account_signal(self, exc: FloodWait | PeerFlood) -> None:
+        """Apply Telegram's FloodWait or PeerFlood to the account (the batch ends after it)."""
+        account = self._account
+        if isinstance(exc, FloodWait):
+            status = self._antispam.on_flood_wait(account, exc.seconds, kind=exc.kind)
+            self._notice("flood_wait", f"{exc.kind}: Telegram asked to wait {exc.seconds} s")
+            self._until = status.until
+            return
+        status = self._antispam.on_peer_flood(account)
+        self._notice(
+            "peer_flood",
+            "Telegram limited this account (PeerFlood). Check it with @SpamBot.",
+        )
+        if not self._anti_spam_enabled or status.state == AccountState.EXCLUDED:
+            self._halt("PeerFlood: check the account with @SpamBot")
 
     async def _batch(self, batch: list[str]) -> None:
         try:
@@ -260,6 +312,11 @@ class BroadcastWorker:
                 # The pause is between any two messages of the account, across batches too.
                 if self._paced and not await self._pace():
                     break
+                # Checked again after the pause, right before the send: another broadcast may
+                # have delivered this text meanwhile, or the user suppressed the recipient.
+                if not self._without_skips([recipient]):
+                    self._paced = False  # the pause was taken; the next message need not wait
+                    continue
                 step = await self._send_one(cid, recipient)
                 self._paced = True
                 if step is _Step.HALT:
@@ -283,19 +340,8 @@ class BroadcastWorker:
         account = self._account
         try:
             await self._transport.send_message(recipient, self._text)
-        except FloodWait as exc:
-            status = self._antispam.on_flood_wait(account, exc.seconds)
-            self._notice("flood_wait", f"{exc.kind}: Telegram asked to wait {exc.seconds} s")
-            self._until = status.until
-            return _Step.HALT
-        except PeerFlood:
-            status = self._antispam.on_peer_flood(account)
-            self._notice(
-                "peer_flood",
-                "Telegram limited this account (PeerFlood). Check it with @SpamBot.",
-            )
-            if not self._anti_spam_enabled or status.state == AccountState.EXCLUDED:
-                self._halt("PeerFlood: check the account with @SpamBot")
+        except (FloodWait, PeerFlood) as exc:
+            self._account_signal(exc)
             return _Step.HALT
         except SendTimeout as exc:
             # Whether the message arrived is unknown: not counted and not re-sent (a person
@@ -304,8 +350,27 @@ class BroadcastWorker:
             self._mark(recipient, RecipientState.FAILED, f"timeout, delivery unknown: {exc}")
             return _Step.HALT
         except RecipientUnavailable as exc:
+            if exc.kind is RecipientOutcome.BLOCKED:
+                self._store.suppress([recipient], SuppressionReason.BLOCKED, exc.reason)
             self._mark(recipient, RecipientState.FAILED, exc.reason)
             return _Step.FAILED
+        except (TextRejected, TelegramRefused) as exc:
+            # Telegram answered with a refusal, so nothing went out: the recipient stays
+            # pending and the broadcast stops with Telegram's reason (it can be resumed).
+            kind = "text refused" if isinstance(exc, TextRejected) else "Telegram refused"
+            self._halt(f"{kind}: {exc.reason}")
+            return _Step.HALT
+        except AccountUnusable:
+            raise
+        except Exception as exc:
+            # Not one of the transport's errors: a bug, or something kurigram raised that no
+            # rule maps. Whether the message went out is unknown, so as with a timeout it is
+            # not re-sent; the batch ends (settled by the caller) and the broadcast stops.
+            log.exception("sending to %s failed unexpectedly", recipient)
+            reason = f"unexpected error, delivery unknown: {_describe(exc)}"
+            self._mark(recipient, RecipientState.FAILED, reason)
+            self._halt(f"unexpected error: {_describe(exc)}")
+            return _Step.HALT
         # Journal first (on disk before anything else), then the broadcast's own record.
         self._journal.record_sent(cid, recipient_key(self.broadcast_id, recipient))
         self._mark(recipient, RecipientState.SENT, "")
@@ -343,6 +408,16 @@ class BroadcastWorker:
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
+    def _without_skips(self, recipients: list[str]) -> list[str]:
+        """``recipients`` minus the suppressed and those who already got the text elsewhere
+        (each of those is marked ``skipped`` now): the last check before anything is sent."""
+        skips = self._store.skips(
+            self.broadcast_id, self._text, recipients, send_again=self._send_again
+        )
+        for recipient, detail in skips.items():
+            self._mark(recipient, RecipientState.SKIPPED, detail)
+        return [r for r in recipients if r not in skips]
+
     def _mark(self, recipient: str, state: RecipientState, detail: str) -> None:
         self._store.mark(self.broadcast_id, recipient, state, detail)
         self._observer.recipient(self.broadcast_id, recipient, state, detail)
@@ -373,3 +448,9 @@ class BroadcastWorker:
             detail=self._detail,
             until=self._until,
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """``Kind: message`` of an unexpected exception, one line, for the broadcast's reason."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -16,22 +16,35 @@ from __future__ import annotations
 import codecs
 import configparser
 import contextlib
-import dataclasses
 import difflib
-import math
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from agent.config_checks import InsecureApiUrl, InvalidPin, check_api_url, validate_pin
 from agent.private_files import fsync_directory
+from app.catalog import N_, Explained, Reason, os_error_reason
 from app.paths import SETTINGS_FILE_NAME
-from app.settings_example import SETTINGS_EXAMPLE
+from app.settings_schema import (
+    SECTIONS,
+    AntiSpamSettings,
+    BroadcastSettings,
+    FloodSettings,
+    LicenseSettings,
+    Section,
+    Settings,
+    TelegramSettings,
+    TelemetrySettings,
+    UiSettings,
+    example_text,
+    help_comments,
+    section_keys,
+    section_parsers,
+)
 
 if TYPE_CHECKING:
     from configupdater import ConfigUpdater
@@ -44,7 +57,28 @@ MAX_SETTINGS_BYTES: Final = 1024 * 1024
 # configparser treats the section named by ``default_section`` as defaults for every other
 # section; no real header can be this, so ``[DEFAULT]`` is reported as an unknown section.
 _NO_DEFAULT_SECTION: Final = "\x00no default section"
-_TRUE_FALSE: Final = configparser.ConfigParser.BOOLEAN_STATES
+
+__all__ = [
+    "SECTIONS",
+    "AntiSpamSettings",
+    "BroadcastSettings",
+    "FloodSettings",
+    "LicenseSettings",
+    "Settings",
+    "SettingsError",
+    "SettingsProblem",
+    "TelegramSettings",
+    "TelemetrySettings",
+    "UiSettings",
+    "check_live_settings",
+    "edit_settings_text",
+    "find_config",
+    "frozen_executable_dir",
+    "load_settings",
+    "parse_settings",
+    "save_settings",
+    "section_keys",
+]
 
 
 # --- problems -----------------------------------------------------------------------------------
@@ -62,8 +96,13 @@ class SettingsProblem:
     file: Path | None
     section: str | None
     key: str | None
-    reason: str
+    #: Why, in no language yet (``reason`` is the English text).
+    why: Reason
     line: int | None = None
+
+    @property
+    def reason(self) -> str:
+        return str(self.why)
 
     def __str__(self) -> str:
         where = str(self.file) if self.file is not None else "<settings>"
@@ -89,303 +128,32 @@ class SettingsError(Exception):
         super().__init__("\n".join([heading, *(f"  {problem}" for problem in self.problems)]))
 
 
-# --- value parsers ------------------------------------------------------------------------------
-# Each takes the file's string (or an already typed value) and raises ValueError with the reason a
-# user reads.
+def _os_reason(exc: OSError, *, writing: bool = False) -> Reason:
+    key, params = os_error_reason(exc)
+    wrapper = N_("settings.reason.unwritable") if writing else N_("settings.reason.unreadable")
+    return Reason(wrapper, {"reason": Reason(key, params)})
 
-_Parser = Callable[[object], Any]
 
+# --- the model: app/settings_schema.py ----------------------------------------------------------
 
-def _required_text(value: object) -> str:
-    text = str(value).strip()
-    if not text:
-        raise ValueError("a value is required here (delete the line to use the default)")
-    return text
+_S = TypeVar("_S", bound=Section)
 
 
-def _int_between(low: int, high: int) -> Callable[[object], int]:
-    def parse(value: object) -> int:
-        if isinstance(value, bool):
-            raise ValueError(f"must be a whole number from {low} to {high}, got {value!r}")
-        if isinstance(value, int):
-            number = value
-        else:
-            text = _required_text(value)
-            if not re.fullmatch(r"[+-]?[0-9]+", text):
-                raise ValueError(f"must be a whole number from {low} to {high}, got {text!r}")
-            number = int(text)
-        if not low <= number <= high:
-            raise ValueError(f"must be from {low} to {high}, got {number}")
-        return number
-
-    return parse
-
-
-def _seconds_up_to(high: float) -> Callable[[object], float]:
-    def parse(value: object) -> float:
-        if isinstance(value, bool):
-            raise ValueError(f"must be a number of seconds from 0 to {high:g}, got {value!r}")
-        if isinstance(value, int | float):
-            number = float(value)
-        else:
-            text = _required_text(value)
-            if not re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", text):
-                hint = " (use a dot as the decimal separator)" if "," in text else ""
-                raise ValueError(
-                    f"must be a number of seconds from 0 to {high:g}, got {text!r}{hint}"
-                )
-            number = float(text)
-        if not math.isfinite(number) or not 0 <= number <= high:
-            raise ValueError(f"must be from 0 to {high:g} seconds, got {number:g}")
-        return number
-
-    return parse
-
-
-def _parse_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = _required_text(value)
-    try:
-        return _TRUE_FALSE[text.lower()]
-    except KeyError:
-        raise ValueError(f"must be true or false (or yes/no, on/off, 1/0), got {text!r}") from None
-
-
-def _parse_api_url(value: object) -> str:
-    text = _required_text(value)
-    try:
-        return check_api_url(text)
-    except InsecureApiUrl as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _parse_pins(value: object) -> tuple[str, ...]:
-    items: Iterable[object]
-    if isinstance(value, str):
-        items = re.split(r"[,\s]+", value)
-    elif isinstance(value, Iterable):
-        items = value
-    else:
-        raise ValueError("must be a comma-separated list of sha256/... key pins")
-    pins: list[str] = []
-    bad: list[str] = []
-    for item in items:
-        pin = str(item).strip()
-        if not pin or pin in pins:
-            continue
-        try:
-            pins.append(validate_pin(pin))
-        except InvalidPin as exc:
-            bad.append(f"{pin[:60]!r} is not a key pin: {exc.reason}")
-    if bad:
-        raise ValueError("; ".join(bad))
-    return tuple(pins)
-
-
-def _parse_api_id(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        text = str(value).strip()
-        if not text:
-            return None
-        if not text.isascii() or not text.isdigit():
-            raise ValueError(f"must be the number my.telegram.org shows, or empty; got {text!r}")
-        number = int(text)
-    if not 1 <= number <= 2**31 - 1:
-        raise ValueError(f"must be a positive number below 2^31, got {number}")
-    return number
-
-
-def _parse_api_hash(value: object) -> str:
-    text = "" if value is None else str(value).strip()
-    # The hash is a credential of the user's Telegram application: never echoed back.
-    if text and not re.fullmatch(r"[0-9a-fA-F]{32}", text):
-        raise ValueError(
-            f"must be the 32 hexadecimal characters my.telegram.org shows, or empty "
-            f"(the value given has {len(text)} characters)"
-        )
-    return text.lower()
-
-
-def _parse_language(value: object) -> str:
-    text = _required_text(value).lower()
-    if text not in ("ru", "en"):
-        raise ValueError(f"must be ru or en, got {text!r}")
-    return text
-
-
-# --- the model ----------------------------------------------------------------------------------
-# Plain dataclasses, not pydantic: the settings are validated before the window is shown, and
-# importing pydantic and building these models took about 0.1 s of that (docs/desktop.md).
-
-#: A rule across two keys of a section: ``(other key, check(value, other value))``; see
-#: :func:`_parse_section`.
-_Rule = tuple[str, Callable[[Any, Any], None]]
-
-
-def _api_hash_with_api_id(api_hash: str, api_id: int | None) -> None:
-    if api_id is None and api_hash:
-        raise ValueError("is set but api_id is empty; give both or neither")
-    if api_id is not None and not api_hash:
-        raise ValueError("is empty but api_id is set; give both or neither")
-
-
-def _max_delay_not_below_min(max_delay: float, min_delay: float) -> None:
-    if max_delay < min_delay:
-        raise ValueError(
-            f"is {max_delay:g}, less than min_delay_sec ({min_delay:g}); "
-            "the maximum pause must not be below the minimum"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Section:
-    """A section of ``settings.ini``: a frozen dataclass whose fields are its keys, in order."""
-
-    #: Each key's parser, in the fields' order.
-    PARSERS: ClassVar[Mapping[str, _Parser]]
-    #: Rules across keys, by the key their ValueError is reported on.
-    RULES: ClassVar[Mapping[str, _Rule]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class LicenseSettings(_Section):
-    """``[license]``: which backend to ask and which signing keys to trust."""
-
-    PARSERS: ClassVar[Mapping[str, _Parser]] = {
-        "api_base_url": _parse_api_url,
-        "jwt_public_key_fingerprint": _parse_pins,
-    }
-
-    api_base_url: str = "http://127.0.0.1:8000"
-    #: The pins, in the order given, duplicates dropped. Empty is allowed only in demo mode
-    #: (:func:`check_live_settings`).
-    jwt_public_key_fingerprint: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class FloodSettings(_Section):
-    """``[flood]``: when an account cools down and when it is excluded."""
-
-    PARSERS: ClassVar[Mapping[str, _Parser]] = {
-        "max_consecutive_errors": _int_between(1, 100),
-        "cooldown_sec": _int_between(1, 86_400),
-    }
-
-    max_consecutive_errors: int = 3
-    cooldown_sec: int = 300
-
-
-@dataclass(frozen=True, slots=True)
-class AntiSpamSettings(_Section):
-    """``[anti_spam]``: the program's own pacing on top of Telegram's FloodWait."""
-
-    PARSERS: ClassVar[Mapping[str, _Parser]] = {"enabled": _parse_bool}
-
-    enabled: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class TelegramSettings(_Section):
-    """``[telegram]``: the user's application id and hash from my.telegram.org (both or none)."""
-
-    PARSERS: ClassVar[Mapping[str, _Parser]] = {
-        "api_id": _parse_api_id,
-        "api_hash": _parse_api_hash,
-    }
-    RULES: ClassVar[Mapping[str, _Rule]] = {"api_hash": ("api_id", _api_hash_with_api_id)}
-
-    api_id: int | None = None
-    api_hash: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class BroadcastSettings(_Section):
-    """``[broadcast]``: the pause between two messages of one account, and the batch size."""
-
-    PARSERS: ClassVar[Mapping[str, _Parser]] = {
-        "min_delay_sec": _seconds_up_to(3600),
-        "max_delay_sec": _seconds_up_to(3600),
-        "batch_size": _int_between(1, 1000),
-    }
-    RULES: ClassVar[Mapping[str, _Rule]] = {
-        "max_delay_sec": ("min_delay_sec", _max_delay_not_below_min)
-    }
-
-    min_delay_sec: float = 3.0
-    max_delay_sec: float = 7.0
-    batch_size: int = 50
-
-
-@dataclass(frozen=True, slots=True)
-class TelemetrySettings(_Section):
-    """``[telemetry]``: anonymous usage events to the backend (off unless the user turns it on)."""
-
-    PARSERS: ClassVar[Mapping[str, _Parser]] = {"enabled": _parse_bool}
-
-    enabled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class UiSettings(_Section):
-    """``[ui]``: the window's language."""
-
-    PARSERS: ClassVar[Mapping[str, _Parser]] = {"language": _parse_language}
-
-    language: Literal["ru", "en"] = "ru"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything ``settings.ini`` configures; ``source`` is the file, ``None`` for defaults."""
-
-    license: LicenseSettings = field(default_factory=LicenseSettings)
-    flood: FloodSettings = field(default_factory=FloodSettings)
-    anti_spam: AntiSpamSettings = field(default_factory=AntiSpamSettings)
-    telegram: TelegramSettings = field(default_factory=TelegramSettings)
-    broadcast: BroadcastSettings = field(default_factory=BroadcastSettings)
-    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
-    ui: UiSettings = field(default_factory=UiSettings)
-    source: Path | None = None
-
-
-#: Each section's model, in the order of ``settings.ini.example``.
-SECTIONS: Final[Mapping[str, type[_Section]]] = {
-    "license": LicenseSettings,
-    "flood": FloodSettings,
-    "anti_spam": AntiSpamSettings,
-    "telegram": TelegramSettings,
-    "broadcast": BroadcastSettings,
-    "telemetry": TelemetrySettings,
-    "ui": UiSettings,
-}
-
-_S = TypeVar("_S", bound=_Section)
-
-
-def section_keys(section: type[_Section]) -> tuple[str, ...]:
-    """The keys of ``section`` (a class of :data:`SECTIONS`), in the order of the example."""
-    return tuple(f.name for f in dataclasses.fields(section))
-
-
-def _parse_section(model: type[_S], raw: Mapping[str, str]) -> tuple[_S, dict[str, str]]:
+def _parse_section(model: type[_S], raw: Mapping[str, str]) -> tuple[_S, dict[str, Reason]]:
     """The section ``raw`` (known keys only) gives, and the reason for each wrong key.
 
     The reasons are in the keys' order. A key not given keeps its default; the section returned
     is meaningful only when there is no reason.
     """
     values: dict[str, Any] = {}
-    reasons: dict[str, str] = {}
-    for key, parse in model.PARSERS.items():
+    reasons: dict[str, Reason] = {}
+    parsers = section_parsers(model)
+    for key, parse in parsers.items():
         if key in raw:
             try:
                 values[key] = parse(raw[key])
             except ValueError as exc:
-                reasons[key] = str(exc)
+                reasons[key] = _why(exc)
     section = model(**values)
     for key, (other, check) in model.RULES.items():
         # Applied whenever both keys are good, given or default: a file that sets only
@@ -394,15 +162,33 @@ def _parse_section(model: type[_S], raw: Mapping[str, str]) -> tuple[_S, dict[st
             try:
                 check(getattr(section, key), getattr(section, other))
             except ValueError as exc:
-                reasons[key] = str(exc)
-    return section, {key: reasons[key] for key in model.PARSERS if key in reasons}
+                reasons[key] = _why(exc)
+    return section, {key: reasons[key] for key in parsers if key in reasons}
 
 
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+def _why(exc: ValueError) -> Reason:
+    if isinstance(exc, Explained):
+        return exc.why
+    return Reason(N_("settings.reason.other"), {"reason": str(exc)})
+
+
+def _unknown(kind: Literal["section", "key"], name: str, known: Iterable[str]) -> Reason:
     known = list(known)
     close = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown {kind} ({hint}known: {', '.join(known)})"
+    # The names are the file's own words: written as in the file, in any language.
+    names = [f"[{name}]" for name in known] if kind == "section" else [repr(k) for k in known]
+    params: dict[str, object] = {"known": ", ".join(names)}
+    if close:
+        params["like"] = repr(close[0])
+    if kind == "section":
+        key = (
+            N_("settings.reason.unknown_section_like")
+            if close
+            else N_("settings.reason.unknown_section")
+        )
+    else:
+        key = N_("settings.reason.unknown_key_like") if close else N_("settings.reason.unknown_key")
+    return Reason(key, params)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -419,15 +205,25 @@ def _syntax_problems(
     if isinstance(error, configparser.DuplicateOptionError):
         return [
             SettingsProblem(
-                source, error.section, error.option, "the key is given twice", error.lineno
+                source,
+                error.section,
+                error.option,
+                Reason(N_("settings.reason.key_twice")),
+                error.lineno,
             )
         ]
     if isinstance(error, configparser.DuplicateSectionError):
         return [
-            SettingsProblem(source, error.section, None, "the section is given twice", error.lineno)
+            SettingsProblem(
+                source,
+                error.section,
+                None,
+                Reason(N_("settings.reason.section_twice")),
+                error.lineno,
+            )
         ]
     if isinstance(error, configparser.MissingSectionHeaderError):
-        reason = f"a line before the first [section] header: {line_text(error.lineno)}"
+        reason = Reason(N_("settings.reason.before_header"), {"line": line_text(error.lineno)})
         return [SettingsProblem(source, None, None, reason, error.lineno)]
     if isinstance(error, configparser.ParsingError):
         return [
@@ -435,13 +231,16 @@ def _syntax_problems(
                 source,
                 None,
                 None,
-                "neither a [section] header, nor a 'key = value' line, nor a ; comment: "
-                + line_text(lineno),
+                Reason(N_("settings.reason.bad_line"), {"line": line_text(lineno)}),
                 lineno,
             )
             for lineno, _ in error.errors
         ]
-    return [SettingsProblem(source, None, None, f"cannot be parsed: {error}")]
+    return [
+        SettingsProblem(
+            source, None, None, Reason(N_("settings.reason.unparseable"), {"reason": str(error)})
+        )
+    ]
 
 
 def _read_sections(text: str, source: Path | None) -> dict[str, dict[str, str]]:
@@ -479,7 +278,7 @@ def parse_settings(text: str, *, source: Path | None = None) -> Settings:
         sections[section], reasons = _parse_section(model, known)
         for key, reason in reasons.items():
             if re.search(r"\s[;#]", known.get(key, "")):
-                reason += " (a comment must be on a line of its own)"
+                reason = Reason(N_("settings.reason.inline_comment"), {"reason": reason})
             problems.append(SettingsProblem(source, section, key, reason))
     if problems:
         raise SettingsError(problems)
@@ -496,8 +295,10 @@ def _decode(data: bytes, path: Path) -> str:
                     path,
                     None,
                     None,
-                    f"is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
-                    "save it as UTF-8",
+                    Reason(
+                        N_("settings.reason.not_utf8"),
+                        {"byte": f"{data[exc.start]:#04x}", "offset": exc.start},
+                    ),
                 )
             ]
         ) from None
@@ -508,12 +309,17 @@ def _read_file(path: Path) -> bytes:
         with path.open("rb") as fh:
             data = fh.read(MAX_SETTINGS_BYTES + 1)
     except OSError as exc:
-        raise SettingsError(
-            [SettingsProblem(path, None, None, f"cannot be read: {exc.strerror or exc}")]
-        ) from None
+        raise SettingsError([SettingsProblem(path, None, None, _os_reason(exc))]) from None
     if len(data) > MAX_SETTINGS_BYTES:
         raise SettingsError(
-            [SettingsProblem(path, None, None, f"is larger than {MAX_SETTINGS_BYTES} bytes")]
+            [
+                SettingsProblem(
+                    path,
+                    None,
+                    None,
+                    Reason(N_("settings.reason.too_large"), {"limit": MAX_SETTINGS_BYTES}),
+                )
+            ]
         )
     return data
 
@@ -537,8 +343,7 @@ def check_live_settings(settings: Settings) -> None:
                     settings.source,
                     "license",
                     "jwt_public_key_fingerprint",
-                    "at least one key pin is required outside demo mode "
-                    "(`tgflow-server keys pins` prints them)",
+                    Reason(N_("settings.reason.pin_required")),
                 )
             ]
         )
@@ -569,9 +374,9 @@ def find_config(
     """
     if explicit is not None:
         if not explicit.exists():
-            reason = "does not exist (given with --config)"
+            reason = Reason(N_("settings.reason.config_missing"))
         elif not explicit.is_file():
-            reason = "is not a file (given with --config)"
+            reason = Reason(N_("settings.reason.config_not_file"))
         else:
             return explicit
         raise SettingsError([SettingsProblem(explicit, None, None, reason)])
@@ -582,22 +387,6 @@ def find_config(
 
 
 # --- editing ------------------------------------------------------------------------------------
-
-
-def _example_comments(section: str, key: str) -> list[str]:
-    """The comment lines right above ``key`` in the example, to carry along with a new key."""
-    lines = SETTINGS_EXAMPLE.splitlines()
-    current = None
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped.startswith("[") and stripped.endswith("]"):
-            current = stripped[1:-1]
-        elif current == section and re.match(rf"{re.escape(key)}\s*[=:]", stripped):
-            start = index
-            while start > 0 and lines[start - 1].lstrip().startswith((";", "#")):
-                start -= 1
-            return lines[start:index]
-    return []
 
 
 def _check_changes(changes: Mapping[tuple[str, str], str], path: Path) -> None:
@@ -613,7 +402,9 @@ def _check_changes(changes: Mapping[tuple[str, str], str], path: Path) -> None:
                 SettingsProblem(path, section, key, _unknown("key", key, section_keys(model)))
             )
         elif not isinstance(value, str) or any(c in value for c in "\r\n\x0b\x0c\x1c\x1d\x1e"):
-            problems.append(SettingsProblem(path, section, key, "a value is one line of text"))
+            problems.append(
+                SettingsProblem(path, section, key, Reason(N_("settings.reason.one_line")))
+            )
     if problems:
         raise SettingsError(problems)
 
@@ -640,7 +431,7 @@ def _set_option(updater: ConfigUpdater, section: str, key: str, value: str) -> N
     else:
         block.set(key, value)
         return
-    for comment in _example_comments(section, key):
+    for comment in help_comments(section, key):
         builder.comment(comment, comment_prefix=comment.lstrip()[:1])
     builder.option(key, value)
 
@@ -666,7 +457,7 @@ def edit_settings_text(text: str, changes: Mapping[tuple[str, str], str]) -> str
     for section, items in missing.items():
         lines = [f"[{section}]"]
         for key, value in items:
-            lines += [*_example_comments(section, key), f"{key} = {value}"]
+            lines += [*help_comments(section, key), f"{key} = {value}"]
         if edited and not edited.endswith("\n"):
             edited += "\n"
         separator = "\n" if edited.strip() and not edited.endswith("\n\n") else ""
@@ -687,7 +478,7 @@ def save_settings(path: Path, changes: Mapping[tuple[str, str], str]) -> Setting
         data = _read_file(path)
         original, had_bom = _decode(data, path), data.startswith(codecs.BOM_UTF8)
     else:
-        original, had_bom = SETTINGS_EXAMPLE, False
+        original, had_bom = example_text(), False
     crlf = "\r\n" in original
     text = original.replace("\r\n", "\n")
     _read_sections(text, path)  # an unparseable file is reported, not half-edited
@@ -713,7 +504,7 @@ def _replace_file(path: Path, text: str) -> None:
         fd, tmp_name = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise SettingsError(
-            [SettingsProblem(path, None, None, f"cannot be written: {exc.strerror or exc}")]
+            [SettingsProblem(path, None, None, _os_reason(exc, writing=True))]
         ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -726,6 +517,6 @@ def _replace_file(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise SettingsError(
-            [SettingsProblem(path, None, None, f"cannot be written: {exc.strerror or exc}")]
+            [SettingsProblem(path, None, None, _os_reason(exc, writing=True))]
         ) from None
     fsync_directory(directory)

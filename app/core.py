@@ -25,13 +25,31 @@ from agent.protocol import LicenseStatus
 from agent.secrets import RefreshTokenStore
 
 from . import __version__
+from .access_log import log_requests
 from .antispam import AccountStatus, AntiSpamWorker
 from .broadcast import BroadcastObserver, BroadcastWorker, Progress, reconcile
-from .broadcast_store import Broadcast, BroadcastStore, RecipientRow
+from .broadcast_store import (
+    Broadcast,
+    BroadcastState,
+    BroadcastStore,
+    DeliveryPlan,
+    RecipientRow,
+    Suppressed,
+    SuppressionReason,
+)
+from .catalog import N_, Explained, Reason, story
 from .clock import AsyncClock, SystemAsyncClock
 from .core_config import CoreConfig
+from .problems import problem_reason
 from .telemetry import TelemetryClient
-from .transports.base import AccountInfo, LoginFlow, TransportFactory
+from .transports.base import (
+    AccountInfo,
+    AccountUnusable,
+    FloodWait,
+    LoginFlow,
+    TransportFactory,
+    check_text,
+)
 
 log = logging.getLogger("tgflow.core")
 
@@ -51,9 +69,9 @@ class LicenseSnapshot:
     email: str | None
     plan: str | None
     status: str
-    #: Whether broadcasts may run; when not, :attr:`reason` says why.
+    #: Whether broadcasts may run; when not, :attr:`reason` says why (in any language).
     usable: bool
-    reason: str
+    reason: Reason | None
     limit: int
     used: int
     held: int
@@ -74,11 +92,25 @@ class AccountRow:
     status: AccountStatus
 
 
+#: Words of the session log's story lines (``app.catalog.story``).
+_SUPPRESSION_KEYS = {
+    SuppressionReason.BLOCKED: N_("log.suppression.blocked"),
+    SuppressionReason.USER: N_("log.suppression.user"),
+    SuppressionReason.OPT_OUT: N_("log.suppression.opt_out"),
+}
+_END_STATE_KEYS = {
+    BroadcastState.FINISHED: N_("log.state.finished"),
+    BroadcastState.STOPPED: N_("log.state.stopped"),
+    BroadcastState.PAUSED: N_("log.state.paused"),
+    BroadcastState.WAITING: N_("log.state.waiting"),
+}
+
+
 class NotSignedIn(RuntimeError):
     """The action needs a license session; sign in first."""
 
 
-class BroadcastBusy(RuntimeError):
+class BroadcastBusy(Explained, RuntimeError):
     """The account already runs a broadcast (one broadcast per account at a time)."""
 
 
@@ -113,6 +145,7 @@ class Core:
             clock=self.clock,
             device_name=device_name,
         )
+        log_requests(self.client.http)
         self.journal = UsageJournal(self.data_dir / "usage-journal.sqlite", clock=self.clock)
         self.store = BroadcastStore(self.data_dir / "broadcasts.sqlite", clock=self.clock)
         self.antispam = AntiSpamWorker(
@@ -144,10 +177,21 @@ class Core:
 
     async def sign_in(self, email: str, password: str) -> LicenseSnapshot:
         """Log in, settle what a previous run left open, and return the license."""
-        tokens = await self.client.login(email, password)
+        try:
+            tokens = await self.client.login(email, password)
+        except LicenseError as exc:
+            log.debug("sign-in refused: %s", exc.reason)
+            story(
+                log,
+                N_("log.sign_in_failed"),
+                level=logging.WARNING,
+                email=email,
+                reason=problem_reason(exc),
+            )
+            raise
         self._email = tokens.user.email
         self._signed_in = True
-        log.info("signed in")
+        story(log, N_("log.signed_in"), email=self._email)
         await self.settle_journal()
         return await self.license_snapshot()
 
@@ -173,6 +217,7 @@ class Core:
         try:
             await self.client.logout()
         finally:
+            story(log, N_("log.signed_out"), email=self._email)
             self._signed_in = False
             self._email = None
 
@@ -182,7 +227,7 @@ class Core:
         outcomes = await self.journal.settle(self.client)
         marked = reconcile(self.store, self.journal, left_open)
         if marked:
-            log.info("%d message(s) sent before a crash were marked as sent", marked)
+            story(log, N_("log.crash_marked"), count=marked)
         for outcome in outcomes:
             level = logging.INFO if outcome.outcome != Outcome.DEFERRED else logging.WARNING
             log.log(
@@ -207,12 +252,11 @@ class Core:
             return self._offline_snapshot()
         info = lic.info
         usable = info.status == LicenseStatus.ACTIVE and info.quota.remaining > 0
+        reason: Reason | None = None
         if info.status != LicenseStatus.ACTIVE:
-            reason = f"the license is {info.status}"
+            reason = Reason(N_("license.reason.inactive"), {"status": str(info.status)})
         elif info.quota.remaining <= 0:
-            reason = "the quota of this period is used up"
-        else:
-            reason = ""
+            reason = Reason(N_("license.reason.quota"))
         return LicenseSnapshot(
             email=self._email,
             plan=info.plan,
@@ -235,16 +279,18 @@ class Core:
         try:
             lease = self.client.offline_license()
         except TamperDetected as exc:
-            return self._unusable(f"the system clock was turned back: {exc}")
+            log.warning("the offline lease cannot be trusted: %s", exc)
+            return self._unusable(Reason(N_("license.reason.clock_back")))
         except LicenseError as exc:
-            return self._unusable(f"offline, and no valid offline lease: {exc}")
+            log.warning("offline, and no valid offline lease: %s", exc)
+            return self._unusable(Reason(N_("license.reason.no_lease")))
         return LicenseSnapshot(
             email=self._email,
             plan=lease.plan,
             status=lease.status,
             # Sending needs the server (each batch is reserved there); offline shows facts only.
             usable=False,
-            reason="the license server cannot be reached; sending resumes when it can",
+            reason=Reason(N_("license.reason.offline")),
             limit=lease.quota_limit,
             used=0,
             held=0,
@@ -254,7 +300,7 @@ class Core:
             offline=True,
         )
 
-    def _unusable(self, reason: str) -> LicenseSnapshot:
+    def _unusable(self, reason: Reason) -> LicenseSnapshot:
         return LicenseSnapshot(
             email=self._email,
             plan=None,
@@ -319,7 +365,7 @@ class Core:
         self._login = None
         self._accounts[info.account_id] = info
         self._save_accounts()
-        log.info("account %s added", info.display_name)
+        story(log, N_("log.account_added"), account=info.display_name)
         row = AccountRow(info, self.antispam.status(info.account_id))
         self._notify_account(row)
         return row
@@ -334,20 +380,32 @@ class Core:
 
     async def remove_account(self, account_id: str) -> None:
         if account_id in self._running:
-            raise BroadcastBusy("stop this account's broadcast first")
+            raise BroadcastBusy(N_("core.busy.stop_first"))
         info = self._accounts.pop(account_id)
         self._save_accounts()
         self.antispam.forget(account_id)
         self.transports.remove(info)
 
     async def ask_spambot(self, account_id: str) -> str:
+        try:
+            return await self._ask_spambot(account_id)
+        except FloodWait as exc:
+            # Telegram's wait holds for the account, not only for this question: a broadcast
+            # started next must wait it out too.
+            self.antispam.on_flood_wait(account_id, exc.seconds, kind=exc.kind)
+            raise
+        except AccountUnusable as exc:
+            self.antispam.on_fatal(account_id, exc.reason)
+            raise
+
+    async def _ask_spambot(self, account_id: str) -> str:
         running = self._running.get(account_id)
         if running is not None:
             # One session per account: a second client on the same session file would clash.
             return await running[0].transport.ask_spambot()
         transport = self.transports.transport(self._account(account_id))
-        await transport.connect()
         try:
+            await transport.connect()
             return await transport.ask_spambot()
         finally:
             await transport.disconnect()
@@ -403,10 +461,48 @@ class Core:
 
     # --- broadcasts -----------------------------------------------------------------------------
 
-    def create_broadcast(self, account_id: str, text: str, recipients: list[str]) -> str:
-        """Store a broadcast (every recipient pending) and return its id."""
+    def create_broadcast(
+        self, account_id: str, text: str, recipients: list[str], *, send_again: bool = False
+    ) -> str:
+        """Store a broadcast and return its id.
+
+        The suppressed recipients, and (unless the user chose ``send_again``) those who already
+        received this text, are stored ``skipped``; the rest are pending. A text Telegram would
+        refuse for everyone (empty, too long) raises :class:`~app.transports.base.TextRejected`
+        before anything is stored or sent.
+        """
         self._account(account_id)
-        return self.store.create(account_id, text, recipients)
+        check_text(text)
+        return self.store.create(account_id, text, recipients, send_again=send_again)
+
+    def delivery_plan(self, text: str, recipients: list[str]) -> DeliveryPlan:
+        """Who of ``recipients`` already received ``text``, and who is suppressed."""
+        return self.store.plan(text, recipients)
+
+    # --- the suppression list -------------------------------------------------------------------
+
+    def suppressed(self) -> list[Suppressed]:
+        return self.store.suppressed()
+
+    def suppress(
+        self, recipients: list[str], reason: SuppressionReason = SuppressionReason.USER
+    ) -> int:
+        """Never send to ``recipients`` again, from any list; returns how many were added."""
+        added = self.store.suppress(recipients, reason)
+        if added:
+            story(
+                log,
+                N_("log.suppressed"),
+                count=added,
+                why=Reason(_SUPPRESSION_KEYS[reason]),
+            )
+        return added
+
+    def unsuppress(self, recipients: list[str]) -> int:
+        removed = self.store.unsuppress(recipients)
+        if removed:
+            story(log, N_("log.unsuppressed"), count=removed)
+        return removed
 
     def broadcasts(self) -> list[Broadcast]:
         return self.store.all()
@@ -423,10 +519,11 @@ class Core:
         broadcast = self.store.get(broadcast_id)
         account = self._account(broadcast.account_id)
         if broadcast.account_id in self._running:
-            raise BroadcastBusy(f"{account.display_name} is already sending a broadcast")
+            raise BroadcastBusy(N_("core.busy.sending"), account=account.display_name)
         snapshot = await self.license_snapshot()
         if not snapshot.usable:
-            raise LicenseUnusable(snapshot.reason)
+            why = snapshot.reason or Reason(N_("license.reason.unknown"))
+            raise LicenseUnusable(why.key, **why.params)
         worker = BroadcastWorker(
             broadcast_id,
             store=self.store,
@@ -441,11 +538,30 @@ class Core:
             rng=self._rng,
             anti_spam_enabled=self.config.policy.enabled,
         )
+        story(
+            log,
+            N_("log.broadcast_started"),
+            id=broadcast_id,
+            account=account.display_name,
+            pending=broadcast.counts.pending,
+            sent=broadcast.counts.sent,
+        )
         task = asyncio.ensure_future(worker.run())
         self._running[broadcast.account_id] = (worker, task)
         # Forgotten when it ends, even if the caller stopped waiting for it (the shield below).
         task.add_done_callback(lambda _t: self._running.pop(broadcast.account_id, None))
         final = await asyncio.shield(task)
+        counts = final.counts
+        story(
+            log,
+            N_("log.broadcast_ended_because") if final.detail else N_("log.broadcast_ended"),
+            id=broadcast_id,
+            state=Reason(_END_STATE_KEYS.get(final.state, N_("log.state.stopped"))),
+            sent=counts.sent,
+            failed=counts.failed,
+            left=counts.pending,
+            reason=final.detail,
+        )
         self.telemetry.record(
             "broadcast.ended",
             state=final.state.value,
@@ -498,5 +614,5 @@ class Core:
             raise NotSignedIn("sign in first")
 
 
-class LicenseUnusable(RuntimeError):
+class LicenseUnusable(Explained, RuntimeError):
     """The license does not allow sending now (inactive, quota used up, offline)."""

@@ -5,15 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .antispam import FloodPolicy
+from .settings_schema import DEFAULTS, BroadcastSettings
 
 
 @dataclass(frozen=True)
 class Pacing:
-    """``[broadcast]`` of settings.ini."""
+    """``[broadcast]`` of settings.ini (defaults from the settings schema)."""
 
-    min_delay_sec: float = 3.0
-    max_delay_sec: float = 7.0
-    batch_size: int = 50
+    min_delay_sec: float = DEFAULTS.broadcast.min_delay_sec
+    max_delay_sec: float = DEFAULTS.broadcast.max_delay_sec
+    batch_size: int = DEFAULTS.broadcast.batch_size
+
+    @classmethod
+    def from_settings(cls, broadcast: BroadcastSettings) -> Pacing:
+        return cls(broadcast.min_delay_sec, broadcast.max_delay_sec, broadcast.batch_size)
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,14 @@ from server_stub.errors import DomainError
 from server_stub.services.marketplace import AppSpec
 from server_stub.wiring import Services, build_services
 
+from .catalog import N_
+from .core_config import Pacing
+
 if TYPE_CHECKING:
+    from .clock import AsyncClock
     from .core import Core
+    from .transports.simulated import SimulatedNetwork
+    from .ui.main_window import MainWindow
 
 log = logging.getLogger("tgflow.demo")
 
@@ -277,12 +283,43 @@ DEMO_PHONE = "+15550000001"
 DEMO_CODE = "12345"
 
 
+#: The demo's pacing: 50 simulated messages in about 25 s (real accounts keep settings.ini's
+#: conservative [broadcast] values; the demo ignores them, it talks to nobody).
+DEMO_PACING = Pacing(min_delay_sec=0.2, max_delay_sec=0.6, batch_size=50)
+#: The translation key of the message already written in the demo's Broadcast tab (in the
+#: window's language, like everything the program writes for the user).
+DEMO_MESSAGE = N_("demo.message")
+
+
+def demo_network(clock: AsyncClock) -> SimulatedNetwork:
+    """The demo's simulated Telegram: a little latency and an occasional short FloodWait."""
+    from .transports.simulated import SimulatedNetwork
+
+    return SimulatedNetwork(
+        seed=2026,
+        clock=clock,
+        latency=(0.02, 0.08),
+        flood_wait_rate=0.01,
+        flood_wait_seconds=(3, 8),
+    )
+
+
+def demo_recipients_file(data_dir: Path) -> Path:
+    return data_dir / "demo-recipients.csv"
+
+
+def prepare_demo_window(window: MainWindow, data_dir: Path) -> None:
+    """The demo's Broadcast tab: its recipients imported and its message written, so that a
+    newcomer's clicks are Sign in, the Broadcast tab, the opt-in tick and Start."""
+    window.prefill_broadcast(demo_recipients_file(data_dir), window.translator.tr(DEMO_MESSAGE))
+
+
 async def seed_demo_desktop(core: Core, data_dir: Path) -> Path:
     """Give the demo a simulated account and a recipients file; return the file's path."""
     if not core.accounts():
         await core.add_account_start(DEMO_PHONE)
         await core.add_account_code(DEMO_CODE)
-    recipients = data_dir / "demo-recipients.csv"
+    recipients = demo_recipients_file(data_dir)
     if not recipients.exists():
         recipients.write_text(
             "recipient\n" + "".join(f"{r}\n" for r in DEMO_RECIPIENTS), encoding="utf-8"

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Final, TextIO
 
 from agent.clock import Clock
+from app.catalog import STORY_ATTRIBUTE, Reason, encode_params
 
 #: Old session logs kept beside the current one; older ones are deleted when a session starts.
 DEFAULT_KEEP: Final = 50
@@ -132,15 +133,32 @@ class SessionLog:
         """``True`` once :meth:`close` has run."""
         return self._file.closed
 
-    def write(self, level: str, area: str, message: str, *, when: datetime | None = None) -> None:
-        """Append an entry (escaped) and flush it to the file; ``when`` defaults to the clock."""
+    def write(
+        self,
+        level: str,
+        area: str,
+        message: str,
+        *,
+        when: datetime | None = None,
+        why: Reason | None = None,
+    ) -> None:
+        """Append an entry (escaped) and flush it to the file; ``when`` defaults to the clock.
+
+        ``why`` is the message as a translation key and its fields (a story line): kept in the
+        cell's ``data-key`` and ``data-params`` so that the Logs panel can show it in any
+        language; the cell's text stays the English ``message`` for a browser.
+        """
         stamp = (when or self._clock.now()).astimezone(UTC)
         level_class = level.lower() if level.lower() in _LEVELS else "other"
         time = f"{stamp:%Y-%m-%d %H:%M:%S}.{stamp.microsecond // 1000:03d}"
+        keyed = ""
+        if why is not None:
+            params = encode_params(why.params)
+            keyed = f' data-key="{_text(why.key)}" data-params="{_text(params)}"'
         row = (
             f'<tr class="{level_class}"><td class="time">{time}</td>'
             f'<td class="level">{_text(level)}</td><td class="area">{_text(area)}</td>'
-            f'<td class="message">{_text(message)}</td></tr>\n'
+            f'<td class="message"{keyed}>{_text(message)}</td></tr>\n'
         )
         with self._lock:
             if self._file.closed:
@@ -194,6 +212,13 @@ class SessionLogHandler(logging.Handler):
             if record.exc_info and record.exc_info[0] is not None:
                 message += f" [{record.exc_info[0].__name__}]"
             when = datetime.fromtimestamp(record.created, UTC)
-            self.session_log.write(record.levelname, record.name, message, when=when)
+            why = getattr(record, STORY_ATTRIBUTE, None)
+            self.session_log.write(
+                record.levelname,
+                record.name,
+                message,
+                when=when,
+                why=why if isinstance(why, Reason) else None,
+            )
         except Exception:
             self.handleError(record)

@@ -11,49 +11,21 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from PyQt6.QtCore import QObject, pyqtSignal
+from PyQt6.QtCore import QCoreApplication, QLibraryInfo, QObject, QTranslator, pyqtSignal
+
+from app.catalog import N_, Reason, format_text, load_catalog, translations_dir
+
+__all__ = ["LANGUAGES", "N_", "QtTranslations", "Translator", "qt_translations_dir"]
 
 log = logging.getLogger("tgflow.ui")
 
 #: The languages the window speaks, the default first.
 LANGUAGES: Final = ("ru", "en")
 DEFAULT_LANGUAGE: Final = "ru"
-
-
-def resource_dir() -> Path:
-    """``resources/`` of the repository, or of the PyInstaller bundle when frozen."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle is not None:
-        return Path(bundle) / "resources"
-    return Path(__file__).resolve().parents[1] / "resources"
-
-
-def translations_dir() -> Path:
-    return resource_dir() / "translations"
-
-
-def N_(key: str) -> str:
-    """Mark ``key`` as a translation key used indirectly; returns it unchanged."""
-    return key
-
-
-def load_catalog(language: str, directory: Path | None = None) -> dict[str, str]:
-    """The ``key -> text`` table of ``language`` (empty, and logged, when it cannot be read)."""
-    path = (directory or translations_dir()) / f"{language}.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        log.error("the translations %s cannot be read: %s", path, exc)
-        return {}
-    if not isinstance(raw, dict):
-        log.error("the translations %s are not a JSON object", path)
-        return {}
-    return {str(k): str(v) for k, v in raw.items()}
 
 
 class Translator(QObject):
@@ -99,20 +71,95 @@ class Translator(QObject):
     # Shadows QObject.tr (Qt's own .ts catalogues, unused here) on purpose: one name for lookups.
     def tr(self, key: str, /, **fmt: object) -> str:  # type: ignore[override]
         """The text of ``key`` in the current language, with ``{name}`` fields filled in."""
-        text = self._catalog.get(key)
+        catalog = self._catalog if key in self._catalog else self._fallback
+        text = format_text(catalog, key, fmt)
         if text is None:
-            text = self._fallback.get(key)
-            if text is None:
-                log.warning("no translation for %r", key)
-                return key
-        if not fmt:
-            return text
-        try:
-            return text.format(**fmt)
-        except (KeyError, IndexError, ValueError) as exc:
-            log.warning("the translation of %r does not fit its fields: %s", key, exc)
-            return text
+            log.warning("no translation for %r", key)
+            return key
+        return text
+
+    def reason(self, why: Reason) -> str:
+        """The text of ``why`` (a lower layer's reason) in the current language."""
+        return self.tr(why.key, **why.params)
 
     def keys(self) -> Mapping[str, str]:
         """The current language's table (read-only use)."""
         return self._catalog
+
+
+def qt_translations_dir() -> str:
+    """Where Qt's own ``.qm`` catalogues are (PyQt6's bundled ``Qt6/translations``)."""
+    return QLibraryInfo.path(QLibraryInfo.LibraryPath.TranslationsPath)
+
+
+class QtTranslations(QObject):
+    """Qt's own strings (QMessageBox and QFileDialog buttons and labels) in the window's language.
+
+    Follows ``translator``: the ``qtbase_<language>`` catalogue is installed into the application
+    and replaced when the language changes. Qt's source strings are English, so English needs no
+    catalogue; a missing one is logged and Qt's English stays. Qt 6's Russian catalogue lacks a
+    few strings the file dialog shows (its labels gained accelerators); ``qtbase_supplement.json``
+    in the translations supplies them. A QTranslator removes itself from the application when it
+    is deleted, so this object's lifetime bounds the installation.
+    """
+
+    def __init__(self, translator: Translator, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._installed: list[QTranslator] = []
+        translator.language_changed.connect(self._install)
+        self._install(translator.language)
+
+    @property
+    def language(self) -> str | None:
+        """The language of the installed catalogue, ``None`` for Qt's own English."""
+        return self._installed[0].language() if self._installed else None
+
+    def _install(self, language: str) -> None:
+        app = QCoreApplication.instance()
+        if app is None:
+            return
+        for old in self._installed:
+            app.removeTranslator(old)
+            old.deleteLater()
+        self._installed = []
+        if language == "en":
+            return
+        catalogue = QTranslator(self)
+        if not catalogue.load(f"qtbase_{language}", qt_translations_dir()):
+            log.warning("Qt's own translations for %r are not installed", language)
+            return
+        # The one installed last is asked first: the supplement, then Qt's catalogue.
+        for installed in (catalogue, _Supplement(language, self)):
+            app.installTranslator(installed)
+            self._installed.append(installed)
+
+
+class _Supplement(QTranslator):
+    """Qt strings its own catalogue for ``language`` lacks (``qtbase_supplement.json``)."""
+
+    def __init__(self, language: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._language = language
+        self._table: dict[str, dict[str, str]] = {}
+        path = translations_dir() / "qtbase_supplement.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8")).get(language, {})
+            self._table = {str(c): {str(k): str(v) for k, v in t.items()} for c, t in raw.items()}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("the Qt translation supplement %s cannot be read: %s", path, exc)
+
+    def language(self) -> str:
+        return self._language
+
+    def isEmpty(self) -> bool:
+        return not self._table
+
+    # Returning None (a null string) lets Qt ask the next translator; "" would blank the text.
+    def translate(  # type: ignore[override]
+        self,
+        context: str | None,
+        source: str | None,
+        disambiguation: str | None = None,
+        n: int = -1,
+    ) -> str | None:
+        return self._table.get(context or "", {}).get(source or "")

@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PyQt6.QtWidgets import QApplication
 
-    from .config import Settings
+    from .config import Settings, SettingsError
     from .core import Core
+    from .core_config import Pacing
     from .core_handle import DeferredCore
     from .demo import DemoBackend
     from .htmllog import SessionLog
@@ -53,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--self-test", action="store_true", help="run headless checks of this installation"
+    )
+    parser.add_argument(
+        "--offscreen",
+        action="store_true",
+        help="draw the window off screen (the demo then signs in by itself and saves a picture)",
     )
     parser.add_argument("--lang", choices=["ru", "en"], help="interface language")
     parser.add_argument(
@@ -92,17 +99,11 @@ def prepare(args: argparse.Namespace) -> Startup:
     settings_path = path or paths.settings_file
     if args.demo:
         from .clock import SystemAsyncClock
-        from .demo import start_demo_backend
-        from .transports.simulated import SimulatedNetwork, SimulatedTransportFactory
+        from .demo import demo_network, start_demo_backend
+        from .transports.simulated import SimulatedTransportFactory
 
         demo = start_demo_backend(paths.data_dir / "server")
-        network = SimulatedNetwork(
-            seed=2026,
-            clock=SystemAsyncClock(),
-            latency=(0.02, 0.08),
-            flood_wait_rate=0.01,
-            flood_wait_seconds=(3, 8),
-        )
+        network = demo_network(SystemAsyncClock())
         return Startup(
             settings,
             settings_path,
@@ -185,8 +186,9 @@ def install_qt_message_handler() -> None:
     qInstallMessageHandler(handler)
 
 
-def show_startup_error(message: str) -> None:
-    """Tell the user why the program cannot start: on stderr, and in a dialog when possible."""
+def show_startup_error(message: str, *, shown: Callable[[], str] | None = None) -> None:
+    """Tell the user why the program cannot start: on stderr (English, like every CLI message),
+    and in a dialog when possible (``shown()``'s text: in the window's language)."""
     print(f"tgflow: {message}", file=sys.stderr)
     if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
         return  # nobody could see a dialog
@@ -194,11 +196,40 @@ def show_startup_error(message: str) -> None:
         from PyQt6.QtWidgets import QApplication, QMessageBox
 
         app = QApplication.instance() or QApplication(sys.argv[:1])
-        box = QMessageBox(QMessageBox.Icon.Critical, "TGFlow", message)
+        box = QMessageBox(QMessageBox.Icon.Critical, "TGFlow", shown() if shown else message)
         box.exec()
         del app
     except Exception as exc:  # no display: stderr has said it already
         log.debug("no dialog for the startup error: %s", exc)
+
+
+def startup_language(exc: SettingsError, chosen: str | None) -> str:
+    """The language to explain a settings problem in: ``--lang``, else the file's own
+    ``[ui] language`` when that much of it can be read, else the default (Russian)."""
+    import configparser
+
+    from .i18n import DEFAULT_LANGUAGE, LANGUAGES
+
+    if chosen in LANGUAGES:
+        return chosen
+    for path in {p.file for p in exc.problems if p.file is not None}:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(path, encoding="utf-8-sig")
+            language = parser.get("ui", "language", fallback="").strip().lower()
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        if language in LANGUAGES:
+            return language
+    return DEFAULT_LANGUAGE
+
+
+def settings_error_text(exc: SettingsError, chosen: str | None) -> str:
+    """``exc`` (the file, the key and the reason of each problem) in the window's language."""
+    from .i18n import Translator
+    from .viewmodels.errors import describe_settings_error
+
+    return describe_settings_error(exc, Translator(startup_language(exc, chosen)))
 
 
 def display_problem() -> str | None:
@@ -215,8 +246,13 @@ def display_problem() -> str | None:
 
 def run_gui(args: argparse.Namespace) -> int:
     from .config import SettingsError
+    from .qt_platform import unusable_display
 
-    problem = display_problem()
+    if args.offscreen:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        args.headless = True
+    # Qt aborts the process when its platform plugin cannot load: find out before it starts.
+    problem = display_problem() or unusable_display()
     if problem is not None:
         if not args.demo:
             print(f"tgflow: {problem}", file=sys.stderr)
@@ -229,7 +265,7 @@ def run_gui(args: argparse.Namespace) -> int:
     try:
         startup = prepare(args)
     except SettingsError as exc:
-        show_startup_error(str(exc))
+        show_startup_error(str(exc), shown=functools.partial(settings_error_text, exc, args.lang))
         return EXIT_CONFIG
     session_log = setup_logging(startup.paths.log_dir, demo=startup.demo is not None)
     try:
@@ -246,7 +282,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
 
     from .antispam import FloodPolicy
     from .clock import SystemAsyncClock
-    from .core_config import CoreConfig, Pacing
+    from .core_config import CoreConfig
     from .core_handle import DeferredCore
     from .engine import Engine
     from .i18n import Translator
@@ -261,16 +297,8 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
     config = CoreConfig(
         api_base_url=startup.api_base_url,
         pins=startup.pins,
-        policy=FloodPolicy(
-            max_consecutive_errors=settings.flood.max_consecutive_errors,
-            cooldown_sec=settings.flood.cooldown_sec,
-            enabled=settings.anti_spam.enabled,
-        ),
-        pacing=Pacing(
-            min_delay_sec=settings.broadcast.min_delay_sec,
-            max_delay_sec=settings.broadcast.max_delay_sec,
-            batch_size=settings.broadcast.batch_size,
-        ),
+        policy=FloodPolicy.from_settings(settings),
+        pacing=_pacing(settings, demo=startup.demo is not None),
         telemetry=settings.telemetry.enabled,
     )
     handle = DeferredCore(
@@ -326,6 +354,16 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
     return int(code)
 
 
+def _pacing(settings: Settings, *, demo: bool) -> Pacing:
+    if demo:
+        from .demo import DEMO_PACING
+
+        return DEMO_PACING
+    from .core_config import Pacing
+
+    return Pacing.from_settings(settings.broadcast)
+
+
 async def _build_core(handle: DeferredCore, startup: Startup) -> Core:
     import platform
 
@@ -355,6 +393,10 @@ async def _build_core(handle: DeferredCore, startup: Startup) -> Core:
 
 
 def _core_ready(window: MainWindow, args: argparse.Namespace, startup: Startup) -> None:
+    if startup.demo is not None:
+        from .demo import prepare_demo_window
+
+        prepare_demo_window(window, startup.paths.data_dir)
     if getattr(args, "headless", False) and startup.demo is not None:
         _run_headless_demo(window, startup.demo, startup.paths.log_dir)
     else:

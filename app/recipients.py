@@ -13,10 +13,13 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
+
+from app.catalog import N_, Explained, english, os_error_reason
+from app.transports.base import MAX_USER_ID
 
 #: At most this many recipients are imported; the rest of the input is refused with a problem.
 MAX_RECIPIENTS: Final = 100_000
@@ -26,8 +29,9 @@ MAX_LISTED_PROBLEMS: Final = 1000
 MAX_FILE_BYTES: Final = 64 * 1024 * 1024
 #: Longer values are shortened in problems (the reader needs to recognise them, not all of them).
 _SHOWN_CHARS: Final = 100
-#: The largest user id accepted (Telegram ids fit in a signed 64-bit integer).
-_MAX_USER_ID: Final = 2**63 - 1
+#: The largest user id accepted: the largest kurigram can address (2^40 − 1; above it kurigram
+#: cannot tell a user from a chat and raises a bare ValueError mid-run).
+_MAX_USER_ID: Final = MAX_USER_ID
 
 _USERNAME_CHARS = re.compile(r"[A-Za-z0-9_]+")
 _PHONE_CHARS = re.compile(r"[0-9\s()\-.]+")
@@ -48,15 +52,32 @@ _COLUMN_NAMES: Final = (
     "id",
 )
 _PHONE_COLUMNS: Final = frozenset({"phone", "phone_number"})
+# The opt-out convention of a CSV with a header: a column ``opt_out`` (or ``opted_out``,
+# ``unsubscribed``) holding a yes-value, or a column ``status`` holding an opt-out word, marks
+# the row's recipient as opted out: not imported, and put on the suppression list.
+_OPT_OUT_COLUMNS: Final = ("opt_out", "opted_out", "optout", "unsubscribed")
+_STATUS_COLUMNS: Final = ("status",)
+_YES: Final = frozenset({"1", "yes", "y", "true", "x", "да", "д"})
+_OPT_OUT_STATUSES: Final = frozenset(
+    {"opt_out", "opted_out", "opt-out", "opted-out", "optout", "unsubscribed", "stop", "blocked"}
+)
 
 
 @dataclass(frozen=True)
 class RecipientProblem:
-    """A value that was not imported: its line in the source (1-based), the value and why."""
+    """A value that was not imported: its line in the source (1-based), the value and why.
+
+    ``reason`` is English; ``key`` and ``params`` give it in any language (``app/catalog.py``).
+    """
 
     line: int
     value: str
-    reason: str
+    key: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        return english(self.key, **self.params)
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.value!r}: {self.reason}"
@@ -75,20 +96,25 @@ class RecipientImport:
     duplicates: int
     errors: tuple[RecipientProblem, ...]
     unlisted_errors: int = 0
+    #: Recipients a CSV marked as opted out (its ``opt_out`` or ``status`` column): never in
+    #: :attr:`recipients`, to be put on the suppression list.
+    opted_out: tuple[str, ...] = ()
 
 
-class RecipientFileError(Exception):
-    """A recipients file cannot be read as text; the message names the file and the reason."""
+class RecipientFileError(Explained):
+    """A recipients file cannot be read as text: the file, and why (a translation key)."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path, key: str, /, **params: object) -> None:
         """Name ``path`` and why it cannot be used."""
-        super().__init__(f"{path}: {reason}")
+        super().__init__(key, **params)
         self.path = path
-        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
-class InvalidRecipient(ValueError):
-    """A value that is not a recipient; ``str()`` says why, for the user."""
+class InvalidRecipient(Explained, ValueError):
+    """A value that is not a recipient; ``str()`` says why in English, ``key`` in any language."""
 
 
 # --- one value ----------------------------------------------------------------------------------
@@ -96,22 +122,22 @@ class InvalidRecipient(ValueError):
 
 def _username(name: str) -> str:
     if not _USERNAME_CHARS.fullmatch(name):
-        raise InvalidRecipient("a username holds only Latin letters, digits and _")
+        raise InvalidRecipient(N_("recipients.reason.username_chars"))
     if not 5 <= len(name) <= 32:
-        raise InvalidRecipient(f"a username has 5 to 32 characters, this one has {len(name)}")
+        raise InvalidRecipient(N_("recipients.reason.username_length"), length=len(name))
     if not name[0].isalpha():
-        raise InvalidRecipient("a username starts with a letter")
+        raise InvalidRecipient(N_("recipients.reason.username_start"))
     if name.endswith("_"):
-        raise InvalidRecipient("a username does not end with _")
+        raise InvalidRecipient(N_("recipients.reason.username_end"))
     if "__" in name:
-        raise InvalidRecipient("a username has no two _ in a row")
+        raise InvalidRecipient(N_("recipients.reason.username_underscores"))
     return "@" + name.lower()
 
 
 def _phone(number: str) -> str:
     digits = re.sub(r"[\s()\-.]", "", number)
     if not (digits.isascii() and digits.isdigit() and 7 <= len(digits) <= 15):
-        raise InvalidRecipient("a phone number is + and 7 to 15 digits (spaces, - and () allowed)")
+        raise InvalidRecipient(N_("recipients.reason.phone"))
     return "+" + digits
 
 
@@ -138,7 +164,7 @@ def normalise_recipient(value: str, *, phone_column: bool = False) -> str:
     """
     text = value.translate(_INVISIBLE).strip()
     if not text:
-        raise InvalidRecipient("empty")
+        raise InvalidRecipient(N_("recipients.reason.empty"))
     if text.startswith("+"):
         return _phone(text[1:])
     if text.startswith("@"):
@@ -150,22 +176,22 @@ def normalise_recipient(value: str, *, phone_column: bool = False) -> str:
         if target.startswith("+") and target[1:].isdigit():
             return _phone(target[1:])
         if target.startswith(("+", "joinchat/")):
-            raise InvalidRecipient("an invite link to a group or channel, not a user")
+            raise InvalidRecipient(N_("recipients.reason.invite_link"))
         if "/" in target or not target:
-            raise InvalidRecipient("not a link to a user's profile (t.me/username)")
+            raise InvalidRecipient(N_("recipients.reason.not_profile_link"))
         return _username(target)
     if text.isascii() and text.isdigit():
         user_id = int(text)
         if not 0 < user_id <= _MAX_USER_ID:
-            raise InvalidRecipient("a user id is a positive number below 2^63")
+            raise InvalidRecipient(N_("recipients.reason.user_id"), max=_MAX_USER_ID)
         return str(user_id)
     if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
-        raise InvalidRecipient("a negative id is a group or channel, not a user")
+        raise InvalidRecipient(N_("recipients.reason.negative_id"))
     if _PHONE_CHARS.fullmatch(text) and sum(c.isdigit() for c in text) >= 7:
-        raise InvalidRecipient("looks like a phone number: write it with + and the country code")
+        raise InvalidRecipient(N_("recipients.reason.phone_without_plus"))
     if _USERNAME_CHARS.fullmatch(text):
         return _username(text)
-    raise InvalidRecipient("not a @username, a t.me link, a +phone number or a numeric user id")
+    raise InvalidRecipient(N_("recipients.reason.unknown"))
 
 
 # --- collecting ---------------------------------------------------------------------------------
@@ -178,28 +204,33 @@ class _Collector:
     errors: list[RecipientProblem] = field(default_factory=list)
     unlisted_errors: int = 0
     full: bool = False
+    opted_out: dict[str, None] = field(default_factory=dict)
 
-    def problem(self, line: int, value: str, reason: str) -> None:
+    def problem(self, line: int, value: str, key: str, **params: object) -> None:
         if len(self.errors) < MAX_LISTED_PROBLEMS:
             shown = value if len(value) <= _SHOWN_CHARS else value[: _SHOWN_CHARS - 1] + "…"
-            self.errors.append(RecipientProblem(line, shown, reason))
+            self.errors.append(RecipientProblem(line, shown, key, params))
         else:
             self.unlisted_errors += 1
 
-    def add(self, line: int, value: str, *, phone_column: bool = False) -> None:
+    def add(
+        self, line: int, value: str, *, phone_column: bool = False, opted_out: bool = False
+    ) -> None:
         """Import ``value`` found on ``line``; sets :attr:`full` once the cap is passed."""
         try:
             recipient = normalise_recipient(value, phone_column=phone_column)
         except InvalidRecipient as exc:
-            self.problem(line, value.strip(), str(exc))
+            self.problem(line, value.strip(), exc.key, **exc.params)
             return
-        if recipient in self.seen:
+        if opted_out or recipient in self.opted_out:
+            # An opt-out anywhere in the list wins over the same person listed as a recipient.
+            self.opted_out[recipient] = None
+            self.seen.pop(recipient, None)
+        elif recipient in self.seen:
             self.duplicates += 1
         elif len(self.seen) >= MAX_RECIPIENTS:
             self.problem(
-                line,
-                value.strip(),
-                f"more than {MAX_RECIPIENTS} recipients: this one and the rest were not imported",
+                line, value.strip(), N_("recipients.reason.too_many"), limit=MAX_RECIPIENTS
             )
             self.full = True
         else:
@@ -211,6 +242,7 @@ class _Collector:
             duplicates=self.duplicates,
             errors=tuple(self.errors),
             unlisted_errors=self.unlisted_errors,
+            opted_out=tuple(self.opted_out),
         )
 
 
@@ -269,21 +301,44 @@ def _header_column(row: list[str]) -> int | None:
     return None
 
 
+def _NEVER_OPTED_OUT(_row: list[str]) -> bool:
+    return False
+
+
+def _opt_out_test(row: list[str]) -> Callable[[list[str]], bool]:
+    """From a header row: whether a data row marks its recipient as opted out."""
+    names = [cell.translate(_INVISIBLE).strip().lower() for cell in row]
+
+    def cell(data: list[str], index: int) -> str:
+        return data[index].strip().lower() if index < len(data) else ""
+
+    flags = [names.index(n) for n in _OPT_OUT_COLUMNS if n in names]
+    statuses = [names.index(n) for n in _STATUS_COLUMNS if n in names]
+    return lambda data: (
+        any(cell(data, i) in _YES for i in flags)
+        or any(cell(data, i) in _OPT_OUT_STATUSES for i in statuses)
+    )
+
+
 def parse_recipients_csv(text: str) -> RecipientImport:
     """Recipients from CSV text, one per row.
 
     The delimiter (``,``, ``;`` or tab) is sniffed. If the first row names a column
     ``recipient``, ``username``, ``phone``, ``user`` or ``id`` (any case), it is a header and that
     column is read; otherwise every row is data and the first column is read. Blank rows are
-    skipped; a row whose recipient cell is empty is reported.
+    skipped; a row whose recipient cell is empty is reported. With a header, a row whose
+    ``opt_out`` column says yes (``1``, ``yes``, ``true``, ``x``, ``да``) or whose ``status``
+    column says ``opted_out``/``unsubscribed``/``stop``/``blocked`` is an opt-out
+    (:attr:`RecipientImport.opted_out`).
     """
     text = text.removeprefix("\ufeff")
     delimiter = _delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     collector = _Collector()
     column: int | None = None
-    column_name = "first"
+    column_name: str | None = None
     phone_column = False
+    opted_out: Callable[[list[str]], bool] = _NEVER_OPTED_OUT
     previous_end = 0
     while True:
         start = previous_end + 1
@@ -292,7 +347,7 @@ def parse_recipients_csv(text: str) -> RecipientImport:
         except StopIteration:
             break
         except csv.Error as exc:
-            collector.problem(start, "", f"not valid CSV: {exc}")
+            collector.problem(start, "", N_("recipients.reason.bad_csv"), detail=str(exc))
             if reader.line_num <= previous_end:
                 break  # the reader made no progress; what follows cannot be read
             previous_end = reader.line_num
@@ -306,11 +361,20 @@ def parse_recipients_csv(text: str) -> RecipientImport:
             if header is not None:
                 column_name = row[header].strip()
                 phone_column = column_name.lower() in _PHONE_COLUMNS
+                opted_out = _opt_out_test(row)
                 continue
         if column >= len(row) or not row[column].strip():
-            collector.problem(start, delimiter.join(row), f"the {column_name!r} column is empty")
+            if column_name is None:
+                collector.problem(start, delimiter.join(row), N_("recipients.reason.empty_first"))
+            else:
+                collector.problem(
+                    start,
+                    delimiter.join(row),
+                    N_("recipients.reason.empty_column"),
+                    column=column_name,
+                )
             continue
-        collector.add(start, row[column], phone_column=phone_column)
+        collector.add(start, row[column], phone_column=phone_column, opted_out=opted_out(row))
         if collector.full:
             break
     return collector.result()
@@ -329,8 +393,10 @@ def _decode(data: bytes, path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise RecipientFileError(
             path,
-            f"not {encoding.upper().removesuffix('-SIG')} text (byte {data[exc.start]:#04x} at "
-            f"offset {exc.start}); save it as UTF-8 (in Excel: CSV UTF-8)",
+            N_("recipients.file.not_text"),
+            encoding=encoding.upper().removesuffix("-SIG"),
+            byte=f"{data[exc.start]:#04x}",
+            offset=exc.start,
         ) from None
 
 
@@ -346,9 +412,12 @@ def load_recipients_file(
         with path.open("rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise RecipientFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+        key, params = os_error_reason(exc)
+        raise RecipientFileError(path, key, **params) from None
     if len(data) > MAX_FILE_BYTES:
-        raise RecipientFileError(path, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        raise RecipientFileError(
+            path, N_("recipients.file.too_large"), mib=MAX_FILE_BYTES // (1024 * 1024)
+        )
     text = _decode(data, path)
     if kind == "csv" or (kind == "auto" and path.suffix.lower() in (".csv", ".tsv")):
         return parse_recipients_csv(text)

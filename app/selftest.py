@@ -45,14 +45,14 @@ def check_imports() -> str:
 
 def check_settings_example() -> str:
     from .config import parse_settings
-    from .settings_example import SETTINGS_EXAMPLE
+    from .settings_schema import example_text
 
-    settings = parse_settings(SETTINGS_EXAMPLE)
+    settings = parse_settings(example_text())
     return f"settings.ini.example parses ([ui] language = {settings.ui.language})"
 
 
 def check_translations() -> str:
-    from .i18n import load_catalog
+    from .catalog import load_catalog
 
     ru, en = load_catalog("ru"), load_catalog("en")
     if not ru or not en:
@@ -60,6 +60,22 @@ def check_translations() -> str:
     if set(ru) != set(en):
         raise RuntimeError(f"ru and en differ in {sorted(set(ru) ^ set(en))[:5]}")
     return f"ru and en, {len(ru)} strings each"
+
+
+def check_display() -> str:
+    """The platform a window would really open on, tried in a child process (Qt aborts the
+    process that fails to load it); off screen from here on when it cannot load."""
+    from .qt_platform import OFFSCREEN, probe, unusable_display
+
+    requested = os.environ.get("QT_QPA_PLATFORM", "")
+    if requested == OFFSCREEN:
+        return "off screen (QT_QPA_PLATFORM=offscreen or no display)"
+    problem = unusable_display()
+    loaded, why = ("", problem) if problem else probe(requested)
+    if not loaded:
+        os.environ["QT_QPA_PLATFORM"] = OFFSCREEN
+        raise RuntimeError(f"no window can open on {requested or 'this display'}: {why}")
+    return f"a window opens on Qt platform {loaded}"
 
 
 def check_qt() -> str:
@@ -70,8 +86,11 @@ def check_qt() -> str:
     image = label.grab()
     if image.isNull():
         raise RuntimeError("a widget could not be rendered")
+    # The platform that really loaded, read while the application lives: afterwards Qt answers
+    # with its compiled-in default ("xcb") whatever was loaded.
+    loaded = app.platformName() if isinstance(app, QApplication) else "?"
     del app
-    return f"Qt platform {QApplication.platformName()}"
+    return f"Qt platform {loaded}"
 
 
 def check_fingerprint() -> str:
@@ -122,7 +141,7 @@ def check_end_to_end() -> str:
                     broadcast_id = core.create_broadcast(
                         account.info.account_id, "self-test", recipients
                     )
-                    final = await core.run_broadcast(broadcast_id, _Quiet())
+                    final = await core.run_broadcast(broadcast_id, QuietObserver())
                     snapshot = await core.license_snapshot()
                     return final.counts.sent, snapshot.used
                 finally:
@@ -136,7 +155,9 @@ def check_end_to_end() -> str:
     return "20 simulated messages sent and counted once"
 
 
-class _Quiet:
+class QuietObserver:
+    """A broadcast observer that ignores everything (for runs nobody watches)."""
+
     def progress(self, progress: object) -> None:
         return None
 
@@ -151,6 +172,7 @@ CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("imports", check_imports),
     ("settings", check_settings_example),
     ("translations", check_translations),
+    ("display", check_display),
     ("qt", check_qt),
     ("fingerprint", check_fingerprint),
     ("end-to-end", check_end_to_end),

@@ -3,8 +3,8 @@
 Runs everything in this process, off screen: the reference backend with a demo user (as
 ``tgflow --demo`` does), the engine thread, a Core on the simulated Telegram with a fake clock
 (so the broadcast's pauses take no real time), and the main window. It signs in through the
-login dialog, adds simulated accounts, imports recipients, sends a short broadcast, and grabs
-each tab.
+login dialog, adds simulated accounts, imports recipients, sends a short broadcast, takes apps
+from the demo marketplace, and grabs each tab.
 
     .venv/bin/python scripts/screenshots.py [--language ru|en] [--out docs/screenshots]
 """
@@ -180,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
             log_dir=log_dir,
             translator=translator,
             demo_credentials=(backend.email, backend.password),
+            marketplace_defaults=(
+                (backend.url, backend.marketplace.admin_token)
+                if backend.marketplace is not None
+                else None
+            ),
             current_log=session_log.path,
         )
         window.resize(1200, 800)
@@ -245,6 +250,17 @@ def main(argv: list[str] | None = None) -> int:
             wait(window.license.changed, window.license.refresh)
             window.tabs.setCurrentWidget(window.license_panel)
             save(window, out / "license.png")
+
+            # Marketplace: the demo's catalog; a trial started and installed, a free app taken.
+            market = window.open_marketplace()
+            model = window.marketplace
+            assert model is not None
+            wait(model.changed, lambda: window.tabs.setCurrentWidget(window.marketplace_tab))
+            wait(model.license_changed, market.cards["polls"].trial_button.click)
+            wait(model.installed, market.cards["polls"].install_button.click)
+            wait(model.license_changed, market.cards["notes"].purchase_button.click)
+            settle(300)
+            save(window, out / "marketplace.png")
 
             window.tabs.setCurrentWidget(window.logs_panel)
             wait(window.logs.log_loaded, window.logs.refresh)

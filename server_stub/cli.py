@@ -28,7 +28,7 @@ from .clock import SystemClock
 from .config import Settings, default_data_dir
 from .demo import DEMO_EMAIL, seed_demo_user
 from .errors import DomainError
-from .keys import KeyStoreError
+from .keys import KeyStore, KeyStoreError
 from .logging_setup import configure_logging
 from .marketplace_tokens import IssuedBackendToken
 from .services.marketplace import AppSpec, LicenseView
@@ -43,7 +43,9 @@ def _data_dir(value: str) -> Path:
     return Path(value).expanduser()
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, *, read_only: bool = False) -> Settings:
+    """The settings; a command that writes gets a writable data dir (created when missing),
+    a read-only one an existing data dir or a :class:`CliError` saying there is none."""
     overrides: dict[str, object] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
@@ -53,8 +55,19 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise CliError(f"invalid TGFLOW_* setting: {exc}") from exc
-    _check_writable(settings.data_dir)
+    if read_only:
+        if not settings.data_dir.is_dir():
+            raise CliError(f"no data dir {settings.data_dir}: {_NOTHING_HERE}")
+    else:
+        _check_writable(settings.data_dir)
     return settings
+
+
+#: Why a read-only command found nothing, and what to do.
+_NOTHING_HERE = (
+    "no server has run with it. Pass the --data-dir of your server (or set TGFLOW_DATA_DIR), "
+    "or start one first with `tgflow-server run` or `tgflow-server demo`"
+)
 
 
 def _check_writable(directory: Path) -> None:
@@ -66,19 +79,34 @@ def _check_writable(directory: Path) -> None:
         raise CliError(f"the data dir {directory} is not writable: {exc.strerror or exc}") from exc
 
 
-def _services(args: argparse.Namespace) -> Services:
-    settings = _settings(args)
+def _services(args: argparse.Namespace, *, read_only: bool = False) -> Services:
+    settings = _settings(args, read_only=read_only)
+    url = settings.resolved_database_url()
+    if read_only and url.startswith("sqlite:///"):
+        database = Path(url.removeprefix("sqlite:///"))
+        if not database.is_file():
+            raise CliError(f"no database {database}: {_NOTHING_HERE}")
     try:
-        return build_services(settings)
+        return build_services(settings, read_only=read_only)
+    except KeyStoreError as exc:
+        raise CliError(f"{exc}: {_NOTHING_HERE}") from exc
     except SQLAlchemyError as exc:
         raise CliError(
             f"cannot reach the database: {type(exc).__name__}: {str(exc.__cause__ or exc)[:300]}"
         ) from exc
 
 
-def _print_pins(services: Services) -> None:
-    for key in services.ctx.keys.published():
-        print(f"  {key.purpose:8} {key.alg}  {key.pin}")
+def _print_pins(keys: KeyStore, purpose: str | None = None) -> None:
+    """Every published key, then the desktop's ready-to-paste settings.ini line: the desktop
+    verifies access tokens and leases, which the auth keys sign (all of them while a rotated
+    one is still published)."""
+    published = keys.published()
+    for key in published:
+        if purpose in (None, key.purpose):
+            print(f"{key.purpose:8} {key.alg}  {key.kid}  {key.pin}")
+    auth_pins = ",".join(k.pin for k in published if k.purpose == KEY_PURPOSE_AUTH)
+    print("For the desktop's settings.ini, section [license]:")
+    print(f"jwt_public_key_fingerprint = {auth_pins}")
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -118,8 +146,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"Demo user:  {DEMO_EMAIL}")
     print(f"Password:   {password}")
     print(f"Data dir:   {services.ctx.settings.data_dir}")
-    print("Key pins (settings.ini [license] jwt_public_key_fingerprint):")
-    _print_pins(services)
+    print("Key pins:")
+    _print_pins(services.ctx.keys)
     if args.no_run:
         return
     services.ctx.engine.dispose()
@@ -127,9 +155,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_keys(args: argparse.Namespace) -> None:
-    settings = _settings(args)
+    writes = args.action == "rotate"
+    settings = _settings(args, read_only=not writes)
     try:
-        keys = open_keys(settings, SystemClock())
+        keys = open_keys(settings, SystemClock(), create=writes)
+    except KeyStoreError as exc:
+        raise CliError(f"{exc}: {_NOTHING_HERE}" if not writes else str(exc)) from exc
+    try:
         if args.action == "rotate":
             purposes = [args.purpose] if args.purpose else [KEY_PURPOSE_AUTH, KEY_PURPOSE_LICENSE]
             for purpose in purposes:
@@ -137,12 +169,7 @@ def cmd_keys(args: argparse.Namespace) -> None:
                 print(f"rotated {purpose}: new kid {key.kid}  pin {key.pin}")
             print("Add the new pins to jwt_public_key_fingerprint before the old keys expire.")
         elif args.action == "pins":
-            published = keys.published()
-            for key in published:
-                if args.purpose in (None, key.purpose):
-                    print(f"{key.purpose:8} {key.alg}  {key.kid}  {key.pin}")
-            auth_pins = ",".join(k.pin for k in published if k.purpose == KEY_PURPOSE_AUTH)
-            print(f"jwt_public_key_fingerprint = {auth_pins}")
+            _print_pins(keys, args.purpose)
         else:
             for key in keys.all_keys():
                 print(
@@ -170,13 +197,13 @@ def cmd_users(args: argparse.Namespace) -> None:
 
 
 def cmd_plans(args: argparse.Namespace) -> None:
-    services = _services(args)
     if args.action == "create":
+        services = _services(args)
         features = [f.strip() for f in (args.features or "").split(",") if f.strip()]
         plan = services.plans.create(args.name, args.quota, args.max_devices, features)
         print(f"plan {plan.name}: {plan.monthly_quota} messages/month, {plan.max_devices} devices")
         return
-    for plan in services.plans.list():
+    for plan in _services(args, read_only=True).plans.list():
         listed = ",".join(plan.features) or "-"
         quota = f"{plan.monthly_quota:>10} msg/month"
         print(f"{plan.name:20} {quota} {plan.max_devices:>3} devices  {listed}")
@@ -292,7 +319,7 @@ def cmd_marketplace_license(args: argparse.Namespace) -> None:
 
 
 def cmd_marketplace_apps(args: argparse.Namespace) -> None:
-    apps = _services(args).marketplace.list_apps()
+    apps = _services(args, read_only=True).marketplace.list_apps()
     if not apps:
         print("no apps listed")
     for app in apps:
@@ -312,7 +339,8 @@ def cmd_marketplace_apps(args: argparse.Namespace) -> None:
 
 
 def cmd_marketplace_audit(args: argparse.Namespace) -> None:
-    rows = _services(args).marketplace.audit_trail(backend_id=args.backend, app_id=args.app)
+    services = _services(args, read_only=True)
+    rows = services.marketplace.audit_trail(backend_id=args.backend, app_id=args.app)
     for row in rows:
         change = json.dumps({"before": row.before, "after": row.after}, sort_keys=True)
         print(

@@ -113,6 +113,13 @@ class KeyStore:
         self._load()
         return self
 
+    def open_existing(self) -> KeyStore:
+        """Load the keys already there, creating nothing; :class:`KeyStoreError` when none."""
+        if not (self.directory / _MANIFEST).is_file():
+            raise KeyStoreError(f"no signing keys in {self.directory}")
+        self._load()
+        return self
+
     def rotate(self, purpose: str) -> SigningKey:
         """Retire the active key of ``purpose`` and create a new one; returns the new key."""
         if purpose not in ALG_BY_PURPOSE:

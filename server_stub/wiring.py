@@ -42,24 +42,30 @@ class Services:
     sessions: SessionBus
 
 
-def open_keys(settings: Settings, clock: Clock) -> KeyStore:
+def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
+    """The server's key store; ``create=False`` only loads keys already there (read-only
+    commands must not mint a key set that no running server uses)."""
     auth_lifetime = timedelta(
         seconds=max(settings.access_token_ttl_seconds, settings.lease_ttl_seconds)
     )
-    return KeyStore(
+    store = KeyStore(
         settings.data_dir / "keys",
         clock,
         {KEY_PURPOSE_AUTH: auth_lifetime, KEY_PURPOSE_LICENSE: LICENSE_KEY_PUBLISH},
-    ).ensure()
+    )
+    return store.ensure() if create else store.open_existing()
 
 
-def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+def build_services(
+    settings: Settings, clock: Clock | None = None, *, read_only: bool = False
+) -> Services:
+    """``read_only``: neither migrate nor create keys (the database must already be there)."""
     clock = clock or SystemClock()
     database_url = settings.resolved_database_url()
     engine = db.make_engine(database_url)
-    if settings.run_migrations:
+    if settings.run_migrations and not read_only:
         db.upgrade(engine)
-    keys = open_keys(settings, clock)
+    keys = open_keys(settings, clock, create=not read_only)
     ctx = ServiceContext(
         settings=settings,
         clock=clock,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,22 +13,11 @@ from server_stub.app import create_app
 from server_stub.clock import FakeClock
 from server_stub.config import Settings
 from server_stub.wiring import Services, build_services
+from tests.helpers.backend import Backend, BackendFactory
 from tests.helpers.databases import postgres_database
 from tests.helpers.live_server import LiveServer
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-
-@dataclass
-class Backend:
-    """A running reference backend and what a test needs to drive it."""
-
-    url: str
-    client: httpx.Client
-    clock: FakeClock
-    settings: Settings
-    services: Services
-    database_url: str
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -39,15 +27,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     else:
         with postgres_database() as url:
             yield url
-
-
-BackendFactory = Callable[..., Backend]
-
-#: For a test of what only PostgreSQL does (several processes on one database): its backends
-#: run on PostgreSQL alone instead of on each database.
-ONLY_POSTGRES = pytest.mark.parametrize(
-    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
-)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -37,7 +38,12 @@ class PeerFlood(TransportError):
 
 
 class AccountUnusable(TransportError):
-    """The account cannot be used at all (banned, deactivated, session revoked). Fatal."""
+    """The account cannot be used at all (banned, deactivated, session revoked). Fatal.
+
+    Also the account-level restrictions (USER_RESTRICTED, USER_BANNED_IN_CHANNEL): Telegram says
+    this account may not send, so it stops and is Excluded with ``reason`` until the user, after
+    checking @SpamBot, restores it.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -48,11 +54,25 @@ class SendTimeout(TransportError):
     """No answer from Telegram in time; whether the message went out is unknown."""
 
 
+class RecipientOutcome(StrEnum):
+    """The kind of a per-recipient failure, which decides what the broadcaster does next."""
+
+    #: Not deliverable now (no such user, privacy settings, …): marked failed, nothing more.
+    UNAVAILABLE = "unavailable"
+    #: The recipient blocked the account, or can never be written to again (USER_IS_BLOCKED,
+    #: YOU_BLOCKED_USER, INPUT_USER_DEACTIVATED): marked failed AND put on the suppression list,
+    #: so no later broadcast of any list sends to them.
+    BLOCKED = "blocked"
+
+
 class RecipientUnavailable(TransportError):
     """This recipient cannot receive the message (no such user, privacy, blocked, …).
 
-    Not the account's fault: the recipient is marked failed and the broadcast goes on.
+    Not the account's fault: the recipient is marked failed and the broadcast goes on. ``kind``
+    says whether the recipient is also never to be sent to again (:class:`RecipientBlocked`).
     """
+
+    kind: RecipientOutcome = RecipientOutcome.UNAVAILABLE
 
     def __init__(self, recipient: str, reason: str) -> None:
         super().__init__(f"{recipient}: {reason}")
@@ -60,8 +80,56 @@ class RecipientUnavailable(TransportError):
         self.reason = reason
 
 
+class RecipientBlocked(RecipientUnavailable):
+    """The recipient blocked this account (USER_IS_BLOCKED and kin).
+
+    A :class:`RecipientUnavailable` like the others (marked failed, the broadcast goes on), kept
+    apart so that the caller can also put the recipient on the suppression list: sending again
+    would only be refused again, and it was the person's own choice.
+    """
+
+    kind = RecipientOutcome.BLOCKED
+
+
+class TextRejected(TransportError):
+    """Telegram refuses the message's text itself (too long, empty): no recipient can get it.
+
+    The broadcast stops with ``reason``; sending it to the next recipient would fail the same way.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TelegramRefused(TransportError):
+    """Telegram answered with an error this program has no rule for (not a recipient's 400).
+
+    The broadcast stops with ``reason`` (Telegram's error id) and can be resumed; the account's
+    state is left alone, because nothing says the account is at fault.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class LoginError(TransportError):
     """Adding an account failed (bad phone, bad or expired code, bad password, …)."""
+
+
+class LoginEmailRequired(LoginError):
+    """Telegram will not send a login code until the account sets up a login email.
+
+    (auth.sentCodeTypeSetUpEmailRequired.) TGFlow cannot do that step; without this error the
+    user would wait for a code that never comes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "SETUP_EMAIL_REQUIRED: Telegram asks this account to set up a login email first; "
+            "sign in once in an official Telegram app, add the email there, then try again"
+        )
 
 
 class PasswordRequired(TransportError):
@@ -70,6 +138,47 @@ class PasswordRequired(TransportError):
     def __init__(self, hint: str | None = None) -> None:
         super().__init__("two-step verification password required")
         self.hint = hint
+
+
+def login_error(exc: TransportError) -> LoginError:
+    """What a transport error means while adding an account (a login has no Cooldown to wait
+    in: the user is told how long to wait, or what else went wrong)."""
+    if isinstance(exc, LoginError):
+        return exc
+    if isinstance(exc, FloodWait):
+        return LoginError(f"Telegram asks to wait {exc.seconds} s before the next login attempt")
+    if isinstance(exc, SendTimeout):
+        return LoginError("no answer from Telegram; check the connection and try again")
+    reason = getattr(exc, "reason", None) or str(exc)
+    return LoginError(f"Telegram refused the login: {reason}")
+
+
+#: Telegram's limit on one text message, in UTF-16 code units (see :func:`message_length`).
+MAX_MESSAGE_LENGTH = 4096
+#: The largest user id kurigram can address (``pyrogram.utils.MAX_USER_ID``, 2^40 − 1).
+MAX_USER_ID = (1 << 40) - 1
+
+
+def message_length(text: str) -> int:
+    """The length Telegram holds against :data:`MAX_MESSAGE_LENGTH`: UTF-16 code units.
+
+    Telegram measures message text (and entity offsets) in UTF-16 code units, so an emoji outside
+    the Basic Multilingual Plane counts 2. Counting code points would let such a text through our
+    check only for Telegram to refuse it with MESSAGE_TOO_LONG mid-run.
+    """
+    return len(text.encode("utf-16-le")) // 2
+
+
+def check_text(text: str) -> None:
+    """Raise :class:`TextRejected` for a text Telegram would refuse for every recipient."""
+    if not text.strip():
+        raise TextRejected("MESSAGE_EMPTY: the message has no text")
+    length = message_length(text)
+    if length > MAX_MESSAGE_LENGTH:
+        raise TextRejected(
+            f"MESSAGE_TOO_LONG: the text has {length} characters, Telegram allows "
+            f"{MAX_MESSAGE_LENGTH}"
+        )
 
 
 _PHONE = re.compile(r"\+?(\d{7,15})")

@@ -17,28 +17,30 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
+import sqlite3
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import pyrogram
-from pyrogram import errors
-from pyrogram.types import Message, User
+from pyrogram import enums, errors, raw
+from pyrogram.types import User
 
 from app.clock import AsyncClock, SystemAsyncClock
 from app.transports.base import (
+    MAX_USER_ID,
     AccountInfo,
     AccountUnusable,
-    FloodWait,
+    LoginEmailRequired,
     LoginError,
     PasswordRequired,
-    PeerFlood,
     RecipientUnavailable,
     SendTimeout,
     TransportError,
+    login_error,
     normalize_phone,
 )
+from app.transports.pyrogram_errors import HINT_FAILURES, map_error
 
 log = logging.getLogger("tgflow.transport")
 
@@ -53,90 +55,8 @@ _LOGIN_INFIX = ".login"
 
 _T = TypeVar("_T")
 
-_FLOOD_WAITS: tuple[type[errors.RPCError], ...] = (
-    errors.FloodWait,
-    errors.SlowmodeWait,
-    errors.FloodPremiumWait,
-)
-_ACCOUNT_FATAL: tuple[type[errors.RPCError], ...] = (
-    errors.UserDeactivatedBan,
-    errors.UserDeactivated,
-    errors.AuthKeyUnregistered,
-    errors.AuthKeyInvalid,
-    errors.SessionRevoked,
-    errors.SessionExpired,
-    errors.AuthKeyDuplicated,
-    # A frozen account can do nothing but appeal.
-    errors.FrozenMethodInvalid,
-)
-_NO_ANSWER: tuple[type[BaseException], ...] = (
-    TimeoutError,  # also asyncio.TimeoutError, its alias since Python 3.11
-    ConnectionError,
-    socket.gaierror,
-    # Telegram's own "-503 Timeout": as with ours, nobody knows whether the message went out.
-    errors.Timeout,
-    errors.Timedout,
-)
-_HINT_FAILURES: tuple[type[BaseException], ...] = (errors.RPCError, *_NO_ANSWER)
-# The recipient's problem, not the account's: the 403/406 variants subclass these.
-_RECIPIENT: tuple[type[errors.RPCError], ...] = (
-    errors.UsernameNotOccupied,
-    errors.UsernameInvalid,
-    errors.PeerIdInvalid,
-    errors.UserIdInvalid,
-    errors.PhoneNotOccupied,
-    errors.UserIsBlocked,
-    errors.YouBlockedUser,
-    errors.UserIsBot,
-    errors.InputUserDeactivated,
-    errors.UserPrivacyRestricted,
-    errors.PrivacyPremiumRequired,
-    errors.AllowPaymentRequired,
-    errors.ChatWriteForbidden,
-    errors.ChatSendPlainForbidden,
-    errors.ChatRestricted,
-    errors.ChannelPrivate,
-)
-
-
-def map_error(exc: BaseException, recipient: str | None) -> TransportError | None:
-    """The transport error that ``exc`` (raised by kurigram or the network) stands for.
-
-    ``None`` for anything else: the caller re-raises the original exception.
-    """
-    if isinstance(exc, _FLOOD_WAITS):
-        seconds = _int_value(exc.value)
-        if seconds is None:
-            # Telegram always says how long; without a number there is no exact wait to honour.
-            return None
-        return FloodWait(seconds, kind=_error_id(exc).removesuffix("_X"))
-    if isinstance(exc, errors.PeerFlood):
-        return PeerFlood()
-    if isinstance(exc, _ACCOUNT_FATAL):
-        return AccountUnusable(_error_id(exc))
-    if isinstance(exc, _NO_ANSWER):
-        detail = _error_id(exc) if isinstance(exc, errors.RPCError) else type(exc).__name__
-        target = f"{recipient}: " if recipient else ""
-        return SendTimeout(f"{target}no answer from Telegram ({detail})")
-    if isinstance(exc, _RECIPIENT):
-        return RecipientUnavailable(recipient or "", _error_id(exc))
-    return None
-
-
-def _error_id(exc: BaseException) -> str:
-    if isinstance(exc, errors.RPCError):
-        return exc.ID or exc.NAME or type(exc).__name__
-    return type(exc).__name__
-
-
-def _int_value(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdecimal():
-        return int(value)
-    return None
+#: Telegram's answer to auth.sendCode when no code will come until a login email is set up.
+_SETUP_EMAIL_REQUIRED = enums.SentCodeType.SETUP_EMAIL_REQUIRED
 
 
 def display_name(user: User) -> str:
@@ -149,11 +69,18 @@ def peer(recipient: str) -> int | str:
     """What kurigram should get for a recipient: numeric user ids as ``int``.
 
     kurigram reads a string of digits as a phone number, so ``"123456"`` must become an int;
-    ``"+7999…"`` and ``"@name"`` stay strings.
+    ``"+7999…"`` and ``"@name"`` stay strings. A user id kurigram cannot address (above
+    2^40 − 1, where its ``get_peer_type`` raises a bare ValueError) is refused here as this
+    recipient's failure.
     """
     text = recipient.strip()
     if text.lstrip("-").isdecimal():
-        return int(text)
+        number = int(text)
+        if number > MAX_USER_ID:
+            raise RecipientUnavailable(
+                recipient, f"PEER_ID_INVALID: a user id is at most {MAX_USER_ID}"
+            )
+        return number
     return text
 
 
@@ -229,6 +156,14 @@ def remove_session_files(session_dir: Path, name: str) -> None:
 
 async def _close(client: pyrogram.Client) -> None:
     if client.is_connected:
+        # kurigram's disconnect() closes the SQLite session without committing it, and only
+        # Client.stop() (which we do not use: it starts the update machinery) saves. Without
+        # this, every peer resolved in the run (rate-limited ResolveUsername / ResolvePhone) is
+        # lost and resolved again next time.
+        try:
+            await client.storage.save()
+        except Exception as exc:  # losing the cache must not keep the session open
+            log.warning("could not save the session of %s: %s", client.name, exc)
         with contextlib.suppress(ConnectionError):
             await client.disconnect()
 
@@ -262,6 +197,9 @@ class PyrogramLoginFlow:
         except Exception as exc:
             await self.cancel()
             _raise_login_error(exc)
+        if sent.type == _SETUP_EMAIL_REQUIRED:
+            await self.cancel()
+            raise LoginEmailRequired()
         self._phone = digits
         self._code_hash = sent.phone_code_hash
 
@@ -308,7 +246,7 @@ class PyrogramLoginFlow:
     async def _password_hint(self, client: pyrogram.Client) -> str | None:
         try:
             return await self._factory._call(client.get_password_hint()) or None
-        except _HINT_FAILURES:
+        except HINT_FAILURES:
             # The hint is a nicety; the password prompt works without it.
             return None
 
@@ -329,17 +267,12 @@ class PyrogramLoginFlow:
 
 def _raise_login_error(exc: Exception) -> NoReturn:
     """Raise the :class:`LoginError` for a failure during a login, or ``exc`` itself."""
-    if isinstance(exc, TransportError):
+    if isinstance(exc, LoginError):
         raise exc
-    if isinstance(exc, errors.FloodWait | errors.FloodPremiumWait):
-        seconds = _int_value(exc.value)
-        wait = f"{seconds} s" if seconds is not None else "a while"
-        raise LoginError(f"Telegram asks to wait {wait} before the next login attempt") from exc
-    if isinstance(exc, _NO_ANSWER):
-        raise LoginError("no answer from Telegram; check the connection and try again") from exc
-    if isinstance(exc, errors.RPCError):
-        raise LoginError(f"Telegram refused the login: {_error_id(exc)}") from exc
-    raise exc
+    mapped = exc if isinstance(exc, TransportError) else map_error(exc, None)
+    if mapped is None:
+        raise exc
+    raise login_error(mapped) from exc
 
 
 class PyrogramTransport:
@@ -364,8 +297,14 @@ class PyrogramTransport:
 
     async def send_message(self, recipient: str, text: str) -> None:
         client = await self._require_client()
+        target = peer(recipient)
         try:
-            await self._factory._call(client.send_message(peer(recipient), text))
+            # DISABLED: the text goes exactly as written. kurigram's default parses Markdown
+            # and HTML, so "2*3 **today** __init__ <b>x</b>" would arrive as "2*3 today init x",
+            # not what the preview showed.
+            await self._factory._call(
+                client.send_message(target, text, parse_mode=enums.ParseMode.DISABLED)
+            )
         except Exception as exc:
             mapped = map_error(exc, recipient)
             if mapped is None:
@@ -375,13 +314,15 @@ class PyrogramTransport:
     async def ask_spambot(self) -> str:
         client = await self._require_client()
         try:
-            asked = await self._factory._call(client.send_message(SPAMBOT, "/start"))
+            asked = await self._factory._call(
+                client.send_message(SPAMBOT, "/start", parse_mode=enums.ParseMode.DISABLED)
+            )
             after = asked.id if asked is not None else 0
             for _ in range(SPAMBOT_POLLS):
                 await self._factory.clock.sleep(SPAMBOT_POLL_INTERVAL)
                 latest = await self._factory._call(_latest_message(client, SPAMBOT))
-                if latest is not None and latest.id > after and not latest.outgoing:
-                    return latest.text or latest.caption or ""
+                if latest is not None and latest.id > after and not latest.out:
+                    return latest.message
         except Exception as exc:
             mapped = map_error(exc, "@" + SPAMBOT)
             if mapped is None:
@@ -407,6 +348,9 @@ class PyrogramTransport:
                 raise AccountUnusable("AUTH_KEY_UNREGISTERED")
             # As Client.start() does: parsing messages consults client.me.
             client.me = await self._factory._call(client.get_me())
+        except sqlite3.DatabaseError as exc:
+            await _close(client)
+            raise AccountUnusable(f"SESSION_UNREADABLE: add the account again ({exc})") from exc
         except Exception as exc:
             await _close(client)
             mapped = map_error(exc, None)
@@ -416,7 +360,30 @@ class PyrogramTransport:
         return client
 
 
-async def _latest_message(client: pyrogram.Client, chat: str) -> Message | None:
-    async for message in client.get_chat_history(chat, limit=1):
-        return message
+async def _latest_message(client: pyrogram.Client, chat: str) -> raw.types.Message | None:
+    """The chat's newest message, read with the raw messages.getHistory.
+
+    Not ``Client.get_chat_history``: it calls invoke with a hard-coded ``sleep_threshold=60``,
+    so a FloodWait under a minute would be slept through inside kurigram (the engine loop's
+    task stuck, the wait not shown, the anti-spam state machine never told). Here the Client's
+    own threshold, 0, applies: the FloodWait reaches :func:`map_error`.
+    """
+    input_peer = await client.resolve_peer(chat)
+    if input_peer is None:
+        return None
+    history = await client.invoke(
+        raw.functions.messages.GetHistory(
+            peer=input_peer,
+            offset_id=0,
+            offset_date=0,
+            add_offset=0,
+            limit=1,
+            max_id=0,
+            min_id=0,
+            hash=0,
+        )
+    )
+    for message in getattr(history, "messages", []):
+        if isinstance(message, raw.types.Message):
+            return message
     return None

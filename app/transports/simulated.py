@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from app.clock import AsyncClock
 from app.transports.base import (
+    MAX_MESSAGE_LENGTH,
     AccountInfo,
     AccountUnusable,
     FloodWait,
@@ -21,7 +22,10 @@ from app.transports.base import (
     PasswordRequired,
     PeerFlood,
     RecipientUnavailable,
+    TextRejected,
     TransportError,
+    login_error,
+    message_length,
     normalize_phone,
 )
 
@@ -53,7 +57,9 @@ class SimulatedMessage:
 
 @dataclass
 class _Script:
-    error: TransportError
+    # Any exception: tests also script what no transport should raise (a bug), to prove the
+    # broadcaster still ends its batch properly.
+    error: Exception
     at: int | None
 
 
@@ -63,6 +69,7 @@ class _AccountRecord:
     scripts: list[_Script] = field(default_factory=list)
     banned: str | None = None
     limited_until: datetime | None = None
+    connect_errors: list[TransportError] = field(default_factory=list)
 
 
 class SimulatedNetwork:
@@ -100,6 +107,7 @@ class SimulatedNetwork:
         self.unknown_user_rate = unknown_user_rate
         self._random = random.Random(seed)  # noqa: S311 - a simulation, not cryptography
         self._accounts: dict[str, _AccountRecord] = {}
+        self._login_errors: list[TransportError] = []
         #: Every message the network accepted, in order.
         self.sent: list[SimulatedMessage] = []
         #: Send attempts over all accounts, failed ones included.
@@ -107,7 +115,7 @@ class SimulatedNetwork:
 
     # --- scripting -----------------------------------------------------------------------------
 
-    def script(self, account_id: str, error: TransportError, *, at: int | None = None) -> None:
+    def script(self, account_id: str, error: Exception, *, at: int | None = None) -> None:
         """Raise ``error`` on the account's next send attempt, or on its ``at``-th (1-based)."""
         record = self._record(account_id)
         if at is not None and at <= record.attempts:
@@ -117,6 +125,22 @@ class SimulatedNetwork:
     def ban(self, account_id: str, reason: str = "USER_DEACTIVATED_BAN") -> None:
         """From now on every request of the account fails with ``AccountUnusable(reason)``."""
         self._record(account_id).banned = reason
+
+    def script_connect(self, account_id: str, error: TransportError) -> None:
+        """Raise ``error`` on the account's next connect (a FloodWait, a SendTimeout, …)."""
+        self._record(account_id).connect_errors.append(error)
+
+    def script_login(self, error: TransportError) -> None:
+        """Raise ``error`` on the next login step (send_code, sign_in or check_password)."""
+        self._login_errors.append(error)
+
+    def restrict(self, account_id: str) -> None:
+        """Telegram restricts the account (USER_RESTRICTED), as the kurigram transport maps it."""
+        self.ban(
+            account_id,
+            "USER_RESTRICTED: Telegram restricted this account (spam reports); "
+            "check it with @SpamBot",
+        )
 
     def attempts_of(self, account_id: str) -> int:
         """Send attempts made by one account."""
@@ -143,6 +167,8 @@ class SimulatedNetwork:
             if isinstance(scripted, PeerFlood):
                 self._limit(record)
             raise scripted
+        if message_length(text) > MAX_MESSAGE_LENGTH:
+            raise TextRejected("MESSAGE_TOO_LONG: Telegram refuses this text")
         if "unknown" in recipient.lower():
             raise RecipientUnavailable(recipient, "USERNAME_NOT_OCCUPIED")
         roll = self._random.random()
@@ -161,6 +187,21 @@ class SimulatedNetwork:
         if high > 0:
             await self.clock.sleep(self._random.uniform(low, high))
 
+    async def connect(self, account_id: str) -> None:
+        """Open an account's session: the scripted connect error, a ban, or nothing."""
+        await self.delay()
+        record = self._record(account_id)
+        if record.connect_errors:
+            raise record.connect_errors.pop(0)
+        self.check_usable(account_id)
+
+    async def login_step(self) -> None:
+        """One login request: wait the latency, raise the scripted login error if any."""
+        await self.delay()
+        if self._login_errors:
+            # As the kurigram flow reports them: a login has no Cooldown to wait in.
+            raise login_error(self._login_errors.pop(0))
+
     def check_usable(self, account_id: str) -> None:
         """Raise :class:`AccountUnusable` if the account was banned."""
         reason = self._record(account_id).banned
@@ -176,7 +217,7 @@ class SimulatedNetwork:
         record.limited_until = self.clock.now() + LIMIT_DURATION
 
     @staticmethod
-    def _take_script(record: _AccountRecord) -> TransportError | None:
+    def _take_script(record: _AccountRecord) -> Exception | None:
         # A script for exactly this attempt wins over one queued for "the next attempt".
         for candidates in (
             [s for s in record.scripts if s.at == record.attempts],
@@ -199,8 +240,7 @@ class SimulatedTransport:
     async def connect(self) -> None:
         if self.connected:
             return
-        await self.network.delay()
-        self.network.check_usable(self.account.account_id)
+        await self.network.connect(self.account.account_id)
         self.connected = True
 
     async def disconnect(self) -> None:
@@ -227,13 +267,13 @@ class SimulatedLoginFlow:
 
     async def send_code(self, phone: str) -> None:
         digits = normalize_phone(phone)
-        await self.network.delay()
+        await self.network.login_step()
         self._phone = digits
         self._password_needed = False
 
     async def sign_in(self, code: str) -> AccountInfo:
         phone = self._require_phone()
-        await self.network.delay()
+        await self.network.login_step()
         if code.strip() != LOGIN_CODE:
             raise LoginError("wrong code")
         if phone.endswith("2"):
@@ -245,7 +285,7 @@ class SimulatedLoginFlow:
         phone = self._require_phone()
         if not self._password_needed:
             raise LoginError("no password was asked for; enter the code first")
-        await self.network.delay()
+        await self.network.login_step()
         if password != PASSWORD:
             raise LoginError("wrong password")
         return self._finish(phone)

@@ -24,7 +24,9 @@ from PyQt6.QtWidgets import (
 )
 
 from app.i18n import N_, Translator
+from app.ui.error_line import reserve_space
 from app.viewmodels.accounts import AccountsViewModel, AddStep, describe_status
+from app.viewmodels.telegram_text import telegram_text
 
 from .state_badge import StateBadge
 
@@ -108,7 +110,7 @@ class AccountsPanel(QWidget):
         list_layout.addWidget(self.reason)
         list_layout.addLayout(actions)
         list_layout.addWidget(self.spambot_reply)
-        list_layout.addWidget(self.error)
+        list_layout.addWidget(reserve_space(self.error))
 
         # --- adding
         self._add_box = QGroupBox()
@@ -154,10 +156,13 @@ class AccountsPanel(QWidget):
         bottom.addWidget(self.add_status, 1)
         bottom.addWidget(self.cancel_add_button)
         add_layout.addLayout(bottom)
-        add_layout.addWidget(self.add_error)
+        add_layout.addWidget(reserve_space(self.add_error))
 
         self.send_code_button.clicked.connect(lambda: self._vm.add_start(self.phone.text()))
         self.phone.returnPressed.connect(self.send_code_button.click)
+        # Correcting what was refused makes the refusal stale: it goes as the user types.
+        for field in (self.phone, self.code, self.password):
+            field.textEdited.connect(lambda _text: self.add_error.hide())
         self.code_button.clicked.connect(lambda: self._vm.add_code(self.code.text()))
         self.code.returnPressed.connect(self.code_button.click)
         self.password_button.clicked.connect(lambda: self._vm.add_password(self.password.text()))
@@ -270,7 +275,7 @@ class AccountsPanel(QWidget):
             self._set_cell(index, 0, info.display_name)
             self._set_cell(index, 1, "+" + info.account_id)
             self._set_cell(index, 2, tr(kind_key) if kind_key else info.kind)
-            self._set_cell(index, _REASON_COLUMN, row.status.reason)
+            self._set_cell(index, _REASON_COLUMN, telegram_text(row.status.reason, self._tr))
         self.empty.setVisible(not rows)
         if selected is not None:
             self.select(selected)
@@ -316,7 +321,8 @@ class AccountsPanel(QWidget):
         row = self._vm.row(account_id) if account_id else None
         reason = row.status.reason if row is not None else ""
         if reason:
-            self.reason.setText(self._tr.tr("accounts.reason", reason=reason))
+            shown = telegram_text(reason, self._tr)
+            self.reason.setText(self._tr.tr("accounts.reason", reason=shown))
         self.reason.setVisible(bool(reason))
 
     def _update_buttons(self) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -30,11 +31,15 @@ from PyQt6.QtWidgets import (
 )
 
 from app.i18n import N_, Translator
+from app.transports.base import MAX_MESSAGE_LENGTH, message_length
+from app.ui.error_line import reserve_space
 from app.viewmodels.accounts import AccountsViewModel, describe_status
-from app.viewmodels.broadcast import MAX_MESSAGE_CHARS, BroadcastSession
+from app.viewmodels.broadcast import BroadcastSession
 from app.viewmodels.formatting import format_count, format_datetime, format_duration
 from app.viewmodels.license import LicenseViewModel
-from app.viewmodels.recipient_table import NEW, RecipientTableModel
+from app.viewmodels.recipient_table import RecipientTableModel
+
+from .delivery_guard import RepeatChoice, SuppressionBox
 
 if TYPE_CHECKING:
     from app.broadcast import Progress
@@ -71,6 +76,8 @@ class BroadcastPanel(QWidget):
         self._license = license_model
         self._tr = translator
         self._broadcasts: list[Broadcast] = []
+        #: Where the file dialog opens (the demo points it at its recipients file).
+        self._file_directory: Path | None = None
 
         # --- 1. recipients
         self._recipients_box = QGroupBox()
@@ -156,6 +163,7 @@ class BroadcastPanel(QWidget):
         controls.addWidget(self.pause_button)
         controls.addWidget(self.stop_button)
         controls.addStretch(1)
+        self.repeat = RepeatChoice(translator)
         self.error = QLabel()
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
@@ -166,6 +174,8 @@ class BroadcastPanel(QWidget):
         setup_layout.setContentsMargins(0, 0, 6, 0)
         setup_layout.addWidget(self._recipients_box)
         setup_layout.addWidget(self._message_box)
+        self.suppression = SuppressionBox(session.suppression, translator)
+        setup_layout.addWidget(self.suppression)
         setup_layout.addStretch(1)
 
         # --- progress
@@ -176,7 +186,9 @@ class BroadcastPanel(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        self.counters = {name: QLabel("—") for name in ("sent", "failed", "pending", "quota")}
+        self.counters = {
+            name: QLabel("—") for name in ("sent", "failed", "skipped", "pending", "quota")
+        }
         self._counter_labels = {name: QLabel() for name in self.counters}
         grid = QGridLayout()
         for column, name in enumerate(self.counters):
@@ -203,6 +215,11 @@ class BroadcastPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
+        # Right click on rows: never send to these people again (the suppression list).
+        self.suppress_action = QAction(self.table)
+        self.suppress_action.triggered.connect(self._suppress_selected)
+        self.table.addAction(self.suppress_action)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         vertical = self.table.verticalHeader()
         assert vertical is not None
         vertical.setVisible(False)
@@ -236,7 +253,8 @@ class BroadcastPanel(QWidget):
         left_layout.addWidget(setup_scroll, 1)
         left_layout.addWidget(self._sending_box)
         left_layout.addLayout(controls)
-        left_layout.addWidget(self.error)
+        left_layout.addWidget(self.repeat)
+        left_layout.addWidget(reserve_space(self.error))  # Start/Pause/Stop stay put
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(watch)
@@ -255,10 +273,11 @@ class BroadcastPanel(QWidget):
         self.import_text_button.clicked.connect(self._import_pasted)
         self.opt_in.toggled.connect(session.set_opted_in)
         self.message.textChanged.connect(self._message_changed)
-        self.start_button.clicked.connect(self._start)
+        self.start_button.clicked.connect(lambda: self._start())
         self.pause_button.clicked.connect(self._pause_or_resume)
         self.stop_button.clicked.connect(session.stop)
         self.continue_button.clicked.connect(self._continue)
+        self.repeat.chosen.connect(self._start_chosen)
 
         session.imported.connect(self._imported)
         session.import_failed.connect(self._import_failed)
@@ -272,6 +291,7 @@ class BroadcastPanel(QWidget):
         session.failed.connect(self.show_error)
         session.state_changed.connect(self._update_controls)
         session.broadcasts_changed.connect(self._show_broadcasts)
+        session.repeat_found.connect(self.repeat.ask)
         accounts.accounts_changed.connect(self._show_accounts)
         license_model.changed.connect(self._license_changed)
         translator.language_changed.connect(self._retranslate)
@@ -300,9 +320,11 @@ class BroadcastPanel(QWidget):
         self._progress_box.setTitle(tr("broadcast.progress"))
         self._counter_labels["sent"].setText(tr("broadcast.counter.sent"))
         self._counter_labels["failed"].setText(tr("broadcast.counter.failed"))
+        self._counter_labels["skipped"].setText(tr("broadcast.counter.skipped"))
         self._counter_labels["pending"].setText(tr("broadcast.counter.pending"))
         self._counter_labels["quota"].setText(tr("broadcast.counter.quota"))
         self._notices_label.setText(tr("broadcast.notices"))
+        self.suppress_action.setText(tr("broadcast.suppress_selected"))
         last = self._vm.last_import
         if last is not None:
             self._show_import(last)
@@ -317,9 +339,19 @@ class BroadcastPanel(QWidget):
 
     # --- recipients -----------------------------------------------------------------------------
 
+    @property
+    def file_directory(self) -> Path | None:
+        return self._file_directory
+
+    def set_file_directory(self, directory: Path) -> None:
+        """Open the file dialog in ``directory`` (the demo's recipients are there)."""
+        self._file_directory = directory
+
     def _choose_file(self) -> None:
         dialog = QFileDialog(self, self._tr.tr("broadcast.import_file"))
         dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        if self._file_directory is not None:
+            dialog.setDirectory(str(self._file_directory))
         dialog.setNameFilters(
             [self._tr.tr("broadcast.file_filter"), self._tr.tr("broadcast.file_filter_all")]
         )
@@ -337,11 +369,12 @@ class BroadcastPanel(QWidget):
         self._vm.import_text(self.paste.toPlainText())
 
     def _imported(self, result: RecipientImport) -> None:
+        self.repeat.dismiss()
         self.table_model.set_recipients(result.recipients)
         self._show_import(result)
         self.progress_bar.setRange(0, max(1, len(result.recipients)))
         self.progress_bar.setValue(0)
-        for name in ("sent", "failed"):
+        for name in ("sent", "failed", "skipped"):
             self.counters[name].setText("0")
         self.counters["pending"].setText(format_count(len(result.recipients)))
         self.notices.clear()
@@ -351,18 +384,26 @@ class BroadcastPanel(QWidget):
     def _show_import(self, result: RecipientImport) -> None:
         tr = self._tr.tr
         errors = len(result.errors) + result.unlisted_errors
-        self.import_summary.setText(
-            tr(
-                "broadcast.import.summary",
-                count=format_count(len(result.recipients)),
-                duplicates=format_count(result.duplicates),
-                errors=format_count(errors),
-            )
+        summary = tr(
+            "broadcast.import.summary",
+            count=format_count(len(result.recipients)),
+            duplicates=format_count(result.duplicates),
+            errors=format_count(errors),
         )
+        if result.opted_out:
+            summary += " " + tr(
+                "broadcast.import.opted_out", count=format_count(len(result.opted_out))
+            )
+        self.import_summary.setText(summary)
         self.import_errors.clear()
         self.import_errors.addItems(
             [
-                tr("broadcast.import.error", line=p.line, value=p.value, reason=p.reason)
+                tr(
+                    "broadcast.import.error",
+                    line=p.line,
+                    value=p.value,
+                    reason=tr(p.key, **p.params),
+                )
                 for p in result.errors
             ]
         )
@@ -388,10 +429,11 @@ class BroadcastPanel(QWidget):
         text = self.message.toPlainText()
         self.preview.setText(text if text.strip() else self._tr.tr("broadcast.preview_empty"))
         self.preview.setProperty("empty", not text.strip())
+        length = message_length(text)
         self.char_count.setText(
-            self._tr.tr("broadcast.chars", count=len(text), limit=MAX_MESSAGE_CHARS)
+            self._tr.tr("broadcast.chars", count=length, limit=MAX_MESSAGE_LENGTH)
         )
-        self.char_count.setObjectName("error" if len(text) > MAX_MESSAGE_CHARS else "hint")
+        self.char_count.setObjectName("error" if length > MAX_MESSAGE_LENGTH else "hint")
         for widget in (self.preview, self.char_count):
             style = widget.style()
             if style is not None:
@@ -478,20 +520,40 @@ class BroadcastPanel(QWidget):
             self.message.setPlainText(broadcast.text)
             self.select_account(broadcast.account_id)
             self.progress_bar.setRange(0, max(1, broadcast.counts.total))
-            self.progress_bar.setValue(broadcast.counts.sent + broadcast.counts.failed)
+            self.progress_bar.setValue(broadcast.counts.done)
         self._vm.run_existing(str(broadcast_id))
 
     # --- running --------------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def selected_recipients(self) -> list[str]:
+        selection = self.table.selectionModel()
+        if selection is None:
+            return []
+        return [self.table_model.recipient_at(i.row()) for i in selection.selectedRows()]
+
+    def _suppress_selected(self) -> None:
+        recipients = self.selected_recipients()
+        if recipients:
+            self._vm.suppression.add_recipients(recipients)
+
+    def _start(self, *, send_again: bool | None = None) -> None:
         self.error.hide()
-        if self._vm.start(self.account.currentData(), self.message.toPlainText()):
+        self.repeat.dismiss()
+        if self._vm.start(
+            self.account.currentData(), self.message.toPlainText(), send_again=send_again
+        ):
             self.notices.clear()
 
+    def _start_chosen(self, send_again: bool) -> None:
+        self._start(send_again=send_again)
+
     def _started(self, _broadcast_id: str) -> None:
-        if self.table_model.counts().get(NEW):
-            # A new broadcast of the imported list: every recipient is pending now.
-            self.table_model.set_all_states("pending")
+        # The table already holds this run's rows (rows_loaded): the counters follow them.
+        counts = self.table_model.counts()
+        self.progress_bar.setRange(0, max(1, self.table_model.rowCount()))
+        self.progress_bar.setValue(sum(counts.get(s, 0) for s in ("sent", "failed", "skipped")))
+        for name in ("sent", "failed", "skipped", "pending"):
+            self.counters[name].setText(format_count(counts.get(name, 0)))
         self._show_state()
 
     def _pause_or_resume(self) -> None:
@@ -503,9 +565,10 @@ class BroadcastPanel(QWidget):
     def _progress(self, progress: Progress) -> None:
         counts = progress.counts
         self.progress_bar.setRange(0, max(1, counts.total))
-        self.progress_bar.setValue(counts.sent + counts.failed)
+        self.progress_bar.setValue(counts.done)
         self.counters["sent"].setText(format_count(counts.sent))
         self.counters["failed"].setText(format_count(counts.failed))
+        self.counters["skipped"].setText(format_count(counts.skipped))
         self.counters["pending"].setText(format_count(counts.pending))
         if progress.quota_left is not None:
             self.counters["quota"].setText(format_count(progress.quota_left))
@@ -542,7 +605,7 @@ class BroadcastPanel(QWidget):
                 text = tr(
                     "broadcast.state.waiting_for",
                     left=format_duration(left, self._tr),
-                    reason=progress.detail or "—",
+                    reason=self._vm.describe_reason(progress.detail) if progress.detail else "—",
                 )
             elif state == "stopped" and progress.detail:
                 text = tr(

@@ -202,14 +202,14 @@ class LicensePanel(QWidget):
         tr = self._tr.tr
         if snapshot.offline and snapshot.plan is not None:
             return tr("license.reason.offline")
-        if snapshot.offline:
-            return snapshot.reason
+        if snapshot.offline and snapshot.reason is not None:
+            return self._tr.reason(snapshot.reason)
         if snapshot.status != "active":
             key = _STATUS_KEYS.get(snapshot.status)
             return tr("license.reason.inactive", status=tr(key) if key else snapshot.status)
         if snapshot.remaining <= 0:
             return tr("license.reason.quota")
-        return snapshot.reason
+        return tr("license.reason.unknown")
 
     def _show_devices(self, snapshot: LicenseSnapshot) -> None:
         tr = self._tr.tr

@@ -28,6 +28,7 @@ class LoginDialog(QDialog):
         *,
         email: str = "",
         password: str = "",
+        demo: bool = False,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("loginDialog")
@@ -39,6 +40,12 @@ class LoginDialog(QDialog):
         self._intro = QLabel()
         self._intro.setWordWrap(True)
         self._intro.setObjectName("hint")
+        # The demo's password is generated at every start: say so, or it looks like a secret
+        # the newcomer was supposed to know.
+        self.demo_note = QLabel()
+        self.demo_note.setObjectName("hint")
+        self.demo_note.setWordWrap(True)
+        self.demo_note.setVisible(demo)
         self.email = QLineEdit(email)
         self.email.setObjectName("email")
         self.password = QLineEdit(password)
@@ -57,6 +64,11 @@ class LoginDialog(QDialog):
         self.sign_in_button.setObjectName("primary")
         self.sign_in_button.setDefault(True)
         self.cancel_button = QPushButton()
+        # Enter anywhere presses the default button, Sign in. While signing in the fields are
+        # disabled and focus moves to Cancel; were Cancel auto-default, the Enter still being
+        # delivered would press it and close the dialog before the error could show.
+        self.cancel_button.setAutoDefault(False)
+        self.sign_in_button.setAutoDefault(False)
         self._buttons.addButton(self.sign_in_button, QDialogButtonBox.ButtonRole.AcceptRole)
         self._buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.RejectRole)
 
@@ -71,6 +83,7 @@ class LoginDialog(QDialog):
         layout.setSpacing(10)
         layout.addWidget(self._title)
         layout.addWidget(self._intro)
+        layout.addWidget(self.demo_note)
         layout.addLayout(self._form)
         layout.addWidget(self.error)
         layout.addWidget(self.status)
@@ -79,7 +92,6 @@ class LoginDialog(QDialog):
 
         self.sign_in_button.clicked.connect(self._submit)
         self.cancel_button.clicked.connect(self.reject)
-        self.password.returnPressed.connect(self._submit)
         session.busy_changed.connect(self._busy)
         session.sign_in_failed.connect(self.show_error)
         session.signed_in.connect(self._signed_in)
@@ -93,6 +105,7 @@ class LoginDialog(QDialog):
         self.setWindowTitle(tr("login.window_title"))
         self._title.setText(tr("login.title"))
         self._intro.setText(tr("login.intro"))
+        self.demo_note.setText(tr("login.demo_note"))
         self._email_label.setText(tr("login.email"))
         self._password_label.setText(tr("login.password"))
         self.email.setPlaceholderText(tr("login.email_placeholder"))
@@ -106,6 +119,18 @@ class LoginDialog(QDialog):
         if message:
             self.password.selectAll()
             self.password.setFocus()
+            self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Grow (never shrink) to the height a wrapped error needs at the current width: a
+        top-level layout does not follow a label's height-for-width by itself."""
+        layout = self.layout()
+        if layout is None:
+            return
+        layout.activate()
+        needed = layout.totalHeightForWidth(self.width())
+        if needed > self.height():
+            self.resize(self.width(), needed)
 
     def _submit(self) -> None:
         if self._session.busy:

@@ -19,7 +19,7 @@ from PyQt6.QtWidgets import (
 
 from app.i18n import N_, Translator
 from app.viewmodels.formatting import format_datetime
-from app.viewmodels.logs import LogEntry, LogsViewModel, LogText
+from app.viewmodels.logs import LogEntry, LogsViewModel, LogText, localize_log
 
 
 class LogsPanel(QWidget):
@@ -94,6 +94,8 @@ class LogsPanel(QWidget):
         self._show_logs(self._vm.logs, reopen=False)
         if self._shown is None:
             self.title.setText(tr("logs.choose"))
+        else:
+            self._show_log(self._shown)  # the headings and story lines in the new language
 
     def refresh(self) -> None:
         self.error.hide()
@@ -135,7 +137,7 @@ class LogsPanel(QWidget):
         self.truncated.setVisible(text.truncated)
         bar = self.browser.verticalScrollBar()
         at_end = bar is None or bar.value() >= bar.maximum() - 4
-        self.browser.setHtml(text.html)
+        self.browser.setHtml(localize_log(text.html, self._tr))
         if bar is not None and at_end:
             bar.setValue(bar.maximum())
 

@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app.engine import Engine
-from app.i18n import LANGUAGES, N_, Translator
+from app.i18n import LANGUAGES, N_, QtTranslations, Translator
 from app.viewmodels.accounts import AccountsViewModel
 from app.viewmodels.broadcast import BroadcastSession
 from app.viewmodels.license import LicenseViewModel
@@ -78,6 +78,8 @@ class MainWindow(QMainWindow):
         self._engine = engine
         self._core = core
         self._tr = translator
+        # Qt's own dialogs (file dialog, message box buttons) speak the window's language too.
+        self.qt_translations = QtTranslations(translator, self)
         self._demo_credentials = demo_credentials
         self._marketplace_defaults = marketplace_defaults
         self._login: LoginDialog | None = None
@@ -96,7 +98,13 @@ class MainWindow(QMainWindow):
         self.broadcast = BroadcastSession(engine, core, translator, self)
         self.logs = LogsViewModel(engine, translator, log_dir, current=current_log, parent=self)
         self.settings = SettingsViewModel(
-            engine, translator, settings_path, settings=settings, parent=self
+            engine,
+            translator,
+            settings_path,
+            settings=settings,
+            server_in_use=core.config.api_base_url,
+            embedded_server=demo_credentials is not None,
+            parent=self,
         )
 
         # --- panels
@@ -213,11 +221,30 @@ class MainWindow(QMainWindow):
         """Open the login dialog (window-modal, never a nested event loop)."""
         if self._login is None:
             email, password = self._demo_credentials or ("", "")
-            self._login = LoginDialog(self.session, self._tr, self, email=email, password=password)
+            self._login = LoginDialog(
+                self.session,
+                self._tr,
+                self,
+                email=email,
+                password=password,
+                demo=self._demo_credentials is not None,
+            )
         self._login.show_error(message)
         if not self._login.isVisible():
             self._login.open()
         return self._login
+
+    def prefill_broadcast(self, recipients: Path, text: str) -> None:
+        """Put a recipients file and a message into the Broadcast tab, and point its file dialog
+        at the file's folder (the demo's). The opt-in tick is left to the user."""
+        panel = self.broadcast_panel
+        panel.set_file_directory(recipients.parent)
+        panel.message.setPlainText(text)
+        panel.import_file(recipients)
+
+    @property
+    def translator(self) -> Translator:
+        return self._tr
 
     @property
     def login_dialog(self) -> LoginDialog | None:
@@ -228,9 +255,15 @@ class MainWindow(QMainWindow):
         self.show_login(message)
 
     def _signed_in(self, snapshot: LicenseSnapshot) -> None:
+        # "Sign in first" under a panel is stale now.
+        not_signed_in = self._tr.tr("error.not_signed_in")
+        for line in (self.broadcast_panel.error, self.accounts_panel.error):
+            if line.text() == not_signed_in:
+                line.hide()
         self.license.set_snapshot(snapshot)
         self.accounts.refresh()
         self.broadcast.refresh_broadcasts()
+        self.broadcast.suppression.refresh()
         self.logs.refresh()
         self._show_session()
 

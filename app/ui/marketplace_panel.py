@@ -118,12 +118,28 @@ class AppCardWidget(QFrame):
         head.addWidget(self.developer)
         head.addStretch(1)
         head.addWidget(self.status)
+        if card.free:
+            self._offer_for_free(card, model, translator)
         layout = QVBoxLayout(self)
         layout.addLayout(head)
         layout.addWidget(self.description)
         layout.addWidget(self.prices)
         layout.addWidget(self.progress)
         layout.addLayout(actions)
+
+    def _offer_for_free(
+        self, card: AppCard, model: MarketplaceViewModel, translator: Translator
+    ) -> None:
+        """A free app: neither a trial nor a purchase, one "Get it free" until it is licensed."""
+        tr = translator.tr
+        self.prices.setText(tr("marketplace.price.free_app"))
+        self.trial_button.hide()
+        self.plan.hide()
+        self.purchase_button.setText(tr("marketplace.get_free"))
+        self.purchase_button.clicked.disconnect()
+        plan = str(card.free_plan)
+        self.purchase_button.clicked.connect(lambda: model.request_license(card.id, plan))
+        self.purchase_button.setVisible(not card.installable)
 
     def show_progress(self, done: int, total: int) -> None:
         self.progress.show()

@@ -3,6 +3,9 @@ a bad value is shown with the file, the key and the reason, and the file stays a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QCheckBox,
@@ -19,17 +22,19 @@ from PyQt6.QtWidgets import (
 )
 
 from app.i18n import LANGUAGES, N_, Translator
-from app.viewmodels.settings import (
-    FIELDS,
-    SECTION_LABELS,
-    Field,
-    Key,
-    Kind,
-    SettingsViewModel,
-)
+from app.settings_schema import Kind
+from app.viewmodels.settings import FIELDS, SECTION_LABELS, Field, Key, SettingsViewModel
 
 #: Each language by its own name (the same in every language).
 LANGUAGE_NAMES = {"ru": N_("language.ru"), "en": N_("language.en")}
+
+#: Tick boxes whose explanation depends on the tick: (when ticked, when not).
+STATE_HELP: dict[Key, tuple[str, str]] = {
+    ("anti_spam", "enabled"): (
+        N_("settings.anti_spam.enabled.help_on"),
+        N_("settings.anti_spam.enabled.help"),
+    ),
+}
 
 
 class SettingsPanel(QWidget):
@@ -49,6 +54,11 @@ class SettingsPanel(QWidget):
         self.file_label.setObjectName("hint")
         self.file_label.setWordWrap(True)
         self.file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.server_label = QLabel()
+        self.server_label.setObjectName("hint")
+        self.server_label.setWordWrap(True)
+        self.server_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.server_label.setVisible(bool(model.server_in_use))
 
         form_host = QWidget()
         form_layout = QVBoxLayout(form_host)
@@ -101,6 +111,7 @@ class SettingsPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.file_label)
+        layout.addWidget(self.server_label)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.error)
         layout.addLayout(buttons)
@@ -113,8 +124,46 @@ class SettingsPanel(QWidget):
         model.invalid.connect(self._mark_invalid)
         model.busy_changed.connect(lambda busy: self.save_button.setEnabled(not busy))
         translator.language_changed.connect(self._retranslate)
+        for key, editor in self.editors.items():
+            self._on_edit(editor, partial(self._edited, key))
         self._retranslate()
         self._show_values(model.values)
+
+    @staticmethod
+    def _on_edit(editor: QLineEdit | QCheckBox | QComboBox, slot: Callable[[], None]) -> None:
+        if isinstance(editor, QCheckBox):
+            editor.toggled.connect(lambda _checked: slot())
+        elif isinstance(editor, QComboBox):
+            editor.currentIndexChanged.connect(lambda _index: slot())
+        else:
+            editor.textChanged.connect(lambda _text: slot())
+
+    def _edited(self, key: Key) -> None:
+        """An edit answers the warning about its own field: clear that (and the message once no
+        field is marked), so nothing stale stays on screen."""
+        editor = self.editors[key]
+        if key in STATE_HELP:
+            self._show_help(key)
+        if editor.property("invalid"):
+            self._set_invalid(editor, False)
+            if not any(e.property("invalid") for e in self.editors.values()):
+                self.error.hide()
+                self.status.setText("")
+
+    def _show_help(self, key: Key) -> None:
+        editor = self.editors[key]
+        on, off = STATE_HELP[key]
+        ticked = isinstance(editor, QCheckBox) and editor.isChecked()
+        self._help[key].setText(self._tr.tr(on if ticked else off))
+
+    @staticmethod
+    def _set_invalid(editor: QWidget, bad: bool) -> None:
+        if bool(editor.property("invalid")) != bad:
+            editor.setProperty("invalid", bad)
+            style = editor.style()
+            if style is not None:
+                style.unpolish(editor)
+                style.polish(editor)
 
     @staticmethod
     def _editor(field: Field) -> QLineEdit | QCheckBox | QComboBox:
@@ -142,13 +191,22 @@ class SettingsPanel(QWidget):
         for field in FIELDS:
             label = self._labels[field.id]
             label.setText(tr(field.label))
-            self._help[field.id].setText(tr(field.help))
+            if field.id in STATE_HELP:
+                self._show_help(field.id)
+            else:
+                self._help[field.id].setText(tr(field.help))
             self.editors[field.id].setToolTip(f"[{field.section}] {field.key}")
             editor = self.editors[field.id]
             if isinstance(editor, QComboBox):
                 for index in range(editor.count()):
                     editor.setItemText(index, tr(LANGUAGE_NAMES[str(editor.itemData(index))]))
         self.file_label.setText(tr("settings.file", path=str(self._vm.path)))
+        server = self._vm.server_in_use
+        self.server_label.setText(
+            tr("settings.server_in_use.demo", url=server)
+            if self._vm.embedded_server
+            else tr("settings.server_in_use", url=server)
+        )
         self.save_button.setText(tr("settings.save"))
         self.revert_button.setText(tr("settings.revert"))
 
@@ -192,6 +250,8 @@ class SettingsPanel(QWidget):
 
     def _saved(self, changes: dict[Key, str]) -> None:
         tr = self._tr.tr
+        self._mark_invalid([])  # whatever was wrong before is fixed now
+        self.error.hide()
         for key, value in changes.items():
             if key in self.editors:
                 self.set_value(key, value)
@@ -204,16 +264,11 @@ class SettingsPanel(QWidget):
 
     def _mark_invalid(self, keys: list[Key]) -> None:
         for key, editor in self.editors.items():
-            bad = key in keys
-            if bool(editor.property("invalid")) != bad:
-                editor.setProperty("invalid", bad)
-                style = editor.style()
-                if style is not None:
-                    style.unpolish(editor)
-                    style.polish(editor)
+            self._set_invalid(editor, key in keys)
         first = next((self.editors[k] for k in keys if k in self.editors), None)
         if first is not None:
-            self._scroll.ensureWidgetVisible(first)
+            # Room for its label and explanation too, not just the field itself.
+            self._scroll.ensureWidgetVisible(first, 50, 80)
             first.setFocus()
 
     def _failed(self, message: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from app.i18n import resource_dir
+from app.catalog import resource_dir
 
 log = logging.getLogger("tgflow.ui")
 

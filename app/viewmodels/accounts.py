@@ -115,7 +115,9 @@ class AccountsViewModel(EngineBound):
         )
 
     def exclude(self, account_id: str, reason: str = "") -> bool:
-        reason = reason.strip() or self._tr.tr("accounts.exclude.default_reason")
+        # No reason given: the core stores its fixed English form, which every language shows
+        # in its own words (telegram_text); a stored translation would keep the old language.
+        reason = reason.strip()
         return self.call(
             lambda: self._core.exclude_account(account_id, reason),
             self._update_row,
@@ -241,15 +243,16 @@ def describe_status(status: AccountStatus, now: datetime, tr: Translator) -> Bad
     from app.antispam import AccountState
 
     from .formatting import format_duration
+    from .telegram_text import telegram_text
 
     if status.state is AccountState.COOLDOWN:
         left = 0.0 if status.until is None else (status.until - now).total_seconds()
         return Badge(
             "cooldown",
             tr.tr("account.state.cooldown", left=format_duration(left, tr)),
-            status.reason,
+            telegram_text(status.reason, tr),
             expired=left <= 0,
         )
     if status.state is AccountState.EXCLUDED:
-        return Badge("excluded", tr.tr("account.state.excluded"), status.reason)
+        return Badge("excluded", tr.tr("account.state.excluded"), telegram_text(status.reason, tr))
     return Badge("active", tr.tr("account.state.active"), "")

@@ -19,21 +19,22 @@ from typing import TYPE_CHECKING, Final
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from app.engine import Engine
-from app.i18n import N_, Translator
+from app.i18n import Translator
+from app.transports.base import MAX_MESSAGE_LENGTH, message_length
+from app.viewmodels.telegram_text import stop_reason_text
 
 from .base import EngineBound
 from .recipient_table import RecipientUpdate
+from .suppression import SuppressionViewModel
 
 if TYPE_CHECKING:
     from app.broadcast import Pacing, Progress
-    from app.broadcast_store import Broadcast, RecipientState
+    from app.broadcast_store import Broadcast, DeliveryPlan, RecipientState
     from app.core import Core
     from app.recipients import RecipientImport
 
 #: How often the GUI takes the queued progress (milliseconds).
 FLUSH_INTERVAL_MS: Final = 80
-#: Telegram's limit on the length of a text message.
-MAX_MESSAGE_CHARS: Final = 4096
 
 _SECONDS = re.compile(r"(\d+)\s*s\b")
 
@@ -76,7 +77,12 @@ class _Observer:
 @dataclass(frozen=True)
 class _Started:
     broadcast_id: str
-    rows: list[RecipientUpdate] | None
+    #: The broadcast's rows as stored: the table shows this run, not the previous one.
+    rows: list[RecipientUpdate]
+
+
+def _rows(core: Core, broadcast_id: str) -> list[RecipientUpdate]:
+    return [(r.recipient, str(r.state), r.detail) for r in core.recipients(broadcast_id)]
 
 
 class BroadcastSession(EngineBound):
@@ -104,6 +110,9 @@ class BroadcastSession(EngineBound):
     state_changed = pyqtSignal()
     #: The stored broadcasts (``list[Broadcast]``), newest first.
     broadcasts_changed = pyqtSignal(list)
+    #: Start found recipients who already received this text (a ``DeliveryPlan``): nothing was
+    #: started; the user chooses with ``start(..., send_again=False | True)``.
+    repeat_found = pyqtSignal(object)
 
     def __init__(
         self, engine: Engine, core: Core, translator: Translator, parent: QObject | None = None
@@ -113,6 +122,8 @@ class BroadcastSession(EngineBound):
         self._import: RecipientImport | None = None
         self._opted_in = False
         self._running = False
+        #: Start is checking who already received the text (a second click waits for it).
+        self._checking = False
         self._paused = False
         self._broadcast_id: str | None = None
         self._requested: str | None = None  # pause/stop asked before the id was known
@@ -121,6 +132,7 @@ class BroadcastSession(EngineBound):
         self._timer = QTimer(self)
         self._timer.setInterval(FLUSH_INTERVAL_MS)
         self._timer.timeout.connect(self.flush)
+        self.suppression = SuppressionViewModel(engine, core, translator, self)
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -185,9 +197,22 @@ class BroadcastSession(EngineBound):
         if self._running:
             self.import_failed.emit(self._tr.tr("broadcast.error.running"))
             return False
-        return self.call(parse, self._imported, self.import_failed.emit, what=what)
+        core = self._core
+
+        def parse_and_suppress() -> RecipientImport:
+            from app.broadcast_store import SuppressionReason
+
+            result = parse()
+            if result.opted_out:
+                # An opt-out is for good, whichever list the person turns up in later.
+                core.suppress(list(result.opted_out), SuppressionReason.OPT_OUT)
+            return result
+
+        return self.call(parse_and_suppress, self._imported, self.import_failed.emit, what=what)
 
     def _imported(self, result: RecipientImport) -> None:
+        if result.opted_out:
+            self.suppression.refresh()
         self._import = result
         self._broadcast_id = None
         self._last_progress = None
@@ -202,9 +227,11 @@ class BroadcastSession(EngineBound):
         """Why ``text`` cannot be sent, or ``None``."""
         if not text.strip():
             return self._tr.tr("broadcast.error.no_text")
-        if len(text) > MAX_MESSAGE_CHARS:
+        # Telegram's own measure (UTF-16 code units), so the check agrees with what it refuses.
+        length = message_length(text)
+        if length > MAX_MESSAGE_LENGTH:
             return self._tr.tr(
-                "broadcast.error.text_too_long", length=len(text), limit=MAX_MESSAGE_CHARS
+                "broadcast.error.text_too_long", length=length, limit=MAX_MESSAGE_LENGTH
             )
         return None
 
@@ -222,22 +249,50 @@ class BroadcastSession(EngineBound):
 
     # --- running --------------------------------------------------------------------------------
 
-    def start(self, account_id: str | None, text: str) -> bool:
+    def start(self, account_id: str | None, text: str, *, send_again: bool | None = None) -> bool:
         """Create a broadcast of the imported recipients and send it.
 
         Refused (``failed`` and ``False``) without recipients, without the opt-in confirmation,
-        without an account or text, or while another broadcast runs.
+        without an account or text, or while another broadcast runs. With ``send_again`` left
+        ``None``, recipients who already received this exact text stop the start:
+        :attr:`repeat_found` asks the user, who then starts again with ``send_again=False``
+        (only the others) or ``True`` (everyone again). Suppressed recipients are never sent to.
         """
         problem = self.start_problem(account_id, text)
+        if problem is None and self._checking:
+            problem = self._tr.tr("broadcast.error.running")
         if problem is not None:
             self.failed.emit(problem)
             return False
         assert account_id is not None
         recipients = list(self.recipients)
         core = self._core
+        if send_again is None:
+            self._checking = True
+
+            def checked(plan: DeliveryPlan) -> None:
+                self._checking = False
+                if plan.already_received:
+                    self.repeat_found.emit(plan)
+                else:
+                    self.start(account_id, text, send_again=False)
+
+            def check_failed(message: str) -> None:
+                self._checking = False
+                self.failed.emit(message)
+
+            return self.call(
+                lambda: core.delivery_plan(text, recipients),
+                checked,
+                check_failed,
+                what="check earlier deliveries",
+            )
 
         def create() -> _Started:
-            return _Started(core.create_broadcast(account_id, text, recipients), None)
+            broadcast_id = core.create_broadcast(
+                account_id, text, recipients, send_again=send_again
+            )
+            return _Started(broadcast_id, _rows(core, broadcast_id))
 
         return self._run(create, "start broadcast")
 
@@ -249,8 +304,7 @@ class BroadcastSession(EngineBound):
         core = self._core
 
         def load() -> _Started:
-            rows = [(r.recipient, str(r.state), r.detail) for r in core.recipients(broadcast_id)]
-            return _Started(broadcast_id, rows)
+            return _Started(broadcast_id, _rows(core, broadcast_id))
 
         return self._run(load, "continue broadcast")
 
@@ -275,8 +329,7 @@ class BroadcastSession(EngineBound):
 
     def _started(self, started: _Started) -> None:
         self._broadcast_id = started.broadcast_id
-        if started.rows is not None:
-            self.rows_loaded.emit(started.rows)
+        self.rows_loaded.emit(started.rows)
         self.started.emit(started.broadcast_id)
         requested, self._requested = self._requested, None
         if requested == "stop":
@@ -331,6 +384,7 @@ class BroadcastSession(EngineBound):
         self._stopped_running()
         self.finished.emit(progress)
         self.refresh_broadcasts()
+        self.suppression.refresh()  # the run may have met recipients who blocked the account
 
     def _run_failed(self, message: str) -> None:
         self.flush()
@@ -363,26 +417,7 @@ class BroadcastSession(EngineBound):
 
     def describe_reason(self, detail: str) -> str:
         """Why a broadcast stopped or waits (a worker's English detail), translated."""
-        plain = {
-            "stopped": N_("broadcast.reason.user"),
-            "interrupted": N_("broadcast.reason.interrupted"),
-        }
-        if detail in plain:
-            return self._tr.tr(plain[detail])
-        prefixed = (
-            ("quota exhausted", N_("broadcast.reason.quota")),
-            ("license not active", N_("broadcast.reason.license_inactive")),
-            ("the license server cannot be reached", N_("broadcast.reason.offline")),
-            ("account excluded", N_("broadcast.reason.excluded")),
-            ("PeerFlood", N_("broadcast.reason.peer_flood")),
-            ("account unusable", N_("broadcast.reason.unusable")),
-            ("usage not settled", N_("broadcast.reason.unsettled")),
-        )
-        for prefix, key in prefixed:
-            if detail.startswith(prefix):
-                rest = detail[len(prefix) :].lstrip(":( ").rstrip(")")
-                return self._tr.tr(key, reason=rest or "—")
-        return detail
+        return stop_reason_text(detail, self._tr)
 
     # --- earlier broadcasts ---------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,10 +11,12 @@ from typing import Final
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
+from app.catalog import decode_params
 from app.engine import Engine
-from app.i18n import Translator
+from app.i18n import N_, Translator
 
 from .base import EngineBound
+from .telegram_text import stop_reason_text
 
 #: A log larger than this is shown from its end (the newest entries), its header kept.
 MAX_SHOWN_BYTES: Final = 1024 * 1024
@@ -71,6 +74,80 @@ def list_logs(log_dir: Path, current: Path | None) -> list[LogEntry]:
             )
         )
     return entries
+
+
+_TITLE: Final = re.compile(r"<(title|h1)>TGFlow session ([^<]*)</\1>")
+_HEADER: Final = re.compile(r"<thead>.*?</thead>", re.S)
+_LEVEL: Final = re.compile(r'<td class="level">(\w+)</td>')
+_STORY: Final = re.compile(r'<td class="message" data-key="([^"]*)" data-params="([^"]*)">')
+_STORY_CELL: Final = re.compile(
+    r'(<td class="message" data-key="[^"]*" data-params="[^"]*">)[^<]*(</td>)'
+)
+_ENDED: Final = re.compile(r"<p>Session ended ([^<]*)\.</p>")
+_TITLE_KEY: Final = N_("logs.view.title")
+_ENDED_KEY: Final = N_("logs.view.ended")
+#: Level names the session log writes, and their translation keys.
+LEVEL_KEYS: Final = {
+    "DEBUG": N_("logs.level.debug"),
+    "INFO": N_("logs.level.info"),
+    "WARNING": N_("logs.level.warning"),
+    "ERROR": N_("logs.level.error"),
+    "CRITICAL": N_("logs.level.critical"),
+}
+
+
+def localize_log(text: str, tr: Translator) -> str:
+    """A session log's HTML in the window's language.
+
+    The file is written in English (it is also read in a browser, and by support); its headings,
+    level names and story lines (cells with a ``data-key``, see ``app.catalog.story``) are put
+    into the window's language here. Diagnostics without a key are shown as they were written.
+    """
+
+    def title(match: re.Match[str]) -> str:
+        when = html.unescape(match[2])
+        return f"<{match[1]}>{html.escape(tr.tr(_TITLE_KEY, when=when))}</{match[1]}>"
+
+    def header(_match: re.Match[str]) -> str:
+        cells = "".join(
+            f"<th>{html.escape(tr.tr(key))}</th>"
+            for key in (
+                N_("logs.view.time"),
+                N_("logs.view.level"),
+                N_("logs.view.area"),
+                N_("logs.view.message"),
+            )
+        )
+        return f"<thead><tr>{cells}</tr></thead>"
+
+    def level(match: re.Match[str]) -> str:
+        key = LEVEL_KEYS.get(match[1])
+        shown = tr.tr(key) if key is not None else match[1]
+        return f'<td class="level">{html.escape(shown)}</td>'
+
+    def story(match: re.Match[str]) -> str:
+        opening = match[1]
+        keyed = _STORY.match(opening)
+        assert keyed is not None
+        key = html.unescape(keyed[1])
+        params = decode_params(html.unescape(keyed[2]))
+        known = tr.keys()
+        if key not in known or params is None:
+            return match[0]
+        # A stopped broadcast's reason is the worker's English detail (see telegram_text).
+        if isinstance(params.get("reason"), str):
+            params["reason"] = stop_reason_text(str(params["reason"]), tr)
+        return opening + html.escape(tr.tr(key, **params)) + match[2]
+
+    def ended(match: re.Match[str]) -> str:
+        when = html.unescape(match[1])
+        return f"<p>{html.escape(tr.tr(_ENDED_KEY, when=when))}</p>"
+
+    text = _TITLE.sub(title, text)
+    text = _HEADER.sub(header, text, count=1)
+    text = _LEVEL.sub(level, text)
+    text = _STORY_CELL.sub(story, text)
+    return _ENDED.sub(ended, text)
 
 
 def read_log(path: Path, limit: int = MAX_SHOWN_BYTES) -> LogText:

@@ -94,6 +94,17 @@ class AppCard:
     def installable(self) -> bool:
         return self.license_status in INSTALLABLE
 
+    @property
+    def free(self) -> bool:
+        """Every plan it is offered on costs nothing: no trial to try, nothing to buy."""
+        offered = [price for price in self.prices.values() if price is not None]
+        return bool(offered) and not any(offered)
+
+    @property
+    def free_plan(self) -> str | None:
+        """The plan to request for a free app (the first one offered)."""
+        return next((plan for plan, price in self.prices.items() if price == 0), None)
+
 
 @dataclass(frozen=True)
 class InstalledRow:
@@ -459,24 +470,31 @@ class MarketplaceViewModel(EngineBound):
         from agent.config_checks import InsecureApiUrl
         from agent.marketplace import client as mp
 
+        from .errors import problem_text
+
         tr = self._tr.tr
-        reason = getattr(exc, "reason", None) or str(exc)
-        if isinstance(exc, mp.ArtifactSizeMismatch | mp.ArtifactDigestMismatch):
-            return tr("marketplace.error.artifact_mismatch", reason=reason)
+        if isinstance(exc, mp.MarketplaceError | InsecureApiUrl):
+            # The details (the server's English detail, sizes, digests) are for the log.
+            log.warning("marketplace: %s failed: %s", what or "a request", exc)
+        if isinstance(exc, mp.ArtifactDigestMismatch):
+            return tr("marketplace.error.artifact_digest")
+        if isinstance(exc, mp.ArtifactSizeMismatch):
+            return tr("marketplace.error.artifact_size")
         if isinstance(exc, mp.ArtifactDownloadFailed):
-            return tr("marketplace.error.download", reason=reason)
+            return tr("marketplace.error.download")
+        reason = problem_text(exc, self._tr)
         if isinstance(exc, mp.AdminTokenRejected):
             return tr("marketplace.error.token", reason=reason)
         if isinstance(exc, mp.MarketplaceLicenseInactive):
-            return tr("marketplace.error.license_inactive", reason=reason)
+            return tr("marketplace.error.license_inactive")
         if isinstance(exc, mp.LicenseConflict):
             return tr("marketplace.error.conflict", reason=reason)
         if isinstance(exc, mp.AppNotFound):
-            return tr("marketplace.error.not_found", reason=reason)
+            return tr("marketplace.error.not_found")
         if isinstance(exc, mp.MarketplaceUnreachable):
             return tr("marketplace.error.unreachable")
         if isinstance(exc, mp.MarketplaceRequestError):
             return tr("marketplace.error.refused", reason=reason)
         if isinstance(exc, InsecureApiUrl):
-            return tr("marketplace.error.url", reason=reason)
+            return tr("marketplace.error.url")
         return super().describe(exc, what)

@@ -14,6 +14,7 @@ from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentM
 from PyQt6.QtGui import QColor
 
 from app.i18n import N_, Translator
+from app.viewmodels.telegram_text import telegram_text
 
 #: (recipient, state, detail); the state is a ``RecipientState`` value or ``"new"`` before the
 #: broadcast exists.
@@ -26,10 +27,19 @@ _STATE_KEYS: Final = {
     "pending": N_("recipient.state.pending"),
     "sent": N_("recipient.state.sent"),
     "failed": N_("recipient.state.failed"),
+    "skipped": N_("recipient.state.skipped"),
 }
 _STATE_COLOURS: Final = {
     "sent": QColor("#2e7d32"),
     "failed": QColor("#c62828"),
+    "skipped": QColor("#6b7280"),
+}
+#: Details the store writes as codes (see ``app.broadcast_store``), shown in words.
+_DETAIL_KEYS: Final = {
+    "already_received": N_("recipient.detail.already_received"),
+    "suppressed:blocked": N_("recipient.detail.suppressed_blocked"),
+    "suppressed:user": N_("recipient.detail.suppressed_user"),
+    "suppressed:opt_out": N_("recipient.detail.suppressed_opt_out"),
 }
 _HEADER_KEYS: Final = (
     N_("recipient.column.number"),
@@ -54,6 +64,7 @@ class RecipientTableModel(QAbstractTableModel):
         self._details: list[str] = []
         self._row_of: dict[str, int] = {}
         self._state_text: dict[str, str] = {}
+        self._detail_text: dict[str, str] = {}
         self._retranslate()
         translator.language_changed.connect(self._language_changed)
 
@@ -100,6 +111,9 @@ class RecipientTableModel(QAbstractTableModel):
             self.index(low, self.STATE_COLUMN), self.index(high, len(_HEADER_KEYS) - 1)
         )
 
+    def recipient_at(self, row: int) -> str:
+        return self._recipients[row]
+
     def state_of(self, recipient: str) -> str | None:
         row = self._row_of.get(recipient)
         return None if row is None else self._states[row]
@@ -130,7 +144,9 @@ class RecipientTableModel(QAbstractTableModel):
             if column == 2:
                 state = self._states[row]
                 return self._state_text.get(state, state)
-            return self._details[row]
+            detail = self._details[row]
+            known = self._detail_text.get(detail)
+            return known if known is not None else telegram_text(detail, self._tr)
         if role == Qt.ItemDataRole.ForegroundRole and column == self.STATE_COLUMN:
             return _STATE_COLOURS.get(self._states[row])
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 0:
@@ -152,6 +168,7 @@ class RecipientTableModel(QAbstractTableModel):
 
     def _retranslate(self) -> None:
         self._state_text = {state: self._tr.tr(key) for state, key in _STATE_KEYS.items()}
+        self._detail_text = {code: self._tr.tr(key) for code, key in _DETAIL_KEYS.items()}
 
     def _language_changed(self, _language: str) -> None:
         self._retranslate()

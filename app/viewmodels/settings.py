@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Final
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app.engine import Engine
-from app.i18n import N_, Translator
+from app.i18n import Translator
+from app.settings_schema import SECTIONS, format_value, options
 
 from .base import EngineBound
 
@@ -23,14 +24,6 @@ if TYPE_CHECKING:
     from app.config import Settings, SettingsError
 
 Key = tuple[str, str]
-
-
-class Kind:
-    TEXT = "text"
-    NUMBER = "number"
-    BOOL = "bool"
-    SECRET = "secret"
-    LANGUAGE = "language"
 
 
 @dataclass(frozen=True)
@@ -47,118 +40,24 @@ class Field:
         return (self.section, self.key)
 
 
-#: Every key of settings.ini, in the file's order.
-FIELDS: Final = (
-    Field(
-        "license",
-        "api_base_url",
-        Kind.TEXT,
-        N_("settings.license.api_base_url"),
-        N_("settings.license.api_base_url.help"),
-    ),
-    Field(
-        "license",
-        "jwt_public_key_fingerprint",
-        Kind.TEXT,
-        N_("settings.license.jwt_public_key_fingerprint"),
-        N_("settings.license.jwt_public_key_fingerprint.help"),
-    ),
-    Field(
-        "flood",
-        "max_consecutive_errors",
-        Kind.NUMBER,
-        N_("settings.flood.max_consecutive_errors"),
-        N_("settings.flood.max_consecutive_errors.help"),
-    ),
-    Field(
-        "flood",
-        "cooldown_sec",
-        Kind.NUMBER,
-        N_("settings.flood.cooldown_sec"),
-        N_("settings.flood.cooldown_sec.help"),
-    ),
-    Field(
-        "anti_spam",
-        "enabled",
-        Kind.BOOL,
-        N_("settings.anti_spam.enabled"),
-        N_("settings.anti_spam.enabled.help"),
-    ),
-    Field(
-        "telegram",
-        "api_id",
-        Kind.TEXT,
-        N_("settings.telegram.api_id"),
-        N_("settings.telegram.api_id.help"),
-    ),
-    Field(
-        "telegram",
-        "api_hash",
-        Kind.SECRET,
-        N_("settings.telegram.api_hash"),
-        N_("settings.telegram.api_hash.help"),
-    ),
-    Field(
-        "broadcast",
-        "min_delay_sec",
-        Kind.NUMBER,
-        N_("settings.broadcast.min_delay_sec"),
-        N_("settings.broadcast.min_delay_sec.help"),
-    ),
-    Field(
-        "broadcast",
-        "max_delay_sec",
-        Kind.NUMBER,
-        N_("settings.broadcast.max_delay_sec"),
-        N_("settings.broadcast.max_delay_sec.help"),
-    ),
-    Field(
-        "broadcast",
-        "batch_size",
-        Kind.NUMBER,
-        N_("settings.broadcast.batch_size"),
-        N_("settings.broadcast.batch_size.help"),
-    ),
-    Field(
-        "telemetry",
-        "enabled",
-        Kind.BOOL,
-        N_("settings.telemetry.enabled"),
-        N_("settings.telemetry.enabled.help"),
-    ),
-    Field(
-        "ui",
-        "language",
-        Kind.LANGUAGE,
-        N_("settings.ui.language"),
-        N_("settings.ui.language.help"),
-    ),
+def label_key(section: str, key: str) -> str:
+    """The translation key of a settings key's label (its help adds ``.help``)."""
+    return f"settings.{section}.{key}"
+
+
+def section_label_key(section: str) -> str:
+    return f"settings.section.{section}"
+
+
+#: Every key of settings.ini, in the file's order, as the schema declares it.
+FIELDS: Final = tuple(
+    Field(o.section, o.key, o.kind, label_key(*o.id), label_key(*o.id) + ".help") for o in options()
 )
 
 #: Keys whose new value is used at once; the others at the next start.
-LIVE_KEYS: Final = frozenset({("ui", "language")})
+LIVE_KEYS: Final = frozenset(o.id for o in options() if o.live)
 
-SECTION_LABELS: Final = {
-    "license": N_("settings.section.license"),
-    "flood": N_("settings.section.flood"),
-    "anti_spam": N_("settings.section.anti_spam"),
-    "telegram": N_("settings.section.telegram"),
-    "broadcast": N_("settings.section.broadcast"),
-    "telemetry": N_("settings.section.telemetry"),
-    "ui": N_("settings.section.ui"),
-}
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple | list):
-        return ", ".join(str(v) for v in value)
-    return str(value)
+SECTION_LABELS: Final = {name: section_label_key(name) for name in SECTIONS}
 
 
 def values_of(settings: Settings) -> dict[Key, str]:
@@ -166,7 +65,7 @@ def values_of(settings: Settings) -> dict[Key, str]:
     values = {}
     for field in FIELDS:
         section = getattr(settings, field.section)
-        values[field.id] = _text(getattr(section, field.key))
+        values[field.id] = format_value(getattr(section, field.key))
     return values
 
 
@@ -204,10 +103,16 @@ class SettingsViewModel(EngineBound):
         path: Path,
         *,
         settings: Settings | None = None,
+        server_in_use: str = "",
+        embedded_server: bool = False,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(engine, translator, parent)
         self._path = path
+        #: The license server this run really talks to (the demo's own, or settings.ini's as it
+        #: was read at start), which the form's [license] api_base_url may no longer say.
+        self.server_in_use = server_in_use
+        self.embedded_server = embedded_server
         self._values: dict[Key, str] = values_of(settings) if settings is not None else {}
         self._busy = False
 

@@ -33,7 +33,7 @@ from agent.errors import (
 from agent.journal import UsageJournal
 from agent.protocol import ACCESS_TOKEN_TTL_SECONDS, DEFAULT_LEASE_TTL_SECONDS
 from agent.secrets import RefreshTokenStore
-from tests.agent.conftest import AgentBackend, running_backend
+from tests.helpers.agent_backend import AgentBackend, running_backend
 from tests.helpers.api import PASSWORD, bearer, fingerprint
 
 _T = TypeVar("_T")

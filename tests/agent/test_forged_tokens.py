@@ -27,20 +27,21 @@ from agent.errors import (
     TokenExpired,
     TokenInvalid,
     TokenRejected,
+    UnpinnedKey,
     UntrustedKey,
 )
 from agent.key_pins import PinnedKeySet
 from agent.protocol import jwk_thumbprint
 from agent.tokens import TokenVerifier
 from server_stub.keys import SigningKey, public_jwk
-from tests.agent.conftest import (
+from tests.helpers.agent_backend import (
     AgentBackend,
     HitRecorder,
     RequestCounter,
     Session,
     running_backend,
 )
-from tests.agent.forgery import (
+from tests.helpers.forgery import (
     b64json,
     b64url,
     claims_of,
@@ -196,13 +197,14 @@ def _lease_hs256_pem(w: World) -> Forgery:
 @forgery("published-but-unpinned-key")
 def _unpinned(w: World) -> Forgery:
     # The server publishes the auth key; this verifier pins only the license key.
-    return Forgery(w.alice.token, UntrustedKey, re.escape(w.auth.kid), verifier="license_only")
+    # Refused as the subclass that says which pin is missing.
+    return Forgery(w.alice.token, UnpinnedKey, re.escape(w.auth.kid), verifier="license_only")
 
 
 @forgery("lease-published-but-unpinned-key")
 def _lease_unpinned(w: World) -> Forgery:
     return Forgery(
-        w.alice.lease, UntrustedKey, re.escape(w.auth.kid), kind="lease", verifier="license_only"
+        w.alice.lease, UnpinnedKey, re.escape(w.auth.kid), kind="lease", verifier="license_only"
     )
 
 

@@ -25,8 +25,8 @@ from agent.errors import Offline, QuotaExceeded
 from agent.journal import EntryState, JournalError, Outcome, UsageJournal
 from agent.protocol import RESERVATION_TTL_SECONDS, ReservationResponse, SettleResponse
 from agent.usage_http import HttpUsageBackend
-from tests.agent.conftest import AgentBackend, closed_port_url, running_backend
 from tests.agent.journal_child import TOKEN_ENV
+from tests.helpers.agent_backend import AgentBackend, closed_port_url, running_backend
 from tests.helpers.api import PASSWORD, bearer, fingerprint, register
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,12 +13,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agent.clock import FakeClock
-from agent.errors import UntrustedKey
+from agent.errors import UnpinnedKey, UntrustedKey
 from agent.key_pins import CACHE_FILE_NAME, PinnedKeySet
 from agent.protocol import jwk_thumbprint, public_key_pin
 from agent.tokens import TokenVerifier
 from server_stub.keys import public_jwk
-from tests.agent.conftest import AgentBackend, RequestCounter, closed_port_url
+from tests.helpers.agent_backend import AgentBackend, RequestCounter, closed_port_url
 
 JWKS = "/.well-known/jwks.json"
 
@@ -45,8 +45,13 @@ def test_only_pinned_entries_are_kept_and_the_rest_is_logged(
     assert keys.key(lic.kid).alg == "ES256"
     unpinned = [r.getMessage() for r in caplog.records if "not pinned" in r.getMessage()]
     assert len(unpinned) == 1 and auth.kid in unpinned[0] and auth.pin in unpinned[0]
-    with pytest.raises(UntrustedKey, match=auth.kid):
+    # Published but not pinned: said as such, with the pin it would need.
+    with pytest.raises(UnpinnedKey, match=auth.kid) as unpinned_error:
         keys.key(auth.kid)
+    assert (unpinned_error.value.pin, unpinned_error.value.alg) == (auth.pin, "RS256")
+    with pytest.raises(UntrustedKey) as unknown:
+        keys.key("not-a-published-kid")
+    assert not isinstance(unknown.value, UnpinnedKey)
     session = backend.session()
     with pytest.raises(UntrustedKey):
         TokenVerifier(keys, clock=agent_clock(backend)).verify_access_token(session.token)

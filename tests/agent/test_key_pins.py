@@ -13,7 +13,7 @@ from agent.errors import InvalidPin
 from agent.key_pins import parse_pins
 from agent.protocol import jwk_thumbprint, public_key_pin
 from server_stub.keys import public_jwk
-from tests.agent.conftest import AgentBackend
+from tests.helpers.agent_backend import AgentBackend
 
 GOOD = "sha256/" + base64.urlsafe_b64encode(hashlib.sha256(b"a").digest()).rstrip(b"=").decode()
 OTHER = "sha256/" + base64.urlsafe_b64encode(hashlib.sha256(b"b").digest()).rstrip(b"=").decode()

@@ -25,7 +25,7 @@ from agent.key_pins import PinnedKeySet
 from agent.lease import LICENSE_FILE_FORMAT, LICENSE_FILE_NAME, LeaseStore
 from agent.protocol import CLOCK_ROLLBACK_TOLERANCE_SECONDS
 from agent.tokens import TokenVerifier, device_claim
-from tests.agent.conftest import AgentBackend, Session
+from tests.helpers.agent_backend import AgentBackend, Session
 from tests.helpers.api import bearer, fingerprint
 
 

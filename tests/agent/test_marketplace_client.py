@@ -31,7 +31,7 @@ from agent.marketplace.client import (
 )
 from agent.protocol import MarketplacePlan
 from server_stub.services.marketplace import AppSpec
-from tests.agent.conftest import AgentBackend, closed_port_url
+from tests.helpers.agent_backend import AgentBackend, closed_port_url
 
 _T = TypeVar("_T")
 

@@ -30,8 +30,7 @@ from agent.marketplace import (
 )
 from agent.marketplace.jwks import CACHE_FILE_NAME, UnusableJwk, backend_key_from_jwk
 from agent.protocol import b64url, jwk_thumbprint
-from tests.agent.forgery import claims_of
-from tests.agent.test_marketplace_server import (
+from tests.helpers.fake_marketplace import (
     APP,
     BACKEND_A,
     BACKEND_B,
@@ -40,6 +39,7 @@ from tests.agent.test_marketplace_server import (
     jwks_path,
     new_key,
 )
+from tests.helpers.forgery import claims_of
 
 JWKS_A = jwks_path(BACKEND_A)
 DAY = 24 * 3600

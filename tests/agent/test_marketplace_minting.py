@@ -12,8 +12,8 @@ from agent.clock import FakeClock
 from agent.marketplace import key_id, mint_app_token, public_jwk
 from agent.marketplace.jwks import backend_key_from_jwk
 from agent.protocol import jwk_thumbprint
-from tests.agent.forgery import claims_of, header_of
-from tests.agent.test_marketplace_server import APP, BACKEND_A, new_key
+from tests.helpers.fake_marketplace import APP, BACKEND_A, new_key
+from tests.helpers.forgery import claims_of, header_of
 
 
 def test_public_jwk_is_the_public_half_with_its_thumbprint_as_kid() -> None:

@@ -36,8 +36,7 @@ from agent.marketplace import (
     public_jwk,
 )
 from agent.protocol import ErrorCode, public_key_pin
-from tests.agent.forgery import b64url, claims_of, compose, header_of, hs256, unsigned
-from tests.agent.test_marketplace_server import (
+from tests.helpers.fake_marketplace import (
     APP,
     BACKEND_A,
     BACKEND_B,
@@ -49,6 +48,7 @@ from tests.agent.test_marketplace_server import (
     new_key,
     sign_snapshot,
 )
+from tests.helpers.forgery import b64url, claims_of, compose, header_of, hs256, unsigned
 
 JWKS_A, JWKS_B = jwks_path(BACKEND_A), jwks_path(BACKEND_B)
 SNAPSHOT = entitlements_path()

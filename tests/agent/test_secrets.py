@@ -10,8 +10,7 @@ from pathlib import Path
 import keyring.backends.fail
 import keyring.backends.null
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.errors import KeyringLocked, NoKeyringError, PasswordDeleteError
+from keyring.errors import KeyringLocked, NoKeyringError
 
 import agent.private_files
 from agent.errors import SecretStoreError
@@ -21,29 +20,10 @@ from agent.secrets import (
     KEYRING_SERVICE,
     RefreshTokenStore,
 )
+from tests.helpers.keyrings import MemoryKeyring
 
 TOKEN = "rt_0123456789abcdefghijklmnopqrstuvwxyzABCDE"
 ROTATED = "rt_ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwv"
-
-
-class MemoryKeyring(KeyringBackend):
-    """An in-memory keyring. Priority below zero: keyring never picks it on its own."""
-
-    priority = -1.0  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.data.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.data[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.data.pop((service, username), None) is None:
-            raise PasswordDeleteError("not found")
 
 
 class LockedKeyring(MemoryKeyring):

@@ -12,7 +12,7 @@ from agent.errors import TokenExpired, TokenInvalid
 from agent.key_pins import PinnedKeySet
 from agent.protocol import MAX_LEEWAY_SECONDS
 from agent.tokens import DEFAULT_LEEWAY_SECONDS, TokenVerifier, device_claim
-from tests.agent.conftest import AgentBackend
+from tests.helpers.agent_backend import AgentBackend
 
 
 def verifier_for(

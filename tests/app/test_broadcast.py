@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,50 +19,10 @@ from app.broadcast_store import BroadcastState, BroadcastStore, RecipientState
 from app.core import LicenseUnusable
 from app.transports.base import FloodWait, PeerFlood
 from server_stub.models import TelemetryEvent
-from tests.app.conftest import Desktop, quota_used
+from tests.helpers.broadcast import RECIPIENTS, Recorder, run, start
+from tests.helpers.desktop import Desktop, quota_used
 
-RECIPIENTS = [f"@opted_in_{i:04d}" for i in range(200)]
 STEADY = Pacing(min_delay_sec=5, max_delay_sec=5, batch_size=50)
-
-
-@dataclass
-class Recorder:
-    """A BroadcastObserver that keeps everything (called on the engine thread)."""
-
-    progress_events: list[Progress] = field(default_factory=list)
-    recipients: list[tuple[str, RecipientState, str]] = field(default_factory=list)
-    notices: list[tuple[str, str]] = field(default_factory=list)
-    on_sent: object = None
-
-    def progress(self, progress: Progress) -> None:
-        self.progress_events.append(progress)
-
-    def recipient(
-        self, broadcast_id: str, recipient: str, state: RecipientState, detail: str
-    ) -> None:
-        self.recipients.append((recipient, state, detail))
-        if state is RecipientState.SENT and callable(self.on_sent):
-            self.on_sent(sum(1 for _r, s, _d in self.recipients if s is RecipientState.SENT))
-
-    def notice(self, broadcast_id: str, kind: str, message: str) -> None:
-        self.notices.append((kind, message))
-
-
-def start(desktop: Desktop, recipients: list[str] = RECIPIENTS) -> tuple[str, str]:
-    desktop.sign_in()
-    account = desktop.add_account()
-    core = desktop.core
-    assert core is not None
-    broadcast_id = desktop.call(
-        lambda: core.create_broadcast(account.account_id, "Hello from TGFlow", recipients)
-    )
-    return account.account_id, broadcast_id
-
-
-def run(desktop: Desktop, broadcast_id: str, recorder: Recorder) -> Progress:
-    core = desktop.core
-    assert core is not None
-    return desktop.run(core.run_broadcast(broadcast_id, recorder))
 
 
 def test_200_recipients_with_a_flood_wait_pause_exactly_and_count_exactly(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.private_files import default_data_dir
+from app.antispam import FloodPolicy
 from app.config import (
     SECTIONS,
     Settings,
@@ -23,8 +24,9 @@ from app.config import (
     save_settings,
     section_keys,
 )
+from app.core_config import Pacing
 from app.paths import AppPaths
-from app.settings_example import SETTINGS_EXAMPLE
+from app.settings_schema import DEFAULTS, example_text, options, section_parsers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FILE = REPO_ROOT / "settings.ini.example"
@@ -60,8 +62,26 @@ def test_default_data_dir_is_the_agents() -> None:
 # --- the example --------------------------------------------------------------------------------
 
 
-def test_embedded_example_equals_repository_file() -> None:
-    assert EXAMPLE_FILE.read_text(encoding="utf-8") == SETTINGS_EXAMPLE
+def test_the_example_file_is_generated_from_the_schema() -> None:
+    assert EXAMPLE_FILE.read_text(encoding="utf-8") == example_text(), (
+        "settings.ini.example is stale: run scripts/settings_example.py"
+    )
+
+
+def test_every_key_is_in_the_example_with_its_help_and_default() -> None:
+    text = example_text()
+    for option in options():
+        assert option.parse(option.default) == option.default, option.id
+        assert getattr(getattr(DEFAULTS, option.section), option.key) == option.default
+    assert text.count(" = ") + text.count(" =\n") == len(list(options()))
+    assert "; Messages reserved from the quota per batch.\nbatch_size = 50\n" in text
+
+
+def test_the_cores_defaults_are_the_schemas() -> None:
+    assert Pacing() == Pacing.from_settings(DEFAULTS.broadcast)
+    assert FloodPolicy() == FloodPolicy.from_settings(DEFAULTS)
+    changed = parse_settings("[flood]\ncooldown_sec = 60\n[anti_spam]\nenabled = false\n")
+    assert FloodPolicy.from_settings(changed) == FloodPolicy(cooldown_sec=60, enabled=False)
 
 
 def test_example_parses_to_the_defaults() -> None:
@@ -101,8 +121,10 @@ def test_import_is_light() -> None:
 @pytest.mark.parametrize("section", SECTIONS)
 def test_every_key_has_a_parser(section: str) -> None:
     model = SECTIONS[section]
-    assert tuple(model.PARSERS) == section_keys(model)
-    assert set(model.RULES) | {other for other, _ in model.RULES.values()} <= set(model.PARSERS)
+    assert tuple(section_parsers(model)) == section_keys(model)
+    assert set(model.RULES) | {other for other, _ in model.RULES.values()} <= set(
+        section_keys(model)
+    )
 
 
 # --- discovery ----------------------------------------------------------------------------------
@@ -424,13 +446,13 @@ def test_save_creates_the_file_from_the_example(tmp_path: Path) -> None:
     settings = save_settings(path, {("telemetry", "enabled"): "true"})
     assert settings.telemetry.enabled is True
     text = path.read_text(encoding="utf-8")
-    assert text == SETTINGS_EXAMPLE.replace(
+    assert text == example_text().replace(
         "[telemetry]\n; Anonymous usage events to the backend (no recipients, no message text). "
         "Off by default.\nenabled = false\n",
         "[telemetry]\n; Anonymous usage events to the backend (no recipients, no message text). "
         "Off by default.\nenabled = true\n",
     )
-    assert text != SETTINGS_EXAMPLE
+    assert text != example_text()
     if os.name == "posix":
         assert path.stat().st_mode & 0o777 == 0o600
 

@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from app.broadcast_store import BroadcastState
-from tests.app.conftest import Desktop, quota_used
-from tests.app.test_broadcast import RECIPIENTS, Recorder, run, start
+from tests.helpers.broadcast import RECIPIENTS, Recorder, run, start
+from tests.helpers.desktop import Desktop, quota_used
 
 CHILD = Path(__file__).with_name("broadcast_child.py")
 REPO = Path(__file__).resolve().parents[2]

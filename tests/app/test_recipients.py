@@ -62,7 +62,7 @@ def test_normal_forms(value: str, expected: str) -> None:
         ("+123456", "7 to 15 digits"),
         ("+1234567890123456", "7 to 15 digits"),
         ("+7 999 abc", "7 to 15 digits"),
-        ("0", "positive"),
+        ("0", "from 1 to"),
         ("-1001234567", "group or channel"),
         ("t.me/+AbCdEf", "invite link"),
         ("t.me/joinchat/AbCdEf", "invite link"),
@@ -70,6 +70,7 @@ def test_normal_forms(value: str, expected: str) -> None:
         ("8 (999) 123-45-67", "country code"),
         ("john@example.com", "not a @username"),
         ("", "empty"),
+        ("1099511627776", "from 1 to 1099511627775"),  # 2^40: kurigram cannot address it
     ],
 )
 def test_invalid_values_say_why(value: str, reason_part: str) -> None:
@@ -81,6 +82,10 @@ def test_invalid_values_say_why(value: str, reason_part: str) -> None:
 def test_phone_column_accepts_numbers_without_plus() -> None:
     assert normalise_recipient("79991234567", phone_column=True) == "+79991234567"
     assert normalise_recipient("79991234567") == "79991234567"  # elsewhere a user id
+
+
+def test_the_largest_user_id_kurigram_can_address_is_accepted() -> None:
+    assert normalise_recipient("1099511627775") == "1099511627775"
 
 
 # --- pasted text --------------------------------------------------------------------------------
@@ -123,7 +128,9 @@ def test_csv_header_selects_named_column() -> None:
 def test_csv_without_header_takes_first_column_and_reports_line() -> None:
     result = parse_recipients_csv("@alice_1,x\n\nnope,y\n@bob_22,z\n")
     assert result.recipients == ("@alice_1", "@bob_22")
-    assert result.errors == (RecipientProblem(3, "nope", result.errors[0].reason),)
+    assert result.errors == (
+        RecipientProblem(3, "nope", "recipients.reason.username_length", {"length": 4}),
+    )
     assert "5 to 32" in result.errors[0].reason
 
 
@@ -223,9 +230,10 @@ def test_non_utf8_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "nope.csv"
-    with pytest.raises(RecipientFileError, match="cannot be read") as caught:
+    with pytest.raises(RecipientFileError, match="does not exist") as caught:
         load_recipients_file(path)
     assert str(path) in str(caught.value)
+    assert caught.value.key == "oserror.not_found"
 
 
 # --- properties ---------------------------------------------------------------------------------

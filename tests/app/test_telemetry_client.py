@@ -20,7 +20,7 @@ from sqlalchemy import select
 from agent.clock import FakeClock
 from app.telemetry import EVENTS_PATH, FlushResult, TelemetryClient, load_or_create_install_id
 from server_stub.models import TelemetryEvent
-from tests.conftest import Backend, BackendFactory
+from tests.helpers.backend import Backend, BackendFactory
 
 _T = TypeVar("_T")
 

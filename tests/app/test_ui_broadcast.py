@@ -17,9 +17,9 @@ from app.transports.base import FloodWait
 from app.ui.broadcast_panel import BroadcastPanel
 from app.viewmodels.accounts import AccountsViewModel
 from app.viewmodels.broadcast import BroadcastSession
-from app.viewmodels.license import LicenseViewModel
 from app.viewmodels.recipient_table import RecipientTableModel
-from tests.app.conftest import Desktop, quota_used
+from tests.helpers.broadcast_tab import broadcast_tab
+from tests.helpers.desktop import Desktop, quota_used
 
 RECIPIENTS = [f"@opted_in_{i:03d}" for i in range(24)]
 
@@ -36,19 +36,9 @@ class Setup:
 def setup(qtbot: QtBot, desktop: Desktop) -> Setup:
     desktop.sign_in()
     account = desktop.add_account()
-    core = desktop.core
-    assert core is not None
-    translator = Translator("ru")
-    session = BroadcastSession(desktop.engine, core, translator)
-    accounts = AccountsViewModel(desktop.engine, core, translator)
-    license_model = LicenseViewModel(desktop.engine, core, translator)
-    panel = BroadcastPanel(session, accounts, license_model, translator)
-    for model in (session, accounts, license_model):
-        model.setParent(panel)
-    qtbot.addWidget(panel)
-    with qtbot.wait_signal(accounts.accounts_changed):
-        accounts.refresh()
-    return Setup(panel, session, accounts, account.account_id)
+    assert desktop.core is not None
+    tab = broadcast_tab(qtbot, desktop.engine, desktop.core, "ru")
+    return Setup(tab.panel, tab.session, tab.accounts, account.account_id)
 
 
 def paste_and_import(qtbot: QtBot, s: Setup, lines: list[str]) -> None:
@@ -249,3 +239,69 @@ def test_ten_thousand_rows_update_in_one_batch_without_a_reset(qtbot: QtBot) -> 
     assert model.data(model.index(100, 2)) == "sent"
     assert model.data(model.index(99, 2)) == "—"
     assert model.apply([("@not_in_the_list", "sent", "")]) == 0
+
+
+def test_a_text_over_telegrams_limit_is_refused_as_telegram_counts_it(
+    qtbot: QtBot, setup: Setup, desktop: Desktop
+) -> None:
+    s = setup
+    paste_and_import(qtbot, s, RECIPIENTS)
+    s.panel.select_account(s.account_id)
+    s.panel.opt_in.setChecked(True)
+    # 2049 emoji: 2049 code points, 4098 UTF-16 code units (Telegram's measure).
+    s.panel.message.setPlainText("\N{GRINNING FACE}" * 2049)
+    assert s.panel.char_count.text() == "4098 / 4096 символов"
+
+    with (
+        qtbot.assert_not_emitted(s.session.started),
+        qtbot.wait_signal(s.session.failed) as refused,
+    ):
+        s.panel.start_button.click()
+    assert refused.args == ["В сообщении 4098 символов; Telegram допускает 4096."]
+    core = desktop.core
+    assert core is not None
+    assert desktop.call(core.broadcasts) == []
+
+    # The preview is the text exactly as it will arrive: no Markdown or HTML made of it.
+    typed = "2*3 **today** __init__ <b>x</b>"
+    s.panel.message.setPlainText(typed)
+    assert s.panel.preview.text() == typed
+    assert s.panel.char_count.text() == f"{len(typed)} / 4096 символов"
+
+
+@pytest.mark.parametrize(
+    ("detail", "russian", "english"),
+    [
+        (
+            "no answer from Telegram while connecting (TimeoutError)",
+            "Telegram не ответил при подключении (TimeoutError); продолжите позже",
+            "Telegram did not answer while connecting (TimeoutError); continue later",
+        ),
+        (
+            "Telegram refused: SOMETHING_NEW",
+            "Telegram отказал (SOMETHING_NEW); рассылку можно продолжить позже",
+            "Telegram refused (SOMETHING_NEW); you can continue later",
+        ),
+        (
+            "text refused: MESSAGE_TOO_LONG: Telegram refuses this text",
+            # Telegram's error id in the window's words (app/viewmodels/telegram_text.py).
+            "Telegram не принимает этот текст "
+            "(сообщение длиннее, чем позволяет Telegram (MESSAGE_TOO_LONG))",
+            "Telegram does not accept this text "
+            "(the message is longer than Telegram allows (MESSAGE_TOO_LONG))",
+        ),
+        (
+            "unexpected error: ValueError: a bug",
+            "непредвиденная ошибка (ValueError: a bug); подробности в журнале",
+            "unexpected error (ValueError: a bug); details are in the log",
+        ),
+    ],
+)
+def test_the_new_stop_reasons_read_in_the_windows_language(
+    desktop: Desktop, detail: str, russian: str, english: str
+) -> None:
+    core = desktop.core
+    assert core is not None
+    for language, expected in (("ru", russian), ("en", english)):
+        session = BroadcastSession(desktop.engine, core, Translator(language))
+        assert session.describe_reason(detail) == expected

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from app.catalog import translations_dir
 from app.config import Settings
-from app.i18n import LANGUAGES, Translator, translations_dir
+from app.i18n import LANGUAGES, Translator
 from app.ui.main_window import MainWindow
 from app.viewmodels.recipient_table import RecipientTableModel
-from tests.app.conftest import Desktop
+from app.viewmodels.settings import FIELDS, SECTION_LABELS
+from tests.helpers.desktop import Desktop
 
 APP = Path(__file__).resolve().parents[2] / "app"
 # A key is used as tr("…") / .tr("…") or marked N_("…") where it is kept for later lookup.
@@ -35,6 +37,9 @@ def used_keys() -> set[str]:
     keys: set[str] = set()
     for path in APP.rglob("*.py"):
         keys.update(KEY_USE.findall(path.read_text(encoding="utf-8")))
+    # The Settings panel's labels are named after the schema's keys (app/settings_schema.py).
+    keys.update(SECTION_LABELS.values())
+    keys.update(key for field in FIELDS for key in (field.label, field.help))
     return keys
 
 

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import RSAAlgorithm
+from PyQt6.QtCore import QPoint, Qt
 from pytestqt.qtbot import QtBot
 
-from app.config import Settings
-from app.i18n import Translator
+from agent.protocol import public_key_pin
 from app.ui.main_window import MainWindow
-from tests.app.conftest import Desktop
+from tests.helpers.desktop import Desktop
+from tests.helpers.windows import main_window, open_login
 
 
 def make_window(
     qtbot: QtBot, desktop: Desktop, tmp_path: Path, *, password: str | None = None
 ) -> MainWindow:
-    assert desktop.core is not None
-    window = MainWindow(
-        desktop.engine,
-        desktop.core,
-        settings=Settings(),
-        settings_path=tmp_path / "settings.ini",
-        log_dir=tmp_path / "logs",
-        translator=Translator("ru"),
-        demo_credentials=(desktop.backend.email, password or desktop.backend.password),
-    )
-    qtbot.addWidget(window)
-    return window
+    credentials = (desktop.backend.email, password or desktop.backend.password)
+    return main_window(qtbot, desktop, tmp_path, credentials=credentials)
 
 
 def test_sign_in_through_the_dialog_then_the_license_panel_shows_plan_and_quota(
@@ -67,10 +61,7 @@ def test_a_wrong_password_shows_an_error_and_keeps_the_dialog(
     qtbot: QtBot, desktop: Desktop, tmp_path: Path
 ) -> None:
     window = make_window(qtbot, desktop, tmp_path, password="not the password")
-    with qtbot.wait_signal(window.session.needs_sign_in):
-        window.start()
-    dialog = window.login_dialog
-    assert dialog is not None
+    dialog = open_login(qtbot, window)
 
     with (
         qtbot.assert_not_emitted(window.session.signed_in),
@@ -122,3 +113,66 @@ def test_signing_out_clears_the_panel_and_opens_the_dialog(
     assert window.license_panel.plan_value.text() == "—"
     assert window.login_dialog is not None and window.login_dialog.isVisible()
     assert window.banner.isVisible()
+
+
+def test_enter_with_a_wrong_password_shows_the_error_like_the_button(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path, password="not the password")
+    dialog = open_login(qtbot, window)
+    qtbot.wait_until(lambda: dialog.isActiveWindow() or not dialog.isVisible())
+    dialog.password.setFocus()
+    with (
+        qtbot.assert_not_emitted(dialog.rejected),
+        qtbot.wait_signal(window.session.sign_in_failed, timeout=30_000),
+    ):
+        qtbot.keyClick(dialog.password, Qt.Key.Key_Return)
+    assert dialog.isVisible()
+    assert dialog.error.text() == "Неверный e-mail или пароль."
+    assert dialog.password.text() == "not the password"  # still there to correct
+    # Enter again, now with the right password, signs in.
+    dialog.password.setText(desktop.backend.password)
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        qtbot.keyClick(dialog.password, Qt.Key.Key_Return)
+    assert not dialog.isVisible()
+
+
+def test_the_dialog_grows_to_show_a_long_error(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    dialog = window.show_login()
+    qtbot.wait_exposed(dialog)
+    before = dialog.height()
+    dialog.show_error("Причина. " * 40)
+    qtbot.wait_until(lambda: dialog.height() > before)
+    error = dialog.error
+    assert error.height() >= error.heightForWidth(error.width())
+    assert error.geometry().bottom() < dialog.sign_in_button.mapTo(dialog, QPoint(0, 0)).y()
+
+
+def test_an_unpinned_signing_key_is_reported_as_a_settings_problem(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    desktop.close_core()
+    other = public_key_pin(ec.generate_private_key(ec.SECP256R1()).public_key())
+    desktop.make_core(pins=(other,))  # settings.ini pins a key the server does not use
+    window = make_window(qtbot, desktop, tmp_path)
+    with qtbot.wait_signal(window.session.needs_sign_in):
+        window.start()
+    with qtbot.wait_signal(window.session.sign_in_failed, timeout=30_000) as blocker:
+        window.login_dialog.sign_in_button.click()  # type: ignore[union-attr]
+    (message,) = blocker.args
+    auth_pin = _served_auth_pin(desktop)
+    assert "jwt_public_key_fingerprint" in message
+    assert "tgflow-server keys pins" in message
+    assert auth_pin in message  # which pin is missing
+    assert "Сессия" not in message
+
+
+def _served_auth_pin(desktop: Desktop) -> str:
+    jwks = httpx.get(desktop.backend.url + "/.well-known/jwks.json").json()
+    (auth,) = [k for k in jwks["keys"] if k["alg"] == "RS256"]
+    key = RSAAlgorithm.from_jwk(auth)
+    assert isinstance(key, rsa.RSAPublicKey)
+    return public_key_pin(key)

@@ -15,12 +15,12 @@ from agent.protocol import MarketplacePlan
 from app.demo import DemoBackend, DemoMarketplace, demo_artifact
 from app.engine import Engine
 from app.i18n import Translator
-from app.ui.main_window import MainWindow
 from app.ui.marketplace_panel import MarketplacePanel
 from app.viewmodels.marketplace import ADMIN_TOKEN_ACCOUNT, MarketplaceViewModel
 from server_stub.services.marketplace import AppSpec
-from tests.agent.test_secrets import MemoryKeyring
-from tests.app.conftest import Desktop
+from tests.helpers.desktop import Desktop
+from tests.helpers.keyrings import MemoryKeyring
+from tests.helpers.windows import main_window
 
 
 @pytest.fixture
@@ -88,12 +88,14 @@ def test_connecting_shows_the_catalog_and_keeps_the_connection(
     assert crm.prices.text() == (
         "Monthly: 19.90 EUR  ·  Yearly: 199.00 EUR  ·  Perpetual: 499.00 EUR"
     )
-    assert notes.prices.text() == "Monthly: free  ·  Yearly: free  ·  Perpetual: free"
+    assert notes.prices.text() == "Free on every plan"
     assert polls.prices.text() == "Monthly: 4.90 USD  ·  Yearly: 49.00 USD  ·  Perpetual: —"
     assert [polls.plan.itemData(i) for i in range(polls.plan.count())] == ["monthly", "yearly"]
     for card in (crm, notes, polls):
         assert card.status.text() == "No license"
-        assert card.trial_button.isEnabled() and not card.install_button.isEnabled()
+        assert not card.install_button.isEnabled()
+    for card in (crm, polls):
+        assert card.trial_button.isEnabled()
     assert panel.installed_list.item(0).text() == "No apps installed."  # type: ignore[union-attr]
 
     # The token went to the keyring, the URL to marketplace.json; a new panel finds both.
@@ -222,7 +224,7 @@ def test_a_mismatching_artifact_shows_an_error_and_installs_nothing(
 
     with qtbot.assert_not_emitted(model.installed), qtbot.wait_signal(model.failed) as failed:
         panel.cards["bad"].install_button.click()
-    assert "does not match the catalog, so nothing was installed" in failed.args[0]
+    assert "does not match the catalog" in failed.args[0]
     assert "SHA-256" in failed.args[0]
     assert panel.error.text() == failed.args[0] and not panel.error.isHidden()
     apps = tmp_path / "desktop" / "apps"
@@ -235,18 +237,7 @@ def test_a_mismatching_artifact_shows_an_error_and_installs_nothing(
 def test_the_main_window_builds_the_tab_when_it_is_opened(
     qtbot: QtBot, desktop: Desktop, tmp_path: Path
 ) -> None:
-    from app.config import Settings
-
-    assert desktop.core is not None
-    window = MainWindow(
-        desktop.engine,
-        desktop.core,
-        settings=Settings(),
-        settings_path=tmp_path / "settings.ini",
-        log_dir=tmp_path / "logs",
-        translator=Translator("en"),
-    )
-    qtbot.addWidget(window)
+    window = main_window(qtbot, desktop, tmp_path, language="en")
     assert window.marketplace_panel is None
     index = window.tabs.indexOf(window.marketplace_tab)
     assert window.tabs.tabText(index) == "Marketplace"
@@ -276,3 +267,18 @@ def test_a_second_demo_start_re_points_the_listed_apps_through_the_service(
         assert actions.count("app.update") == 1
     finally:
         second.stop()
+
+
+def test_a_free_app_offers_neither_trial_nor_purchase(
+    qtbot: QtBot, panel: MarketplacePanel
+) -> None:
+    notes = panel.cards["notes"]
+    assert notes.trial_button.isHidden()
+    assert notes.plan.isHidden()
+    assert notes.purchase_button.text() == "Get it free"
+    with qtbot.wait_signal(vm(panel).license_changed) as changed:
+        notes.purchase_button.click()
+    assert changed.args == ["notes", "active"]
+    notes = panel.cards["notes"]  # the catalog is shown again
+    assert notes.install_button.isEnabled()
+    assert notes.purchase_button.isHidden() and notes.trial_button.isHidden()

@@ -19,9 +19,9 @@ import pytest
 
 from examples.marketplace_app.app import AppConfig, build_verifier, create_app
 from examples.marketplace_app.host import HostConfig, create_host_app
-from tests.conftest import BackendFactory
+from tests.helpers.backend import BackendFactory
 from tests.helpers.live_server import LiveServer
-from tests.server.test_marketplace import CHAT, Market, app_spec, new_tenant
+from tests.helpers.marketplace import CHAT, Market, app_spec, new_tenant
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

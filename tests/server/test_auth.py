@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agent.protocol import ACCESS_TOKEN_AUDIENCE, LEASE_AUDIENCE
-from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint, register
+from tests.helpers.backend import Backend, BackendFactory
 
 
 def _login(backend: Backend, email: str, fp: str, password: str = PASSWORD) -> dict:

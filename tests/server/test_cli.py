@@ -71,7 +71,7 @@ def test_demo_seeds_prints_and_serves(tmp_path: Path) -> None:
         email = re.search(r"Demo user:\s+(\S+)", text)
         password = re.search(r"Password:\s+(\S+)", text)
         assert email and password, text
-        assert re.search(r"auth\s+RS256\s+sha256/[A-Za-z0-9_-]{43}", text), text
+        assert re.search(r"auth\s+RS256\s+\S+\s+sha256/[A-Za-z0-9_-]{43}", text), text
         assert f"http://127.0.0.1:{port}" in text
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc)
@@ -146,7 +146,7 @@ def test_unwritable_data_dir_is_a_clear_error(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    assert cli_main(["keys", "list", "--data-dir", str(blocker / "data")]) == 2
+    assert cli_main(["keys", "rotate", "--data-dir", str(blocker / "data")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tgflow-server: error: the data dir") and "not writable" in err
     assert "Traceback" not in err
@@ -176,3 +176,67 @@ def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixt
         cli_main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+_PIN_LINE = re.compile(r"^jwt_public_key_fingerprint = (sha256/[A-Za-z0-9_-]{43})$", re.M)
+
+
+def test_demo_and_keys_pins_print_the_same_settings_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(tmp_path / "d")
+    assert cli_main(["demo", "--no-run", "--data-dir", data]) == 0
+    demo_line = _PIN_LINE.search(capsys.readouterr().out)
+    assert cli_main(["keys", "pins", "--data-dir", data]) == 0
+    pins_out = capsys.readouterr().out
+    pins_line = _PIN_LINE.search(pins_out)
+    assert demo_line and pins_line, pins_out
+    assert demo_line[0] == pins_line[0]
+    # The pasted pin is the auth key's: the one that signs the desktop's tokens and leases.
+    auth = re.search(r"^\s*auth\s+RS256\s+\S+\s+(sha256/\S+)$", pins_out, re.M)
+    assert auth and auth[1] == pins_line[1]
+
+
+READ_ONLY = [
+    ["keys", "pins"],
+    ["keys", "list"],
+    ["plans", "list"],
+    ["marketplace", "apps"],
+    ["marketplace", "audit"],
+]
+
+
+@pytest.mark.parametrize("argv", READ_ONLY, ids=" ".join)
+def test_read_only_commands_create_no_data_dir(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "never-used"
+    assert cli_main([*argv, "--data-dir", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"no data dir {missing}" in err and "--data-dir" in err
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("argv", READ_ONLY, ids=" ".join)
+def test_read_only_commands_create_no_keys_and_no_database(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main([*argv, "--data-dir", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "no signing keys" in err or "no database" in err
+    assert "tgflow-server run" in err and "Traceback" not in err
+    assert list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", READ_ONLY, ids=" ".join)
+def test_read_only_commands_work_on_a_used_data_dir(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "d"
+    assert cli_main(["demo", "--no-run", "--data-dir", str(data)]) == 0
+    before = sorted(p.name for p in (data / "keys").iterdir())
+    capsys.readouterr()
+    assert cli_main([*argv, "--data-dir", str(data)]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (data / "keys").iterdir()) == before

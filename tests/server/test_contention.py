@@ -26,8 +26,8 @@ from agent.protocol import RESERVATION_TTL_SECONDS
 from server_stub.config import Settings
 from server_stub.models import Reservation, UsagePeriod
 from server_stub.wiring import Services, build_services
-from tests.conftest import BackendFactory
 from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint
+from tests.helpers.backend import BackendFactory
 from tests.helpers.databases import postgres_database
 from tests.helpers.server_process import server_process
 

@@ -14,8 +14,8 @@ import jwt
 import pytest
 
 from agent.fingerprint import COMPONENTS, ComponentReader, compute_fingerprint
-from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import PASSWORD, assert_problem, bearer
+from tests.helpers.backend import Backend, BackendFactory
 
 
 class Machine:

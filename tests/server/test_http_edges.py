@@ -11,8 +11,8 @@ import redis
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.marketplace import public_jwk
-from tests.conftest import BackendFactory
 from tests.helpers.api import assert_problem, bearer, register
+from tests.helpers.backend import BackendFactory
 from tests.helpers.databases import REDIS_URL, redis_or_skip
 
 

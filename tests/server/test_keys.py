@@ -17,8 +17,8 @@ from agent.protocol import jwk_thumbprint
 from server_stub.cli import main as cli_main
 from server_stub.clock import FakeClock
 from server_stub.keys import KeyStore
-from tests.conftest import BackendFactory
 from tests.helpers.api import assert_problem, bearer, register
+from tests.helpers.backend import BackendFactory
 
 
 def _pin_of_jwk(jwk: dict) -> str:
@@ -121,6 +121,8 @@ def test_rotation_keeps_the_old_key_until_its_tokens_expire(make_backend: Backen
 
 def test_cli_rotation_is_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "data")
+    assert cli_main(["demo", "--no-run", "--data-dir", data]) == 0  # creates the keys
+    capsys.readouterr()
     assert cli_main(["keys", "list", "--data-dir", data]) == 0
     before = capsys.readouterr().out
     assert before.count("active") == 2

@@ -23,9 +23,9 @@ from server_stub.app import _sweep_forever
 from server_stub.marketplace_tokens import CALLBACK_TTL_SECONDS, CALLBACK_TYP
 from server_stub.models import MarketplaceCallback
 from server_stub.services.callbacks import GIVE_UP_AFTER, LEASE
-from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import assert_problem
-from tests.server.test_marketplace import (
+from tests.helpers.backend import Backend, BackendFactory
+from tests.helpers.marketplace import (
     CHAT,
     Market,
     app_spec,

@@ -18,9 +18,9 @@ from agent.protocol import MarketplacePlan
 from server_stub import db
 from server_stub.cli import main as cli_main
 from server_stub.models import Base
-from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import assert_problem, bearer
-from tests.server.test_marketplace import CHAT, SHA, new_key, public_jwk
+from tests.helpers.backend import Backend, BackendFactory
+from tests.helpers.marketplace import CHAT, SHA, new_key, public_jwk
 
 MARKETPLACE_TABLES = {
     "backends",

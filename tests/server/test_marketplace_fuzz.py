@@ -25,7 +25,7 @@ from agent.protocol import MarketplacePlan
 from server_stub.app import create_app
 from server_stub.config import Settings
 from tests.helpers.api import bearer
-from tests.server.test_marketplace import app_spec, new_key, public_jwk
+from tests.helpers.marketplace import app_spec, new_key, public_jwk
 
 SEED = 20240611
 MAX_EXAMPLES = 40

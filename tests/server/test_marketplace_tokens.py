@@ -25,9 +25,9 @@ from agent.protocol import (
     b64url,
     jwk_thumbprint,
 )
-from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import assert_problem, bearer, register
-from tests.server.test_marketplace import (
+from tests.helpers.backend import Backend, BackendFactory
+from tests.helpers.marketplace import (
     CHAT,
     Market,
     Tenant,

@@ -15,8 +15,8 @@ from sqlalchemy import event, text
 from server_stub.errors import TokenExpired
 from server_stub.services.session_cache import LiveSession, SessionCache, device_key, session_key
 from server_stub.session_bus import PostgresSessionBus
-from tests.conftest import ONLY_POSTGRES, Backend, BackendFactory
 from tests.helpers.api import assert_problem, bearer, fingerprint, register
+from tests.helpers.backend import ONLY_POSTGRES, Backend, BackendFactory
 
 LIVE = LiveSession("s1", "u1", "d1", "fp")
 

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from server_stub.app import _sweep_forever
 from server_stub.models import UsagePeriod
 from server_stub.sweeper_lease import make_sweeper_lease
-from tests.conftest import ONLY_POSTGRES, Backend, BackendFactory
 from tests.helpers.api import bearer, register
+from tests.helpers.backend import ONLY_POSTGRES, Backend, BackendFactory
 
 
 def test_periodic_sweeper_releases_expired_holds(make_backend: BackendFactory) -> None:

@@ -27,8 +27,8 @@ from agent.protocol import (
 from server_stub.app import _sweep_forever
 from server_stub.config import Settings
 from server_stub.models import TelemetryEvent
-from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import assert_problem, bearer, register
+from tests.helpers.backend import Backend, BackendFactory
 
 INSTALL_ID = uuid.uuid4().hex
 

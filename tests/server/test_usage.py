@@ -12,8 +12,8 @@ from sqlalchemy import select
 from agent.protocol import LEASE_AUDIENCE
 from server_stub.models import UsagePeriod
 from server_stub.services.periods import period_bounds
-from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint
+from tests.helpers.backend import Backend, BackendFactory
 
 DANA_FP = "fp-dana-laptop-0001"
 
