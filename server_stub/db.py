@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,6 +80,26 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     lock = factory.kw.get("info", {}).get(_WRITE_LOCK)
     with lock or nullcontext(), factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def write_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A Core connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite) of ``factory``.
+
+    The hot paths run a few plain statements: a Core connection skips the ORM's unit of work.
+    """
+    lock = factory.kw.get("info", {}).get(_WRITE_LOCK)
+    engine: Engine = factory.kw["bind"]
+    with lock or nullcontext(), engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A Core connection in a read transaction of the read-only ``factory``."""
+    engine: Engine = factory.kw["bind"]
+    with engine.begin() as conn:
+        yield conn
 
 
 def is_postgres(engine: Engine) -> bool:

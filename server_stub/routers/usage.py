@@ -15,7 +15,7 @@ from agent.protocol import (
 )
 
 from ..deps import PrincipalDep, ServicesDep
-from ..models import Reservation
+from ..services.reservations import ReservationRow
 from ..problems import problem_responses
 
 router = APIRouter(prefix="/usage", tags=["usage"])
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/usage", tags=["usage"])
 _AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 
 
-def _settled(r: Reservation) -> SettleResponse:
+def _settled(r: ReservationRow) -> SettleResponse:
     return SettleResponse(
         reservation_id=r.id,
         status=ReservationStatus(r.status),
