@@ -21,6 +21,9 @@ log = logging.getLogger("tgflow.server.db")
 _MIGRATION_LOCK_KEY = 0x7467666C6F77
 READ_ONLY_OPTION = "tgflow_read_only"
 _WRITE_LOCK = "tgflow_write_lock"
+#: Connections kept per worker: one per thread of the request thread pool (AnyIO's 40).
+POOL_SIZE = 40
+POOL_OVERFLOW = 10
 
 
 def make_engine(url: str) -> Engine:
@@ -33,12 +36,15 @@ def make_engine(url: str) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             # As many connections as the request thread pool has threads: no churn under load.
-            pool_size=40,
-            max_overflow=10,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # Sized to the concurrency like SQLite's: the thread pool (40 threads) plus the event loop.
+    # A smaller pool than that closes its overflow connections after each burst and opens new
+    # backends under load (hundreds a second, each a fork on the database host).
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -29,7 +29,7 @@ _AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORB
     responses=problem_responses(*_AUTH_ERRORS),
     summary="Plan, quota, device binding, features and a signed offline lease",
 )
-def get_license(principal: PrincipalDep, services: ServicesDep) -> LicenseResponse:
+async def get_license(principal: PrincipalDep, services: ServicesDep) -> LicenseResponse:
     view = services.license.view(principal)
     return LicenseResponse(
         plan=view.plan,

@@ -15,8 +15,8 @@ from agent.protocol import (
 )
 
 from ..deps import PrincipalDep, ServicesDep
-from ..services.reservations import ReservationRow
 from ..problems import problem_responses
+from ..services.reservations import ReservationRow
 
 router = APIRouter(prefix="/usage", tags=["usage"])
 
@@ -51,7 +51,7 @@ def _settled(r: ReservationRow) -> SettleResponse:
     },
     summary="Hold quota for a batch of messages (idempotent by correlation_id)",
 )
-def reserve(
+async def reserve(
     body: ReserveRequest, principal: PrincipalDep, services: ServicesDep, response: Response
 ) -> ReservationResponse:
     result = services.reservations.reserve(principal.user.id, body.messages, body.correlation_id)
@@ -78,7 +78,9 @@ def reserve(
     ),
     summary="Count the messages really sent and release the rest (idempotent)",
 )
-def commit(body: CommitRequest, principal: PrincipalDep, services: ServicesDep) -> SettleResponse:
+async def commit(
+    body: CommitRequest, principal: PrincipalDep, services: ServicesDep
+) -> SettleResponse:
     return _settled(services.reservations.commit(principal.user.id, body.reservation_id, body.used))
 
 
@@ -88,7 +90,7 @@ def commit(body: CommitRequest, principal: PrincipalDep, services: ServicesDep) 
     responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.RESERVATION_CONFLICT),
     summary="Release the whole hold (idempotent)",
 )
-def rollback(
+async def rollback(
     body: RollbackRequest, principal: PrincipalDep, services: ServicesDep
 ) -> SettleResponse:
     return _settled(services.reservations.rollback(principal.user.id, body.reservation_id))
