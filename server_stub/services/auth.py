@@ -32,6 +32,8 @@ log = logging.getLogger("tgflow.server.auth")
 
 #: Devices allowed to a user without an active plan.
 DEVICES_WITHOUT_PLAN = 1
+#: The reply to a refresh token we never issued and to one presented by another device alike.
+_NOT_A_REFRESH_TOKEN = "this refresh token is not valid; log in again"
 
 
 @dataclass(frozen=True)
@@ -234,17 +236,21 @@ class AuthService:
                 .with_for_update(of=RefreshToken)
             ).first()
             if row is None:
-                raise TokenInvalid("unknown refresh token")
+                raise TokenInvalid(_NOT_A_REFRESH_TOKEN)
             token, auth_session, device, user = row
-            if auth_session.revoked_at is not None or device.revoked_at is not None:
-                raise TokenInvalid("this session has ended; log in again")
-            if not same_device(device.fingerprint, fingerprint):
-                raise TokenInvalid("this refresh token belongs to another device")
             if token.used_at is not None:
-                # A used token came back: someone holds a copy. End the whole family.
-                auth_session.revoked_at = now
-                auth_session.revoked_reason = "refresh_reuse"
+                # A used token came back: someone holds a copy. End the whole family, whatever
+                # fingerprint came with it (a thief's fingerprint is not the owner's) and with
+                # the same reply for every replay, so the reply tells no one more than that.
+                if auth_session.revoked_at is None:
+                    auth_session.revoked_at = now
+                    auth_session.revoked_reason = "refresh_reuse"
                 reused = True
+            elif not same_device(device.fingerprint, fingerprint):
+                # Not spent, so nothing says it was copied; refused like a token we never issued.
+                raise TokenInvalid(_NOT_A_REFRESH_TOKEN)
+            elif auth_session.revoked_at is not None or device.revoked_at is not None:
+                raise TokenInvalid("this session has ended; log in again")
             elif token.expires_at <= now:
                 raise TokenExpired("the refresh token has expired; log in again")
             elif user.disabled_at is not None:

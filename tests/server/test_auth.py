@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -91,6 +92,50 @@ def test_refresh_rotates_and_reuse_revokes_the_family(backend: Backend) -> None:
         json={"email": first["user"]["email"], "password": PASSWORD, "device_fingerprint": fp},
     )
     assert r.status_code == 200
+
+
+def _refresh(backend: Backend, refresh_token: str, fp: str) -> httpx.Response:
+    return backend.client.post(
+        "/auth/refresh", json={"refresh_token": refresh_token, "device_fingerprint": fp}
+    )
+
+
+def _spent_family(backend: Backend) -> tuple[str, dict]:
+    """A family whose first refresh token is spent: its fingerprint and the rotated tokens."""
+    fp = fingerprint()
+    first = register(backend.client, fp=fp)
+    r = _refresh(backend, first["refresh_token"], fp)
+    assert r.status_code == 200, r.text
+    return first["refresh_token"], {**r.json(), "fp": fp}
+
+
+def test_reuse_with_another_fingerprint_revokes_the_family_with_the_same_reply(
+    backend: Backend,
+) -> None:
+    # Whoever replays a spent token, from whatever device, learns nothing more than any other
+    # replayer, and the family ends either way: a copy of the token is out there.
+    spent, rotated = _spent_family(backend)
+    same_device = _refresh(backend, spent, rotated["fp"])
+    stolen_spent, stolen_rotated = _spent_family(backend)
+    other_device = _refresh(backend, stolen_spent, fingerprint())
+
+    assert_problem(other_device, 401, "token_invalid")
+    assert other_device.json()["detail"] == same_device.json()["detail"]
+    for family in (rotated, stolen_rotated):
+        assert_problem(
+            _refresh(backend, family["refresh_token"], family["fp"]), 401, "token_invalid"
+        )
+        assert_problem(
+            backend.client.get("/license", headers=bearer(family["token"])), 401, "token_invalid"
+        )
+
+
+def test_a_token_of_another_device_gets_the_reply_of_an_unknown_one(backend: Backend) -> None:
+    reg = register(backend.client)
+    other_device = _refresh(backend, reg["refresh_token"], fingerprint())
+    unknown = _refresh(backend, "not-a-token-of-ours", fingerprint())
+    assert_problem(other_device, 401, "token_invalid")
+    assert other_device.json()["detail"] == unknown.json()["detail"]
 
 
 def test_refresh_from_another_device_is_refused_without_burning_the_token(backend: Backend) -> None:
