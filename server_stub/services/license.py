@@ -17,7 +17,7 @@ from ..models import Device, Plan, Subscription, UsagePeriod
 from ..tokens import fingerprint_hash
 from .auth import DEVICES_WITHOUT_PLAN, Principal
 from .context import ServiceContext
-from .periods import active_plan, current_period, period_bounds
+from .periods import active_plan, current_period, is_anchored_period
 from .reservations import expired_hold_exists, release_expired_holds
 
 #: A cached lease is signed again once this share of its lifetime has passed.
@@ -101,7 +101,7 @@ class LicenseService:
         if row is not None and (
             row.period_id is None
             or row.stale
-            or row.period_start != period_bounds(row.period_anchor, now)[0]
+            or not is_anchored_period(row.period_anchor, row.period_start, row.period_end)
         ):
             with transaction(self._ctx.write) as session:
                 active = active_plan(session, user_id)

@@ -60,7 +60,7 @@ from ..errors import (
 )
 from ..models import IdempotencyKey, Plan, Reservation, Subscription, UsagePeriod, new_id
 from .context import ServiceContext
-from .periods import active_plan, current_period, period_bounds, remaining
+from .periods import active_plan, current_period, is_anchored_period, remaining
 
 log = logging.getLogger("tgflow.server.usage")
 
@@ -172,6 +172,7 @@ _RESERVE_CONTEXT = (
         _subscriptions.c.period_anchor,
         _periods.c.id.label("period_id"),
         _periods.c.period_start,
+        _periods.c.period_end,
         expired_hold_exists(_periods.c.id).label("stale"),
     )
     .select_from(_subscriptions)
@@ -357,8 +358,13 @@ class ReservationService:
             if claimed is None:
                 return self._replay(conn, key, request_hash)
             period_id = context.period_id
-            start, _ = period_bounds(context.period_anchor, now)
-            if period_id is None or context.stale or context.period_start != start:
+            if (
+                period_id is None
+                or context.stale
+                or not is_anchored_period(
+                    context.period_anchor, context.period_start, context.period_end
+                )
+            ):
                 period_id = self._prepare_period(conn, user_id, now)
             held = conn.execute(_TAKE_HOLD, {"period_id": period_id, "messages": messages}).first()
             if held is None:
