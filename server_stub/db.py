@@ -44,7 +44,10 @@ def make_engine(url: str) -> Engine:
     # Sized to the concurrency like SQLite's: the thread pool (40 threads) plus the event loop.
     # A smaller pool than that closes its overflow connections after each burst and opens new
     # backends under load (hundreds a second, each a fork on the database host).
-    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True)
+    # No pre-ping: it is a round trip on every checkout. After a database restart the first
+    # request on a dead connection fails (503 service_unavailable) and SQLAlchemy then drops
+    # every pooled connection of that age, so the next requests reconnect.
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -70,7 +73,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
     """Sessions for writing (``BEGIN IMMEDIATE`` on SQLite) or for reading only."""
-    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
+    options: dict[str, Any] = {READ_ONLY_OPTION: True}
+    if is_postgres(engine):
+        # READ COMMITTED gives each statement its own snapshot whether or not a transaction is
+        # open, so reads lose nothing in autocommit and save the BEGIN and COMMIT round trips.
+        options["isolation_level"] = "AUTOCOMMIT"
+    bind = engine.execution_options(**options) if read_only else engine
     info = {}
     if not read_only and engine.dialect.name == "sqlite":
         # SQLite admits one writer; its busy handler lets waiting writers poll with sleeps of

@@ -30,6 +30,8 @@ _AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORB
     summary="Plan, quota, device binding, features and a signed offline lease",
 )
 async def get_license(principal: PrincipalDep, services: ServicesDep) -> LicenseResponse:
+    # A read (one statement) on the loop; it writes only on a period's first request or after
+    # a hold expired, and then briefly.
     view = services.license.view(principal)
     return LicenseResponse(
         plan=view.plan,

@@ -59,8 +59,9 @@ AppIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=APP_ID_PATT
 BackendIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 
 
-# The token checks and the two reads that apps and tenants poll run on the event loop (see
-# deps.py): a few indexed statements each, no thread-pool hand-offs.
+# The token checks and the two reads that apps and tenants poll run on the event loop like
+# /license (see deps.py): a few indexed reads each, no thread-pool hand-offs. They write only
+# when a license's state is due to change with the clock, and then briefly.
 async def admin_backend(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],

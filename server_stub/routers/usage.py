@@ -14,7 +14,7 @@ from agent.protocol import (
     SettleResponse,
 )
 
-from ..deps import PrincipalDep, ServicesDep
+from ..deps import PrincipalDep, ServicesDep, run_service
 from ..problems import problem_responses
 from ..services.reservations import ReservationRow
 
@@ -54,7 +54,13 @@ def _settled(r: ReservationRow) -> SettleResponse:
 async def reserve(
     body: ReserveRequest, principal: PrincipalDep, services: ServicesDep, response: Response
 ) -> ReservationResponse:
-    result = services.reservations.reserve(principal.user.id, body.messages, body.correlation_id)
+    result = await run_service(
+        services,
+        services.reservations.reserve,
+        principal.user.id,
+        body.messages,
+        body.correlation_id,
+    )
     r = result.reservation
     if not result.created:
         response.status_code = status.HTTP_200_OK
@@ -81,7 +87,10 @@ async def reserve(
 async def commit(
     body: CommitRequest, principal: PrincipalDep, services: ServicesDep
 ) -> SettleResponse:
-    return _settled(services.reservations.commit(principal.user.id, body.reservation_id, body.used))
+    settle = services.reservations.commit
+    return _settled(
+        await run_service(services, settle, principal.user.id, body.reservation_id, body.used)
+    )
 
 
 @router.post(
@@ -93,4 +102,5 @@ async def commit(
 async def rollback(
     body: RollbackRequest, principal: PrincipalDep, services: ServicesDep
 ) -> SettleResponse:
-    return _settled(services.reservations.rollback(principal.user.id, body.reservation_id))
+    settle = services.reservations.rollback
+    return _settled(await run_service(services, settle, principal.user.id, body.reservation_id))
