@@ -23,14 +23,25 @@ from .middleware import BodyLimitMiddleware, ObservabilityMiddleware, SecurityHe
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
 from .routers import auth, license, marketplace, system, telemetry, usage
+from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
 log = logging.getLogger("tgflow.server")
 
 
-async def _sweep_forever(services: Services, interval: float) -> None:
+async def _sweep_forever(
+    services: Services, interval: float, lease: SweeperLease | None = None
+) -> None:
+    lease = lease or SweeperLease()
     while True:
         await asyncio.sleep(interval)
+        try:
+            held = await run_in_threadpool(lease.hold)
+        except Exception:  # the sweeper must outlive a database hiccup
+            log.warning("sweeper lease check failed; will retry", exc_info=True)
+            continue
+        if not held:
+            continue  # another process sweeps (sweeper_lease.py)
         # Looked up on every round, and each on its own: one failing does not stop the others.
         for sweep in (
             services.reservations.sweep,
@@ -58,8 +69,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        services.sessions.start()
+        lease = make_sweeper_lease(settings.resolved_database_url())
         task = (
-            asyncio.create_task(_sweep_forever(services, settings.sweep_interval_seconds))
+            asyncio.create_task(_sweep_forever(services, settings.sweep_interval_seconds, lease))
             if sweeper
             else None
         )
@@ -70,6 +83,8 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await run_in_threadpool(lease.release)
+            await run_in_threadpool(services.sessions.stop)
 
     app = FastAPI(
         title="TGFlow reference backend",
@@ -105,6 +120,7 @@ def _add_middleware(app: FastAPI, settings: Settings, services: Services) -> Non
             per_token=settings.rate_limit_per_token,
             per_ip=settings.rate_limit_per_ip,
             auth=services.auth,
+            marketplace=services.marketplace,
             metrics=metrics,
             trust_forwarded_for=settings.trust_forwarded_for,
         )

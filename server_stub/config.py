@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     trust_forwarded_for: bool = False
 
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    #: How long a worker may answer "this session is live" from memory. Ended sessions are
+    #: announced to every worker at once (PostgreSQL LISTEN/NOTIFY); this bounds the staleness
+    #: should an announcement be lost. 0 asks the database on every request.
+    session_cache_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
     #: Telemetry events received more than this many days ago are deleted by the sweeper.
     telemetry_retention_days: int = Field(default=30, ge=1, le=3650)
     #: Marketplace: the length of an app's trial, and of the grace after a paid period lapses.
@@ -77,3 +81,10 @@ class Settings(BaseSettings):
         if url.startswith(("postgresql://", "postgres://")):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
+
+
+def libpq_conninfo(sqlalchemy_url: str) -> str:
+    """The libpq form of a PostgreSQL SQLAlchemy URL (for connections made with psycopg)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)

@@ -42,3 +42,12 @@ class Metrics:
             ["scope"],
             registry=self.registry,
         )
+        self.session_lookups = Counter(
+            "tgflow_session_lookups_total",
+            "Authentications answered from the session cache (hit) or the database (miss)",
+            ["result"],
+            registry=self.registry,
+        )
+        # Bound once: the hit path is counted on every authenticated request.
+        self.session_hits = self.session_lookups.labels("hit")
+        self.session_misses = self.session_lookups.labels("miss")

@@ -1,4 +1,7 @@
-"""Rate limits: 20 requests/s per access token, 100 requests/min per IP without one.
+"""Rate limits: 20 requests/s per token, 100 requests/min per IP without one.
+
+A token is an access token or a marketplace Backend Admin or User Token, each counted by its
+``jti``; a token that fails its signature check counts against the IP.
 
 In-process (moving window in memory) by default; shared through Redis when ``TGFLOW_REDIS_URL``
 is set, so that several workers count together.
@@ -22,6 +25,7 @@ from .metrics import Metrics
 from .middleware import client_address
 from .problems import problem_response
 from .services.auth import AuthService
+from .services.marketplace import MarketplaceService
 
 log = logging.getLogger("tgflow.server.ratelimit")
 
@@ -45,6 +49,7 @@ class RateLimitMiddleware:
         per_token: str,
         per_ip: str,
         auth: AuthService,
+        marketplace: MarketplaceService,
         metrics: Metrics,
         trust_forwarded_for: bool,
     ) -> None:
@@ -53,6 +58,7 @@ class RateLimitMiddleware:
         self.per_token: RateLimitItem = parse(per_token)
         self.per_ip: RateLimitItem = parse(per_ip)
         self.auth = auth
+        self.marketplace = marketplace
         self.metrics = metrics
         self.trust_forwarded_for = trust_forwarded_for
 
@@ -63,6 +69,12 @@ class RateLimitMiddleware:
                 if scheme.lower() == "bearer" and token.strip():
                     return token.strip()
         return None
+
+    def _marketplace_key(self, token: str) -> str:
+        try:
+            return "mkt:" + self.marketplace.verify_token(token).jti
+        except DomainError:
+            return ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "").startswith(_EXEMPT):
@@ -80,6 +92,10 @@ class RateLimitMiddleware:
             if claims is not None:
                 item, key, kind = self.per_token, f"tok:{claims.jti}", "token"
                 scope.setdefault("state", {})[ACCESS_CLAIMS_STATE] = (token, claims)
+            else:
+                key = self._marketplace_key(token)
+                if key:
+                    item, kind = self.per_token, "token"
         if not key:
             key = "ip:" + client_address(scope, trust_forwarded_for=self.trust_forwarded_for)
         try:

@@ -21,6 +21,7 @@ from .services.marketplace import MarketplaceService
 from .services.plans import PlanService
 from .services.reservations import ReservationService
 from .services.telemetry import TelemetryService
+from .session_bus import SessionBus, make_session_bus
 from .tokens import TokenService
 
 #: How long a retired license-file key stays published (license files outlive sessions).
@@ -37,6 +38,8 @@ class Services:
     telemetry: TelemetryService
     marketplace: MarketplaceService
     callbacks: CallbackService
+    #: Announces ended sessions; the app starts and stops its listener with its lifespan.
+    sessions: SessionBus
 
 
 def open_keys(settings: Settings, clock: Clock) -> KeyStore:
@@ -52,7 +55,8 @@ def open_keys(settings: Settings, clock: Clock) -> KeyStore:
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
-    engine = db.make_engine(settings.resolved_database_url())
+    database_url = settings.resolved_database_url()
+    engine = db.make_engine(database_url)
     if settings.run_migrations:
         db.upgrade(engine)
     keys = open_keys(settings, clock)
@@ -67,13 +71,15 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         metrics=Metrics(),
     )
     marketplace_tokens = MarketplaceTokens(keys, settings.issuer)
+    sessions = make_session_bus(database_url, settings.session_cache_ttl_seconds)
     return Services(
         ctx=ctx,
-        auth=AuthService(ctx),
+        auth=AuthService(ctx, sessions),
         license=LicenseService(ctx),
         reservations=ReservationService(ctx),
         plans=PlanService(ctx),
         telemetry=TelemetryService(ctx),
         marketplace=MarketplaceService(ctx, marketplace_tokens),
         callbacks=CallbackService(ctx, marketplace_tokens),
+        sessions=sessions,
     )

@@ -24,9 +24,11 @@ from ..errors import (
 )
 from ..models import AuthSession, Device, Plan, RefreshToken, User
 from ..passwords import hash_password, needs_rehash, verify_password
+from ..session_bus import SessionBus
 from ..tokens import AccessClaims, fingerprint_hash, opaque_token, token_digest
 from .context import ServiceContext
 from .periods import active_plan, subscribe
+from .session_cache import LiveSession, device_key, session_key
 
 log = logging.getLogger("tgflow.server.auth")
 
@@ -45,12 +47,24 @@ class IssuedTokens:
     refresh_expires_at: datetime
 
 
-@dataclass(frozen=True)
-class Principal:
-    """The authenticated caller of a request."""
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    id: str
 
-    user: User
-    device: Device
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    id: str
+    #: The fingerprint stored when the session was last looked up (a drifted device's latest).
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of a request (plain values: it may come from the cache)."""
+
+    user: UserRef
+    device: DeviceRef
     session_id: str
     claims: AccessClaims
 
@@ -71,7 +85,14 @@ _COUNT_DEVICES = (
     .where(Device.user_id == bindparam("user_id"), Device.revoked_at.is_(None))
 )
 _PRINCIPAL = (
-    select(AuthSession, Device, User)
+    select(
+        AuthSession.revoked_at,
+        Device.id,
+        Device.fingerprint,
+        Device.revoked_at,
+        User.id,
+        User.disabled_at,
+    )
     .join(Device, Device.id == AuthSession.device_id)
     .join(User, User.id == AuthSession.user_id)
     .where(AuthSession.id == bindparam("session_id"))
@@ -82,16 +103,19 @@ def count_devices(session: Session, user_id: str) -> int:
     return session.scalar(_COUNT_DEVICES, {"user_id": user_id}) or 0
 
 
-def _record_fingerprint(device: Device, fingerprint: str) -> None:
-    """Keep the latest fingerprint of a device recognised with one component changed."""
-    if device.fingerprint != fingerprint:
-        log.info("device fingerprint changed; recorded", extra={"device_id": device.id})
-        device.fingerprint = fingerprint
-
-
 class AuthService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, sessions: SessionBus) -> None:
         self._ctx = ctx
+        self._sessions = sessions
+        self._live = sessions.cache
+
+    def _record_fingerprint(self, session: Session, device: Device, fingerprint: str) -> None:
+        """Keep the latest fingerprint of a device recognised with one component changed."""
+        if device.fingerprint != fingerprint:
+            log.info("device fingerprint changed; recorded", extra={"device_id": device.id})
+            device.fingerprint = fingerprint
+            # Cached sessions of the device hold the old one, which its leases must not carry.
+            self._sessions.announce(session, [device_key(device.id)])
 
     # --- register / login -----------------------------------------------------------------------
 
@@ -151,7 +175,7 @@ class AuthService:
             )
         ) or self._drifted_device(session, user.id, fingerprint)
         if device is not None:
-            _record_fingerprint(device, fingerprint)
+            self._record_fingerprint(session, device, fingerprint)
             device.last_seen_at = now
             if name:
                 device.name = name
@@ -245,6 +269,7 @@ class AuthService:
                 if auth_session.revoked_at is None:
                     auth_session.revoked_at = now
                     auth_session.revoked_reason = "refresh_reuse"
+                    self._sessions.announce(session, [session_key(auth_session.id)])
                 reused = True
             elif not same_device(device.fingerprint, fingerprint):
                 # Not spent, so nothing says it was copied; refused like a token we never issued.
@@ -263,7 +288,7 @@ class AuthService:
                 )
                 if marked.rowcount != 1:  # type: ignore[attr-defined]
                     raise TokenInvalid("this refresh token was already used")
-                _record_fingerprint(device, fingerprint)
+                self._record_fingerprint(session, device, fingerprint)
                 device.last_seen_at = now
                 return self._issue(session, user, device, auth_session.id, now)
         if reused:
@@ -290,6 +315,7 @@ class AuthService:
                 .where(AuthSession.id.in_(ids), AuthSession.revoked_at.is_(None))
                 .values(revoked_at=now, revoked_reason="logout")
             )
+            self._sessions.announce(session, [session_key(i) for i in sorted(ids)])
 
     # --- access tokens --------------------------------------------------------------------------
 
@@ -298,24 +324,46 @@ class AuthService:
         return self._ctx.tokens.verify_access_token(token, now=self._ctx.clock.now())
 
     def authenticate(self, token: str, verified: AccessClaims | None = None) -> Principal:
-        """The caller behind an access token whose session, device and user are still live."""
+        """The caller behind an access token whose session, device and user are still live.
+
+        ``verified``: the token's claims when its signature was checked already (the rate
+        limiter does). A session found live lately answers from memory, without I/O; otherwise
+        one short query (see :mod:`.session_cache` for how an ended session is forgotten).
+        """
         claims = verified or self.verify_signature(token)
-        with transaction(self._ctx.read) as session:
-            row = session.execute(_PRINCIPAL, {"session_id": claims.session_id}).first()
-        if row is None:
-            raise TokenInvalid("unknown session")
-        auth_session, device, user = row
+        live = self._live.get(claims.session_id)
+        if live is not None:
+            self._ctx.metrics.session_hits.inc()
+        else:
+            self._ctx.metrics.session_misses.inc()
+            live = self._look_up(claims.session_id)
         # The signed session id binds the token to its device row. The ``device`` claim is the
         # fingerprint hash at issue time and is not compared with the stored fingerprint, which a
         # later login may have updated after one component changed: the device's other tokens
         # stay valid until they expire.
-        if user.id != claims.user_id:
+        if live.user_id != claims.user_id:
             raise TokenInvalid("the access token does not match its session")
-        if auth_session.revoked_at is not None or device.revoked_at is not None:
+        return Principal(
+            user=UserRef(live.user_id),
+            device=DeviceRef(live.device_id, live.fingerprint),
+            session_id=live.session_id,
+            claims=claims,
+        )
+
+    def _look_up(self, session_id: str) -> LiveSession:
+        generation = self._live.generation
+        with transaction(self._ctx.read) as session:
+            row = session.execute(_PRINCIPAL, {"session_id": session_id}).first()
+        if row is None:
+            raise TokenInvalid("unknown session")
+        session_revoked, device_id, fingerprint, device_revoked, user_id, user_disabled = row
+        if session_revoked is not None or device_revoked is not None:
             raise TokenInvalid("this session has ended; log in again")
-        if user.disabled_at is not None:
+        if user_disabled is not None:
             raise Forbidden("this account is disabled")
-        return Principal(user=user, device=device, session_id=auth_session.id, claims=claims)
+        live = LiveSession(session_id, user_id, device_id, fingerprint)
+        self._live.put(live, generation)
+        return live
 
     # --- devices --------------------------------------------------------------------------------
 
@@ -348,6 +396,7 @@ class AuthService:
                 .where(AuthSession.device_id == device.id, AuthSession.revoked_at.is_(None))
                 .values(revoked_at=now, revoked_reason="device_deactivated")
             )
+            self._sessions.announce(session, [device_key(device.id)])
 
     # --- operator -------------------------------------------------------------------------------
 

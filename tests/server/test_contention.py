@@ -10,18 +10,10 @@ and no request ever gets a 5xx.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +29,7 @@ from server_stub.wiring import Services, build_services
 from tests.conftest import BackendFactory
 from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint
 from tests.helpers.databases import postgres_database
+from tests.helpers.server_process import server_process
 
 SEED = 20260115
 CLIENTS = 64
@@ -48,7 +41,6 @@ EMAIL = "contention@example.com"
 #: Operation mix; abandons are rarer because each one pins its hold until the TTL.
 OPS = ("commit", "rollback", "abandon", "replay_reserve", "replay_commit")
 WEIGHTS = (3, 2, 1, 2, 2)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- the shared workload ------------------------------------------------------------------------
@@ -357,13 +349,6 @@ def test_contention_keeps_quota_invariant(make_backend: BackendFactory) -> None:
 # --- two worker processes on PostgreSQL ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _worker_pids(pid: int) -> list[int]:
     """The server's worker processes: children of the uvicorn supervisor (Linux /proc)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -373,74 +358,6 @@ def _worker_pids(pid: int) -> list[int]:
         if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
             workers.append(int(child))
     return workers
-
-
-@contextmanager
-def server_process(url: str, data_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
-    """``python -m server_stub run --workers 2`` on a free port; stopped however the test ends."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TGFLOW_DATABASE_URL": url,
-        "TGFLOW_RATE_LIMIT_ENABLED": "false",
-        "TGFLOW_LOG_LEVEL": "WARNING",
-    }
-    env.pop("TGFLOW_DATA_DIR", None)
-    command = [
-        sys.executable,
-        "-m",
-        "server_stub",
-        "run",
-        "--workers",
-        "2",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(proc, base, log)
-        yield base, proc.pid
-    finally:
-        _stop(proc)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    deadline = time.monotonic() + 45
-    while True:
-        assert proc.poll() is None, f"the server exited early:\n{log.read_text()}"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"the server never became ready:\n{log.read_text()}"
-        time.sleep(0.1)  # readiness poll of an external process, not test synchronisation
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # uvicorn's supervisor stops its workers on SIGTERM
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    # Our own session (start_new_session): sweep up a worker the supervisor left behind.
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.postgres

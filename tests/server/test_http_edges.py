@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from agent.marketplace import public_jwk
 from tests.conftest import BackendFactory
 from tests.helpers.api import assert_problem, bearer, register
 from tests.helpers.databases import REDIS_URL, redis_or_skip
@@ -144,6 +146,27 @@ def test_token_limit_is_per_token(make_backend: BackendFactory) -> None:
     # A forged token buys no bucket of its own: it counts against the IP.
     forged = bearer(a["Authorization"].split()[1][:-4] + "AAAA")
     assert backend.client.get("/license", headers=forged).status_code == 401
+
+
+def test_marketplace_tokens_are_limited_per_token_not_per_ip(make_backend: BackendFactory) -> None:
+    backend = make_backend(
+        rate_limit_enabled=True, rate_limit_per_ip="100/minute", rate_limit_per_token="3/minute"
+    )
+    market = backend.services.marketplace
+    tenants = [
+        market.create_backend(name, public_jwk(ec.generate_private_key(ec.SECP256R1())))
+        for name in ("Acme", "Globex")
+    ]
+    admin = bearer(tenants[0].admin_token.token)
+    user = bearer(market.issue_user_token(tenants[0].backend.id).token)
+    other = bearer(tenants[1].admin_token.token)
+    for headers, path in ((admin, "/marketplace/catalog"), (user, "/marketplace/installed")):
+        statuses = [backend.client.get(path, headers=headers).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+    # Counted per IP, the fourth request of each would have passed; another tenant's token
+    # from the same address has a bucket of its own.
+    assert backend.client.get("/marketplace/catalog", headers=other).status_code == 200
+    assert 'tgflow_rate_limited_total{scope="token"} 2.0' in backend.client.get("/metrics").text
 
 
 @pytest.fixture

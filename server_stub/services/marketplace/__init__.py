@@ -63,6 +63,7 @@ class MarketplaceService:
         self.authenticate_admin = self.backends.authenticate_admin
         self.authenticate_user = self.backends.authenticate_user
         self.issue_user_token = self.backends.issue_user_token
+        self.verify_token = self.backends.verify_token
         # A backend's signing keys.
         self.register_key = self.keys.register_key
         self.backend_jwks = self.keys.backend_jwks

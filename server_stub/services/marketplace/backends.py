@@ -16,7 +16,12 @@ from agent.protocol import jwk_thumbprint
 
 from ...db import transaction
 from ...errors import AlreadyExists, TokenInvalid, ValidationFailed
-from ...marketplace_tokens import BackendTokenKind, IssuedBackendToken, MarketplaceTokens
+from ...marketplace_tokens import (
+    BackendClaims,
+    BackendTokenKind,
+    IssuedBackendToken,
+    MarketplaceTokens,
+)
 from ...models import BackendKey, MarketplaceBackend
 from ..context import ServiceContext
 from .audit import OPERATOR, audit
@@ -127,6 +132,10 @@ class Backends:
         if not known:
             raise TokenInvalid("the backend of this Backend User Token is gone")
         return BackendPrincipal(backend_id=claims.backend_id, jti=claims.jti)
+
+    def verify_token(self, token: str) -> BackendClaims:
+        """Signature, times and type of a Backend Admin or User Token (no database)."""
+        return self._tokens.verify_either(token, now=self._ctx.clock.now())
 
     def issue_user_token(self, backend_id: str) -> IssuedBackendToken:
         return self._tokens.issue(BackendTokenKind.USER, backend_id, now=self._ctx.clock.now())
