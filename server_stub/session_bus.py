@@ -68,6 +68,8 @@ class PostgresSessionBus(SessionBus):
         self._thread: threading.Thread | None = None
         #: Set while the listener is connected and LISTENing (tests wait on it).
         self.listening = threading.Event()
+        #: The database backend of the listening connection (for operators and tests).
+        self.listener_pid: int | None = None
         # Nothing is heard until the listener runs: remember nothing until then.
         cache.suspend()
 
@@ -106,6 +108,7 @@ class PostgresSessionBus(SessionBus):
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self.listener_pid = conn.info.backend_pid
                     self.cache.resume()
                     self.listening.set()
                     failures = 0

@@ -29,12 +29,19 @@ def _hits(client: httpx.Client) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def _cached_on(client: httpx.Client, token: str) -> None:
-    """Make ``client``'s server answer for ``token`` from its cache, and prove that it does."""
-    assert client.get("/license", headers=bearer(token)).status_code == 200
-    before = _hits(client)
-    assert client.get("/license", headers=bearer(token)).status_code == 200
-    assert _hits(client) > before, "the second request was not answered from the cache"
+def _cached_on(client: httpx.Client, token: str, timeout: float = 30) -> None:
+    """Make ``client``'s server answer for ``token`` from its cache, and prove that it does.
+
+    A server remembers nothing until its listener is connected, which may come a little after
+    it answers ``/healthz``: the check is repeated until then, within a bounded deadline.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        before = _hits(client)
+        assert client.get("/license", headers=bearer(token)).status_code == 200
+        if _hits(client) > before:
+            return
+        assert time.monotonic() < deadline, "the server never answered from its cache"
 
 
 def _refused_within(client: httpx.Client, token: str, seconds: float) -> float:

@@ -8,10 +8,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
+import jwt
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
+from server_stub.errors import TokenExpired
 from server_stub.services.session_cache import LiveSession, SessionCache, device_key, session_key
+from server_stub.session_bus import PostgresSessionBus
 from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import assert_problem, bearer, fingerprint, register
 
@@ -181,3 +184,58 @@ def test_another_server_on_the_database_hears_the_session_end(
     assert _wait_until(lambda: there.services.sessions.cache.get(sid) is None, timeout=1.0)
     r: httpx.Response = there.client.get("/license", headers=bearer(reg["token"]))
     assert_problem(r, 401, "token_invalid")
+
+
+def test_a_token_is_verified_once_and_its_times_on_every_use(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = register(backend.client)
+    decodes: list[str] = []
+    original = jwt.decode
+
+    def counting(token: str, *args: object, **kwargs: object) -> object:
+        decodes.append(token)
+        return original(token, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    auth = backend.services.auth
+    first = auth.verify_signature(reg["token"])
+    assert auth.verify_signature(reg["token"]) == first
+    assert decodes.count(reg["token"]) == 1
+    # The remembered signature does not outlive the token: 15 min + the 30 s leeway.
+    backend.clock.advance(15 * 60 + 31)
+    with pytest.raises(TokenExpired):
+        auth.verify_signature(reg["token"])
+    assert_problem(
+        backend.client.get("/license", headers=bearer(reg["token"])), 401, "token_expired"
+    )
+
+
+@pytest.mark.postgres
+def test_a_listener_that_lost_its_connection_forgets_and_listens_again(
+    make_backend: BackendFactory,
+) -> None:
+    here = make_backend()
+    if here.services.ctx.engine.dialect.name != "postgresql":
+        pytest.skip("announcements between processes need PostgreSQL")
+    there = make_backend(session_cache_ttl_seconds=60)
+    bus = there.services.sessions
+    assert isinstance(bus, PostgresSessionBus)
+    assert here.services.sessions.wait_listening(30) and bus.wait_listening(30)
+    reg = register(here.client)
+    sid = there.services.auth.authenticate(reg["token"]).session_id
+    lost_pid = bus.listener_pid
+
+    with here.services.ctx.engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lost_pid})
+
+    # Announcements made while it was gone are lost: what it remembered is forgotten.
+    assert _wait_until(
+        lambda: bus.listening.is_set() and bus.listener_pid not in (None, lost_pid), 30
+    )
+    assert bus.cache.get(sid) is None
+    assert there.services.auth.authenticate(reg["token"]).session_id == sid
+    assert bus.cache.get(sid) is not None
+    _ends_by_logout(here, reg)
+    assert _wait_until(lambda: bus.cache.get(sid) is None, timeout=1.0)
+    assert_problem(there.client.get("/license", headers=bearer(reg["token"])), 401, "token_invalid")
