@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from server_stub.models import UsagePeriod
 from tests.conftest import Backend, BackendFactory
-from tests.helpers.api import PASSWORD, assert_problem, bearer
+from tests.helpers.api import PASSWORD, LosingTransport, assert_problem, bearer
 
 FP = "fp-erin-desktop-0001"
 DUPLICATES = 16
@@ -67,28 +67,11 @@ def test_a_refused_reserve_is_replayed_as_the_same_refusal(
         assert _reserve(client, 5, "fresh-0001").status_code == 201
 
 
-class _LosingTransport(httpx.HTTPTransport):
-    """Drops the answer of the next request after the server has handled it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lose_next = False
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        if self.lose_next:
-            self.lose_next = False
-            response.read()
-            response.close()
-            raise httpx.ReadError("connection reset after the server answered")
-        return response
-
-
 def test_a_lost_refusal_replayed_after_quota_frees_is_still_refused(
     user: tuple[Backend, dict[str, str]],
 ) -> None:
     backend, h = user
-    transport = _LosingTransport()
+    transport = LosingTransport()
     with httpx.Client(base_url=backend.url, transport=transport, headers=h) as client:
         rid = _reserve(client, 9, "blocker-0002").json()["reservation_id"]
         transport.lose_next = True
