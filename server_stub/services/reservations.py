@@ -11,7 +11,7 @@ outcome — a hold or a refusal — is recorded under the id for the window.
 
 Lock order, everywhere: idempotency key, then period, then reservations (no deadlocks).
 
-The hot paths are plain Core statements (a reserve is 5, a commit 3); the rare work — creating a
+The hot paths are plain Core statements (a reserve is 5, a commit 4); the rare work — creating a
 period, releasing expired holds — goes through the ORM path that the sweeper also uses.
 """
 
@@ -228,13 +228,14 @@ _SETTLE_CONTEXT = select(
     _reservations.c.period_id,
     expired_hold_exists(_reservations.c.period_id).label("stale"),
 ).where(_reservations.c.id == bindparam("id"), _reservations.c.user_id == bindparam("user_id"))
+#: The period's lock comes first, as everywhere (then the reservation's).
+_LOCK_COUNTERS = _COUNTERS.with_for_update()
 _SETTLE_PERIOD = (
     update(_periods)
     .where(_periods.c.id == bindparam("period_id"))
     .values(
         held=_periods.c.held - bindparam("messages"), used=_periods.c.used + bindparam("b_used")
     )
-    .returning(_periods.c.used, _periods.c.held, _periods.c.quota_limit)
 )
 _SETTLE_RESERVATION = (
     update(_reservations)
@@ -439,10 +440,11 @@ class ReservationService:
                     raise ValidationFailed(
                         f"used ({used}) is more than the {r.messages} message(s) reserved"
                     )
-                counters = conn.execute(
-                    _SETTLE_PERIOD,
-                    {"period_id": r.period_id, "messages": r.messages, "b_used": used or 0},
+                counted, held, limit = conn.execute(
+                    _LOCK_COUNTERS, {"period_id": r.period_id}
                 ).one()
+                # A concurrent settle of this reservation may have won since our read: the
+                # conditional UPDATE finds it no longer held, and nothing was written yet.
                 settled = conn.execute(
                     _SETTLE_RESERVATION,
                     {
@@ -450,11 +452,15 @@ class ReservationService:
                         "b_status": ROLLED_BACK if used is None else COMMITTED,
                         "b_used": used or 0,
                         "b_now": now,
-                        "b_left": max(counters.quota_limit - counters.used - counters.held, 0),
+                        "b_left": max(limit - counted - (used or 0) - held + r.messages, 0),
                     },
                 ).first()
-                if settled is None:  # settled by a concurrent call since our read
+                if settled is None:
                     raise _Raced
+                conn.execute(
+                    _SETTLE_PERIOD,
+                    {"period_id": r.period_id, "messages": r.messages, "b_used": used or 0},
+                )
                 return _row(settled)
             if used is None:
                 if r.status in (ROLLED_BACK, EXPIRED):

@@ -149,3 +149,30 @@ def test_concurrent_duplicates_hold_once(user: tuple[Backend, dict[str, str]]) -
     assert len(created) == 1, results
     assert {r for r in results} == {created[0], (200, created[0][1])}
     assert _held(backend) == 3
+
+
+def test_concurrent_duplicate_settles_count_once(user: tuple[Backend, dict[str, str]]) -> None:
+    """A commit (or rollback) retried while the first is still running is answered the same."""
+    backend, h = user
+    for round_, (path, extra) in enumerate(
+        [("/usage/commit", {"used": 2}), ("/usage/rollback", {})]
+    ):
+        r = backend.client.post(
+            "/usage/reserve",
+            json={"messages": 3, "correlation_id": f"settle-{round_:04d}"},
+            headers=h,
+        )
+        rid = r.json()["reservation_id"]
+
+        def settle(
+            client: httpx.Client, path: str = path, extra: dict[str, int] = extra, rid: str = rid
+        ) -> object:
+            r = client.post(path, json={"reservation_id": rid, **extra})
+            return r.status_code, r.text
+
+        results = _race(backend, h, [settle] * DUPLICATES)
+        assert len(set(results)) == 1, results
+        assert results[0][0] == 200  # type: ignore[index]
+    with backend.services.ctx.read() as session:
+        period = session.scalars(select(UsagePeriod)).one()
+        assert (period.used, period.held) == (2, 0)
