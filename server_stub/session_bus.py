@@ -23,6 +23,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from .config import libpq_conninfo
 from .services.session_cache import SessionCache
 
 log = logging.getLogger("tgflow.server.sessions")
@@ -62,8 +63,7 @@ class SessionBus:
 class PostgresSessionBus(SessionBus):
     def __init__(self, cache: SessionCache, database_url: str) -> None:
         super().__init__(cache)
-        # libpq wants its own URL scheme, not SQLAlchemy's ``postgresql+psycopg``.
-        self._conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+        self._conninfo = libpq_conninfo(database_url)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Set while the listener is connected and LISTENing (tests wait on it).

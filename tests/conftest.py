@@ -43,6 +43,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 BackendFactory = Callable[..., Backend]
 
+#: For a test of what only PostgreSQL does (several processes on one database): its backends
+#: run on PostgreSQL alone instead of on each database.
+ONLY_POSTGRES = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
 
 @pytest.fixture
 def make_backend(database_url: str, tmp_path: Path) -> Iterator[BackendFactory]:

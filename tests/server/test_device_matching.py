@@ -111,8 +111,11 @@ def test_one_component_changed_is_the_same_device(
         options={"verify_signature": False},
     )
     assert lease["device"] == _device_hash(after)
-    # The token issued before the change is still good until it expires: same session, device.
-    assert _binding(backend, first["token"])["devices_used"] == 1
+    # The token issued before the change is still good until it expires: same session, device,
+    # and it answers with the new fingerprint too (the session it cached was told of the change).
+    earlier = _binding(backend, first["token"])
+    assert earlier["devices_used"] == 1
+    assert earlier["fingerprint"] == _device_hash(after)
 
 
 def test_two_components_changed_is_a_new_device(make_backend: BackendFactory) -> None:

@@ -1,9 +1,11 @@
 """Two server processes on one PostgreSQL database behave as one server (docs/server.md,
-"Scale-out"): a session ended through one is refused by the other within a second."""
+"Scale-out"): a session ended through one is refused by the other within a second, and they
+count rate limits together through Redis."""
 
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -11,9 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.helpers.api import PASSWORD, bearer, fingerprint, register
-from tests.helpers.databases import postgres_database
+from tests.helpers.databases import REDIS_URL, postgres_database, redis_or_skip
 from tests.helpers.server_process import server_process
 
 #: The promise: a logout or a device removal on one server is honoured by the others within it.
@@ -73,22 +76,28 @@ ENDINGS: dict[str, Callable[[httpx.Client, dict], None]] = {
 }
 
 
+def _two_servers(
+    stack: ExitStack, tmp_path: Path, env: dict[str, str]
+) -> tuple[httpx.Client, httpx.Client]:
+    """Two server processes on one throwaway PostgreSQL database and one data dir (one set of
+    keys), each with one worker; clients of both, all closed by ``stack``."""
+    url = stack.enter_context(postgres_database())
+    data_dir = tmp_path / "data"
+    clients = []
+    # One after the other: the first creates the schema and the keys the second uses.
+    for name in ("a", "b"):
+        base, _pid = stack.enter_context(
+            server_process(url, data_dir, tmp_path / f"{name}.log", workers=1, env=env)
+        )
+        clients.append(stack.enter_context(httpx.Client(base_url=base, timeout=30)))
+    return clients[0], clients[1]
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_two_server_processes_honour_a_session_end_within_a_second(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"  # one data dir: the same keys on both servers
-    env = {"TGFLOW_SESSION_CACHE_TTL_SECONDS": CACHE_TTL}
     with ExitStack() as stack:
-        url = stack.enter_context(postgres_database())
-        # One after the other: the first creates the schema and the keys the second uses.
-        a_url, _ = stack.enter_context(
-            server_process(url, data_dir, tmp_path / "a.log", workers=1, env=env)
-        )
-        b_url, _ = stack.enter_context(
-            server_process(url, data_dir, tmp_path / "b.log", workers=1, env=env)
-        )
-        a = stack.enter_context(httpx.Client(base_url=a_url, timeout=30))
-        b = stack.enter_context(httpx.Client(base_url=b_url, timeout=30))
+        a, b = _two_servers(stack, tmp_path, {"TGFLOW_SESSION_CACHE_TTL_SECONDS": CACHE_TTL})
         for name, end in ENDINGS.items():
             session = register(a, fp=fingerprint())
             _cached_on(b, session["token"])
@@ -110,3 +119,29 @@ def test_two_server_processes_honour_a_session_end_within_a_second(tmp_path: Pat
         _logout(b, {"token": token})
         took = _refused_within(a, token, HONOURED_WITHIN)
         print(f"logout on B: refused by A after {took * 1000:.0f} ms")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_two_server_processes_share_rate_limits_through_redis(tmp_path: Path) -> None:
+    redis_or_skip()
+    prefix = "tgflow-test-" + secrets.token_hex(6)
+    env = {
+        "TGFLOW_RATE_LIMIT_ENABLED": "true",
+        "TGFLOW_RATE_LIMIT_PER_TOKEN": "3/minute",
+        "TGFLOW_REDIS_URL": REDIS_URL,
+        "TGFLOW_REDIS_KEY_PREFIX": prefix,
+    }
+    try:
+        with ExitStack() as stack:
+            a, b = _two_servers(stack, tmp_path, env)
+            token = bearer(register(a)["token"])
+            statuses = [c.get("/license", headers=token).status_code for c in (a, b, a, b)]
+            # Counted by each process alone, every request would pass (two each).
+            assert statuses == [200, 200, 200, 429]
+            assert b.get("/license", headers=bearer(register(b)["token"])).status_code == 200
+    finally:
+        store = redis.Redis.from_url(REDIS_URL)
+        for key in store.scan_iter(f"{prefix}*"):
+            store.delete(key)

@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 from server_stub.errors import TokenExpired
 from server_stub.services.session_cache import LiveSession, SessionCache, device_key, session_key
 from server_stub.session_bus import PostgresSessionBus
-from tests.conftest import Backend, BackendFactory
+from tests.conftest import ONLY_POSTGRES, Backend, BackendFactory
 from tests.helpers.api import assert_problem, bearer, fingerprint, register
 
 LIVE = LiveSession("s1", "u1", "d1", "fp")
@@ -162,14 +162,12 @@ def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-@pytest.mark.postgres
+@ONLY_POSTGRES
 @pytest.mark.parametrize("ending", ENDINGS)
 def test_another_server_on_the_database_hears_the_session_end(
     make_backend: BackendFactory, ending: str
 ) -> None:
     here = make_backend()
-    if here.services.ctx.engine.dialect.name != "postgresql":
-        pytest.skip("announcements between processes need PostgreSQL")
     # A TTL of a minute: only the announcement can make the other server forget in time.
     there = make_backend(session_cache_ttl_seconds=60)
     assert here.services.sessions.wait_listening(30)
@@ -211,13 +209,11 @@ def test_a_token_is_verified_once_and_its_times_on_every_use(
     )
 
 
-@pytest.mark.postgres
+@ONLY_POSTGRES
 def test_a_listener_that_lost_its_connection_forgets_and_listens_again(
     make_backend: BackendFactory,
 ) -> None:
     here = make_backend()
-    if here.services.ctx.engine.dialect.name != "postgresql":
-        pytest.skip("announcements between processes need PostgreSQL")
     there = make_backend(session_cache_ttl_seconds=60)
     bus = there.services.sessions
     assert isinstance(bus, PostgresSessionBus)

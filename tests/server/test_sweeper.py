@@ -6,13 +6,12 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-import pytest
 from sqlalchemy import select
 
 from server_stub.app import _sweep_forever
 from server_stub.models import UsagePeriod
 from server_stub.sweeper_lease import make_sweeper_lease
-from tests.conftest import Backend, BackendFactory
+from tests.conftest import ONLY_POSTGRES, Backend, BackendFactory
 from tests.helpers.api import bearer, register
 
 
@@ -53,14 +52,12 @@ def test_periodic_sweeper_releases_expired_holds(make_backend: BackendFactory) -
         assert (period.used, period.held) == (0, 0)
 
 
-@pytest.mark.postgres
+@ONLY_POSTGRES
 def test_one_sweeper_runs_across_processes_and_another_takes_over(
     make_backend: BackendFactory,
 ) -> None:
     first, second = make_backend(), make_backend()  # their own sweepers wait an hour
     url = first.services.ctx.engine.url.render_as_string(hide_password=False)
-    if first.services.ctx.engine.dialect.name != "postgresql":
-        pytest.skip("sharing the sweeper needs PostgreSQL; SQLite is one process")
     rounds = {"first": 0, "second": 0}
     progress = threading.Condition()
 

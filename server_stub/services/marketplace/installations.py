@@ -15,8 +15,8 @@ from ...models import Installation, MarketplaceApp
 from ..callbacks import CallbackKind, enqueue_callback
 from ..context import ServiceContext
 from .audit import audit, backend_actor, installation_record
-from .rows import find_installation, find_license, lock_backend
-from .transitions import settle
+from .rows import find_installation, lock_backend
+from .transitions import locked_app_license
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,7 @@ class Installations:
         """Install an app on a backend with an active or trial license (idempotent)."""
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
-            lock_backend(session, backend_id)
-            app = session.get(MarketplaceApp, app_id)
-            if app is None:
-                raise NotFound(f"no app {app_id!r} in the catalog")
-            lic = find_license(session, backend_id, app_id)
-            state = settle(session, lic, now) if lic is not None else None
+            app, _lic, state = locked_app_license(session, backend_id, app_id, now)
             if state not in INSTALLABLE_LICENSE_STATUSES:
                 held = f"the license is {state}" if state else "there is no license"
                 raise LicenseInactive(

@@ -18,13 +18,12 @@ from ...errors import (
     NotFound,
     ValidationFailed,
 )
-from ...models import MarketplaceApp
 from ..context import ServiceContext
 from .audit import OPERATOR, audit, backend_actor, license_record
 from .rows import find_license, lock_backend, new_license
 from .specs import price
 from .state import LicenseView, Plan, Status, license_state, license_view
-from .transitions import settle
+from .transitions import locked_app_license, settle
 
 _PERIOD = {Plan.MONTHLY: relativedelta(months=1), Plan.YEARLY: relativedelta(years=1)}
 
@@ -56,12 +55,7 @@ class Licenses:
         plan = Plan(plan)
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
-            lock_backend(session, backend_id)
-            app = session.get(MarketplaceApp, app_id)
-            if app is None:
-                raise NotFound(f"no app {app_id!r} in the catalog")
-            lic = find_license(session, backend_id, app_id)
-            state = settle(session, lic, now) if lic is not None else None
+            app, lic, state = locked_app_license(session, backend_id, app_id, now)
             if lic is not None and state == Status.REVOKED:
                 raise LicenseInactive("the operator revoked this license; only they can restore it")
             before = license_record(lic) if lic is not None else None

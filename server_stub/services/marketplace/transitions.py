@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from agent.protocol import MarketplaceLicenseStatus
 
 from ...db import transaction
-from ...models import BackendLicense
+from ...errors import NotFound
+from ...models import BackendLicense, MarketplaceApp
 from ..context import ServiceContext
 from .audit import CLOCK, audit, license_record
 from .rows import find_license, lock_backend
@@ -42,6 +43,19 @@ def settle(session: Session, lic: BackendLicense, now: datetime) -> MarketplaceL
             after=license_record(lic),
         )
     return state
+
+
+def locked_app_license(
+    session: Session, backend_id: str, app_id: str, now: datetime
+) -> tuple[MarketplaceApp, BackendLicense | None, MarketplaceLicenseStatus | None]:
+    """Under the backend's lock: the listed app, and the backend's license of it (with its
+    state, settled to ``now``) if it holds one."""
+    lock_backend(session, backend_id)
+    app = session.get(MarketplaceApp, app_id)
+    if app is None:
+        raise NotFound(f"no app {app_id!r} in the catalog")
+    lic = find_license(session, backend_id, app_id)
+    return app, lic, settle(session, lic, now) if lic is not None else None
 
 
 class Transitions:
