@@ -6,7 +6,7 @@
 2. ``AsyncLicenseClient.reserve`` then ``commit`` over loopback against ``tgflow-server run`` (a
    subprocess on SQLite in a temporary data dir, seeded like bench/server.py), median per pair.
 
-Usage: ``.venv/bin/python bench/agent.py [--checks 20000] [--pairs 300]``
+Usage: ``.venv/bin/python -m bench.agent [--checks 20000] [--pairs 300]``
 """
 
 from __future__ import annotations
@@ -16,27 +16,22 @@ import asyncio
 import secrets
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import jwt
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import keyring.backends.fail
-import server as server_bench
 
 from agent.client import AsyncLicenseClient
 from agent.secrets import RefreshTokenStore
+from bench import harness
 
 TARGET_CHECK_US = 100.0
 
 
 def pins(data_dir: Path, env: dict[str, str]) -> str:
     done = subprocess.run(
-        [str(server_bench.SERVER_CLI), "keys", "pins", "--data-dir", str(data_dir)],
+        [str(harness.SERVER_CLI), "keys", "pins", "--data-dir", str(data_dir)],
         env=env,
         capture_output=True,
         text=True,
@@ -58,13 +53,13 @@ async def measure(
     agent_dir = work / "agent"
     client = AsyncLicenseClient(
         url,
-        fingerprint=server_bench.FINGERPRINT,
+        fingerprint=harness.FINGERPRINT,
         pins=pin_setting,
         data_dir=agent_dir,
         secrets=RefreshTokenStore(agent_dir, backend=keyring.backends.fail.Keyring()),
     )
     async with client:
-        await client.login(server_bench.EMAIL, password)
+        await client.login(harness.EMAIL, password)
         lic = await client.license()
 
         # 1. offline check vs one raw RS256 verify
@@ -117,17 +112,17 @@ def main() -> int:
     parser.add_argument("--checks", type=int, default=20_000)
     parser.add_argument("--pairs", type=int, default=300)
     args = parser.parse_args()
-    if not server_bench.SERVER_CLI.exists():
-        raise SystemExit(f"{server_bench.SERVER_CLI} not found: run with the project's venv python")
-    work, data_dir, env, password = server_bench.prepare_run("license agent", "tgflow-bench-agent-")
-    server_bench.seed(data_dir, password, env)
-    port = server_bench.free_port()
-    argv = [str(server_bench.SERVER_CLI), "run", "--host", server_bench.HOST, "--port", str(port)]
-    real = server_bench.start_server(
+    if not harness.SERVER_CLI.exists():
+        raise SystemExit(f"{harness.SERVER_CLI} not found: run with the project's venv python")
+    work, data_dir, env, password = harness.prepare_run("license agent", "tgflow-bench-agent-")
+    harness.seed(data_dir, password, env)
+    port = harness.free_port()
+    argv = [str(harness.SERVER_CLI), "run", "--host", harness.HOST, "--port", str(port)]
+    real = harness.start_server(
         "tgflow-server", [*argv, "--workers", "1", "--data-dir", str(data_dir)], port, work, env
     )
     try:
-        server_bench.wait_ready(real, "/healthz")
+        harness.wait_ready(real, "/healthz")
         asyncio.run(measure(real.base_url, pins(data_dir, env), work, password, args))
     finally:
         real.stop()

@@ -16,7 +16,7 @@ the pacing is 0, so the GUI sees the densest stream of updates the engine can pr
 processes run with compiled bytecode, as an installed program does (a cache in the temporary
 directory, written by an unmeasured first start, whatever ``PYTHONDONTWRITEBYTECODE`` says).
 
-Usage: ``.venv/bin/python bench/desktop.py [--starts 7] [--messages 10000]``
+Usage: ``.venv/bin/python -m bench.desktop [--starts 7] [--messages 10000]``
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.harness import REPO, verdict
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 TARGET_START_S = 0.8
@@ -247,10 +247,6 @@ def bench_broadcast(
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  {len(gaps)} ticks of {TICK_MS} ms; 99th-percentile gap {p99_ms:.1f} ms")
     return stall_ms, p99_ms, peak_mb
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ fetched once from the server's public JWKS, as an app would, before the verifier
 bench checks that no request is made while it is timed. The exit status is 1 when a target is not
 met or a request failed.
 
-Usage: ``.venv/bin/python bench/marketplace.py [--tokens 20000] [--seconds 10] [--warmup 3]
+Usage: ``.venv/bin/python -m bench.marketplace [--tokens 20000] [--seconds 10] [--warmup 3]
 [--connections 32]``
 """
 
@@ -37,18 +37,15 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import server as server_bench
-
 from agent.marketplace import AppTokenVerifier, BackendKeyCache, mint_app_token, public_jwk
+from bench import harness
+from bench.server import LICENSE_MAX_P95_MS, LICENSE_MIN_RATIO
 
 TARGET_VERIFY_US = 150.0
 #: No throughput target is set for ``/marketplace/installed``; it is held to the one of
 #: ``/license`` (bench/server.py), the other authenticated read of the same server.
-INSTALLED_MIN_RATIO = server_bench.LICENSE_MIN_RATIO
-INSTALLED_MAX_P95_MS = server_bench.LICENSE_MAX_P95_MS
+INSTALLED_MIN_RATIO = LICENSE_MIN_RATIO
+INSTALLED_MAX_P95_MS = LICENSE_MAX_P95_MS
 
 APP_ID = "bench-chat"
 #: (app id, price, license plan asked for; ``monthly`` is then activated by the operator).
@@ -68,9 +65,9 @@ CALLBACK_URL = "http://127.0.0.1:9/callback"
 
 def cli(args: list[str], env: dict[str, str], data_dir: Path) -> str:
     done = subprocess.run(
-        [str(server_bench.SERVER_CLI), *args, "--data-dir", str(data_dir)],
+        [str(harness.SERVER_CLI), *args, "--data-dir", str(data_dir)],
         env=env,
-        cwd=server_bench.REPO,
+        cwd=harness.REPO,
         capture_output=True,
         text=True,
         check=False,
@@ -116,7 +113,7 @@ def create_marketplace(
 
 
 def license_and_install(
-    real: server_bench.Server,
+    real: harness.Server,
     backend_id: str,
     admin_token: str,
     env: dict[str, str],
@@ -154,7 +151,7 @@ def license_and_install(
 
 
 def measure_verifier(
-    real: server_bench.Server, backend_id: str, key: ec.EllipticCurvePrivateKey, tokens: int
+    real: harness.Server, backend_id: str, key: ec.EllipticCurvePrivateKey, tokens: int
 ) -> tuple[list[float], list[float]]:
     """Time ``verify`` and a raw ES256 ``jwt.decode`` of the same tokens; seconds per token."""
     requests: list[str] = []
@@ -203,13 +200,13 @@ def measure_verifier(
 
 
 async def measure_http(
-    bare: server_bench.Server,
-    real: server_bench.Server,
+    bare: harness.Server,
+    real: harness.Server,
     license_token: str,
     user_token: str,
     args: argparse.Namespace,
-) -> list[server_bench.Result]:
-    get = server_bench.get_request
+) -> list[harness.Result]:
+    get = harness.get_request
     scenarios = [
         ("GET /bare (baseline, sync)", bare, get("/bare", bare.port)),
         ("GET /license", real, get("/license", real.port, license_token)),
@@ -219,15 +216,15 @@ async def measure_http(
     for name, server, raw in scenarios:
         print(f"  {name}: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...", flush=True)
         results.append(
-            await server_bench.run_scenario(
+            await harness.run_scenario(
                 name,
                 "req",
-                server.port,
-                server_bench.single_get(raw),
+                [server.port],
+                harness.single_get(raw),
                 connections=args.connections,
                 warmup=args.warmup,
                 seconds=args.seconds,
-                server_pid=server.process.pid,
+                server_pids=[server.process.pid],
             )
         )
     return results
@@ -239,12 +236,10 @@ async def measure_http(
 def us(samples: Sequence[float], q: float | None = None) -> float:
     if q is None:
         return statistics.median(samples) * 1e6
-    return server_bench.percentile(samples, q) * 1e6
+    return harness.percentile(samples, q) * 1e6
 
 
-def print_report(
-    verifies: list[float], raws: list[float], results: list[server_bench.Result]
-) -> bool:
+def print_report(verifies: list[float], raws: list[float], results: list[harness.Result]) -> bool:
     verify_us, raw_us = us(verifies), us(raws)
     verify_ok = verify_us <= TARGET_VERIFY_US
     print()
@@ -275,12 +270,7 @@ def print_report(
         )
         if r.sample.errors:
             print(f"{'':30} errors: {r.sample.errors}")
-    busiest = max(r.disturbance for r in results)
-    if busiest > server_bench.DISTURBED_OTHER_CPU:
-        print(
-            f"WARNING: other work or steal took up to {busiest:.0%} of a core during a scenario; "
-            "the figures are disturbed, run again on a quiet machine."
-        )
+    harness.print_disturbance(results)
     inst_ratio = inst.rate / base.rate if base.rate else 0.0
     lic_ratio = lic.rate / base.rate if base.rate else 0.0
     print()
@@ -295,12 +285,12 @@ def print_report(
     print("targets:")
     print(
         f"  verify median <= {TARGET_VERIFY_US:.0f} us: "
-        f"{server_bench.verdict(verify_ok)} ({verify_us:.1f} us)"
+        f"{harness.verdict(verify_ok)} ({verify_us:.1f} us)"
     )
     print(
         f"  /marketplace/installed >= {INSTALLED_MIN_RATIO}x baseline and p95 <= "
         f"{INSTALLED_MAX_P95_MS:.0f} ms (the /license target): "
-        f"{server_bench.verdict(inst_ok)} ({inst_ratio:.2f}x, p95 {inst.p(95):.2f} ms)"
+        f"{harness.verdict(inst_ok)} ({inst_ratio:.2f}x, p95 {inst.p(95):.2f} ms)"
     )
     if not no_failures:
         print("  some requests failed: the figures above are not trustworthy")
@@ -329,22 +319,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not server_bench.SERVER_CLI.exists():
-        raise SystemExit(f"{server_bench.SERVER_CLI} not found: run with the project's venv python")
-    work, data_dir, env, password = server_bench.prepare_run("marketplace", "tgflow-bench-market-")
+    if not harness.SERVER_CLI.exists():
+        raise SystemExit(f"{harness.SERVER_CLI} not found: run with the project's venv python")
+    work, data_dir, env, password = harness.prepare_run("marketplace", "tgflow-bench-market-")
     key = ec.generate_private_key(ec.SECP256R1())
-    servers: list[server_bench.Server] = []
+    servers: list[harness.Server] = []
     try:
         print(f"data dir {work}\nseeding plan, user, backend and apps ...", flush=True)
-        server_bench.seed(data_dir, password, env)
+        harness.seed(data_dir, password, env)
         backend_id, admin_token = create_marketplace(work, data_dir, env, key)
-        bare, real = server_bench.start_servers(work, data_dir, env, "sync", servers)
+        bare, real = harness.start_servers(work, data_dir, env, "sync", servers)
         user_token = license_and_install(real, backend_id, admin_token, env, data_dir)
-        license_token = server_bench.login(real, password)
+        license_token = harness.login(real, password)
         print(f"verifying {args.tokens} app tokens ...", flush=True)
         verifies, raws = measure_verifier(real, backend_id, key, args.tokens)
         print(f"measuring at {args.connections} connections:", flush=True)
-        results = server_bench.run_loop(measure_http(bare, real, license_token, user_token, args))
+        results = harness.run_loop(measure_http(bare, real, license_token, user_token, args))
     finally:
         for server in servers:
             server.stop()

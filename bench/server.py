@@ -1,175 +1,75 @@
-"""Throughput and latency of the reference backend against a bare FastAPI baseline.
+"""Throughput, latency and CPU cost of the reference backend against a bare FastAPI baseline.
 
-One run, one load generator (this process, raw HTTP/1.1 keep-alive over asyncio streams, so the
-client costs far less CPU than the servers it measures), three scenarios at the same concurrency:
+One run, one load generator (this process, ``bench.harness``), the same concurrency throughout:
 
 1. ``GET /bare`` on a FastAPI app with no middleware, served by uvicorn like the real server;
-2. ``GET /license`` on ``tgflow-server run`` with a bearer token;
-3. ``POST /usage/reserve`` then ``POST /usage/commit`` on the real server, counted as pairs.
+2. SQLite, one worker: ``GET /license`` with a bearer token, then ``POST /usage/reserve`` +
+   ``POST /usage/commit`` counted as pairs;
+3. PostgreSQL (a throwaway database on ``--postgres``), one worker: the same two scenarios; then
+   two server processes on two ports sharing that database, with the connections spread evenly
+   over them (connection i goes to port i mod 2), to compare 2 workers with 1.
 
-Both servers are subprocesses on loopback, one worker each. The real server runs on SQLite in a
-temporary data dir with rate limits off (they would throttle the load). At the end it prints the
-ratios against the baseline, the real server's RSS and whether each target is met; the exit
-status is 1 when a target is not met or a request failed. Failed or timed-out requests are counted
-apart and left out of the rates and percentiles.
+Every server is a subprocess on loopback with rate limits off (they would throttle the load).
+Per scenario the report gives the rate, latency percentiles, the servers' CPU per request (server
+CPU seconds / requests answered; a pair is two requests) and the CPU other processes and the
+hypervisor took (a disturbed run is flagged); then the servers' RSS and every target, "met" or
+"NOT met". The exit status is 1 when a target is not met or a request failed.
 
-The machine is shared: the report shows how much CPU other processes and the hypervisor (steal)
-took during each scenario, and warns when a run was disturbed enough to be repeated.
+Usage, from the repository root::
 
-Usage: ``.venv/bin/python bench/server.py [--seconds 10] [--warmup 3] [--connections 32]``
+    .venv/bin/python -m bench.server [--seconds 10] [--warmup 3] [--connections 32]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test | --no-postgres]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import math
-import os
-import platform
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
-
-HOST = "127.0.0.1"
-REPO = Path(__file__).resolve().parent.parent
-SERVER_CLI = Path(sys.executable).with_name("tgflow-server")
-
-EMAIL = "bench@example.com"
-PLAN = "bench"
-FINGERPRINT = "bench-device:0000000000000001"
-
-READY_TIMEOUT_S = 60.0
-REQUEST_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 10.0
-#: Upper bound on operations per connection and scenario, so that no loop is unbounded even if the
-#: clock misbehaves; far above what one connection can do in the configured time.
-MAX_OPS_PER_SECOND_PER_CONN = 20_000
+from bench.harness import (
+    SERVER_CLI,
+    Connection,
+    Operation,
+    Result,
+    Server,
+    cpu_share,
+    get_request,
+    kib_to_mb,
+    login,
+    post_request,
+    prepare_run,
+    print_disturbance,
+    proc_status_kb,
+    process_tree,
+    run_loop,
+    run_scenario,
+    seed,
+    single_get,
+    start_bare,
+    start_real,
+    verdict,
+)
 
 LICENSE_MIN_RATIO = 0.5
 LICENSE_MAX_P95_MS = 25.0
 PAIR_MIN_RATIO = 0.25
+PAIR_MAX_P95_MS = 60.0
+PG_LICENSE_MIN_RATIO = 0.4
+PG_LICENSE_MAX_P95_MS = 40.0
+LICENSE_MAX_CPU_MS = 0.75
+PAIR_MAX_CPU_MS = 2.5
 RSS_MAX_MB = 150.0
-#: Above this share of a core lost to other work or to steal, a scenario counts as disturbed.
-DISTURBED_OTHER_CPU = 0.15
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
-
-# --- a minimal keep-alive HTTP/1.1 client --------------------------------------------------------
-
-
-class HttpError(Exception):
-    pass
-
-
-class Connection:
-    """One keep-alive connection; requests on it are strictly sequential."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(HOST, self._port)
-        sock = self._writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
-        self._reader = self._writer = None
-
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        if self._reader is None or self._writer is None:
-            await self.open()
-        assert self._reader is not None and self._writer is not None
-        self._writer.write(raw)
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-            raise HttpError(f"bad status line {lines[0]!r}")
-        status = int(parts[1])
-        length: int | None = None
-        chunked = False
-        closing = False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                closing = b"close" in value.lower()
-        if chunked:
-            body = await self._read_chunked()
-        elif length is not None:
-            body = await self._reader.readexactly(length)
-        else:
-            raise HttpError("response without a length")
-        if closing:
-            await self.close()
-        return status, body
-
-    async def _read_chunked(self) -> bytes:
-        assert self._reader is not None
-        chunks: list[bytes] = []
-        while True:
-            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await self._reader.readuntil(b"\r\n")
-                return b"".join(chunks)
-            chunks.append(await self._reader.readexactly(size))
-            await self._reader.readexactly(2)
-
-
-def get_request(path: str, port: int, token: str | None = None) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", f"Host: {HOST}:{port}", "Accept: application/json"]
-    if token is not None:
-        lines.append(f"Authorization: Bearer {token}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def post_request(path: str, port: int, token: str, payload: dict[str, object]) -> bytes:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: application/json\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-# --- scenarios ------------------------------------------------------------------------------------
-
-#: One operation on a connection: returns True when it succeeded. It appends the latencies of its
-#: requests (seconds) to the list it is given, so a pair records reserve and commit separately.
-Operation = Callable[[Connection, list[float]], Awaitable[bool]]
-
-
-def single_get(raw: bytes, expected: int = 200) -> Operation:
-    async def op(conn: Connection, request_latencies: list[float]) -> bool:
-        start = time.perf_counter()
-        status, _ = await conn.request(raw)
-        request_latencies.append(time.perf_counter() - start)
-        return status == expected
-
-    return op
+#: (key, label, unit, servers, operation) of one scenario.
+Scenario = tuple[str, str, str, Sequence[Server], Operation]
 
 
 def reserve_commit(port: int, token: str) -> Operation:
@@ -200,416 +100,166 @@ def reserve_commit(port: int, token: str) -> Operation:
     return op
 
 
-@dataclass
-class Sample:
-    ok: int = 0
-    failed: int = 0
-    op_latencies: list[float] = field(default_factory=list)
-    request_latencies: list[float] = field(default_factory=list)
-    errors: dict[str, int] = field(default_factory=dict)
+def real_scenarios(key: str, label: str, servers: Sequence[Server], token: str) -> list[Scenario]:
+    port = servers[0].port
+    license_op = single_get(get_request("/license", port, token))
+    return [
+        (f"{key} license", f"GET /license ({label})", "req", servers, license_op),
+        (
+            f"{key} pair",
+            f"reserve + commit ({label})",
+            "pair",
+            servers,
+            reserve_commit(port, token),
+        ),
+    ]
 
 
-async def _drive(conn: Connection, op: Operation, seconds: float, sample: Sample) -> None:
-    deadline = time.perf_counter() + seconds
-    for _ in range(max(1, int(seconds * MAX_OPS_PER_SECOND_PER_CONN))):
-        start = time.perf_counter()
-        if start >= deadline:
-            return
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                ok = await op(conn, sample.request_latencies)
-        except (OSError, EOFError, HttpError, TimeoutError, ValueError, KeyError) as exc:
-            # Start the next operation on a fresh connection: the old one is in an unknown state.
-            sample.failed += 1
-            kind = type(exc).__name__
-            sample.errors[kind] = sample.errors.get(kind, 0) + 1
-            await conn.close()
-            continue
-        sample.op_latencies.append(time.perf_counter() - start)
-        if ok:
-            sample.ok += 1
-        else:
-            sample.failed += 1
-            sample.errors["unexpected status"] = sample.errors.get("unexpected status", 0) + 1
+async def measure(scenarios: Sequence[Scenario], args: argparse.Namespace) -> dict[str, Result]:
+    results = {}
+    for key, label, unit, servers, op in scenarios:
+        print(f"  {label}: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...", flush=True)
+        results[key] = await run_scenario(
+            label,
+            unit,
+            [s.port for s in servers],
+            op,
+            connections=args.connections,
+            warmup=args.warmup,
+            seconds=args.seconds,
+            server_pids=[s.process.pid for s in servers],
+        )
+    return results
 
 
-@dataclass(frozen=True)
-class Result:
-    name: str
-    unit: str
-    seconds: float
-    sample: Sample
-    server_cpu_s: float | None
-    client_cpu_s: float
-    #: CPU seconds used on the whole machine during the window (all cores), when known.
-    machine_cpu_s: float | None = None
-    #: CPU seconds the hypervisor gave to other guests while this one wanted to run.
-    steal_s: float | None = None
-    #: Largest server RSS sampled during the measured window, in KiB.
-    peak_rss_kb: int | None = None
-
-    @property
-    def other_cpu_s(self) -> float | None:
-        """CPU used by neither server nor client: other work on this machine."""
-        if self.machine_cpu_s is None or self.server_cpu_s is None:
-            return None
-        return max(0.0, self.machine_cpu_s - self.server_cpu_s - self.client_cpu_s)
-
-    @property
-    def disturbance(self) -> float:
-        """Share of a core lost to other work here or to other guests (steal)."""
-        return ((self.other_cpu_s or 0.0) + (self.steal_s or 0.0)) / self.seconds
-
-    @property
-    def rate(self) -> float:
-        return self.sample.ok / self.seconds
-
-    @property
-    def request_rate(self) -> float:
-        return len(self.sample.request_latencies) / self.seconds
-
-    def p(self, q: float) -> float:
-        return percentile(self.sample.op_latencies, q) * 1000
-
-    def request_p(self, q: float) -> float:
-        return percentile(self.sample.request_latencies, q) * 1000
+def rss_kb(server: Server) -> int | None:
+    """The largest VmRSS among the server's processes."""
+    known = [proc_status_kb(pid, "VmRSS") for pid in process_tree(server.process.pid)]
+    values = [v for v in known if v is not None]
+    return max(values) if values else None
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A throwaway database on the PostgreSQL server of ``admin_url``, dropped afterwards."""
+    import psycopg
 
-
-async def run_scenario(
-    name: str,
-    unit: str,
-    port: int,
-    op: Operation,
-    *,
-    connections: int,
-    warmup: float,
-    seconds: float,
-    server_pid: int,
-) -> Result:
-    conns = [Connection(port) for _ in range(connections)]
+    name = "tgflow_bench_" + secrets.token_hex(6)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        await asyncio.gather(*(c.open() for c in conns))
-        if warmup > 0:
-            scratch = Sample()
-            await asyncio.gather(*(_drive(c, op, warmup, scratch) for c in conns))
-        sample = Sample()
-        machine_before = machine_cpu_times()
-        server_cpu = process_cpu_seconds(server_pid)
-        client_cpu = sum(os.times()[:2])
-        started = time.perf_counter()
-        rss_task = asyncio.create_task(_peak_rss_kb(server_pid, seconds))
-        await asyncio.gather(*(_drive(c, op, seconds, sample) for c in conns))
-        peak_rss_kb = await rss_task
-        elapsed = time.perf_counter() - started
-        client_used = sum(os.times()[:2]) - client_cpu
-        server_after = process_cpu_seconds(server_pid)
-        machine_after = machine_cpu_times()
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        await asyncio.gather(*(c.close() for c in conns))
-    server_used = (
-        server_after - server_cpu if server_cpu is not None and server_after is not None else None
-    )
-    machine_used = steal = None
-    if machine_before is not None and machine_after is not None:
-        machine_used = machine_after[0] - machine_before[0]
-        steal = machine_after[1] - machine_before[1]
-    return Result(
-        name, unit, elapsed, sample, server_used, client_used, machine_used, steal, peak_rss_kb
-    )
-
-
-async def _peak_rss_kb(pid: int, seconds: float) -> int | None:
-    """The largest VmRSS of ``pid`` seen while the load runs, sampled ten times a second."""
-    peak: int | None = None
-    for _ in range(max(1, int(seconds * 10))):
-        rss = proc_status_kb(pid, "VmRSS")
-        if rss is not None and (peak is None or rss > peak):
-            peak = rss
-        await asyncio.sleep(0.1)
-    return peak
-
-
-# --- processes ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def proc_status_kb(pid: int, key: str) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1])
-    return None
-
-
-def machine_cpu_times() -> tuple[float, float] | None:
-    """(busy, steal) CPU seconds of all cores since boot, from ``/proc/stat``.
-
-    ``busy`` is the time this machine ran anything; ``steal`` the time a virtual machine wanted
-    to run but the hypervisor ran another guest, which slows everything here down.
-    """
-    try:
-        first = Path("/proc/stat").read_text(encoding="ascii").splitlines()[0]
-    except OSError:
-        return None
-    # user nice system idle iowait irq softirq steal (guest time is already counted in user)
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first.split()[1:9])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq) / tick, steal / tick
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of ``pid`` and its threads, from ``/proc/<pid>/stat``."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Server:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def start_server(
-    name: str, argv: list[str], port: int, log_dir: Path, env: dict[str, str]
-) -> Server:
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
-        )
-    return Server(name, port, process, log_path)
-
-
-def wait_ready(server: Server, path: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    with httpx.Client(base_url=server.base_url, timeout=2.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise SystemExit(f"{server.name} exited early:\n{server.log_tail()}")
-            try:
-                if client.get(path).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    raise SystemExit(f"{server.name} not ready after {READY_TIMEOUT_S:.0f} s:\n{server.log_tail()}")
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [str(SERVER_CLI), *args], env=env, cwd=REPO, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"tgflow-server {args[0]} {args[1]} failed:\n{done.stderr}")
-
-
-def login(server: Server, password: str) -> str:
-    with httpx.Client(base_url=server.base_url, timeout=30.0, trust_env=False) as client:
-        response = client.post(
-            "/auth/login",
-            json={"email": EMAIL, "password": password, "device_fingerprint": FINGERPRINT},
-        )
-    if response.status_code != 200:
-        raise SystemExit(f"login failed: {response.status_code} {response.text}")
-    token: str = response.json()["token"]
-    return token
-
-
-def serve_bare(port: int, handler: str) -> None:
-    """The baseline server: a FastAPI app with one trivial route and no middleware.
-
-    It is served with the same uvicorn options as ``tgflow-server run`` (one worker, default loop
-    and HTTP implementation, warning log level, no access log, no server header).
-    """
-    import uvicorn
-    from fastapi import FastAPI
-
-    app = FastAPI()
-    if handler == "async":
-
-        @app.get("/bare")
-        async def bare_async() -> dict[str, str]:
-            return {"status": "ok"}
-
-    else:
-        # The real routes are plain ``def`` and run in the thread pool; so does this one.
-        @app.get("/bare")
-        def bare_sync() -> dict[str, str]:
-            return {"status": "ok"}
-
-    uvicorn.run(
-        app,
-        host=HOST,
-        port=port,
-        workers=1,
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-    )
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- report ---------------------------------------------------------------------------------------
 
 
-def kib_to_mb(kib: int | None) -> str:
-    return f"{kib / 1024:.1f} MB" if kib is not None else "? MB"
+def cpu_ms_per_request(r: Result) -> float:
+    """Server CPU milliseconds per request answered (a pair counts as its two requests)."""
+    requests = len(r.sample.request_latencies)
+    if r.server_cpu_s is None or not requests:
+        return float("nan")
+    return r.server_cpu_s / requests * 1000
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
-def print_report(
-    results: list[Result], rss_kb: int | None, hwm_kb: int | None, bare_rss_kb: int | None
-) -> bool:
-    base, lic, pair = results
+def print_table(results: dict[str, Result]) -> None:
     print()
     print(
-        f"{'scenario':32} {'rate':>12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ok':>8} "
-        f"{'failed':>6} {'server CPU':>10} {'client CPU':>10} {'other CPU':>9} {'steal':>6}"
+        f"{'scenario':34} {'rate':>12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ok':>7} "
+        f"{'failed':>6} {'CPU/req ms':>10} {'server CPU':>10} {'other CPU':>9} {'steal':>6}"
     )
-    for r in results:
-        server_cpu = f"{r.server_cpu_s / r.seconds:.0%}" if r.server_cpu_s is not None else "?"
-        rate = f"{r.rate:,.0f} {r.unit}/s"
-        other = f"{r.other_cpu_s / r.seconds:.0%}" if r.other_cpu_s is not None else "?"
-        steal = f"{r.steal_s / r.seconds:.0%}" if r.steal_s is not None else "?"
+    for r in results.values():
         print(
-            f"{r.name:32} {rate:>12} {r.p(50):8.2f} {r.p(95):8.2f} {r.p(99):8.2f} "
-            f"{r.sample.ok:8d} {r.sample.failed:6d} {server_cpu:>10} "
-            f"{r.client_cpu_s / r.seconds:>10.0%} {other:>9} {steal:>6}"
+            f"{r.name:34} {f'{r.rate:,.0f} {r.unit}/s':>12} {r.p(50):8.2f} {r.p(95):8.2f} "
+            f"{r.p(99):8.2f} {r.sample.ok:7d} {r.sample.failed:6d} {cpu_ms_per_request(r):10.3f} "
+            f"{cpu_share(r.server_cpu_s, r.seconds):>10} {cpu_share(r.other_cpu_s, r.seconds):>9} "
+            f"{cpu_share(r.steal_s, r.seconds):>6}"
         )
         if r.sample.errors:
-            print(f"{'':32} errors: {r.sample.errors}")
-    print(
-        f"{'  of which single requests':32} {pair.request_rate:>8,.0f} req/s "
-        f"p50 {pair.request_p(50):.2f} ms  p95 {pair.request_p(95):.2f} ms"
+            print(f"{'':34} errors: {r.sample.errors}")
+    print_disturbance(list(results.values()))
+
+
+def print_report(results: dict[str, Result], rss: dict[str, int | None]) -> bool:
+    print_table(results)
+    base = results["bare"].rate
+
+    def ratio(key: str) -> float:
+        return results[key].rate / base if base else 0.0
+
+    checks: list[tuple[str, bool, str]] = []
+    lic, pair = results["sqlite license"], results["sqlite pair"]
+    checks.append(
+        (
+            f"SQLite /license >= {LICENSE_MIN_RATIO}x bare and p95 <= {LICENSE_MAX_P95_MS:g} ms",
+            ratio("sqlite license") >= LICENSE_MIN_RATIO and lic.p(95) <= LICENSE_MAX_P95_MS,
+            f"{ratio('sqlite license'):.2f}x, p95 {lic.p(95):.2f} ms",
+        )
     )
-    print(
-        "CPU columns: share of one core (100% = one core busy for the whole window). 'other' is\n"
-        "everything else on this machine; 'steal' is time the hypervisor gave to other guests."
+    checks.append(
+        (
+            f"SQLite reserve+commit >= {PAIR_MIN_RATIO}x bare (pairs/s), p95 <= "
+            f"{PAIR_MAX_P95_MS:g} ms",
+            ratio("sqlite pair") >= PAIR_MIN_RATIO and pair.p(95) <= PAIR_MAX_P95_MS,
+            f"{ratio('sqlite pair'):.2f}x, p95 {pair.p(95):.2f} ms",
+        )
     )
-    busiest = max(r.disturbance for r in results)
-    if busiest > DISTURBED_OTHER_CPU:
-        print(
-            f"WARNING: other work or steal took up to {busiest:.0%} of a core during a scenario; "
-            "the figures are disturbed, run again on a quiet machine."
+    for db in ("sqlite", "pg1"):
+        if f"{db} license" not in results:
+            continue
+        lic_cpu, pair_cpu = (cpu_ms_per_request(results[f"{db} {k}"]) for k in ("license", "pair"))
+        checks.append(
+            (
+                f"{db} CPU per /license <= {LICENSE_MAX_CPU_MS} ms",
+                lic_cpu <= LICENSE_MAX_CPU_MS,
+                f"{lic_cpu:.3f} ms",
+            )
+        )
+        checks.append(
+            (
+                f"{db} CPU per pair <= {PAIR_MAX_CPU_MS} ms",
+                2 * pair_cpu <= PAIR_MAX_CPU_MS,
+                f"{2 * pair_cpu:.3f} ms",
+            )
+        )
+    if "pg1 license" in results:
+        pg = results["pg1 license"]
+        checks.append(
+            (
+                f"PostgreSQL /license >= {PG_LICENSE_MIN_RATIO}x bare and p95 <= "
+                f"{PG_LICENSE_MAX_P95_MS:g} ms (one worker)",
+                ratio("pg1 license") >= PG_LICENSE_MIN_RATIO and pg.p(95) <= PG_LICENSE_MAX_P95_MS,
+                f"{ratio('pg1 license'):.2f}x, p95 {pg.p(95):.2f} ms",
+            )
+        )
+    for name, kib in rss.items():
+        mb = kib / 1024 if kib is not None else float("nan")
+        checks.append(
+            (f"RSS of {name} after the run <= {RSS_MAX_MB:g} MB", mb <= RSS_MAX_MB, kib_to_mb(kib))
         )
 
-    lic_ratio = lic.rate / base.rate if base.rate else 0.0
-    pair_ratio = pair.rate / base.rate if base.rate else 0.0
     print()
-    print(f"/license throughput / baseline:        {lic_ratio:.2f}x")
-    print(f"reserve+commit pairs/s / baseline:     {pair_ratio:.2f}x")
-    print(f"  (in requests/s: {pair.request_rate / base.rate if base.rate else 0.0:.2f}x)")
-    rss_mb = rss_kb / 1024 if rss_kb is not None else math.nan
-    print(
-        f"real server RSS after the run:         {rss_mb:.1f} MB"
-        + (f" (VmHWM, lifetime peak: {hwm_kb / 1024:.1f} MB)" if hwm_kb is not None else "")
-    )
-    load_peaks = [r.peak_rss_kb for r in (lic, pair) if r.peak_rss_kb is not None]
-    if load_peaks:
-        print(f"real server RSS peak under load:       {max(load_peaks) / 1024:.1f} MB")
-    if bare_rss_kb is not None:
-        print(f"baseline server RSS after the run:     {bare_rss_kb / 1024:.1f} MB")
-
-    lic_ok = lic_ratio >= LICENSE_MIN_RATIO and lic.p(95) <= LICENSE_MAX_P95_MS
-    pair_ok = pair_ratio >= PAIR_MIN_RATIO
-    rss_ok = rss_kb is not None and rss_mb <= RSS_MAX_MB
-    no_failures = all(r.sample.failed == 0 for r in results)
+    for key in results:
+        if key != "bare":
+            print(f"{results[key].name + ' / bare':48} {ratio(key):.2f}x")
+    for kind in ("license", "pair"):
+        one, two = results.get(f"pg1 {kind}"), results.get(f"pg2 {kind}")
+        if one and two and one.rate:
+            print(f"PostgreSQL 2 workers / 1 worker, {kind:7}          {two.rate / one.rate:.2f}x")
     print()
     print("targets:")
-    print(
-        f"  /license >= {LICENSE_MIN_RATIO}x baseline and p95 <= {LICENSE_MAX_P95_MS:.0f} ms: "
-        f"{verdict(lic_ok)} ({lic_ratio:.2f}x, p95 {lic.p(95):.2f} ms)"
-    )
-    print(
-        f"  reserve+commit >= {PAIR_MIN_RATIO}x baseline:            "
-        f"{verdict(pair_ok)} ({pair_ratio:.2f}x)"
-    )
-    print(
-        f"  server RSS <= {RSS_MAX_MB:.0f} MB (one worker):           "
-        f"{verdict(rss_ok)} ({rss_mb:.1f} MB)"
-    )
-    if not no_failures:
-        print("  some requests failed: the figures above are not trustworthy")
-    return lic_ok and pair_ok and rss_ok and no_failures
+    for label, ok, figure in checks:
+        print(f"  {label}: {verdict(ok)} ({figure})")
+    failures = [r.name for r in results.values() if r.sample.failed]
+    if failures:
+        print(f"  requests failed in {', '.join(failures)}: those figures are not trustworthy")
+    return all(ok for _, ok, _ in checks) and not failures
 
 
 # --- main -----------------------------------------------------------------------------------------
-
-
-async def measure(bare: Server, real: Server, token: str, args: argparse.Namespace) -> list[Result]:
-    common = {"connections": args.connections, "warmup": args.warmup, "seconds": args.seconds}
-    scenarios: list[tuple[str, str, Server, Operation]] = [
-        (
-            f"GET /bare (baseline, {args.bare_handler})",
-            "req",
-            bare,
-            single_get(get_request("/bare", bare.port)),
-        ),
-        ("GET /license", "req", real, single_get(get_request("/license", real.port, token))),
-        ("POST reserve + commit", "pair", real, reserve_commit(real.port, token)),
-    ]
-    results = []
-    for name, unit, server, op in scenarios:
-        print(f"  {name}: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...", flush=True)
-        result = await run_scenario(
-            name, unit, server.port, op, server_pid=server.process.pid, **common
-        )
-        results.append(result)
-    return results
-
-
-def run_loop(coro: Coroutine[None, None, list[Result]]) -> list[Result]:
-    """Run on uvloop when it is installed: it keeps the load generator's own CPU cost low."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -623,103 +273,100 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--bare-handler",
         choices=["sync", "async"],
         default="sync",
-        help="baseline route as 'def' (thread pool, like the real routes) or 'async def'",
+        help="baseline route as 'def' (thread pool) or 'async def' (default: sync, as in #2)",
     )
+    parser.add_argument(
+        "--postgres",
+        default=DEFAULT_POSTGRES,
+        help="PostgreSQL server (admin URL) on which a throwaway database is made",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite scenarios only")
     parser.add_argument(
         "--keep-data", action="store_true", help="keep the temporary data dir and server logs"
     )
-    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.warmup < 0 or not 1 <= args.connections <= 1024:
-        parser.error("need --seconds > 0, --warmup >= 0 and 1 <= --connections <= 1024")
+    if args.seconds <= 0 or args.warmup < 0 or not 2 <= args.connections <= 1024:
+        parser.error("need --seconds > 0, --warmup >= 0 and 2 <= --connections <= 1024")
     return args
 
 
-def seed(data_dir: Path, password: str, env: dict[str, str]) -> None:
-    common = ["--data-dir", str(data_dir)]
-    run_cli(
-        ["plans", "create", "--name", PLAN, "--quota", "100000000", "--max-devices", "50", *common],
-        env,
-    )
-    # The password goes through the environment (which the CLI reads), not the process list.
-    run_cli(
-        ["users", "create", EMAIL, "--plan", PLAN, *common],
-        {**env, "TGFLOW_NEW_USER_PASSWORD": password},
-    )
-
-
-def start_servers(
-    work: Path, data_dir: Path, env: dict[str, str], bare_handler: str, servers: list[Server]
-) -> tuple[Server, Server]:
-    """Start the baseline and the real server; each is appended to ``servers`` once started."""
-    bare_port, real_port = free_port(), free_port()
-    this_file = str(Path(__file__).resolve())
-    bare_argv = [sys.executable, this_file, "--serve-bare", str(bare_port)]
-    bare = start_server("bare", [*bare_argv, "--bare-handler", bare_handler], bare_port, work, env)
-    servers.append(bare)
-    real_argv = [str(SERVER_CLI), "run", "--host", HOST, "--port", str(real_port)]
-    real = start_server(
-        "tgflow-server",
-        [*real_argv, "--workers", "1", "--data-dir", str(data_dir)],
-        real_port,
-        work,
-        env,
-    )
-    servers.append(real)
-    wait_ready(bare, "/bare")
-    wait_ready(real, "/healthz")
-    return bare, real
-
-
-def prepare_run(title: str, prefix: str) -> tuple[Path, Path, dict[str, str], str]:
-    """Print the run's header; return a fresh work dir, its data dir, the env and a password."""
-    load = os.getloadavg()
-    print(
-        f"TGFlow {title} benchmark: {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
-    work = Path(tempfile.mkdtemp(prefix=prefix))
+def run_sqlite(
+    args: argparse.Namespace, work: Path, password: str, env: dict[str, str]
+) -> tuple[dict[str, Result], dict[str, int | None]]:
     data_dir = work / "data"
-    # Inherited TGFLOW_* settings (a PostgreSQL URL, a log level) would change what is measured.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLOW_")}
-    env |= {"TGFLOW_RATE_LIMIT_ENABLED": "false", "TGFLOW_DATA_DIR": str(data_dir)}
-    return work, data_dir, env, secrets.token_hex(16)
+    seed(data_dir, password, env)
+    servers: list[Server] = []
+    try:
+        bare = start_bare(work, env, args.bare_handler, servers)
+        real = start_real(work, data_dir, env, servers)
+        token = login(real, password)
+        scenarios: list[Scenario] = [
+            (
+                "bare",
+                f"GET /bare (baseline, {args.bare_handler})",
+                "req",
+                [bare],
+                single_get(get_request("/bare", bare.port)),
+            ),
+            *real_scenarios("sqlite", "SQLite, 1 worker", [real], token),
+        ]
+        results = run_loop(measure(scenarios, args))
+        return results, {"the SQLite server": rss_kb(real), "(bare baseline)": rss_kb(bare)}
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def run_postgres(
+    args: argparse.Namespace, work: Path, password: str, env: dict[str, str]
+) -> tuple[dict[str, Result], dict[str, int | None]]:
+    data_dir = work / "data-pg"
+    with postgres_database(args.postgres) as url:
+        env = {**env, "TGFLOW_DATABASE_URL": url}
+        seed(data_dir, password, env)
+        servers: list[Server] = []
+        try:
+            first = start_real(work, data_dir, env, servers, name="pg-1")
+            token = login(first, password)
+            results = run_loop(
+                measure(real_scenarios("pg1", "PostgreSQL, 1 worker", [first], token), args)
+            )
+            second = start_real(work, data_dir, env, servers, name="pg-2")
+            results |= run_loop(
+                measure(
+                    real_scenarios("pg2", "PostgreSQL, 2 workers", [first, second], token), args
+                )
+            )
+            return results, {
+                "a PostgreSQL worker": max(filter(None, (rss_kb(s) for s in servers)), default=None)
+            }
+        finally:
+            for server in servers:
+                server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.serve_bare is not None:
-        serve_bare(args.serve_bare, args.bare_handler)
-        return 0
     if not SERVER_CLI.exists():
         raise SystemExit(f"{SERVER_CLI} not found: run with the project's venv python")
-
-    work, data_dir, env, password = prepare_run("reference backend", "tgflow-bench-")
-    servers: list[Server] = []
+    work, _data_dir, env, password = prepare_run("reference backend", "tgflow-bench-")
+    print(f"work dir {work}; {args.connections} connections", flush=True)
+    started = time.monotonic()
     try:
-        print(f"data dir {work}\nseeding plan and user ...", flush=True)
-        seed(data_dir, password, env)
-        bare, real = start_servers(work, data_dir, env, args.bare_handler, servers)
-        ready_hwm_kb = proc_status_kb(real.process.pid, "VmHWM")
-        token = login(real, password)
-        print(
-            f"real server VmHWM at ready {kib_to_mb(ready_hwm_kb)}, after one login "
-            f"{kib_to_mb(proc_status_kb(real.process.pid, 'VmHWM'))} (Argon2id needs memory)",
-            flush=True,
-        )
-        print(f"measuring at {args.connections} connections:", flush=True)
-        results = run_loop(measure(bare, real, token, args))
-        rss_kb = proc_status_kb(real.process.pid, "VmRSS")
-        hwm_kb = proc_status_kb(real.process.pid, "VmHWM")
-        bare_rss_kb = proc_status_kb(bare.process.pid, "VmRSS")
+        results, rss = run_sqlite(args, work, password, env)
+        if not args.no_postgres:
+            pg_results, pg_rss = run_postgres(args, work, password, env)
+            results |= pg_results
+            rss |= pg_rss
     finally:
-        for server in servers:
-            server.stop()
         if args.keep_data:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    all_met = print_report(results, rss_kb, hwm_kb, bare_rss_kb)
+    bare_rss = rss.pop("(bare baseline)")
+    all_met = print_report(results, rss)
+    took = time.monotonic() - started
+    print(f"bare baseline RSS after the run: {kib_to_mb(bare_rss)}; the run took {took:.0f} s")
     return 0 if all_met else 1
 
 

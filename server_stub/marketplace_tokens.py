@@ -10,6 +10,7 @@ than a broken one.
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -104,10 +105,25 @@ class IssuedBackendToken:
     exp: int
 
 
+_VERIFIED_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    claims: BackendClaims
+    kid: str
+    times: dict[str, Any]
+
+
 class MarketplaceTokens:
     def __init__(self, keys: KeyStore, issuer: str) -> None:
         self._keys = keys
         self._issuer = issuer
+        # As for access tokens (tokens.py): the same bytes need no second signature check. The
+        # times and whether the key is still trusted are checked again on every use; only
+        # tokens that passed every check are remembered, per kind.
+        self._verified: dict[tuple[str, BackendTokenKind], _Verified] = {}
+        self._verified_lock = threading.Lock()
 
     # --- Backend Admin and User Tokens ----------------------------------------------------------
 
@@ -142,6 +158,10 @@ class MarketplaceTokens:
         ``TokenExpired`` past ``exp``, and ``Forbidden`` for a token of another type.
         """
         spec = kind.value
+        known = self._verified.get((token, kind))
+        if known is not None and self._trusted_auth_key(known.kid, spec.ttl, now) is not None:
+            check_times(known.times, now, what=spec.name)
+            return known.claims
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -183,7 +203,13 @@ class MarketplaceTokens:
         backend_id, jti = claims.get("sub"), claims.get("jti")
         if not isinstance(backend_id, str) or not backend_id or not isinstance(jti, str):
             raise TokenInvalid(f"the {spec.name} lacks its backend or id")
-        return BackendClaims(backend_id=backend_id, jti=jti, exp=int(claims["exp"]))
+        verified = BackendClaims(backend_id=backend_id, jti=jti, exp=int(claims["exp"]))
+        times = {k: claims[k] for k in ("iat", "nbf", "exp")}
+        with self._verified_lock:
+            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]  # the oldest first
+            self._verified[(token, kind)] = _Verified(verified, key.kid, times)
+        return verified
 
     def verify_either(self, token: str, *, now: datetime) -> BackendClaims:
         """Check a Backend Admin or a Backend User Token, whichever its audience says it is.

@@ -100,14 +100,16 @@ class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Built once: a response is stateless and may be sent any number of times.
+        self.refuse = problem_response(
+            ErrorCode.PAYLOAD_TOO_LARGE, f"request bodies are limited to {max_bytes} bytes"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refuse = problem_response(
-            ErrorCode.PAYLOAD_TOO_LARGE, f"request bodies are limited to {self.max_bytes} bytes"
-        )
+        refuse = self.refuse
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
                 await refuse(scope, receive, send)

@@ -147,7 +147,7 @@ class Reservation(Base):
 
 
 class IdempotencyKey(Base):
-    """``correlation_id`` → reservation, for the idempotency window only."""
+    """``correlation_id`` → its outcome (a reservation or a refusal), for the idempotency window."""
 
     __tablename__ = "idempotency_keys"
 
@@ -156,8 +156,14 @@ class IdempotencyKey(Base):
     )
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
-    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id", ondelete="CASCADE"))
+    #: Empty while the reserve that claimed the id runs, and for a refusal.
+    reservation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("reservations.id", ondelete="CASCADE"), nullable=True
+    )
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The refusal's detail and ``remaining``, replayed as they were first answered.
+    refused_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    refused_remaining: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Device(Base):

@@ -29,7 +29,9 @@ _AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORB
     responses=problem_responses(*_AUTH_ERRORS),
     summary="Plan, quota, device binding, features and a signed offline lease",
 )
-def get_license(principal: PrincipalDep, services: ServicesDep) -> LicenseResponse:
+async def get_license(principal: PrincipalDep, services: ServicesDep) -> LicenseResponse:
+    # A read (one statement) on the loop; it writes only on a period's first request or after
+    # a hold expired, and then briefly.
     view = services.license.view(principal)
     return LicenseResponse(
         plan=view.plan,

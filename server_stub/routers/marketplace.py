@@ -59,7 +59,10 @@ AppIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=APP_ID_PATT
 BackendIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 
 
-def admin_backend(
+# The token checks and the two reads that apps and tenants poll run on the event loop like
+# /license (see deps.py): a few indexed reads each, no thread-pool hand-offs. They write only
+# when a license's state is due to change with the clock, and then briefly.
+async def admin_backend(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
 ) -> BackendPrincipal:
@@ -68,7 +71,7 @@ def admin_backend(
     return services.marketplace.authenticate_admin(credentials.credentials)
 
 
-def user_backend(
+async def user_backend(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_user_bearer)],
 ) -> BackendPrincipal:
@@ -106,7 +109,7 @@ def _artifact(app: MarketplaceApp) -> AppArtifact:
     responses=problem_responses(*_AUTH_ERRORS),
     summary="Every listed app, with this backend's license and installation",
 )
-def catalog(backend: AdminDep, services: ServicesDep) -> Catalog:
+async def catalog(backend: AdminDep, services: ServicesDep) -> Catalog:
     return Catalog(
         apps=[
             CatalogItem(
@@ -248,7 +251,7 @@ def register_key(
     responses=problem_responses(*_AUTH_ERRORS),
     summary="The apps installed on this backend and licensed now",
 )
-def installed(backend: UserDep, services: ServicesDep) -> InstalledApps:
+async def installed(backend: UserDep, services: ServicesDep) -> InstalledApps:
     return InstalledApps(
         backend_id=backend.backend_id,
         apps=[

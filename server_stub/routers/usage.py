@@ -14,16 +14,16 @@ from agent.protocol import (
     SettleResponse,
 )
 
-from ..deps import PrincipalDep, ServicesDep
-from ..models import Reservation
+from ..deps import PrincipalDep, ServicesDep, run_service
 from ..problems import problem_responses
+from ..services.reservations import ReservationRow
 
 router = APIRouter(prefix="/usage", tags=["usage"])
 
 _AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 
 
-def _settled(r: Reservation) -> SettleResponse:
+def _settled(r: ReservationRow) -> SettleResponse:
     return SettleResponse(
         reservation_id=r.id,
         status=ReservationStatus(r.status),
@@ -51,10 +51,16 @@ def _settled(r: Reservation) -> SettleResponse:
     },
     summary="Hold quota for a batch of messages (idempotent by correlation_id)",
 )
-def reserve(
+async def reserve(
     body: ReserveRequest, principal: PrincipalDep, services: ServicesDep, response: Response
 ) -> ReservationResponse:
-    result = services.reservations.reserve(principal.user.id, body.messages, body.correlation_id)
+    result = await run_service(
+        services,
+        services.reservations.reserve,
+        principal.user.id,
+        body.messages,
+        body.correlation_id,
+    )
     r = result.reservation
     if not result.created:
         response.status_code = status.HTTP_200_OK
@@ -78,8 +84,13 @@ def reserve(
     ),
     summary="Count the messages really sent and release the rest (idempotent)",
 )
-def commit(body: CommitRequest, principal: PrincipalDep, services: ServicesDep) -> SettleResponse:
-    return _settled(services.reservations.commit(principal.user.id, body.reservation_id, body.used))
+async def commit(
+    body: CommitRequest, principal: PrincipalDep, services: ServicesDep
+) -> SettleResponse:
+    settle = services.reservations.commit
+    return _settled(
+        await run_service(services, settle, principal.user.id, body.reservation_id, body.used)
+    )
 
 
 @router.post(
@@ -88,7 +99,8 @@ def commit(body: CommitRequest, principal: PrincipalDep, services: ServicesDep) 
     responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.RESERVATION_CONFLICT),
     summary="Release the whole hold (idempotent)",
 )
-def rollback(
+async def rollback(
     body: RollbackRequest, principal: PrincipalDep, services: ServicesDep
 ) -> SettleResponse:
-    return _settled(services.reservations.rollback(principal.user.id, body.reservation_id))
+    settle = services.reservations.rollback
+    return _settled(await run_service(services, settle, principal.user.id, body.reservation_id))

@@ -24,3 +24,8 @@ class ServiceContext:
     keys: KeyStore
     tokens: TokenService
     metrics: Metrics
+
+    @property
+    def inline_database(self) -> bool:
+        """Whether a request may call the database on the event loop (SQLite: see deps.py)."""
+        return self.engine.dialect.name == "sqlite"

@@ -6,20 +6,63 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, func, select
 
 from agent.protocol import KEY_PURPOSE_AUTH, LicenseStatus
 
-from ..db import transaction
+from ..db import read_connection, transaction
+from ..models import Device, Plan, Subscription, UsagePeriod
 from ..tokens import fingerprint_hash
-from .auth import DEVICES_WITHOUT_PLAN, Principal, count_devices
+from .auth import DEVICES_WITHOUT_PLAN, Principal
 from .context import ServiceContext
-from .periods import active_plan, current_period, find_period, remaining
-from .reservations import has_expired_holds, release_expired_holds
+from .periods import active_plan, current_period, is_anchored_period
+from .reservations import expired_hold_exists, release_expired_holds
 
 #: A cached lease is signed again once this share of its lifetime has passed.
 _LEASE_REFRESH_FRACTION = 0.01
 _LEASE_CACHE_SIZE = 4096
+
+_devices = cast(Table, Device.__table__)
+_periods = cast(Table, UsagePeriod.__table__)
+_plans = cast(Table, Plan.__table__)
+_subscriptions = cast(Table, Subscription.__table__)
+
+_COUNT_DEVICES = (
+    select(func.count())
+    .select_from(_devices)
+    .where(_devices.c.user_id == bindparam("user_id"), _devices.c.revoked_at.is_(None))
+)
+#: The whole view in one statement: plan, the period that contains ``now``, the device count,
+#: and whether an expired hold must be released first.
+_LICENSE_ROW = (
+    select(
+        _plans.c.name,
+        _plans.c.features,
+        _plans.c.max_devices,
+        _subscriptions.c.period_anchor,
+        _periods.c.id.label("period_id"),
+        _periods.c.period_start,
+        _periods.c.period_end,
+        _periods.c.quota_limit,
+        _periods.c.used,
+        _periods.c.held,
+        expired_hold_exists(_periods.c.id).label("stale"),
+        _COUNT_DEVICES.scalar_subquery().label("devices_used"),
+    )
+    .select_from(_subscriptions)
+    .join(_plans, _plans.c.id == _subscriptions.c.plan_id)
+    .outerjoin(
+        _periods,
+        and_(
+            _periods.c.user_id == _subscriptions.c.user_id,
+            _periods.c.period_start <= bindparam("now"),
+            _periods.c.period_end > bindparam("now"),
+        ),
+    )
+    .where(_subscriptions.c.user_id == bindparam("user_id"), _subscriptions.c.status == "active")
+)
 
 
 @dataclass(frozen=True)
@@ -50,24 +93,33 @@ class LicenseService:
     def view(self, principal: Principal) -> LicenseView:
         now = self._ctx.clock.now()
         user_id = principal.user.id
-        # Read-only unless this is the period's first request or a hold has expired: /license
-        # is called far more often than anything changes.
-        with transaction(self._ctx.read) as session:
-            active = active_plan(session, user_id)
-            devices_used = count_devices(session, user_id)
-            period = find_period(session, active, now) if active else None
-            stale = period is None or has_expired_holds(session, period, now)
-        if active is not None and stale:
+        params = {"user_id": user_id, "now": now}
+        # One read; a write only when this is the period's first request or a hold has expired:
+        # /license is called far more often than anything changes.
+        with read_connection(self._ctx.read) as conn:
+            row = conn.execute(_LICENSE_ROW, params).first()
+        if row is not None and (
+            row.period_id is None
+            or row.stale
+            or not is_anchored_period(row.period_anchor, row.period_start, row.period_end)
+        ):
             with transaction(self._ctx.write) as session:
-                period = current_period(session, active, now, lock=True)
-                release_expired_holds(session, period, now)
-        devices_max = active.plan.max_devices if active else DEVICES_WITHOUT_PLAN
-        if active is not None and period is not None:
-            limit, used, held = period.quota_limit, period.used, period.held
-            left, period_end = remaining(period), period.period_end
-            plan, features = active.plan.name, sorted(active.plan.features)
+                active = active_plan(session, user_id)
+                if active is not None:
+                    period = current_period(session, active, now, lock=True)
+                    release_expired_holds(session, period, now)
+            with read_connection(self._ctx.read) as conn:
+                row = conn.execute(_LICENSE_ROW, params).first()
+        if row is not None:
+            devices_used, devices_max = row.devices_used, row.max_devices
+            limit, used, held = row.quota_limit, row.used, row.held
+            left, period_end = max(limit - used - held, 0), row.period_end
+            plan, features = row.name, sorted(row.features)
             status = LicenseStatus.ACTIVE
         else:
+            with read_connection(self._ctx.read) as conn:
+                devices_used = conn.execute(_COUNT_DEVICES, params).scalar_one()
+            devices_max = DEVICES_WITHOUT_PLAN
             limit = used = held = left = 0
             period_end, plan, features = None, None, []
             status = LicenseStatus.INACTIVE

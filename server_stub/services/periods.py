@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +31,13 @@ def period_bounds(anchor: datetime, now: datetime) -> tuple[datetime, datetime]:
         months += 1
         start = anchor + relativedelta(months=months)
     return start, anchor + relativedelta(months=months + 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_anchored_period(anchor: datetime, start: datetime, end: datetime) -> bool:
+    """Whether ``[start, end)`` is one of the monthly periods of ``anchor`` (cached: the hot
+    paths find the period that contains *now* and check it is the subscription's own)."""
+    return period_bounds(anchor, start) == (start, end)
 
 
 # Hot-path statements are built once: building them per call costs more than running them.

@@ -39,3 +39,20 @@ def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert body["status"] == status
     assert body["title"] and body["detail"]
     return body
+
+
+class LosingTransport(httpx.HTTPTransport):
+    """Delivers the request, then loses the response on its way back (once, when armed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose_next = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.lose_next:
+            self.lose_next = False
+            response.read()
+            response.close()
+            raise httpx.ReadError("connection reset after the server answered")
+        return response

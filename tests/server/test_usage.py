@@ -12,7 +12,7 @@ from sqlalchemy import select
 from agent.protocol import LEASE_AUDIENCE
 from server_stub.models import UsagePeriod
 from server_stub.services.periods import period_bounds
-from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint
+from tests.helpers.api import PASSWORD, LosingTransport, assert_problem, bearer, fingerprint
 from tests.helpers.backend import Backend, BackendFactory
 
 DANA_FP = "fp-dana-laptop-0001"
@@ -293,26 +293,9 @@ def test_reservation_expiry_is_fifteen_minutes(user: tuple[Backend, dict[str, st
     assert expires - backend.clock.now() == timedelta(minutes=15)
 
 
-class _LosingTransport(httpx.HTTPTransport):
-    """Delivers the request, then loses the response on its way back (once, when armed)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lose_next = False
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        if self.lose_next:
-            self.lose_next = False
-            response.read()
-            response.close()
-            raise httpx.ReadError("connection reset after the server answered")
-        return response
-
-
 def test_lost_responses_are_safe_to_retry(user: tuple[Backend, dict[str, str]]) -> None:
     backend, h = user
-    transport = _LosingTransport()
+    transport = LosingTransport()
     with httpx.Client(base_url=backend.url, transport=transport, headers=h) as client:
 
         def post_retrying(path: str, body: dict[str, object]) -> httpx.Response:
