@@ -13,6 +13,7 @@ from .config import Settings
 from .keys import KeyStore
 from .marketplace_tokens import MarketplaceTokens
 from .metrics import Metrics
+from .services.audit import AuditLog
 from .services.auth import AuthService
 from .services.callbacks import CallbackService
 from .services.context import ServiceContext
@@ -20,6 +21,7 @@ from .services.license import LicenseService
 from .services.marketplace import MarketplaceService
 from .services.plans import PlanService
 from .services.reservations import ReservationService
+from .services.staff import StaffService
 from .services.telemetry import TelemetryService
 from .tokens import TokenService
 
@@ -37,6 +39,8 @@ class Services:
     telemetry: TelemetryService
     marketplace: MarketplaceService
     callbacks: CallbackService
+    audit: AuditLog
+    staff: StaffService
 
 
 def open_keys(settings: Settings, clock: Clock) -> KeyStore:
@@ -76,4 +80,6 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         telemetry=TelemetryService(ctx),
         marketplace=MarketplaceService(ctx, marketplace_tokens),
         callbacks=CallbackService(ctx, marketplace_tokens),
+        audit=AuditLog(ctx),
+        staff=StaffService(ctx),
     )
