@@ -8,14 +8,13 @@ Every endpoint names its permission (``x-permission`` in the OpenAPI document); 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime
 
-from agent.protocol import KEY_PURPOSE_AUTH, KEY_PURPOSE_LICENSE, ErrorCode
+from agent.protocol import KEY_PURPOSE_AUTH, KEY_PURPOSE_LICENSE, ErrorCode, Rfc3339DateTime
 
 from ..deps import ServicesDep
 from ..errors import TokenInvalid
@@ -202,6 +201,8 @@ def totp_setup(principal: StaffDep, services: ServicesDep) -> TotpSetupOut:
     "/me/totp/enable",
     Permission.SELF,
     ErrorCode.ALREADY_EXISTS,
+    ErrorCode.INVALID_CREDENTIALS,
+    ErrorCode.NOT_FOUND,
     response_model=TotpEnabledOut,
     summary="Confirm TOTP with a code; returns a 2FA session and the recovery codes",
 )
@@ -289,7 +290,9 @@ def list_keys(services: ServicesDep) -> list[KeyOut]:
     summary=f"Rotate the {KEY_PURPOSE_AUTH} or {KEY_PURPOSE_LICENSE} key (the old one stays "
     "published until what it signed has expired)",
 )
-def rotate_key(purpose: str, principal: StaffDep, services: ServicesDep) -> KeyOut:
+def rotate_key(
+    purpose: Literal["auth", "license"], principal: StaffDep, services: ServicesDep
+) -> KeyOut:
     key = services.staff.keys.rotate(principal.actor, purpose)
     return KeyOut(
         kid=key.kid,
@@ -318,9 +321,11 @@ def search_audit(
         str | None, Query(max_length=300, description="This object path and everything under it")
     ] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
-    cursor: Annotated[str | None, Query(max_length=32)] = None,
+    since: Rfc3339DateTime | None = None,
+    until: Rfc3339DateTime | None = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the last page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> AuditPageOut:
     page = services.audit.search(

@@ -11,8 +11,8 @@ from ..services.staff import Permission, Role
 
 #: Staff passwords are longer than end users' (operators hold signing rights).
 StaffPassword = Annotated[str, StringConstraints(min_length=10, max_length=1024)]
-OneTimeCode = Annotated[str, StringConstraints(min_length=6, max_length=8)]
-RecoveryCode = Annotated[str, StringConstraints(min_length=16, max_length=32)]
+OneTimeCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+RecoveryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{16,32}$")]
 
 
 class _In(BaseModel):

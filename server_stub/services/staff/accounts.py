@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ...db import transaction
-from ...errors import AlreadyExists, Forbidden, NotFound, ValidationFailed
+from ...errors import AlreadyExists, Forbidden, InvalidCredentials, NotFound
 from ...models import Staff, StaffRecoveryCode
 from ...passwords import hash_password
 from ..audit import record
@@ -141,10 +141,10 @@ class StaffAccounts:
             if staff.totp_enabled_at is not None:
                 raise AlreadyExists("TOTP is already enabled; an Admin can reset it")
             if staff.totp_secret is None:
-                raise ValidationFailed("no TOTP secret to confirm: call /staff/me/totp/setup")
+                raise NotFound("no TOTP secret to confirm: call /staff/me/totp/setup first")
             step = matching_step(staff.totp_secret, otp, now, staff.totp_last_step)
             if step is None:
-                raise ValidationFailed("otp: the one-time code does not match the new secret")
+                raise InvalidCredentials("the one-time code does not match the new secret")
             staff.totp_enabled_at = now
             staff.totp_last_step = step
             session.execute(delete(StaffRecoveryCode).where(StaffRecoveryCode.staff_id == staff.id))
