@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from agent.protocol import (
     AUDIT_EXPORT_FORMAT,
@@ -98,7 +100,16 @@ class AuditLog:
             return row
 
     def checkpoint_due(self) -> None:
-        self.checkpoint(force=False)
+        """The sweeper's call: sign a checkpoint if one is due (see :meth:`checkpoint`)."""
+        # Read first: most rounds find nothing to sign and need not take the write lock.
+        with transaction(self._ctx.read) as session:
+            seq, _ = head(session.connection())
+            signed = session.scalar(select(func.max(AuditCheckpoint.seq))) or 0
+        if seq <= signed:
+            return
+        # IntegrityError: another worker signed this head at the same moment; it is signed.
+        with contextlib.suppress(IntegrityError):
+            self.checkpoint(force=False)
 
     # --- verifying ------------------------------------------------------------------------------
 
