@@ -121,8 +121,8 @@ class StaffSessions:
     ) -> str | None:
         """``None`` when the code holds (and is spent), else what failed."""
         if otp:
-            assert staff.totp_secret is not None
-            step = matching_step(staff.totp_secret, otp, now, staff.totp_last_step)
+            secret = staff.totp_secret
+            step = matching_step(secret, otp, now, staff.totp_last_step) if secret else None
             if step is None:
                 return "otp"
             staff.totp_last_step = step
