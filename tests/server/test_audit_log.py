@@ -44,9 +44,9 @@ def cli_backend(make_backend: BackendFactory, monkeypatch: pytest.MonkeyPatch) -
     return backend
 
 
-def sql(backend: Backend, statement: str) -> None:
+def sql(backend: Backend, statement: str, **params: object) -> None:
     with backend.services.ctx.engine.begin() as conn:
-        conn.execute(text(statement))
+        conn.execute(text(statement), params)
 
 
 # --- breaks -------------------------------------------------------------------------------------
@@ -366,3 +366,15 @@ def test_the_move_goes_back_down(database_url: str) -> None:
         )
     finally:
         engine.dispose()
+
+
+def test_the_verify_endpoint_names_the_broken_entry(backend: Backend) -> None:
+    auditor = new_staff(backend.client, backend.services, backend.clock, Role.AUDIT)
+    fill(backend)
+    ok = backend.client.get("/staff/audit/verify", headers=auditor.headers).json()
+    assert ok["ok"] and ok["reason"] is None
+    head = ok["head_seq"]
+    sql(backend, "UPDATE audit_log SET action = 'x' WHERE seq = :seq", seq=head - 1)
+    broken = backend.client.get("/staff/audit/verify", headers=auditor.headers).json()
+    assert (broken["ok"], broken["broken_seq"]) == (False, head - 1)
+    assert broken["reason"] == f"entry {head - 1} was altered: its hash does not match it"

@@ -229,3 +229,27 @@ def test_audit_search_filters_and_pages(backend: Backend) -> None:
         "/staff/audit", headers=auditor.headers, params={"since": "2026-01-01T00:00:00"}
     )
     assert_problem(naive, 422, "validation_error")
+
+
+def test_an_admin_rotates_a_key_and_the_rotation_is_audited(backend: Backend) -> None:
+    admin = new_staff(backend.client, backend.services, backend.clock, Role.ADMIN)
+    before = {k["kid"] for k in backend.client.get("/staff/keys", headers=admin.headers).json()}
+    r = backend.client.post("/staff/keys/license/rotate", headers=admin.headers)
+    assert r.status_code == 200 and r.json()["purpose"] == "license", r.text
+    new_kid = r.json()["kid"]
+    assert new_kid not in before
+    keys = backend.client.get("/staff/keys", headers=admin.headers).json()
+    states = {k["kid"]: k["state"] for k in keys if k["purpose"] == "license"}
+    assert states[new_kid] == "active" and "retired (published)" in states.values()
+    (entry,) = backend.services.audit.search(action="keys.rotate").entries
+    assert (entry.actor, entry.object, entry.details["kid"]) == (
+        f"staff:{admin.id}",
+        "keys/license",
+        new_kid,
+    )
+    # A checkpoint signed before the rotation still verifies (the retired key is kept).
+    backend.services.audit.checkpoint()
+    backend.client.post("/staff/keys/license/rotate", headers=admin.headers)
+    backend.services.audit.checkpoint()
+    verdict = backend.client.get("/staff/audit/verify", headers=admin.headers).json()
+    assert verdict["ok"] and verdict["unanchored"] == 0, verdict
