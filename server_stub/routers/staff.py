@@ -133,6 +133,7 @@ def _tokens_out(issued: StaffIssued) -> StaffTokensOut:
     None,
     ErrorCode.INVALID_CREDENTIALS,
     ErrorCode.TOTP_REQUIRED,
+    ErrorCode.RATE_LIMITED,
     response_model=StaffTokensOut,
     summary="Log in with e-mail, password and (when enrolled) a TOTP or recovery code",
 )

@@ -253,3 +253,23 @@ def test_an_admin_rotates_a_key_and_the_rotation_is_audited(backend: Backend) ->
     backend.services.audit.checkpoint()
     verdict = backend.client.get("/staff/audit/verify", headers=admin.headers).json()
     assert verdict["ok"] and verdict["unanchored"] == 0, verdict
+
+
+def test_wrong_codes_lock_the_second_factor_for_a_while(backend: Backend) -> None:
+    admin = new_staff(backend.client, backend.services, backend.clock, Role.ADMIN)
+    assert admin.secret is not None
+    # Wrong passwords do not count: they would let anyone lock the account.
+    for _ in range(6):
+        bad = backend.client.post(
+            "/staff/login", json={"email": admin.email, "password": "wrong password"}
+        )
+        assert_problem(bad, 401, "invalid_credentials")
+    for _ in range(5):
+        assert_problem(login(backend.client, admin.email, otp="123456"), 401, "invalid_credentials")
+        backend.clock.advance(60)
+    right = login(backend.client, admin.email, otp=code_at(admin.secret, backend.clock))
+    assert_problem(right, 429, "rate_limited")
+    # The first wrong code was 5 minutes ago: free again 10 minutes from now.
+    assert 590 <= int(right.headers["Retry-After"]) <= 601
+    backend.clock.advance(601)
+    assert login(backend.client, admin.email, otp=code_at(admin.secret, backend.clock)).is_success

@@ -11,8 +11,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ...db import transaction
-from ...errors import Forbidden, InvalidCredentials, TokenExpired, TokenInvalid, TotpRequired
-from ...models import Staff, StaffRecoveryCode, StaffRefreshToken, StaffSession
+from ...errors import (
+    Forbidden,
+    InvalidCredentials,
+    RateLimited,
+    TokenExpired,
+    TokenInvalid,
+    TotpRequired,
+)
+from ...models import AuditEntry, Staff, StaffRecoveryCode, StaffRefreshToken, StaffSession
 from ...passwords import verify_password
 from ...staff_tokens import StaffClaims, StaffTokens
 from ...tokens import opaque_token, token_digest
@@ -24,6 +31,10 @@ from .totp import matching_step, recovery_digest
 log = logging.getLogger("tgflow.server.staff")
 
 _NOT_A_REFRESH_TOKEN = "this refresh token is not valid; log in again"
+#: Wrong second factors (after a right password) allowed to an account per window: a 6-digit
+#: code would otherwise fall to a patient guesser holding the password.
+MAX_SECOND_FACTOR_FAILURES = 5
+SECOND_FACTOR_WINDOW = timedelta(minutes=15)
 _WRONG_CODE = "the one-time code is wrong, expired or already used"
 
 
@@ -94,6 +105,7 @@ class StaffSessions:
                 raise InvalidCredentials("wrong e-mail or password")
             amr = ["pwd"]
             if locked.totp_enabled_at is not None:
+                self._check_attempts(session, locked.id, now)
                 failed = self._second_factor(session, locked, otp, recovery_code, now)
                 if failed is None:
                     amr.append("otp")
@@ -139,6 +151,35 @@ class StaffSessions:
             )
             return None if spent.rowcount == 1 else "recovery_code"  # type: ignore[attr-defined]
         raise TotpRequired("this account uses two-factor authentication: send its one-time code")
+
+    @staticmethod
+    def _check_attempts(session: Session, staff_id: str, now: datetime) -> None:
+        """Refuse (429) an account's second factor after too many wrong ones in the window.
+
+        The audit log is the record: its ``staff.login_failed`` entries of this account.
+        """
+        since = now - SECOND_FACTOR_WINDOW
+        # Password failures are not counted: anyone who knows the e-mail could lock it out.
+        failures = [
+            at
+            for at, failed in session.execute(
+                select(AuditEntry.at, AuditEntry.details)
+                .where(
+                    AuditEntry.object == staff_object(staff_id),
+                    AuditEntry.action == "staff.login_failed",
+                    AuditEntry.at >= since,
+                )
+                .order_by(AuditEntry.seq.desc())
+            )
+            if (failed or {}).get("failed") != "password"
+        ]
+        if len(failures) >= MAX_SECOND_FACTOR_FAILURES:
+            free_at = failures[MAX_SECOND_FACTOR_FAILURES - 1] + SECOND_FACTOR_WINDOW
+            retry = max(1, int((free_at - now).total_seconds()) + 1)
+            raise RateLimited(
+                "too many wrong one-time codes for this account; try again later",
+                headers={"Retry-After": str(retry)},
+            )
 
     def _failed(self, staff_id: str, what: str) -> None:
         # Audited for known accounts only: an unknown e-mail is not a person to keep a record of.
