@@ -18,6 +18,7 @@ from agent.protocol import KEY_PURPOSE_AUTH, KEY_PURPOSE_LICENSE, ErrorCode, Rfc
 
 from ..deps import ServicesDep
 from ..errors import TokenInvalid
+from ..keys import SigningKey
 from ..problems import problem_responses
 from ..services.audit import MAX_PAGE, entry_dict
 from ..services.staff import (
@@ -267,19 +268,20 @@ def reset_2fa(staff_id: str, principal: StaffDep, services: ServicesDep) -> Staf
 # --- signing keys (Admin) ----------------------------------------------------------------------
 
 
+def _key_out(key: SigningKey, state: str) -> KeyOut:
+    return KeyOut(
+        kid=key.kid,
+        purpose=key.purpose,
+        alg=key.alg,
+        state=state,
+        created_at=key.created_at,
+        pin=key.pin,
+    )
+
+
 @endpoint("GET", "/keys", Permission.KEYS_MANAGE, response_model=list[KeyOut], summary="Keys")
 def list_keys(services: ServicesDep) -> list[KeyOut]:
-    return [
-        KeyOut(
-            kid=key.kid,
-            purpose=key.purpose,
-            alg=key.alg,
-            state=state,
-            created_at=key.created_at,
-            pin=key.pin,
-        )
-        for key, state in services.staff.keys.list()
-    ]
+    return [_key_out(key, state) for key, state in services.staff.keys.list()]
 
 
 @endpoint(
@@ -294,15 +296,7 @@ def list_keys(services: ServicesDep) -> list[KeyOut]:
 def rotate_key(
     purpose: Literal["auth", "license"], principal: StaffDep, services: ServicesDep
 ) -> KeyOut:
-    key = services.staff.keys.rotate(principal.actor, purpose)
-    return KeyOut(
-        kid=key.kid,
-        purpose=key.purpose,
-        alg=key.alg,
-        state="active",
-        created_at=key.created_at,
-        pin=key.pin,
-    )
+    return _key_out(services.staff.keys.rotate(principal.actor, purpose), "active")
 
 
 # --- the audit log -----------------------------------------------------------------------------
