@@ -22,7 +22,7 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ObservabilityMiddleware, SecurityHeadersMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
-from .routers import auth, license, marketplace, system, telemetry, usage
+from .routers import auth, license, marketplace, staff, system, telemetry, usage
 from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
@@ -47,6 +47,7 @@ async def _sweep_forever(
             services.reservations.sweep,
             services.telemetry.purge_expired,
             services.marketplace.settle_due,
+            services.audit.checkpoint_due,
             # Last: it waits on the apps (5 s at most per attempt, 50 attempts per round).
             services.callbacks.deliver_due,
         ):
@@ -101,6 +102,7 @@ def create_app(
         usage.router,
         telemetry.router,
         marketplace.router,
+        staff.router,
         system.router,
     ):
         app.include_router(router)

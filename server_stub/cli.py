@@ -23,7 +23,7 @@ from agent.protocol import (
     MarketplacePlan,
 )
 
-from . import db
+from . import cli_staff, db
 from .clock import SystemClock
 from .config import Settings, default_data_dir
 from .demo import DEMO_EMAIL, seed_demo_user
@@ -535,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("db", cmd_db, "database maintenance")
     p.add_argument("action", choices=["upgrade"])
     _add_marketplace(sub, common)
+    cli_staff.add_commands(sub, common, _services)
     return parser
 
 
@@ -547,8 +548,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         and (not args.name or args.quota is None)
     ):
         parser.error("plans create needs --name and --quota")
+    cli_staff.check_args(parser, args)
     try:
         args.func(args)
+    except cli_staff.AuditBroken as exc:
+        print(f"tgflow-server: {exc}", file=sys.stderr)
+        return 1
     except (CliError, DomainError) as exc:
         print(f"tgflow-server: error: {exc}", file=sys.stderr)
         return 2

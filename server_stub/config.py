@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     #: Marketplace: the length of an app's trial, and of the grace after a paid period lapses.
     marketplace_trial_days: int = Field(default=MARKETPLACE_TRIAL_DAYS, ge=1, le=365)
     marketplace_grace_days: int = Field(default=MARKETPLACE_GRACE_DAYS, ge=0, le=365)
+    #: Audit log: the sweeper signs a checkpoint of the head when it moved and the last
+    #: checkpoint is this old, or sooner when this many entries are not yet covered.
+    audit_checkpoint_interval_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    audit_checkpoint_entries: int = Field(default=1000, ge=1)
+    #: Staff: how long a staff login lasts (its refresh tokens rotate within it).
+    staff_session_ttl_seconds: int = Field(default=12 * 3600, ge=300, le=7 * 24 * 3600)
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True

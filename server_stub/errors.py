@@ -32,6 +32,11 @@ class InvalidCredentials(DomainError):
     title = "Invalid credentials"
 
 
+class TotpRequired(DomainError):
+    code = ErrorCode.TOTP_REQUIRED
+    title = "One-time code required"
+
+
 class TokenInvalid(DomainError):
     code = ErrorCode.TOKEN_INVALID
     title = "Invalid token"

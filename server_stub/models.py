@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -345,30 +346,6 @@ class Installation(Base):
     )
 
 
-class MarketplaceAudit(Base):
-    """Every change to backends, keys, apps, licenses and installations: who, what, when.
-
-    No foreign keys: the trail outlives what it describes.
-    """
-
-    __tablename__ = "marketplace_audit"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime())
-    #: ``backend:<id>``, ``operator`` or ``clock``.
-    actor: Mapped[str] = mapped_column(String(100))
-    action: Mapped[str] = mapped_column(String(64))
-    backend_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    app_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    before: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
-    after: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
-
-    __table_args__ = (
-        Index("ix_marketplace_audit_backend_app", "backend_id", "app_id"),
-        Index("ix_marketplace_audit_at", "at"),
-    )
-
-
 class MarketplaceCallback(Base):
     """An install/uninstall event for an app's ``callback_url``: the transactional outbox.
 
@@ -401,3 +378,115 @@ class MarketplaceCallback(Base):
         Index("ix_marketplace_outbox_due", "next_attempt_at"),
         Index("ix_marketplace_outbox_backend_app", "backend_id", "app_id", "seq"),
     )
+
+
+# --- staff and the audit log (docs/licensing.md) --------------------------------------------------
+
+
+class Staff(Base):
+    """An operator of the backend (seed 003's portal user); never an end user.
+
+    ``totp_secret`` is set by the enrolment and ``totp_enabled_at`` once a code confirmed it;
+    ``totp_last_step`` is the TOTP time step of the last code accepted, so a code is never
+    accepted twice.
+    """
+
+    __tablename__ = "staff"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('admin', 'sales', 'implementation', 'support', 'audit')", name="role_known"
+        ),
+    )
+
+
+class StaffRecoveryCode(Base):
+    """A single-use recovery code, stored as its SHA-256 (the codes are random, 80 bits)."""
+
+    __tablename__ = "staff_recovery_codes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_staff_recovery_codes_staff", "staff_id"),)
+
+
+class StaffSession(Base):
+    """One staff login: the family of its rotated refresh tokens, with a fixed end."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    #: How the login was proven (RFC 8176): ``pwd``, and ``otp`` after a TOTP or recovery code.
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    __table_args__ = (Index("ix_staff_sessions_staff", "staff_id"),)
+
+
+class StaffRefreshToken(Base):
+    __tablename__ = "staff_refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("staff_sessions.id", ondelete="CASCADE"))
+    #: SHA-256 of the token; the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_staff_refresh_tokens_session", "session_id"),)
+
+
+class AuditEntry(Base):
+    """One entry of the backend's one audit log: append-only and hash-chained.
+
+    ``hash`` is the SHA-256 of the entry's canonical form (``agent.protocol.audit_canonical``),
+    which includes ``prev_hash``, the previous entry's ``hash``. ``seq`` is given by the writer,
+    one more than the head, under the log's lock: no gaps. No foreign keys: the log outlives
+    what it describes. ``object`` is a path (``staff/<id>``, ``marketplace/backend/<id>/app/<id>``).
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    object: Mapped[str] = mapped_column(String(300))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_actor", "actor", "seq"),
+        Index("ix_audit_log_object", "object", "seq"),
+    )
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of the log's head: ``hash`` of the entry ``seq`` (ES256 JWS)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    jws: Mapped[str] = mapped_column(Text)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from agent.protocol import ERROR_STATUS, PROBLEM_CONTENT_TYPE, ErrorCode, Problem
 
@@ -93,6 +94,25 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _allowed_methods(request: Request) -> set[str]:
+    """Every method some route serves at this path.
+
+    Starlette names only the first route whose path matches; a path served by several routes
+    (``GET`` and ``POST /staff/accounts``, one handler each) needs them all in ``Allow``.
+    """
+    methods: set[str] = set()
+    routes: list[Any] = list(request.app.router.routes)
+    while routes:
+        route = routes.pop()
+        # FastAPI keeps an included router as one entry; its routes carry the full path.
+        nested = getattr(getattr(route, "original_router", None), "routes", None)
+        if nested is not None:
+            routes.extend(nested)
+        elif route.matches(dict(request.scope))[0] is Match.PARTIAL:
+            methods |= set(getattr(route, "methods", None) or ())
+    return methods
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
@@ -101,6 +121,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             ErrorCode.NOT_FOUND, f"nothing at {request.url.path}", instance=request.url.path
         )
     if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(sorted(allowed))
         return problem_response(
             ErrorCode.METHOD_NOT_ALLOWED,
             f"{request.method} is not allowed on {request.url.path}",

@@ -13,6 +13,7 @@ from .config import Settings
 from .keys import KeyStore
 from .marketplace_tokens import MarketplaceTokens
 from .metrics import Metrics
+from .services.audit import AuditLog
 from .services.auth import AuthService
 from .services.callbacks import CallbackService
 from .services.context import ServiceContext
@@ -20,6 +21,7 @@ from .services.license import LicenseService
 from .services.marketplace import MarketplaceService
 from .services.plans import PlanService
 from .services.reservations import ReservationService
+from .services.staff import StaffService
 from .services.telemetry import TelemetryService
 from .session_bus import SessionBus, make_session_bus
 from .tokens import TokenService
@@ -40,6 +42,8 @@ class Services:
     callbacks: CallbackService
     #: Announces ended sessions; the app starts and stops its listener with its lifespan.
     sessions: SessionBus
+    audit: AuditLog
+    staff: StaffService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -88,4 +92,6 @@ def build_services(
         marketplace=MarketplaceService(ctx, marketplace_tokens),
         callbacks=CallbackService(ctx, marketplace_tokens),
         sessions=sessions,
+        audit=AuditLog(ctx),
+        staff=StaffService(ctx),
     )

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, aliased
 
 from ..db import transaction
 from ..marketplace_tokens import MarketplaceTokens
-from ..models import MarketplaceApp, MarketplaceAudit, MarketplaceCallback, new_id
+from ..models import MarketplaceApp, MarketplaceCallback, new_id
 from .context import ServiceContext
 
 log = logging.getLogger("tgflow.server.marketplace.callbacks")
@@ -201,21 +201,23 @@ class CallbackService:
                 return 0
             event.next_attempt_at = None
             event.failed_at = now
-            session.add(
-                MarketplaceAudit(
-                    at=now,
-                    actor="clock",
-                    action="callback.failed",
-                    backend_id=event.backend_id,
-                    app_id=event.app_id,
-                    after={
-                        "event_id": event.id,
-                        "event": event.kind,
-                        "created_at": event.created_at.isoformat(),
-                        "attempts": event.attempts,
-                        "last_error": event.last_error,
-                    },
-                )
+            # Imported here: the marketplace package imports this module (its outbox).
+            from .marketplace.audit import CLOCK, audit
+
+            audit(
+                session,
+                now,
+                CLOCK,
+                "callback.failed",
+                backend_id=event.backend_id,
+                app_id=event.app_id,
+                after={
+                    "event_id": event.id,
+                    "event": event.kind,
+                    "created_at": event.created_at.isoformat(),
+                    "attempts": event.attempts,
+                    "last_error": event.last_error,
+                },
             )
             log.warning(
                 "marketplace callback failed for good",

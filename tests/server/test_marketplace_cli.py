@@ -28,7 +28,7 @@ MARKETPLACE_TABLES = {
     "apps",
     "backend_licenses",
     "installations",
-    "marketplace_audit",
+    "audit_log",
 }
 
 

@@ -51,6 +51,9 @@ from schemathesis.specs.openapi.checks import (
 from server_stub import passwords
 from server_stub.app import create_app
 from server_stub.config import Settings
+from server_stub.db import transaction
+from server_stub.models import Staff
+from server_stub.services.staff import Role
 from tests.helpers.api import PASSWORD, bearer, fingerprint
 
 #: Fixed seed + derandomised Hypothesis: the same requests on every run, locally and in CI.
@@ -234,6 +237,49 @@ def test_fuzz_without_credentials(case: Case) -> None:
 def test_fuzz_with_bearer_token(case: Case, account: Account) -> None:
     case.call_and_validate(
         headers=bearer(account.token_for(case)), additional_checks=BEHAVIOUR_CHECKS
+    )
+
+
+class StaffAdmin:
+    """An Admin with a two-factor session (made directly, as a login with TOTP would make it);
+    a new session for each ``/staff/logout``, which ends the one it is called with."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.services = app.state.services
+        email = f"fuzz-admin-{secrets.token_hex(4)}@example.com"
+        self.id = self.services.staff.create("fuzz", email, "Fuzz", Role.ADMIN, PASSWORD).id
+        self.token = self.new_token()
+
+    def new_token(self) -> str:
+        ctx = self.services.ctx
+        with transaction(ctx.write) as session:
+            staff = session.get(Staff, self.id)
+            assert staff is not None
+            issued = self.services.staff.sessions.start(
+                session, staff, ["pwd", "otp"], ctx.clock.now()
+            )
+        return str(issued.access_token)
+
+    def token_for(self, case: Case) -> str:
+        if case.operation.path == "/staff/logout":
+            return self.new_token()
+        return self.token
+
+
+@pytest.fixture(scope="module")
+def staff_admin() -> StaffAdmin:
+    return StaffAdmin(APP)
+
+
+staff_operations = schemathesis.openapi.from_asgi(
+    "/openapi.json", APP, config=_config(**{"with-security-parameters": False})
+).include(path_regex="^/staff/")
+
+
+@staff_operations.parametrize()
+def test_fuzz_staff_operations_as_an_admin(case: Case, staff_admin: StaffAdmin) -> None:
+    case.call_and_validate(
+        headers=bearer(staff_admin.token_for(case)), additional_checks=BEHAVIOUR_CHECKS
     )
 
 

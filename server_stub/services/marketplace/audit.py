@@ -1,14 +1,21 @@
-"""The marketplace's audit trail: who changed what, with the record before and after."""
+"""The marketplace's audit trail: who changed what, with the record before and after.
+
+The entries live in the backend's one audit log (:mod:`..audit`), under the object path
+``marketplace[/backend/<id>][/app/<id>]`` with ``details`` ``{before, after}``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ...db import transaction
-from ...models import BackendLicense, Installation, MarketplaceApp, MarketplaceAudit
+from ...models import AuditEntry, BackendLicense, Installation, MarketplaceApp
+from ..audit import escape_like, object_under, record
 from ..context import ServiceContext
 
 #: Audit actors besides ``backend:<id>``.
@@ -18,6 +25,46 @@ CLOCK = "clock"
 
 def backend_actor(backend_id: str) -> str:
     return f"backend:{backend_id}"
+
+
+def marketplace_object(backend_id: str | None, app_id: str | None) -> str:
+    """The audit object path of a marketplace change (migration 0006 keeps a frozen copy)."""
+    path = "marketplace"
+    if backend_id is not None:
+        path += f"/backend/{backend_id}"
+    if app_id is not None:
+        path += f"/app/{app_id}"
+    return path
+
+
+@dataclass(frozen=True)
+class MarketplaceAuditRow:
+    """A marketplace entry of the audit log, in the marketplace's terms."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    backend_id: str | None
+    app_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> MarketplaceAuditRow:
+        parts = entry.object.split("/")
+        named = dict(zip(parts[1::2], parts[2::2], strict=False))
+        details = entry.details or {}
+        return cls(
+            seq=entry.seq,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            backend_id=named.get("backend"),
+            app_id=named.get("app"),
+            before=details.get("before"),
+            after=details.get("after"),
+        )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -73,17 +120,14 @@ def audit(
     before: dict[str, object] | None = None,
     after: dict[str, object] | None = None,
 ) -> None:
-    """Add an audit row to ``session``: it commits, or rolls back, with the change it records."""
-    session.add(
-        MarketplaceAudit(
-            at=now,
-            actor=actor,
-            action=action,
-            backend_id=backend_id,
-            app_id=app_id,
-            before=before,
-            after=after,
-        )
+    """Record an audit entry in ``session``: it commits, or rolls back, with the change."""
+    record(
+        session,
+        now,
+        actor,
+        action,
+        marketplace_object(backend_id, app_id),
+        {"before": before, "after": after},
     )
 
 
@@ -93,11 +137,22 @@ class AuditTrail:
 
     def audit_trail(
         self, *, backend_id: str | None = None, app_id: str | None = None
-    ) -> list[MarketplaceAudit]:
+    ) -> list[MarketplaceAuditRow]:
+        """The marketplace's entries, oldest first, of a backend, an app, or both."""
+        query = select(AuditEntry).order_by(AuditEntry.seq)
+        obj = AuditEntry.object
+        if backend_id is not None and app_id is not None:
+            query = query.where(obj == marketplace_object(backend_id, app_id))
+        elif backend_id is not None:
+            query = query.where(object_under(obj, marketplace_object(backend_id, None)))
+        elif app_id is not None:
+            query = query.where(
+                or_(
+                    obj == marketplace_object(None, app_id),
+                    obj.like("marketplace/backend/%/app/" + escape_like(app_id), escape="\\"),
+                )
+            )
+        else:
+            query = query.where(object_under(obj, "marketplace"))
         with transaction(self._ctx.read) as session:
-            query = select(MarketplaceAudit).order_by(MarketplaceAudit.id)
-            if backend_id is not None:
-                query = query.where(MarketplaceAudit.backend_id == backend_id)
-            if app_id is not None:
-                query = query.where(MarketplaceAudit.app_id == app_id)
-            return list(session.scalars(query))
+            return [MarketplaceAuditRow.of(entry) for entry in session.scalars(query)]

@@ -1,0 +1,48 @@
+"""Staff of the backend (docs/licensing.md, "Staff"): roles and the one permission table,
+accounts, login with TOTP, sessions, and the signing keys an Admin manages.
+
+:class:`StaffService` builds the managers and is what routers and the CLI hold.
+"""
+
+from __future__ import annotations
+
+from ...staff_tokens import StaffTokens
+from ..context import ServiceContext
+from .accounts import StaffAccounts, TotpEnabled, TotpSetup
+from .keys import KeyAdmin
+from .permissions import ROLE_PERMISSIONS, Permission, Role, allowed, totp_required
+from .sessions import StaffIssued, StaffPrincipal, StaffSessions, staff_actor
+
+__all__ = [
+    "ROLE_PERMISSIONS",
+    "Permission",
+    "Role",
+    "StaffIssued",
+    "StaffPrincipal",
+    "StaffService",
+    "TotpEnabled",
+    "TotpSetup",
+    "allowed",
+    "staff_actor",
+    "totp_required",
+]
+
+
+class StaffService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.sessions = StaffSessions(ctx, StaffTokens(ctx.keys, ctx.settings.issuer))
+        self.accounts = StaffAccounts(ctx, self.sessions)
+        self.keys = KeyAdmin(ctx)
+
+        self.login = self.sessions.login
+        self.refresh = self.sessions.refresh
+        self.logout = self.sessions.logout
+        self.authenticate = self.sessions.authenticate
+        self.authorize = self.sessions.authorize
+        self.create = self.accounts.create
+        self.list = self.accounts.list
+        self.find = self.accounts.find
+        self.disable = self.accounts.disable
+        self.reset_2fa = self.accounts.reset_2fa
+        self.setup_totp = self.accounts.setup_totp
+        self.enable_totp = self.accounts.enable_totp
