@@ -917,6 +917,13 @@ REVOCATION_LIST_FORMAT: Final = "tgflow.revocation-list/1"
 #: The armour around a license file's JWS.
 LICENSE_ARMOUR_BEGIN: Final = "-----BEGIN TGFLOW LICENSE-----"
 LICENSE_ARMOUR_END: Final = "-----END TGFLOW LICENSE-----"
+#: A license file may carry the newest revocation list after its license, in this armour.
+REVOCATION_ARMOUR_BEGIN: Final = "-----BEGIN TGFLOW REVOCATION LIST-----"
+REVOCATION_ARMOUR_END: Final = "-----END TGFLOW REVOCATION LIST-----"
+#: Armour header carrying the signing key's public JWK (base64url JSON); used only if pinned.
+SIGNING_KEY_ARMOUR_HEADER: Final = "Signing-Key"
+#: Armoured lines are this many characters long (the JWS is cut, never changed).
+ARMOUR_LINE_LENGTH: Final = 64
 #: Encrypted files: AES-256-GCM, 96-bit nonce, key = HKDF-SHA256(license key, no salt, this info).
 LICENSE_FILE_ENCRYPTION: Final = "A256GCM"
 LICENSE_FILE_KDF: Final = "HKDF-SHA256"

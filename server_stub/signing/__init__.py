@@ -54,7 +54,17 @@ def sign_jws(
 ) -> str:
     """A compact ES256 JWS of ``payload`` with ``kid`` and ``typ`` in the protected header."""
     # One handle for header and signature: a rotation in between would name the wrong key.
-    handle = signer.current()
+    return sign_jws_with(signer.current(), typ, payload, extra_header=extra_header)
+
+
+def sign_jws_with(
+    handle: SigningHandle,
+    typ: str,
+    payload: bytes,
+    *,
+    extra_header: Mapping[str, Any] | None = None,
+) -> str:
+    """:func:`sign_jws` with one given key (when the caller also names that key elsewhere)."""
     header = {"alg": SIGNED_DOCUMENT_ALG, "kid": handle.kid, "typ": typ, **(extra_header or {})}
     signing_input = (
         b64url(json.dumps(header, separators=(",", ":")).encode("utf-8")) + "." + b64url(payload)
@@ -81,5 +91,6 @@ __all__ = [
     "SigningHandle",
     "sign_claims",
     "sign_jws",
+    "sign_jws_with",
     "signer_from_settings",
 ]
