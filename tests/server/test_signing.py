@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import jwt
@@ -13,10 +13,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
-from agent.protocol import LICENSE_FILE_TYP, REVOCATION_LIST_TYP, b64url, jwk_thumbprint
+from agent.errors import UntrustedKey
+from agent.protocol import (
+    LICENSE_FILE_TYP,
+    REVOCATION_LIST_TYP,
+    b64url,
+    jwk_thumbprint,
+    public_key_pin,
+)
 from server_stub.clock import FakeClock
 from server_stub.config import Settings
 from server_stub.keys import KeyStore, public_jwk
+from server_stub.services.license_files import issue_license_file
 from server_stub.signing import (
     FileSigner,
     Pkcs11Signer,
@@ -24,9 +32,8 @@ from server_stub.signing import (
     sign_claims,
     signer_from_settings,
 )
+from tests.helpers.license_files import ISSUER, LICENSE_KEY, NOW, TERMS, installation, vendor
 from tests.helpers.softhsm import SoftHsmToken, create_token, softhsm_available
-
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")
@@ -158,3 +165,19 @@ def test_settings_select_the_signer_and_fail_closed(
     # Configured but unusable: an error, never a quiet fall back to the key file.
     with pytest.raises(SignerError):
         signer_from_settings(bad, keys)
+
+
+def test_a_license_file_signed_in_the_token_activates_an_offline_installation(
+    softhsm_token: SoftHsmToken, tmp_path: Path
+) -> None:
+    signer = Pkcs11Signer(
+        softhsm_token.module, softhsm_token.token_label, softhsm_token.key_label, softhsm_token.pin
+    )
+    text = issue_license_file(signer, TERMS, issuer=ISSUER, now=NOW, encrypt=True)
+    site = installation(tmp_path / "agent", [public_key_pin(signer.public_key)])
+    lic = site.verifier.verify(text, LICENSE_KEY)
+    assert lic.kid == signer.kid and lic.license_key == LICENSE_KEY
+    # The same file is worthless to an installation that pins another key.
+    elsewhere = installation(tmp_path / "other", [vendor(tmp_path / "keys2").pin])
+    with pytest.raises(UntrustedKey):
+        elsewhere.verifier.verify(text, LICENSE_KEY)
