@@ -32,6 +32,7 @@ from .keys import KeyStoreError
 from .logging_setup import configure_logging
 from .marketplace_tokens import IssuedBackendToken
 from .services.marketplace import AppSpec, LicenseView
+from .signing import SignerError
 from .wiring import Services, build_services, open_keys
 
 
@@ -74,6 +75,8 @@ def _services(args: argparse.Namespace) -> Services:
         raise CliError(
             f"cannot reach the database: {type(exc).__name__}: {str(exc.__cause__ or exc)[:300]}"
         ) from exc
+    except SignerError as exc:
+        raise CliError(f"the license signer cannot sign: {exc}") from exc
 
 
 def _print_pins(services: Services) -> None:
@@ -93,6 +96,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         build_services(settings)
     except SQLAlchemyError as exc:
         raise CliError(f"cannot reach the database: {str(exc.__cause__ or exc)[:300]}") from exc
+    except SignerError as exc:
+        raise CliError(f"the license signer cannot sign: {exc}") from exc
     os.environ["TGFLOW_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url is not None:
         os.environ["TGFLOW_DATABASE_URL"] = settings.database_url.get_secret_value()

@@ -21,6 +21,7 @@ from .services.marketplace import MarketplaceService
 from .services.plans import PlanService
 from .services.reservations import ReservationService
 from .services.telemetry import TelemetryService
+from .signing import Signer, signer_from_settings
 from .tokens import TokenService
 
 #: How long a retired license-file key stays published (license files outlive sessions).
@@ -37,6 +38,8 @@ class Services:
     telemetry: TelemetryService
     marketplace: MarketplaceService
     callbacks: CallbackService
+    #: Signs license files and the other signed documents (the key file, or PKCS#11).
+    signer: Signer
 
 
 def open_keys(settings: Settings, clock: Clock) -> KeyStore:
@@ -56,6 +59,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     if settings.run_migrations:
         db.upgrade(engine)
     keys = open_keys(settings, clock)
+    # Before anything is served: a PKCS#11 signer that is configured but unusable stops start-up.
+    signer = signer_from_settings(settings, keys)
     ctx = ServiceContext(
         settings=settings,
         clock=clock,
@@ -76,4 +81,5 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         telemetry=TelemetryService(ctx),
         marketplace=MarketplaceService(ctx, marketplace_tokens),
         callbacks=CallbackService(ctx, marketplace_tokens),
+        signer=signer,
     )

@@ -21,6 +21,7 @@ from agent.protocol import (
     jwk_thumbprint,
     public_key_pin,
 )
+from server_stub.cli import main as cli_main
 from server_stub.clock import FakeClock
 from server_stub.config import Settings
 from server_stub.keys import KeyStore, public_jwk
@@ -181,3 +182,22 @@ def test_a_license_file_signed_in_the_token_activates_an_offline_installation(
     elsewhere = installation(tmp_path / "other", [vendor(tmp_path / "keys2").pin])
     with pytest.raises(UntrustedKey):
         elsewhere.verifier.verify(text, LICENSE_KEY)
+
+
+def test_the_server_does_not_start_with_an_unusable_pkcs11_signer(
+    softhsm_token: SoftHsmToken,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TGFLOW_LICENSE_SIGNER", "pkcs11")
+    monkeypatch.setenv("TGFLOW_PKCS11_MODULE", str(softhsm_token.module))
+    monkeypatch.setenv("TGFLOW_PKCS11_TOKEN_LABEL", softhsm_token.token_label)
+    monkeypatch.setenv("TGFLOW_PKCS11_KEY_LABEL", softhsm_token.key_label)
+    monkeypatch.setenv("TGFLOW_PKCS11_PIN", "99999999")
+    data = str(tmp_path / "data")
+    assert cli_main(["plans", "list", "--data-dir", data]) == 2
+    err = capsys.readouterr().err
+    assert "the license signer cannot sign" in err and "PIN" in err and "99999999" not in err
+    monkeypatch.setenv("TGFLOW_PKCS11_PIN", softhsm_token.pin)
+    assert cli_main(["plans", "list", "--data-dir", data]) == 0
