@@ -22,6 +22,7 @@ from server_stub.keys import SigningKey
 from server_stub.wiring import Services, build_services
 from tests.agent.test_marketplace_server import FakeMarketplace, World, make_world
 from tests.helpers.api import bearer, fingerprint, register
+from tests.helpers.license_files import Installation, Vendor, installation, vendor
 from tests.helpers.live_server import LiveServer
 
 
@@ -193,3 +194,18 @@ def market() -> Iterator[FakeMarketplace]:
 def world(market: FakeMarketplace, tmp_path: Path) -> Iterator[World]:
     with make_world(market, tmp_path / "app") as built:
         yield built
+
+
+# --- license files (tests/helpers/license_files.py) --------------------------------------------
+
+
+@pytest.fixture
+def seller(tmp_path: Path) -> Vendor:
+    """A vendor: a server key store whose ``license`` key signs license files."""
+    return vendor(tmp_path / "server-keys")
+
+
+@pytest.fixture
+def offline_site(tmp_path: Path, seller: Vendor) -> Installation:
+    """An installation that never reached the server: it has only the seller's pin."""
+    return installation(tmp_path / "offline", [seller.pin])

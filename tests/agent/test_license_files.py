@@ -50,20 +50,9 @@ from tests.helpers.license_files import (
 
 
 @pytest.fixture
-def seller(tmp_path: Path) -> Vendor:
-    return vendor(tmp_path / "server-keys")
-
-
-@pytest.fixture
 def site(tmp_path: Path, seller: Vendor) -> Installation:
     """An installation that was online once: the pinned keys are in its JWKS cache."""
     return installation(tmp_path / "agent", [seller.pin], jwks=seller.keys.jwks())
-
-
-@pytest.fixture
-def offline_site(tmp_path: Path, seller: Vendor) -> Installation:
-    """An installation that never reached the server: it has only the pins."""
-    return installation(tmp_path / "offline", [seller.pin])
 
 
 def _parts(text: str) -> tuple[dict[str, Any], dict[str, Any], str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -18,18 +17,12 @@ from tests.helpers.license_files import (
     Vendor,
     installation,
     terms,
-    vendor,
 )
 
 
 @pytest.fixture
-def seller(tmp_path: Path) -> Vendor:
-    return vendor(tmp_path / "server-keys")
-
-
-@pytest.fixture
-def site(tmp_path: Path, seller: Vendor) -> Installation:
-    return installation(tmp_path / "agent", [seller.pin])
+def site(offline_site: Installation) -> Installation:
+    return offline_site
 
 
 def _store(site: Installation) -> LicenseFileStore:
