@@ -88,7 +88,8 @@ def domain_matches(licensed: str, installed: str) -> bool:
     """``licensed`` is a host name (exact) or ``*.`` + host name (any subdomain, not itself)."""
     licensed, installed = licensed.lower().rstrip("."), installed.lower().rstrip(".")
     if licensed.startswith("*."):
-        return installed.endswith(licensed[1:]) and len(installed) > len(licensed) - 1
+        # ".example.com" as a suffix: any subdomain, never the bare domain nor "badexample.com".
+        return installed.endswith(licensed[1:])
     return licensed == installed
 
 
@@ -230,6 +231,3 @@ class LicenseFileVerifier:
                 f", < {claims.versions.max}" if claims.versions.max else ""
             )
             raise VersionNotCovered(f"the license covers versions {covered}, not this one")
-
-
-__all__ = ["License", "LicenseFileVerifier", "domain_matches"]
