@@ -21,6 +21,7 @@ from agent.protocol import (
     PAID_PLANS,
     BackendJwk,
     MarketplacePlan,
+    public_key_pin,
 )
 
 from . import db
@@ -32,7 +33,7 @@ from .keys import KeyStoreError
 from .logging_setup import configure_logging
 from .marketplace_tokens import IssuedBackendToken
 from .services.marketplace import AppSpec, LicenseView
-from .signing import SignerError
+from .signing import SignerError, signer_from_settings
 from .wiring import Services, build_services, open_keys
 
 
@@ -146,6 +147,13 @@ def cmd_keys(args: argparse.Namespace) -> None:
             for key in published:
                 if args.purpose in (None, key.purpose):
                     print(f"{key.purpose:8} {key.alg}  {key.kid}  {key.pin}")
+            if settings.license_signer == "pkcs11" and args.purpose in (None, KEY_PURPOSE_LICENSE):
+                try:
+                    handle = signer_from_settings(settings, keys).current()
+                except SignerError as exc:
+                    raise CliError(f"the license signer cannot sign: {exc}") from exc
+                pin = public_key_pin(handle.public_key)
+                print(f"{KEY_PURPOSE_LICENSE:8} ES256  {handle.kid}  {pin}  (PKCS#11 token)")
             auth_pins = ",".join(k.pin for k in published if k.purpose == KEY_PURPOSE_AUTH)
             print(f"jwt_public_key_fingerprint = {auth_pins}")
         else:

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.protocol import SIGNED_DOCUMENT_ALG, b64url
 
+from ..keys import public_jwk
+
 
 class SignerError(Exception):
     """The signer cannot sign: misconfigured, token absent, wrong PIN, key missing."""
@@ -75,6 +77,15 @@ def sign_jws_with(
     return signing_input + "." + b64url(signature)
 
 
+def published_keys(signer: Signer) -> list[dict[str, Any]]:
+    """JWKS entries for a signer whose key the key store does not already publish (PKCS#11)."""
+    if isinstance(signer, FileSigner):
+        return []
+    handle = signer.current()
+    jwk = public_jwk(handle.public_key)
+    return [{**jwk, "kid": handle.kid, "alg": SIGNED_DOCUMENT_ALG, "use": "sig"}]
+
+
 def sign_claims(signer: Signer, typ: str, claims: Mapping[str, Any]) -> str:
     """:func:`sign_jws` of ``claims`` as compact JSON."""
     return sign_jws(signer, typ, json.dumps(claims, separators=(",", ":")).encode("utf-8"))
@@ -89,6 +100,7 @@ __all__ = [
     "Signer",
     "SignerError",
     "SigningHandle",
+    "published_keys",
     "sign_claims",
     "sign_jws",
     "sign_jws_with",

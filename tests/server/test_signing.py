@@ -17,6 +17,7 @@ from agent.errors import UntrustedKey
 from agent.protocol import (
     LICENSE_FILE_TYP,
     REVOCATION_LIST_TYP,
+    RevokedLicense,
     b64url,
     jwk_thumbprint,
     public_key_pin,
@@ -25,7 +26,7 @@ from server_stub.cli import main as cli_main
 from server_stub.clock import FakeClock
 from server_stub.config import Settings
 from server_stub.keys import KeyStore, public_jwk
-from server_stub.services.license_files import issue_license_file
+from server_stub.services.license_files import issue_license_file, issue_revocation_list
 from server_stub.signing import (
     FileSigner,
     Pkcs11Signer,
@@ -33,6 +34,7 @@ from server_stub.signing import (
     sign_claims,
     signer_from_settings,
 )
+from tests.conftest import BackendFactory
 from tests.helpers.license_files import ISSUER, LICENSE_KEY, NOW, TERMS, installation, vendor
 from tests.helpers.softhsm import SoftHsmToken, create_token, softhsm_available
 
@@ -201,3 +203,43 @@ def test_the_server_does_not_start_with_an_unusable_pkcs11_signer(
     assert "the license signer cannot sign" in err and "PIN" in err and "99999999" not in err
     monkeypatch.setenv("TGFLOW_PKCS11_PIN", softhsm_token.pin)
     assert cli_main(["plans", "list", "--data-dir", data]) == 0
+
+
+def test_the_jwks_publishes_the_tokens_key_so_an_online_agent_verifies_its_lists(
+    softhsm_token: SoftHsmToken,
+    make_backend: BackendFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pkcs11 = {
+        "license_signer": "pkcs11",
+        "pkcs11_module": softhsm_token.module,
+        "pkcs11_token_label": softhsm_token.token_label,
+        "pkcs11_key_label": softhsm_token.key_label,
+        "pkcs11_pin": softhsm_token.pin,
+    }
+    backend = make_backend(**pkcs11)
+    signer = backend.services.signer
+    assert isinstance(signer, Pkcs11Signer)
+    served = backend.client.get("/.well-known/jwks.json").json()["keys"]
+    assert signer.kid in {k["kid"] for k in served}
+    assert len(served) == 3  # auth, the license key file, the token's key
+    # An agent pinning the token's key fetches the JWKS once and then verifies a standalone list.
+    pin = public_key_pin(signer.public_key)
+    site = installation(tmp_path / "agent", [pin])
+    site.keys.jwks_url = backend.url + "/.well-known/jwks.json"
+    assert site.keys.refresh_sync()
+    listing = issue_revocation_list(
+        signer,
+        [RevokedLicense(license_key=LICENSE_KEY)],
+        issuer=ISSUER,
+        now=NOW,
+        next_update=NOW + timedelta(days=1),
+    )
+    assert site.revocations.offer(listing)
+    # `keys pins` names the token's key and its pin beside the key files'.
+    for name, value in pkcs11.items():
+        monkeypatch.setenv(f"TGFLOW_{name.upper()}", str(value))
+    assert cli_main(["keys", "pins", "--data-dir", str(backend.settings.data_dir)]) == 0
+    assert f"{signer.kid}  {pin}  (PKCS#11 token)" in capsys.readouterr().out
