@@ -34,6 +34,7 @@ from agent.protocol import (
     SIGNING_KEY_ARMOUR_HEADER,
     RevokedLicense,
     b64url,
+    license_file_key,
 )
 from server_stub.services.license_files import armour
 from server_stub.signing.file import der_to_raw
@@ -421,3 +422,11 @@ def test_the_files_signed_issue_time_counts_as_seen(seller: Vendor, site: Instal
         site.verifier.verify(seller.license_file(now=NOW + timedelta(days=1)))
     site.verifier.verify(seller.license_file(now=NOW - timedelta(seconds=10)))
     assert site.lease_store.last_seen == NOW
+
+
+def test_the_file_key_is_the_documented_hkdf_sha256() -> None:
+    # RFC 5869 by hand, as docs/license-files.md states it: no salt (a zero block), one block.
+    prk = hmac.new(b"\x00" * 32, LICENSE_KEY.encode(), hashlib.sha256).digest()
+    okm = hmac.new(prk, b"tgflow license file A256GCM v1" + b"\x01", hashlib.sha256).digest()
+    assert license_file_key(LICENSE_KEY) == okm
+    assert license_file_key("TGF-0000-0000-0000-0000") != okm
