@@ -142,6 +142,37 @@ class TamperDetected(LicenseError):
     """The local state cannot be trusted (for example the clock ran back too far)."""
 
 
+# --- license files (agent.licensing) -------------------------------------------------------------
+
+
+class LicenseFileRejected(LicenseError):
+    """A genuine license file that does not let this installation work; subclasses say why.
+
+    A file that is not genuine (bad signature, unpinned key, wrong ``typ``) raises a
+    :class:`TokenRejected` instead, like any other signed document.
+    """
+
+
+class WrongLicenseKey(LicenseFileRejected):
+    """The file is encrypted and the license key given does not open it (or is not its key)."""
+
+
+class LicenseFileExpired(LicenseFileRejected):
+    """Past the license's validity and its grace (or not valid yet)."""
+
+
+class DomainMismatch(LicenseFileRejected):
+    """The license is for another install domain."""
+
+
+class VersionNotCovered(LicenseFileRejected):
+    """The license does not cover this version of the product."""
+
+
+class LicenseRevoked(LicenseFileRejected):
+    """The license (or this version of its file) is on the newest revocation list seen."""
+
+
 class NoOfflineLease(Offline):
     """No usable lease is stored locally (never fetched, cleared, or the file is unreadable)."""
 

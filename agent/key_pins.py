@@ -182,6 +182,23 @@ class PinnedKeySet:
             raise UnpinnedKey(kid, *unpinned)
         raise UntrustedKey(f"no pinned signing key with kid {kid!r}")
 
+    def carried_key(self, entry: Any) -> PinnedKey:
+        """A key a document carries itself (a license file's ``Signing-Key``), if it is pinned.
+
+        The same checks as a JWKS entry: a public P-256 or RSA key whose ``kid`` is its RFC 7638
+        thumbprint and whose pin is configured; otherwise :class:`UntrustedKey`. It lets an
+        installation that has never reached the server verify its license file, and gives
+        the document's sender no more power than the JWKS has: the pins decide.
+        """
+        try:
+            kid, alg, public_key = _key_from_jwk(entry)
+        except _Unusable as exc:
+            raise UntrustedKey(f"the key the document carries is unusable: {exc}") from exc
+        pin = public_key_pin(public_key)
+        if pin not in self.pins:
+            raise UntrustedKey(f"the key the document carries ({kid}, pin {pin}) is not pinned")
+        return PinnedKey(kid=kid, alg=alg, pin=pin, public_key=public_key, jwk=entry)
+
     async def resolve(self, kid: str, client: httpx.AsyncClient) -> PinnedKey:
         """The pinned key named ``kid``; an unknown kid triggers one rate-limited refetch."""
         if kid not in self._keys and self._claim_fetch(force=False):

@@ -214,14 +214,7 @@ class LeaseStore:
         seconds = self._clock.now().timestamp() if now is None else _timestamp(now)
         with self._lock:
             self._sync()
-            last_seen = self._last_seen
-            if last_seen is not None and last_seen - seconds > CLOCK_ROLLBACK_TOLERANCE_SECONDS:
-                raise TamperDetected(
-                    f"the clock reads {_iso(seconds)}, {_duration(last_seen - seconds)} behind "
-                    f"the latest time already seen ({_iso(last_seen)}); a clock set back by more "
-                    f"than {CLOCK_ROLLBACK_TOLERANCE_SECONDS // 60} min is treated as tampering. "
-                    "Correct the system clock, or connect to the server"
-                )
+            self._refuse_rollback(seconds)
             token = self._lease
             if token is None:
                 raise NoOfflineLease(
@@ -250,7 +243,32 @@ class LeaseStore:
             self._see(seconds)
             return verified.info
 
+    def check_clock(self, now: datetime | None = None) -> datetime:
+        """Refuse a clock set back, then record ``now`` (default: the store's clock) as seen.
+
+        The same rule as :meth:`check_offline`, for the other documents the agent trusts offline
+        (license files): one latest time seen per installation, not one per kind of document.
+        Raises :class:`TamperDetected`; returns ``now``.
+        """
+        when = self._clock.now() if now is None else now
+        seconds = _timestamp(when)
+        with self._lock:
+            self._sync()
+            self._refuse_rollback(seconds)
+            self._see(seconds)
+        return when
+
     # --- internals (called with the lock held) --------------------------------------------------
+
+    def _refuse_rollback(self, seconds: float) -> None:
+        last_seen = self._last_seen
+        if last_seen is not None and last_seen - seconds > CLOCK_ROLLBACK_TOLERANCE_SECONDS:
+            raise TamperDetected(
+                f"the clock reads {_iso(seconds)}, {_duration(last_seen - seconds)} behind "
+                f"the latest time already seen ({_iso(last_seen)}); a clock set back by more "
+                f"than {CLOCK_ROLLBACK_TOLERANCE_SECONDS // 60} min is treated as tampering. "
+                "Correct the system clock, or connect to the server"
+            )
 
     def _verify(self, token: str, verifier: TokenVerifier, device: str) -> _Verified:
         claims = verifier.verify_lease(token, device=device)

@@ -21,6 +21,7 @@ from agent.protocol import (
     PAID_PLANS,
     BackendJwk,
     MarketplacePlan,
+    public_key_pin,
 )
 
 from . import cli_staff, db
@@ -32,6 +33,7 @@ from .keys import KeyStore, KeyStoreError
 from .logging_setup import configure_logging
 from .marketplace_tokens import IssuedBackendToken
 from .services.marketplace import AppSpec, LicenseView
+from .signing import SignerError, signer_from_settings
 from .wiring import Services, build_services, open_keys
 
 
@@ -94,9 +96,11 @@ def _services(args: argparse.Namespace, *, read_only: bool = False) -> Services:
         raise CliError(
             f"cannot reach the database: {type(exc).__name__}: {str(exc.__cause__ or exc)[:300]}"
         ) from exc
+    except SignerError as exc:
+        raise CliError(f"the license signer cannot sign: {exc}") from exc
 
 
-def _print_pins(keys: KeyStore, purpose: str | None = None) -> None:
+def _print_pins(keys: KeyStore, purpose: str | None = None, token_line: str | None = None) -> None:
     """Every published key, then the desktop's ready-to-paste settings.ini line: the desktop
     verifies access tokens and leases, which the auth keys sign (all of them while a rotated
     one is still published)."""
@@ -104,6 +108,8 @@ def _print_pins(keys: KeyStore, purpose: str | None = None) -> None:
     for key in published:
         if purpose in (None, key.purpose):
             print(f"{key.purpose:8} {key.alg}  {key.kid}  {key.pin}")
+    if token_line is not None:
+        print(token_line)  # the license key held in a PKCS#11 token, not in the key files
     auth_pins = ",".join(k.pin for k in published if k.purpose == KEY_PURPOSE_AUTH)
     print("For the desktop's settings.ini, section [license]:")
     print(f"jwt_public_key_fingerprint = {auth_pins}")
@@ -121,6 +127,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         build_services(settings)
     except SQLAlchemyError as exc:
         raise CliError(f"cannot reach the database: {str(exc.__cause__ or exc)[:300]}") from exc
+    except SignerError as exc:
+        raise CliError(f"the license signer cannot sign: {exc}") from exc
     os.environ["TGFLOW_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url is not None:
         os.environ["TGFLOW_DATABASE_URL"] = settings.database_url.get_secret_value()
@@ -169,7 +177,15 @@ def cmd_keys(args: argparse.Namespace) -> None:
                 print(f"rotated {purpose}: new kid {key.kid}  pin {key.pin}")
             print("Add the new pins to jwt_public_key_fingerprint before the old keys expire.")
         elif args.action == "pins":
-            _print_pins(keys, args.purpose)
+            token_line = None
+            if settings.license_signer == "pkcs11" and args.purpose in (None, KEY_PURPOSE_LICENSE):
+                try:
+                    handle = signer_from_settings(settings, keys).current()
+                except SignerError as exc:
+                    raise CliError(f"the license signer cannot sign: {exc}") from exc
+                pin = public_key_pin(handle.public_key)
+                token_line = f"{KEY_PURPOSE_LICENSE:8} ES256  {handle.kid}  {pin}  (PKCS#11 token)"
+            _print_pins(keys, args.purpose, token_line)
         else:
             for key in keys.all_keys():
                 print(

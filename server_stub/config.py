@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.protocol import (
@@ -18,6 +18,10 @@ from agent.protocol import (
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("TGFlow", appauthor=False)) / "server"
+
+
+#: What a PKCS#11 signer needs; with ``license_signer=pkcs11`` each must be set.
+_PKCS11_SETTINGS = ("pkcs11_module", "pkcs11_token_label", "pkcs11_key_label", "pkcs11_pin")
 
 
 class Settings(BaseSettings):
@@ -65,6 +69,16 @@ class Settings(BaseSettings):
     audit_checkpoint_entries: int = Field(default=1000, ge=1)
     #: Staff: how long a staff login lasts (its refresh tokens rotate within it).
     staff_session_ttl_seconds: int = Field(default=12 * 3600, ge=300, le=7 * 24 * 3600)
+    #: Who signs license files and other signed documents: the ``license`` key file (``file``)
+    #: or a PKCS#11 token (``pkcs11``, which needs the four ``pkcs11_*`` settings below).
+    license_signer: Literal["file", "pkcs11"] = "file"
+    #: Path of the PKCS#11 module (``/usr/lib/softhsm/libsofthsm2.so``, a vendor's HSM library).
+    pkcs11_module: Path | None = None
+    pkcs11_token_label: str | None = None
+    #: CKA_LABEL of the EC P-256 key pair (both halves carry it).
+    pkcs11_key_label: str | None = None
+    #: The token's user PIN (``TGFLOW_PKCS11_PIN``); never logged.
+    pkcs11_pin: SecretStr | None = None
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True
@@ -75,6 +89,25 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _pkcs11_complete(self) -> Settings:
+        if self.license_signer == "pkcs11":
+            missing = [
+                f"TGFLOW_{name.upper()}"
+                for name in (
+                    "pkcs11_module",
+                    "pkcs11_token_label",
+                    "pkcs11_key_label",
+                    "pkcs11_pin",
+                )
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(
+                    f"TGFLOW_LICENSE_SIGNER=pkcs11 needs {', '.join(missing)} to be set"
+                )
+        return self
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: from the file, else the variable, else SQLite in the data dir."""

@@ -24,6 +24,7 @@ from .services.reservations import ReservationService
 from .services.staff import StaffService
 from .services.telemetry import TelemetryService
 from .session_bus import SessionBus, make_session_bus
+from .signing import Signer, signer_from_settings
 from .tokens import TokenService
 
 #: How long a retired license-file key stays published (license files outlive sessions).
@@ -44,6 +45,8 @@ class Services:
     sessions: SessionBus
     audit: AuditLog
     staff: StaffService
+    #: Signs license files and the other signed documents (the key file, or PKCS#11).
+    signer: Signer
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -70,6 +73,8 @@ def build_services(
     if settings.run_migrations and not read_only:
         db.upgrade(engine)
     keys = open_keys(settings, clock, create=not read_only)
+    # Before anything is served: a PKCS#11 signer that is configured but unusable stops start-up.
+    signer = signer_from_settings(settings, keys)
     ctx = ServiceContext(
         settings=settings,
         clock=clock,
@@ -94,4 +99,5 @@ def build_services(
         sessions=sessions,
         audit=AuditLog(ctx),
         staff=StaffService(ctx),
+        signer=signer,
     )

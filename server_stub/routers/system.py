@@ -12,6 +12,7 @@ from agent.protocol import ErrorCode, Health, Jwks
 from .. import __version__, db
 from ..deps import ServicesDep
 from ..problems import problem_responses
+from ..signing import published_keys
 
 router = APIRouter(tags=["system"])
 
@@ -65,4 +66,6 @@ async def metrics(services: ServicesDep) -> Response:
 )
 async def jwks(services: ServicesDep, response: Response) -> Jwks:
     response.headers["Cache-Control"] = "public, max-age=300"
-    return Jwks.model_validate(services.ctx.keys.jwks())
+    # A PKCS#11 license key lives outside the key store; verifiers find it here all the same.
+    keys = [*services.ctx.keys.jwks()["keys"], *published_keys(services.signer)]
+    return Jwks.model_validate({"keys": keys})

@@ -18,6 +18,7 @@ from tests.helpers.agent_backend import (
     running_backend,
 )
 from tests.helpers.fake_marketplace import FakeMarketplace, World, make_world
+from tests.helpers.license_files import Installation, Vendor, installation, vendor
 
 
 @pytest.fixture
@@ -66,3 +67,18 @@ def market() -> Iterator[FakeMarketplace]:
 def world(market: FakeMarketplace, tmp_path: Path) -> Iterator[World]:
     with make_world(market, tmp_path / "app") as built:
         yield built
+
+
+# --- license files (tests/helpers/license_files.py) --------------------------------------------
+
+
+@pytest.fixture
+def seller(tmp_path: Path) -> Vendor:
+    """A vendor: a server key store whose ``license`` key signs license files."""
+    return vendor(tmp_path / "server-keys")
+
+
+@pytest.fixture
+def offline_site(tmp_path: Path, seller: Vendor) -> Installation:
+    """An installation that never reached the server: it has only the seller's pin."""
+    return installation(tmp_path / "offline", [seller.pin])

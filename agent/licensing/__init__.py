@@ -1,0 +1,30 @@
+"""Offline licensing from signed license files (docs/license-files.md).
+
+- :func:`parse_armour` and :class:`DocumentVerifier`: the armour and the ES256 JWS, verified
+  against the pinned ``license`` key with an explicit ``typ`` per kind of document;
+- :class:`RevocationStore`: the newest revocation list seen, honoured offline;
+- :class:`LicenseFileVerifier`: a license file's validity, grace, domain, version range and
+  revocation, with the lease's clock-rollback rule; the result is a typed :class:`License`;
+- :class:`LicenseFileStore`: the activated file, re-verified at every check; a newer file
+  version replaces it, an older one is refused.
+"""
+
+from __future__ import annotations
+
+from .documents import Armoured, DocumentVerifier, VerifiedDocument, parse_armour
+from .files import License, LicenseFileVerifier, domain_matches
+from .revocation import RevocationStore
+from .store import LicenseFileStore, NoLicenseFile
+
+__all__ = [
+    "Armoured",
+    "DocumentVerifier",
+    "License",
+    "LicenseFileStore",
+    "LicenseFileVerifier",
+    "NoLicenseFile",
+    "RevocationStore",
+    "VerifiedDocument",
+    "domain_matches",
+    "parse_armour",
+]
