@@ -71,10 +71,20 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.connection.dbapi_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
-    """Sessions for writing (``BEGIN IMMEDIATE`` on SQLite) or for reading only."""
+def make_sessionmaker(
+    engine: Engine, *, read_only: bool = False, snapshot: bool = False
+) -> sessionmaker[Session]:
+    """Sessions for writing (``BEGIN IMMEDIATE`` on SQLite) or for reading only.
+
+    ``snapshot`` (with ``read_only``): one consistent view across all the statements of the
+    transaction, for a reader that walks a whole table in batches (the audit log's verify and
+    export): REPEATABLE READ on PostgreSQL, where a batched read also needs a real transaction
+    for its server-side cursor; a deferred ``BEGIN`` is already a snapshot on SQLite (WAL).
+    """
     options: dict[str, Any] = {READ_ONLY_OPTION: True}
-    if is_postgres(engine):
+    if is_postgres(engine) and snapshot:
+        options["isolation_level"] = "REPEATABLE READ"
+    elif is_postgres(engine):
         # READ COMMITTED gives each statement its own snapshot whether or not a transaction is
         # open, so reads lose nothing in autocommit and save the BEGIN and COMMIT round trips.
         options["isolation_level"] = "AUTOCOMMIT"

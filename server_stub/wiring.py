@@ -81,6 +81,7 @@ def build_services(
         engine=engine,
         write=db.make_sessionmaker(engine),
         read=db.make_sessionmaker(engine, read_only=True),
+        snapshot=db.make_sessionmaker(engine, read_only=True, snapshot=True),
         keys=keys,
         tokens=TokenService(keys, settings.issuer),
         metrics=Metrics(),

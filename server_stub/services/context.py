@@ -21,6 +21,8 @@ class ServiceContext:
     engine: Engine
     write: sessionmaker[Session]
     read: sessionmaker[Session]
+    #: Read-only transactions that see one snapshot across statements (long, batched reads).
+    snapshot: sessionmaker[Session]
     keys: KeyStore
     tokens: TokenService
     metrics: Metrics

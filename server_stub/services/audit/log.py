@@ -116,7 +116,7 @@ class AuditLog:
     def verify(self) -> AuditVerdict:
         """Walk the whole log and its checkpoints; the verdict names the first broken entry."""
         settings = self._ctx.settings
-        with transaction(self._ctx.read) as session:
+        with transaction(self._ctx.snapshot) as session:
             signed: dict[int, str] = {}
             for cp in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)):
                 try:
@@ -189,7 +189,7 @@ class AuditLog:
         signature. The lines are what ``agent.audit_verify`` checks offline.
         """
         self.checkpoint(force=True)
-        with transaction(self._ctx.read) as session:
+        with transaction(self._ctx.snapshot) as session:
             top = session.scalar(select(func.max(AuditCheckpoint.seq))) or 0
             yield _line(
                 {
