@@ -196,8 +196,12 @@ def test_the_server_does_not_start_with_an_unusable_pkcs11_signer(
     monkeypatch.setenv("TGFLOW_PKCS11_MODULE", str(softhsm_token.module))
     monkeypatch.setenv("TGFLOW_PKCS11_TOKEN_LABEL", softhsm_token.token_label)
     monkeypatch.setenv("TGFLOW_PKCS11_KEY_LABEL", softhsm_token.key_label)
-    monkeypatch.setenv("TGFLOW_PKCS11_PIN", "99999999")
     data = str(tmp_path / "data")
+    # A server that ran before (read-only commands such as `plans list` create nothing).
+    monkeypatch.setenv("TGFLOW_PKCS11_PIN", softhsm_token.pin)
+    assert cli_main(["plans", "create", "--name", "p", "--quota", "10", "--data-dir", data]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("TGFLOW_PKCS11_PIN", "99999999")
     assert cli_main(["plans", "list", "--data-dir", data]) == 2
     err = capsys.readouterr().err
     assert "the license signer cannot sign" in err and "PIN" in err and "99999999" not in err
