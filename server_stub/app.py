@@ -19,7 +19,7 @@ from . import __version__
 from .clock import Clock
 from .config import Settings
 from .metrics import Metrics
-from .middleware import BodyLimitMiddleware, ObservabilityMiddleware, SecurityHeadersMiddleware
+from .middleware import BodyLimitMiddleware, EdgeMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
 from .routers import auth, license, marketplace, system, telemetry, usage
@@ -96,9 +96,10 @@ def create_app(
     app.state.services = services
     install_handlers(app)
     for router in (
-        auth.router,
+        # The hot routers first: a request is matched against the routes in this order.
         license.router,
         usage.router,
+        auth.router,
         telemetry.router,
         marketplace.router,
         system.router,
@@ -134,9 +135,8 @@ def _add_middleware(app: FastAPI, settings: Settings, services: Services) -> Non
             max_age=600,
         )
     app.add_middleware(
-        SecurityHeadersMiddleware, hsts=settings.public_url.lower().startswith("https://")
+        EdgeMiddleware, metrics=metrics, hsts=settings.public_url.lower().startswith("https://")
     )
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
