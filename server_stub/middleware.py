@@ -46,14 +46,9 @@ class EdgeMiddleware:
         # The labelled children, looked up once per (method, route, status): a ``labels`` call
         # costs as much as the rest of the bookkeeping.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-    def _security_headers(self, path: str) -> tuple[tuple[bytes, bytes], ...]:
-        headers = _SECURITY_HEADERS
-        if not path.startswith(_NO_CSP_PATHS):
-            headers += _FRAME_HEADERS
-        if self.hsts:
-            headers += (_HSTS_HEADER,)
-        return headers
+        hsts_header = (_HSTS_HEADER,) if hsts else ()
+        self._docs_headers: tuple[tuple[bytes, bytes], ...] = (*_SECURITY_HEADERS, *hsts_header)
+        self._headers = (*_SECURITY_HEADERS, *_FRAME_HEADERS, *hsts_header)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,6 +57,7 @@ class EdgeMiddleware:
         start = time.perf_counter()
         status = 500
         path: str = scope.get("path", "")
+        security = self._docs_headers if path.startswith(_NO_CSP_PATHS) else self._headers
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -69,7 +65,7 @@ class EdgeMiddleware:
                 status = message["status"]
                 raw = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in raw}
-                raw += [h for h in self._security_headers(path) if h[0] not in present]
+                raw += [h for h in security if h[0] not in present]
                 message["headers"] = raw
             await send(message)
 
