@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +28,14 @@ from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
 log = logging.getLogger("tgflow.server")
+
+# FastAPI's native OpenTelemetry hook (newer FastAPI releases) checks the global providers on
+# every request even when none is configured; this server's metrics are Prometheus (/metrics).
+_NO_NATIVE_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 async def _sweep_forever(
@@ -92,6 +101,7 @@ def create_app(
         description="Auth, licenses and usage for the TGFlow desktop, and the app marketplace. "
         "Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`.",
         lifespan=lifespan,
+        **_NO_NATIVE_TELEMETRY,
     )
     app.state.services = services
     install_handlers(app)
