@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel
 
 from agent.protocol import (
     CommitRequest,
@@ -22,6 +25,8 @@ from ..services.reservations import ReservationRow
 from ..wiring import Services
 
 router = APIRouter(prefix="/usage", tags=["usage"], route_class=FastPathRoute)
+
+M = TypeVar("M", bound=BaseModel)
 
 _AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 
@@ -57,14 +62,20 @@ async def _reserve(
     return reply, status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
 
 
-async def _fast_reserve(request: Request) -> Response | None:
+async def _authenticated_body(
+    request: Request, model: type[M]
+) -> tuple[Services, Principal, M] | None:
+    """The services, the caller and the body; ``None`` for FastAPI's handler to answer."""
     services: Services = request.app.state.services
     # Authentication first, as the dependencies would: no token is 401 whatever the body.
     principal = request_principal(request, services)
-    body = await json_body(request, ReserveRequest)
-    if body is None:
-        return None
-    return json_response(*await _reserve(services, principal, body))
+    body = await json_body(request, model)
+    return None if body is None else (services, principal, body)
+
+
+async def _fast_reserve(request: Request) -> Response | None:
+    call = await _authenticated_body(request, ReserveRequest)
+    return None if call is None else json_response(*await _reserve(*call))
 
 
 @router.post(
@@ -102,12 +113,8 @@ async def _commit(services: Services, principal: Principal, body: CommitRequest)
 
 
 async def _fast_commit(request: Request) -> Response | None:
-    services: Services = request.app.state.services
-    principal = request_principal(request, services)
-    body = await json_body(request, CommitRequest)
-    if body is None:
-        return None
-    return json_response(await _commit(services, principal, body))
+    call = await _authenticated_body(request, CommitRequest)
+    return None if call is None else json_response(await _commit(*call))
 
 
 @router.post(
