@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +20,7 @@ from . import __version__
 from .clock import Clock
 from .config import Settings
 from .metrics import Metrics
-from .middleware import BodyLimitMiddleware, ObservabilityMiddleware, SecurityHeadersMiddleware
+from .middleware import BodyLimitMiddleware, EdgeMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
 from .routers import auth, license, marketplace, staff, system, telemetry, usage
@@ -27,6 +28,14 @@ from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
 log = logging.getLogger("tgflow.server")
+
+# FastAPI's native OpenTelemetry hook (newer FastAPI releases) checks the global providers on
+# every request even when none is configured; this server's metrics are Prometheus (/metrics).
+_NO_NATIVE_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 async def _sweep_forever(
@@ -93,13 +102,15 @@ def create_app(
         description="Auth, licenses and usage for the TGFlow desktop, and the app marketplace. "
         "Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`.",
         lifespan=lifespan,
+        **_NO_NATIVE_TELEMETRY,
     )
     app.state.services = services
     install_handlers(app)
     for router in (
-        auth.router,
+        # The hot routers first: a request is matched against the routes in this order.
         license.router,
         usage.router,
+        auth.router,
         telemetry.router,
         marketplace.router,
         staff.router,
@@ -136,9 +147,8 @@ def _add_middleware(app: FastAPI, settings: Settings, services: Services) -> Non
             max_age=600,
         )
     app.add_middleware(
-        SecurityHeadersMiddleware, hsts=settings.public_url.lower().startswith("https://")
+        EdgeMiddleware, metrics=metrics, hsts=settings.public_url.lower().startswith("https://")
     )
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

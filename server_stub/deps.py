@@ -55,9 +55,18 @@ async def current_principal(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    # ``credentials`` is declared for the OpenAPI schema (the bearer scheme); the header is read
+    # by ``request_principal``, the one rule for routes with and without dependencies.
+    del credentials
+    return request_principal(request, services)
+
+
+def request_principal(request: Request, services: Services) -> Principal:
+    """The caller of ``request``, from its bearer token (as ``HTTPBearer`` parses the header)."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    token = token.strip()
+    if not (scheme and token) or scheme.lower() != "bearer":
         raise TokenInvalid("a bearer access token is required")
-    token = credentials.credentials
     verified = getattr(request.state, ACCESS_CLAIMS_STATE, None)
     claims = verified[1] if verified and verified[0] == token else None
     return services.auth.authenticate(token, claims)

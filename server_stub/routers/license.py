@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 
 from agent.protocol import (
     DeviceBinding,
@@ -15,24 +15,18 @@ from agent.protocol import (
     Quota,
 )
 
-from ..deps import PrincipalDep, ServicesDep
+from ..deps import PrincipalDep, ServicesDep, request_principal
+from ..fast_path import FastPathRoute, fast_path, json_response
 from ..problems import problem_responses
+from ..services.license import LicenseView
+from ..wiring import Services
 
-router = APIRouter(tags=["license"])
+router = APIRouter(tags=["license"], route_class=FastPathRoute)
 
 _AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 
 
-@router.get(
-    "/license",
-    response_model=LicenseResponse,
-    responses=problem_responses(*_AUTH_ERRORS),
-    summary="Plan, quota, device binding, features and a signed offline lease",
-)
-async def get_license(principal: PrincipalDep, services: ServicesDep) -> LicenseResponse:
-    # A read (one statement) on the loop; it writes only on a period's first request or after
-    # a hold expired, and then briefly.
-    view = services.license.view(principal)
+def _license_response(view: LicenseView) -> LicenseResponse:
     return LicenseResponse(
         plan=view.plan,
         status=view.status,
@@ -53,6 +47,26 @@ async def get_license(principal: PrincipalDep, services: ServicesDep) -> License
         lease=view.lease,
         lease_expires_at=view.lease_expires_at,
     )
+
+
+async def _fast_license(request: Request) -> Response:
+    services: Services = request.app.state.services
+    # A read (one statement) on the loop; it writes only on a period's first request or after
+    # a hold expired, and then briefly.
+    view = services.license.view(request_principal(request, services))
+    return json_response(_license_response(view))
+
+
+@router.get(
+    "/license",
+    response_model=LicenseResponse,
+    responses=problem_responses(*_AUTH_ERRORS),
+    summary="Plan, quota, device binding, features and a signed offline lease",
+)
+@fast_path(_fast_license)
+async def get_license(principal: PrincipalDep, services: ServicesDep) -> LicenseResponse:
+    # Served by ``_fast_license`` (fast_path.py); this signature gives the OpenAPI schema.
+    return _license_response(services.license.view(principal))
 
 
 @router.get(
