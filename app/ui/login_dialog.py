@@ -34,6 +34,9 @@ class LoginDialog(QDialog):
         self.setObjectName("loginDialog")
         self._session = session
         self._tr = translator
+        # What a reopened dialog starts from: the demo's credentials again (its note says they
+        # are filled in), otherwise the e-mail only.
+        self._demo_credentials = (email, password) if demo else None
 
         self._title = QLabel()
         self._title.setObjectName("title")
@@ -112,6 +115,23 @@ class LoginDialog(QDialog):
         self.sign_in_button.setText(tr("login.sign_in"))
         self.cancel_button.setText(tr("login.cancel"))
         self._busy(self._session.busy)
+
+    def reset_fields(self) -> None:
+        """Refill the form for a new sign-in: in the demo with its own credentials (a wrong
+        password typed earlier must not replace them), otherwise with no password."""
+        if self._demo_credentials is not None:
+            email, password = self._demo_credentials
+            self.email.setText(email)
+            self.password.setText(password)
+        else:
+            self.password.clear()
+        self.show_error("")
+        (self.password if self.email.text() else self.email).setFocus()
+
+    def reject(self) -> None:
+        # A typed password is not kept after Cancel (the next opening starts afresh).
+        self.reset_fields()
+        super().reject()
 
     def show_error(self, message: str) -> None:
         self.error.setText(message)

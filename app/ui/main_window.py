@@ -229,9 +229,12 @@ class MainWindow(QMainWindow):
                 password=password,
                 demo=self._demo_credentials is not None,
             )
-        self._login.show_error(message)
         if not self._login.isVisible():
+            self._login.reset_fields()
+            self._login.show_error(message)
             self._login.open()
+        else:
+            self._login.show_error(message)
         return self._login
 
     def prefill_broadcast(self, recipients: Path, text: str) -> None:

@@ -176,3 +176,40 @@ def _served_auth_pin(desktop: Desktop) -> str:
     key = RSAAlgorithm.from_jwk(auth)
     assert isinstance(key, rsa.RSAPublicKey)
     return public_key_pin(key)
+
+
+def test_the_demo_dialog_reopens_with_the_demo_password_after_a_wrong_one(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    dialog = open_login(qtbot, window)
+    dialog.password.setText("not the password")
+    with qtbot.wait_signal(window.session.sign_in_failed, timeout=30_000):
+        dialog.sign_in_button.click()
+    dialog.cancel_button.click()
+    assert not dialog.isVisible()
+
+    window.sign_in_action.trigger()
+    assert dialog.isVisible()
+    # The note still says both fields are filled in: they are, with the demo's credentials.
+    assert dialog.demo_note.isVisible()
+    assert dialog.email.text() == desktop.backend.email
+    assert dialog.password.text() == desktop.backend.password
+    assert not dialog.error.isVisible()
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.sign_in_button.click()
+
+
+def test_outside_the_demo_cancel_forgets_the_typed_password(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = main_window(qtbot, desktop, tmp_path)
+    dialog = open_login(qtbot, window)
+    dialog.email.setText(desktop.backend.email)
+    dialog.password.setText("typed secret")
+    dialog.cancel_button.click()
+    assert dialog.password.text() == ""
+    window.sign_in_action.trigger()
+    assert dialog.isVisible()
+    assert dialog.email.text() == desktop.backend.email
+    assert dialog.password.text() == ""
