@@ -27,8 +27,10 @@ def format_duration(seconds: float, tr: Translator) -> str:
     return tr.tr("format.seconds", seconds=secs)
 
 
-def format_count(value: int | None) -> str:
-    """A count with thin spaces between thousands (``—`` for unknown)."""
+def format_count(value: int | None, tr: Translator | None = None) -> str:
+    """A count with the window language's thousands separator (``1 000`` with a thin space in
+    Russian, ``1,000`` in English; ``—`` for unknown). Without ``tr``, the Russian default."""
     if value is None:
         return "—"
-    return f"{value:,}".replace(",", "\u202f")
+    separator = tr.tr("format.thousands_separator") if tr is not None else "\u202f"
+    return f"{value:,}".replace(",", separator)

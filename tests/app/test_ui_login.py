@@ -213,3 +213,18 @@ def test_outside_the_demo_cancel_forgets_the_typed_password(
     assert dialog.isVisible()
     assert dialog.email.text() == desktop.backend.email
     assert dialog.password.text() == ""
+
+
+def test_the_english_window_groups_thousands_the_english_way(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    desktop.sign_in()
+    window = main_window(qtbot, desktop, tmp_path, language="en")
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        window.start()
+    text = window.license_panel.quota_text.text()
+    assert "remaining 1,000" in text and "of 1,000" in text
+    assert "\u202f" not in text
+    # Switching to Russian regroups with the thin space.
+    window.set_language("ru")
+    assert "осталось 1\u202f000" in window.license_panel.quota_text.text()
