@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import RSAAlgorithm
-from PyQt6.QtCore import QPoint, Qt
+from PyQt6.QtCore import QPoint, QRect, Qt
+from PyQt6.QtGui import QColor, QImage
 from pytestqt.qtbot import QtBot
 
 from agent.protocol import public_key_pin
@@ -228,3 +229,50 @@ def test_the_english_window_groups_thousands_the_english_way(
     # Switching to Russian regroups with the thin space.
     window.set_language("ru")
     assert "осталось 1\u202f000" in window.license_panel.quota_text.text()
+
+
+def test_the_file_menu_offers_only_what_the_session_allows(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    dialog = open_login(qtbot, window)
+    assert window.sign_in_action.isEnabled() and not window.sign_out_action.isEnabled()
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.sign_in_button.click()
+    assert not window.sign_in_action.isEnabled() and window.sign_out_action.isEnabled()
+    # Triggered anyway (a shortcut, a stale menu): no dialog over a signed-in window.
+    window.sign_in_action.trigger()
+    assert not dialog.isVisible()
+    window.set_language("en")
+    assert not window.sign_in_action.isEnabled() and window.sign_out_action.isEnabled()
+    with qtbot.wait_signal(window.session.signed_out, timeout=30_000):
+        window.sign_out_action.trigger()
+    assert window.sign_in_action.isEnabled() and not window.sign_out_action.isEnabled()
+
+
+def _darkest(image: QImage, rect: QRect) -> int:
+    """The lowest grey level (0–255) drawn inside ``rect``: the text's ink."""
+    return min(
+        QColor(image.pixel(x, y)).lightness()
+        for x in range(rect.left(), rect.right())
+        for y in range(rect.top(), rect.bottom())
+    )
+
+
+def test_a_disabled_menu_entry_looks_disabled(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    open_login(qtbot, window).reject()
+    bar = window.menuBar()
+    assert bar is not None
+    menu = bar.actions()[0].menu()
+    assert menu is not None
+    menu.resize(menu.sizeHint())  # drawn without popping up (no grab of keyboard and mouse)
+    image = menu.grab().toImage()
+    enabled = _darkest(image, menu.actionGeometry(window.sign_in_action))
+    disabled = _darkest(image, menu.actionGeometry(window.sign_out_action))
+    # The window's ink is used for every widget's text; without a rule of its own a disabled
+    # entry is drawn in it too and reads as available.
+    assert window.sign_in_action.isEnabled() and not window.sign_out_action.isEnabled()
+    assert disabled - enabled > 60, (enabled, disabled)
