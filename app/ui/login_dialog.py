@@ -18,6 +18,8 @@ from PyQt6.QtWidgets import (
 from app.i18n import Translator
 from app.viewmodels.session import SessionViewModel
 
+from .error_line import reserve_space
+
 
 class LoginDialog(QDialog):
     def __init__(
@@ -59,7 +61,10 @@ class LoginDialog(QDialog):
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
-        self.status = QLabel()
+        # Both lines keep their place while empty: an error (or "Signing in…") appearing must
+        # not push the Sign in button away from under the mouse.
+        reserve_space(self.error)
+        self.status = reserve_space(QLabel())
         self.status.setObjectName("hint")
 
         self._buttons = QDialogButtonBox()

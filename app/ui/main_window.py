@@ -153,6 +153,11 @@ class MainWindow(QMainWindow):
         banner_layout = QHBoxLayout(self.banner)
         banner_layout.addWidget(self.banner_text, 1)
         banner_layout.addWidget(self.banner_button)
+        # Hidden once signed in, it keeps its height: the tabs must not jump up under the mouse
+        # at the moment the sign-in succeeds (nor down at sign-out).
+        banner_policy = self.banner.sizePolicy()
+        banner_policy.setRetainSizeWhenHidden(True)
+        self.banner.setSizePolicy(banner_policy)
 
         central = QWidget()
         layout = QVBoxLayout(central)

@@ -276,3 +276,27 @@ def test_a_disabled_menu_entry_looks_disabled(
     # entry is drawn in it too and reads as available.
     assert window.sign_in_action.isEnabled() and not window.sign_out_action.isEnabled()
     assert disabled - enabled > 60, (enabled, disabled)
+
+
+def test_nothing_jumps_when_an_error_shows_or_the_banner_goes(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    dialog = open_login(qtbot, window)
+    tabs_top = window.tabs.mapTo(window, QPoint(0, 0)).y()
+    button_at = dialog.sign_in_button.mapTo(dialog, QPoint(0, 0))
+    right = dialog.password.text()
+    dialog.password.setText("not the password")
+    with qtbot.wait_signal(window.session.sign_in_failed, timeout=30_000):
+        dialog.sign_in_button.click()
+    assert dialog.error.isVisible()
+    assert dialog.sign_in_button.mapTo(dialog, QPoint(0, 0)) == button_at
+    dialog.password.setText(right)
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.sign_in_button.click()
+    assert not window.banner.isVisible()
+    central = window.centralWidget()
+    layout = central.layout() if central is not None else None
+    assert layout is not None
+    layout.activate()
+    assert window.tabs.mapTo(window, QPoint(0, 0)).y() == tabs_top
