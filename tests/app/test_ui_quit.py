@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 
 import pytest
 from pytestqt.qtbot import QtBot
 
+from tests.helpers.broadcast import hold_after
 from tests.helpers.desktop import Desktop, quota_used
 from tests.helpers.windows import main_window
 
@@ -20,18 +19,7 @@ def test_quitting_mid_broadcast_asks_and_stops_it_properly(
 ) -> None:
     desktop.sign_in()
     account = desktop.add_account()
-    network = desktop.network
-    send = network.send
-    gate = asyncio.Event()
-    held = threading.Event()
-
-    async def held_at_the_fourth(account_id: str, recipient: str, text: str) -> None:
-        if len(network.sent) == 3 and not gate.is_set():
-            held.set()
-            await gate.wait()
-        await send(account_id, recipient, text)
-
-    monkeypatch.setattr(network, "send", held_at_the_fourth)
+    hold = hold_after(desktop, monkeypatch, 3)  # the fourth message waits on the engine
     window = main_window(qtbot, desktop, tmp_path)
     window.show()
     session = window.broadcast
@@ -39,7 +27,7 @@ def test_quitting_mid_broadcast_asks_and_stops_it_properly(
         session.import_text("\n".join(RECIPIENTS))
     session.set_opted_in(True)
     assert session.start(account.account_id, "Hello")
-    qtbot.wait_until(lambda: held.is_set() and session.broadcast_id is not None)
+    qtbot.wait_until(lambda: hold.held.is_set() and session.broadcast_id is not None)
 
     # Closing asks, in the window's language, and "keep sending" keeps it running.
     window.quit_action.trigger()
@@ -57,7 +45,7 @@ def test_quitting_mid_broadcast_asks_and_stops_it_properly(
     with qtbot.wait_signal(session.finished, timeout=60_000) as finished:
         stop[0].click()
         assert window.isVisible()  # until the worker has committed and released
-        desktop.engine.call_soon(gate.set)
+        desktop.engine.call_soon(hold.gate.set)
     qtbot.wait_until(lambda: not window.isVisible())
     stopped = finished.args[0]
     assert str(stopped.state) == "stopped"
