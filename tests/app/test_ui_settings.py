@@ -125,7 +125,7 @@ def test_every_label_is_translated_not_a_raw_key_name(
     telegram = {key: widget._labels[("telegram", key)].text() for key in ("api_id", "api_hash")}
     if language == "ru":
         assert telegram == {
-            "api_id": "ID приложения (api_id)",
+            "api_id": "Номер приложения (api_id)",
             "api_hash": "Хеш приложения (api_hash)",
         }
     else:
