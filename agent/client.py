@@ -420,7 +420,8 @@ class AsyncLicenseClient:
         tokens = await self._call("POST", "/auth/refresh", body, TokenResponse, not_idempotent=True)
         assert tokens is not None
         await self._accept_tokens(tokens)
-        logger.info("access token refreshed")
+        # Routine (every quarter hour or so): not a line for the user's session log.
+        logger.debug("access token refreshed")
         return tokens
 
     async def _with_refresh(self, call: Callable[[], Coroutine[Any, Any, _T]]) -> _T:

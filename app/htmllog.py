@@ -26,6 +26,11 @@ from app.catalog import STORY_ATTRIBUTE, Reason, encode_params
 DEFAULT_KEEP: Final = 50
 #: The loggers whose records :class:`SessionLogHandler` writes: ``tgflow`` and its children.
 LOGGER_PREFIX: Final = "tgflow"
+#: ``tgflow`` loggers left out: the embedded demo server's access log (its lines carry the
+#: method, route and status as extra fields the session log does not show, so each read as a
+#: bare "request"), while the desktop already writes its own access line per request
+#: (``tgflow.access``).
+EXCLUDED_LOGGERS: Final = frozenset({"tgflow.server.access"})
 
 _NAME_FORMAT: Final = "session-%Y%m%d-%H%M%S"
 _NAME_PATTERN: Final = re.compile(r"session-(\d{8}-\d{6})(?:-(\d+))?\.html")
@@ -206,6 +211,8 @@ class SessionLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record`` when it comes from a ``tgflow`` logger."""
         if record.name != LOGGER_PREFIX and not record.name.startswith(LOGGER_PREFIX + "."):
+            return
+        if record.name in EXCLUDED_LOGGERS:
             return
         try:
             message = record.getMessage()

@@ -232,16 +232,22 @@ def settings_error_text(exc: SettingsError, chosen: str | None) -> str:
     return describe_settings_error(exc, Translator(startup_language(exc, chosen)))
 
 
-def display_problem() -> str | None:
-    """Why no window can be shown here, or ``None``."""
+def display_problem(*, demo: bool = False) -> str | None:
+    """Why no window can be shown here, with what happens instead (the demo runs off screen)
+    or what to do; ``None`` when a window can be shown."""
     if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
         return None
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return None
-    return (
-        "no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set). "
-        "Run it in a desktop session, or set QT_QPA_PLATFORM=offscreen to run without one."
-    )
+    missing = "no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+    # One message, one course: the demo goes on off screen by itself, so telling the user to
+    # set QT_QPA_PLATFORM=offscreen as well would read as a step still to take.
+    if demo:
+        return (
+            f"{missing}: running the demo off screen; it signs in by itself and saves a picture "
+            "of the window."
+        )
+    return f"{missing}. Run it in a desktop session; `tgflow --demo` also runs without one."
 
 
 def run_gui(args: argparse.Namespace) -> int:
@@ -252,13 +258,17 @@ def run_gui(args: argparse.Namespace) -> int:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         args.headless = True
     # Qt aborts the process when its platform plugin cannot load: find out before it starts.
-    problem = display_problem() or unusable_display()
+    no_display = display_problem(demo=bool(args.demo))
+    problem = no_display or unusable_display()
     if problem is not None:
         if not args.demo:
             print(f"tgflow: {problem}", file=sys.stderr)
             return EXIT_CONFIG
         # The demo still runs: off screen, signed in by itself, with a picture of the window.
-        print(f"tgflow: {problem}\ntgflow: running the demo off screen.", file=sys.stderr)
+        # (The no-display message says so itself; the unusable display's names the fix first.)
+        if no_display is None:
+            problem += "\ntgflow: running the demo off screen."
+        print(f"tgflow: {problem}", file=sys.stderr)
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         args.headless = True
 

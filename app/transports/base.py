@@ -118,6 +118,10 @@ class LoginError(TransportError):
     """Adding an account failed (bad phone, bad or expired code, bad password, …)."""
 
 
+class InvalidPhone(LoginError):
+    """The phone number is not one (checked here, before Telegram is asked)."""
+
+
 class LoginEmailRequired(LoginError):
     """Telegram will not send a login code until the account sets up a login email.
 
@@ -189,7 +193,7 @@ def normalize_phone(phone: str) -> str:
     """The digits of a phone number written ``+7 (999) 123-45-67``; raises :class:`LoginError`."""
     match = _PHONE.fullmatch(_PHONE_PUNCTUATION.sub("", phone))
     if match is None:
-        raise LoginError("invalid phone number: expected + and 7 to 15 digits")
+        raise InvalidPhone("invalid phone number: expected + and 7 to 15 digits")
     return match.group(1)
 
 

@@ -93,20 +93,26 @@ class RepeatChoice(QFrame):
         self.text.setText(
             tr(
                 "broadcast.repeat.text",
-                already=format_count(already),
-                total=format_count(plan.total),
+                already=format_count(already, self._tr),
+                total=format_count(plan.total, self._tr),
                 when=format_datetime(plan.last_sent_at, self._tr),
             )
             + (
-                " " + tr("broadcast.repeat.suppressed", count=format_count(len(plan.suppressed)))
+                " "
+                + tr(
+                    "broadcast.repeat.suppressed",
+                    count=format_count(len(plan.suppressed), self._tr),
+                )
                 if plan.suppressed
                 else ""
             )
         )
-        self.rest_button.setText(tr("broadcast.repeat.rest", count=format_count(plan.fresh)))
+        self.rest_button.setText(
+            tr("broadcast.repeat.rest", count=format_count(plan.fresh, self._tr))
+        )
         self.rest_button.setEnabled(plan.fresh > 0)
         self.again_button.setText(
-            tr("broadcast.repeat.again", count=format_count(plan.fresh + already))
+            tr("broadcast.repeat.again", count=format_count(plan.fresh + already, self._tr))
         )
         self.cancel_button.setText(tr("broadcast.repeat.cancel"))
 
@@ -177,7 +183,7 @@ class SuppressionBox(QGroupBox):
 
     def _added(self, added: int, problems: list[str]) -> None:
         tr = self._tr.tr
-        text = tr("suppression.added", count=format_count(added))
+        text = tr("suppression.added", count=format_count(added, self._tr))
         if problems:
             text += " " + "; ".join(problems)
         else:
@@ -202,7 +208,7 @@ class SuppressionBox(QGroupBox):
             cells = (entry.recipient, reason, format_datetime(entry.created_at, self._tr))
             for column, text in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(text))
-        self.setTitle(self._tr.tr("suppression.title", count=format_count(len(entries))))
+        self.setTitle(self._tr.tr("suppression.title", count=format_count(len(entries), self._tr)))
         self._selection_changed()
 
     def _retranslate(self) -> None:

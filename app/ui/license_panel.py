@@ -181,14 +181,16 @@ class LicensePanel(QWidget):
                 [
                     _swatch(USED_COLOUR.name())
                     + " "
-                    + tr("license.quota.used", count=format_count(snapshot.used)),
+                    + tr("license.quota.used", count=format_count(snapshot.used, self._tr)),
                     _swatch(HELD_COLOUR.name())
                     + " "
-                    + tr("license.quota.held", count=format_count(snapshot.held)),
+                    + tr("license.quota.held", count=format_count(snapshot.held, self._tr)),
                     _swatch(REMAINING_COLOUR.darker(115).name())
                     + " "
-                    + tr("license.quota.remaining", count=format_count(snapshot.remaining)),
-                    tr("license.quota.limit", count=format_count(snapshot.limit)),
+                    + tr(
+                        "license.quota.remaining", count=format_count(snapshot.remaining, self._tr)
+                    ),
+                    tr("license.quota.limit", count=format_count(snapshot.limit, self._tr)),
                 ]
             )
         )

@@ -18,6 +18,8 @@ from PyQt6.QtWidgets import (
 from app.i18n import Translator
 from app.viewmodels.session import SessionViewModel
 
+from .error_line import reserve_space
+
 
 class LoginDialog(QDialog):
     def __init__(
@@ -34,6 +36,9 @@ class LoginDialog(QDialog):
         self.setObjectName("loginDialog")
         self._session = session
         self._tr = translator
+        # What a reopened dialog starts from: the demo's credentials again (its note says they
+        # are filled in), otherwise the e-mail only.
+        self._demo_credentials = (email, password) if demo else None
 
         self._title = QLabel()
         self._title.setObjectName("title")
@@ -56,7 +61,10 @@ class LoginDialog(QDialog):
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
-        self.status = QLabel()
+        # Both lines keep their place while empty: an error (or "Signing in…") appearing must
+        # not push the Sign in button away from under the mouse.
+        reserve_space(self.error)
+        self.status = reserve_space(QLabel())
         self.status.setObjectName("hint")
 
         self._buttons = QDialogButtonBox()
@@ -112,6 +120,23 @@ class LoginDialog(QDialog):
         self.sign_in_button.setText(tr("login.sign_in"))
         self.cancel_button.setText(tr("login.cancel"))
         self._busy(self._session.busy)
+
+    def reset_fields(self) -> None:
+        """Refill the form for a new sign-in: in the demo with its own credentials (a wrong
+        password typed earlier must not replace them), otherwise with no password."""
+        if self._demo_credentials is not None:
+            email, password = self._demo_credentials
+            self.email.setText(email)
+            self.password.setText(password)
+        else:
+            self.password.clear()
+        self.show_error("")
+        (self.password if self.email.text() else self.email).setFocus()
+
+    def reject(self) -> None:
+        # A typed password is not kept after Cancel (the next opening starts afresh).
+        self.reset_fields()
+        super().reject()
 
     def show_error(self, message: str) -> None:
         self.error.setText(message)

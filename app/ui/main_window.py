@@ -17,6 +17,7 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QStatusBar,
     QTabWidget,
@@ -83,6 +84,11 @@ class MainWindow(QMainWindow):
         self._demo_credentials = demo_credentials
         self._marketplace_defaults = marketplace_defaults
         self._login: LoginDialog | None = None
+        #: Asked when the window is closed while a broadcast runs (``None`` until then).
+        self.quit_confirm: QMessageBox | None = None
+        self._quit_stop: QPushButton | None = None
+        self._quit_keep: QPushButton | None = None
+        self._quitting = False
         self._simulated = core.transports.kind == "simulated"
 
         # --- view-models
@@ -147,6 +153,11 @@ class MainWindow(QMainWindow):
         banner_layout = QHBoxLayout(self.banner)
         banner_layout.addWidget(self.banner_text, 1)
         banner_layout.addWidget(self.banner_button)
+        # Hidden once signed in, it keeps its height: the tabs must not jump up under the mouse
+        # at the moment the sign-in succeeds (nor down at sign-out).
+        banner_policy = self.banner.sizePolicy()
+        banner_policy.setRetainSizeWhenHidden(True)
+        self.banner.setSizePolicy(banner_policy)
 
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -200,6 +211,8 @@ class MainWindow(QMainWindow):
         self.session.busy_changed.connect(lambda _busy: self._show_session())
         self.settings.saved.connect(self._settings_saved)
         self.license.failed.connect(self._status_message)
+        self.broadcast.finished.connect(self._quit_if_asked)
+        self.broadcast.failed.connect(self._quit_if_asked)
         engine.failed.connect(lambda _what, _exc: self._status_message(self._tr.tr("error.task")))
         translator.language_changed.connect(self._retranslate)
 
@@ -229,9 +242,12 @@ class MainWindow(QMainWindow):
                 password=password,
                 demo=self._demo_credentials is not None,
             )
-        self._login.show_error(message)
         if not self._login.isVisible():
+            self._login.reset_fields()
+            self._login.show_error(message)
             self._login.open()
+        else:
+            self._login.show_error(message)
         return self._login
 
     def prefill_broadcast(self, recipients: Path, text: str) -> None:
@@ -346,12 +362,58 @@ class MainWindow(QMainWindow):
         self.mode_label.setText(tr("main.simulated") if self._simulated else "")
         self._show_session()
 
+    def _confirm_quit(self) -> None:
+        tr = self._tr.tr
+        if self.quit_confirm is None:
+            box = QMessageBox(self)
+            box.setObjectName("quitConfirm")
+            box.setIcon(QMessageBox.Icon.Question)
+            self._quit_stop = box.addButton("", QMessageBox.ButtonRole.AcceptRole)
+            self._quit_keep = box.addButton("", QMessageBox.ButtonRole.RejectRole)
+            box.setDefaultButton(self._quit_keep)
+            box.setEscapeButton(self._quit_keep)
+            box.buttonClicked.connect(self._quit_answered)
+            self.quit_confirm = box
+        box = self.quit_confirm
+        box.setWindowTitle(tr("quit.title"))
+        box.setText(tr("quit.broadcast_running"))
+        box.setInformativeText(tr("quit.broadcast_running_detail"))
+        assert self._quit_stop is not None and self._quit_keep is not None
+        self._quit_stop.setText(tr("quit.stop_and_quit"))
+        self._quit_keep.setText(tr("quit.keep_sending"))
+        box.open()  # window-modal, no nested event loop
+
+    def _quit_answered(self, button: object) -> None:
+        if button is self._quit_stop:
+            self._stop_and_quit()
+
+    def _stop_and_quit(self) -> None:
+        if not self.broadcast.running:
+            self.close()
+            return
+        self._quitting = True
+        self._status_message(self._tr.tr("quit.stopping"))
+        self.broadcast.stop()
+
+    def _quit_if_asked(self, _result: object) -> None:
+        if self._quitting:
+            self._quitting = False
+            self.close()
+
     def _status_message(self, message: str) -> None:
         status = self.statusBar()
         if status is not None:
             status.showMessage(message, 10_000)
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
+        if event is not None and self.broadcast.running:
+            # Quitting mid-run would leave messages reserved and the broadcast "running": ask,
+            # and on yes stop it the way Stop does (what was sent is committed, the rest
+            # released); the window closes when the worker has finished.
+            event.ignore()
+            if not self._quitting:
+                self._confirm_quit()
+            return
         if self._login is not None:
             self._login.close()
         super().closeEvent(event)

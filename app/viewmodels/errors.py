@@ -95,6 +95,9 @@ def describe_error(exc: BaseException, tr: Translator, *, what: str = "") -> str
         return tr.tr("error.broadcast_busy", reason=tr.reason(exc.why))
     if isinstance(exc, core.LicenseUnusable):
         return tr.tr("error.license_unusable", reason=tr.reason(exc.why))
+    # Our own format check: Telegram was never asked, so "Telegram refused" would be untrue.
+    if isinstance(exc, transport.InvalidPhone):
+        return tr.tr("error.phone_invalid")
     if isinstance(exc, transport.LoginEmailRequired):
         return tr.tr("error.telegram_login_email")
     if isinstance(exc, transport.TextRejected):

@@ -27,8 +27,15 @@ def format_duration(seconds: float, tr: Translator) -> str:
     return tr.tr("format.seconds", seconds=secs)
 
 
-def format_count(value: int | None) -> str:
-    """A count with thin spaces between thousands (``—`` for unknown)."""
+def format_count(value: int | None, tr: Translator | None = None) -> str:
+    """A count grouped by thousands as the window's language does (``1 000`` with a thin space
+    in Russian, ``1,000`` in English; ``—`` for unknown). Without ``tr``, the Russian way."""
     if value is None:
         return "—"
-    return f"{value:,}".replace(",", "\u202f")
+    groups = f"{value:,}".split(",")
+    text = groups[0]
+    for group in groups[1:]:
+        # A pattern, not a bare separator: a catalogue value that is only a thin space would
+        # read as an empty (missing) translation.
+        text = tr.tr("format.thousands", high=text, low=group) if tr else f"{text}\u202f{group}"
+    return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -248,6 +249,24 @@ def test_expired_access_token_is_refreshed_and_new_refresh_token_persisted_first
             assert second_body["refresh_token"] == new_refresh
 
     run(scenario())
+
+
+def test_a_routine_token_refresh_is_logged_at_debug_only(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The desktop's session log (the Logs tab) takes INFO and above: a refresh every quarter
+    # hour is not a line for the user.
+    async def scenario() -> None:
+        client, _, _ = h.client()
+        async with client:
+            await client.register(email(), PASSWORD)
+            h.advance(ACCESS_TOKEN_TTL_SECONDS + 60)
+            with caplog.at_level(logging.DEBUG, logger="tgflow.agent"):
+                await client.license()
+
+    run(scenario())
+    refreshed = [r for r in caplog.records if r.getMessage() == "access token refreshed"]
+    assert [r.levelno for r in refreshed] == [logging.DEBUG]
 
 
 # --- retries -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from agent.clock import FakeClock
 from app.htmllog import SessionLog, SessionLogHandler, list_session_logs, prune_session_logs
+from tests.helpers.desktop import Desktop
 
 START = datetime(2026, 3, 1, 9, 30, 5, tzinfo=UTC)
 
@@ -217,3 +218,23 @@ def test_handler_writes_tgflow_records_without_traceback(session: SessionLog) ->
     ]
     assert "secret-value" not in text
     assert "Traceback" not in text
+
+
+def test_the_embedded_servers_access_lines_stay_out_of_the_session_log(
+    session: SessionLog, desktop: Desktop
+) -> None:
+    handler = SessionLogHandler(session)
+    ours = logging.getLogger("tgflow")
+    old_level = ours.level
+    ours.setLevel(logging.DEBUG)
+    ours.addHandler(handler)
+    try:
+        desktop.sign_in()  # over HTTP to the demo server running in this process
+    finally:
+        ours.removeHandler(handler)
+        ours.setLevel(old_level)
+    areas = [row[2] for row in parse(session.path).rows if row]
+    # The desktop's own access line (method, route, status) is there; the server's bare
+    # "request" lines, one per request, are not.
+    assert "tgflow.access" in areas
+    assert "tgflow.server.access" not in areas

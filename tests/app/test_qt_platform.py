@@ -239,3 +239,19 @@ def test_x_server_answers_only_where_something_listens() -> None:
 def test_a_chosen_platform_is_never_a_display_problem() -> None:
     # ./dev demo passes --offscreen with DISPLAY still set: nothing to report then.
     assert qt_platform.unusable_display({"DISPLAY": ":987", "QT_QPA_PLATFORM": "offscreen"}) is None
+
+
+@pytest.mark.parametrize("demo", [True, False])
+def test_no_display_is_one_message_with_one_course(
+    monkeypatch: pytest.MonkeyPatch, demo: bool
+) -> None:
+    from app.main import display_problem
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    message = display_problem(demo=demo)
+    assert message is not None and message.startswith("no display to open a window on")
+    # The demo is already going off screen: no advice to set it up by hand.
+    assert "QT_QPA_PLATFORM" not in message
+    assert ("running the demo off screen" in message) == demo

@@ -172,3 +172,27 @@ def test_check_with_spambot_shows_the_reply(
     text = panel.spambot_reply.toPlainText()
     assert text.startswith("Ответ @SpamBot для Demo 0012:")
     assert "free as a bird" in text
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("ru", "Это не номер телефона: укажите его с кодом страны"),
+        ("en", "That is not a phone number: write it with the country code"),
+    ],
+)
+def test_a_malformed_phone_is_our_own_translated_message_not_telegrams(
+    qtbot: QtBot, desktop: Desktop, language: str, expected: str
+) -> None:
+    assert desktop.core is not None
+    model = AccountsViewModel(desktop.engine, desktop.core, Translator(language))
+    widget = AccountsPanel(model, model.translator)
+    model.setParent(widget)
+    qtbot.addWidget(widget)
+    widget.phone.setText("12345")
+    with qtbot.wait_signal(model.add_failed) as failed:
+        widget.send_code_button.click()
+    message = failed.args[0]
+    assert message.startswith(expected)
+    assert "Telegram" not in message and "invalid phone number" not in message
+    assert widget.add_error.text() == message

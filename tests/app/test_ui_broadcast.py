@@ -3,8 +3,6 @@ numbered import errors, a short broadcast with live counters, notices, and the b
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from app.ui.broadcast_panel import BroadcastPanel
 from app.viewmodels.accounts import AccountsViewModel
 from app.viewmodels.broadcast import BroadcastSession
 from app.viewmodels.recipient_table import RecipientTableModel
+from tests.helpers.broadcast import hold_after
 from tests.helpers.broadcast_tab import broadcast_tab
 from tests.helpers.desktop import Desktop, quota_used
 
@@ -183,26 +182,16 @@ def test_stop_leaves_the_rest_pending_and_continue_finishes_it(
 ) -> None:
     s = setup
     network = desktop.network
-    send = network.send
-    gate = asyncio.Event()
-    held = threading.Event()
-
-    async def held_at_the_fourth(account_id: str, recipient: str, text: str) -> None:
-        # The fourth message waits (on the engine) until the test has pressed Stop.
-        if len(network.sent) == 3 and not gate.is_set():
-            held.set()
-            await gate.wait()
-        await send(account_id, recipient, text)
-
-    monkeypatch.setattr(network, "send", held_at_the_fourth)
+    # The fourth message waits (on the engine) until the test has pressed Stop.
+    hold = hold_after(desktop, monkeypatch, 3)
     paste_and_import(qtbot, s, RECIPIENTS)
     s.panel.opt_in.setChecked(True)
     s.panel.message.setPlainText("Hello")
     with qtbot.wait_signal(s.session.finished, timeout=60_000) as finished:
         s.panel.start_button.click()
-        qtbot.wait_until(lambda: held.is_set() and s.session.broadcast_id is not None)
+        qtbot.wait_until(lambda: hold.held.is_set() and s.session.broadcast_id is not None)
         s.panel.stop_button.click()
-        desktop.engine.call_soon(gate.set)  # after the stop request, on the same loop
+        desktop.engine.call_soon(hold.gate.set)  # after the stop request, on the same loop
     stopped = finished.args[0]
     assert str(stopped.state) == "stopped"
     # The message in flight went out; nothing after it.

@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import RSAAlgorithm
-from PyQt6.QtCore import QPoint, Qt
+from PyQt6.QtCore import QPoint, QRect, Qt
+from PyQt6.QtGui import QColor, QImage
 from pytestqt.qtbot import QtBot
 
 from agent.protocol import public_key_pin
@@ -176,3 +177,126 @@ def _served_auth_pin(desktop: Desktop) -> str:
     key = RSAAlgorithm.from_jwk(auth)
     assert isinstance(key, rsa.RSAPublicKey)
     return public_key_pin(key)
+
+
+def test_the_demo_dialog_reopens_with_the_demo_password_after_a_wrong_one(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    dialog = open_login(qtbot, window)
+    dialog.password.setText("not the password")
+    with qtbot.wait_signal(window.session.sign_in_failed, timeout=30_000):
+        dialog.sign_in_button.click()
+    dialog.cancel_button.click()
+    assert not dialog.isVisible()
+
+    window.sign_in_action.trigger()
+    assert dialog.isVisible()
+    # The note still says both fields are filled in: they are, with the demo's credentials.
+    assert dialog.demo_note.isVisible()
+    assert dialog.email.text() == desktop.backend.email
+    assert dialog.password.text() == desktop.backend.password
+    assert not dialog.error.isVisible()
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.sign_in_button.click()
+
+
+def test_outside_the_demo_cancel_forgets_the_typed_password(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = main_window(qtbot, desktop, tmp_path)
+    dialog = open_login(qtbot, window)
+    dialog.email.setText(desktop.backend.email)
+    dialog.password.setText("typed secret")
+    dialog.cancel_button.click()
+    assert dialog.password.text() == ""
+    window.sign_in_action.trigger()
+    assert dialog.isVisible()
+    assert dialog.email.text() == desktop.backend.email
+    assert dialog.password.text() == ""
+
+
+def test_the_english_window_groups_thousands_the_english_way(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    desktop.sign_in()
+    window = main_window(qtbot, desktop, tmp_path, language="en")
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        window.start()
+    text = window.license_panel.quota_text.text()
+    assert "remaining 1,000" in text and "of 1,000" in text
+    assert "\u202f" not in text
+    # Switching to Russian regroups with the thin space.
+    window.set_language("ru")
+    assert "осталось 1\u202f000" in window.license_panel.quota_text.text()
+
+
+def test_the_file_menu_offers_only_what_the_session_allows(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    dialog = open_login(qtbot, window)
+    assert window.sign_in_action.isEnabled() and not window.sign_out_action.isEnabled()
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.sign_in_button.click()
+    assert not window.sign_in_action.isEnabled() and window.sign_out_action.isEnabled()
+    # Triggered anyway (a shortcut, a stale menu): no dialog over a signed-in window.
+    window.sign_in_action.trigger()
+    assert not dialog.isVisible()
+    window.set_language("en")
+    assert not window.sign_in_action.isEnabled() and window.sign_out_action.isEnabled()
+    with qtbot.wait_signal(window.session.signed_out, timeout=30_000):
+        window.sign_out_action.trigger()
+    assert window.sign_in_action.isEnabled() and not window.sign_out_action.isEnabled()
+
+
+def _darkest(image: QImage, rect: QRect) -> int:
+    """The lowest grey level (0–255) drawn inside ``rect``: the text's ink."""
+    return min(
+        QColor(image.pixel(x, y)).lightness()
+        for x in range(rect.left(), rect.right())
+        for y in range(rect.top(), rect.bottom())
+    )
+
+
+def test_a_disabled_menu_entry_looks_disabled(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    open_login(qtbot, window).reject()
+    bar = window.menuBar()
+    assert bar is not None
+    menu = bar.actions()[0].menu()
+    assert menu is not None
+    menu.resize(menu.sizeHint())  # drawn without popping up (no grab of keyboard and mouse)
+    image = menu.grab().toImage()
+    enabled = _darkest(image, menu.actionGeometry(window.sign_in_action))
+    disabled = _darkest(image, menu.actionGeometry(window.sign_out_action))
+    # The window's ink is used for every widget's text; without a rule of its own a disabled
+    # entry is drawn in it too and reads as available.
+    assert window.sign_in_action.isEnabled() and not window.sign_out_action.isEnabled()
+    assert disabled - enabled > 60, (enabled, disabled)
+
+
+def test_nothing_jumps_when_an_error_shows_or_the_banner_goes(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = make_window(qtbot, desktop, tmp_path)
+    dialog = open_login(qtbot, window)
+    tabs_top = window.tabs.mapTo(window, QPoint(0, 0)).y()
+    button_at = dialog.sign_in_button.mapTo(dialog, QPoint(0, 0))
+    right = dialog.password.text()
+    dialog.password.setText("not the password")
+    with qtbot.wait_signal(window.session.sign_in_failed, timeout=30_000):
+        dialog.sign_in_button.click()
+    assert dialog.error.isVisible()
+    assert dialog.sign_in_button.mapTo(dialog, QPoint(0, 0)) == button_at
+    dialog.password.setText(right)
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.sign_in_button.click()
+    assert not window.banner.isVisible()
+    central = window.centralWidget()
+    layout = central.layout() if central is not None else None
+    assert layout is not None
+    layout.activate()
+    assert window.tabs.mapTo(window, QPoint(0, 0)).y() == tabs_top

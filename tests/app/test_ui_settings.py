@@ -109,3 +109,27 @@ def test_saving_nothing_changed_writes_nothing(
     assert saved.args == [{}]
     assert (settings_file.stat().st_mtime_ns, settings_file.read_bytes()) == before
     assert panel.status.text() == "Сохранять нечего."
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_every_label_is_translated_not_a_raw_key_name(
+    qtbot: QtBot, engine: Engine, settings_file: Path, language: str
+) -> None:
+    model = SettingsViewModel(engine, Translator(language), settings_file)
+    widget = SettingsPanel(model, model.translator)
+    model.setParent(widget)
+    qtbot.addWidget(widget)
+    for (section, key), label in widget._labels.items():
+        assert label.text(), (section, key)
+        assert label.text() != key, f"[{section}] {key} is labelled with its raw name"
+    telegram = {key: widget._labels[("telegram", key)].text() for key in ("api_id", "api_hash")}
+    if language == "ru":
+        assert telegram == {
+            "api_id": "Номер приложения (api_id)",
+            "api_hash": "Хеш приложения (api_hash)",
+        }
+    else:
+        assert telegram == {
+            "api_id": "Application id (api_id)",
+            "api_hash": "Application hash (api_hash)",
+        }
