@@ -136,7 +136,9 @@ def test_a_short_broadcast_finishes_with_matching_counters(
     s.session.progress.connect(progress_seen.append)
 
     with qtbot.wait_signal(s.session.finished, timeout=60_000) as finished:
-        s.panel.start_button.click()
+        # The start first asks the engine about earlier deliveries; the run begins on its answer.
+        with qtbot.wait_signal(s.session.state_changed):
+            s.panel.start_button.click()
         assert s.session.running
         assert not s.panel.start_button.isEnabled() and s.panel.stop_button.isEnabled()
 
