@@ -379,7 +379,8 @@ class BroadcastPanel(QWidget):
             )
         else:
             delay = tr("broadcast.pacing.fixed", delay=f"{pacing.min_delay_sec:g}")
-        text = tr("broadcast.pacing.text", delay=delay, batch=pacing.batch_size)
+        key = "broadcast.pacing.text_demo" if self._vm.pacing_is_demo else "broadcast.pacing.text"
+        text = tr(key, delay=delay, batch=pacing.batch_size)
         count = len(self._vm.recipients)
         if count:
             average = (pacing.min_delay_sec + max(pacing.min_delay_sec, pacing.max_delay_sec)) / 2

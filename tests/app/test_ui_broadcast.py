@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from PyQt6.QtCore import QModelIndex
 from pytestqt.qtbot import QtBot
 
+from app.core_config import Pacing
 from app.i18n import Translator
 from app.transports.base import FloodWait
 from app.ui.broadcast_panel import BroadcastPanel
@@ -307,3 +308,20 @@ def test_the_new_stop_reasons_read_in_the_windows_language(
     for language, expected in (("ru", russian), ("en", english)):
         session = BroadcastSession(desktop.engine, core, Translator(language))
         assert session.describe_reason(detail) == expected
+
+
+def test_the_pacing_line_names_the_demo_pacing_when_the_demo_uses_it(
+    qtbot: QtBot, setup: Setup, desktop: Desktop
+) -> None:
+    # Outside the demo the pacing comes from settings.ini, and the line says where.
+    assert "(Настройки → [broadcast])" in setup.panel.pacing.text()
+
+    core = desktop.core
+    assert core is not None
+    core.config = replace(
+        core.config, pacing=Pacing(min_delay_sec=0.2, max_delay_sec=0.6), demo_pacing=True
+    )
+    demo = broadcast_tab(qtbot, desktop.engine, core, "ru").panel
+    text = demo.pacing.text()
+    assert text.startswith("пауза 0.2–0.6 с между сообщениями")
+    assert "демо-темп" in text and "(Настройки → [broadcast])" not in text
