@@ -379,8 +379,10 @@ class BroadcastPanel(QWidget):
             )
         else:
             delay = tr("broadcast.pacing.fixed", delay=f"{pacing.min_delay_sec:g}")
-        key = "broadcast.pacing.text_demo" if self._vm.pacing_is_demo else "broadcast.pacing.text"
-        text = tr(key, delay=delay, batch=pacing.batch_size)
+        if self._vm.pacing_is_demo:  # settings.ini's [broadcast] does not apply in the demo
+            text = tr("broadcast.pacing.text_demo", delay=delay, batch=pacing.batch_size)
+        else:
+            text = tr("broadcast.pacing.text", delay=delay, batch=pacing.batch_size)
         count = len(self._vm.recipients)
         if count:
             average = (pacing.min_delay_sec + max(pacing.min_delay_sec, pacing.max_delay_sec)) / 2
