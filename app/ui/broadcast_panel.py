@@ -67,7 +67,9 @@ class BroadcastPanel(QWidget):
         self.import_text_button = QPushButton()
         self.paste = QPlainTextEdit()
         self.paste.setObjectName("paste")
-        self.paste.setFixedHeight(80)
+        # Two lines and a half: at 1024×768 the message box below must still fit in view (a
+        # pasted list scrolls inside the box; the import summary says how many were read).
+        self.paste.setFixedHeight(52)
         self.import_summary = QLabel()
         self.import_summary.setWordWrap(True)
         self.import_errors = QListWidget()
