@@ -8,24 +8,19 @@ nothing here touches a widget.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from agent.client import AsyncLicenseClient
-from agent.errors import LicenseError, Offline, TamperDetected
+from agent.errors import LicenseError, Offline
 from agent.journal import Outcome, SettleOutcome, UsageJournal
-from agent.protocol import LicenseStatus
 from agent.secrets import RefreshTokenStore
 
 from . import __version__
 from .access_log import log_requests
+from .accounts_file import load_accounts, save_accounts
 from .antispam import AccountStatus, AntiSpamWorker
 from .broadcast import BroadcastObserver, BroadcastWorker, Progress, reconcile
 from .broadcast_store import (
@@ -37,9 +32,18 @@ from .broadcast_store import (
     Suppressed,
     SuppressionReason,
 )
-from .catalog import N_, Explained, Reason, story
+from .catalog import N_, Reason, story
 from .clock import AsyncClock, SystemAsyncClock
 from .core_config import CoreConfig
+from .core_types import (
+    AccountRow,
+    BroadcastBusy,
+    DeviceRow,
+    LicenseSnapshot,
+    LicenseUnusable,
+    NotSignedIn,
+)
+from .license_snapshot import offline_snapshot, online_snapshot
 from .problems import problem_reason
 from .telemetry import TelemetryClient
 from .transports.base import (
@@ -53,43 +57,16 @@ from .transports.base import (
 
 log = logging.getLogger("tgflow.core")
 
-
-@dataclass(frozen=True)
-class DeviceRow:
-    id: str
-    name: str | None
-    created_at: datetime
-    last_seen_at: datetime
-
-
-@dataclass(frozen=True)
-class LicenseSnapshot:
-    """The License panel's content."""
-
-    email: str | None
-    plan: str | None
-    status: str
-    #: Whether broadcasts may run; when not, :attr:`reason` says why (in any language).
-    usable: bool
-    reason: Reason | None
-    limit: int
-    used: int
-    held: int
-    remaining: int
-    period_end: datetime | None
-    lease_expires_at: datetime | None
-    devices: tuple[DeviceRow, ...] = ()
-    devices_max: int = 0
-    #: True when the server could not be reached and this comes from the offline lease.
-    offline: bool = False
-
-
-@dataclass(frozen=True)
-class AccountRow:
-    """An account and its anti-spam state, for the Accounts panel."""
-
-    info: AccountInfo
-    status: AccountStatus
+# The rows and errors live in core_types; callers keep importing them from here.
+__all__ = [
+    "AccountRow",
+    "BroadcastBusy",
+    "Core",
+    "DeviceRow",
+    "LicenseSnapshot",
+    "LicenseUnusable",
+    "NotSignedIn",
+]
 
 
 #: Words of the session log's story lines (``app.catalog.story``).
@@ -104,14 +81,6 @@ _END_STATE_KEYS = {
     BroadcastState.PAUSED: N_("log.state.paused"),
     BroadcastState.WAITING: N_("log.state.waiting"),
 }
-
-
-class NotSignedIn(RuntimeError):
-    """The action needs a license session; sign in first."""
-
-
-class BroadcastBusy(Explained, RuntimeError):
-    """The account already runs a broadcast (one broadcast per account at a time)."""
 
 
 class Core:
@@ -250,71 +219,10 @@ class Core:
             devices = await self.client.devices()
         except Offline:
             return self._offline_snapshot()
-        info = lic.info
-        usable = info.status == LicenseStatus.ACTIVE and info.quota.remaining > 0
-        reason: Reason | None = None
-        if info.status != LicenseStatus.ACTIVE:
-            reason = Reason(N_("license.reason.inactive"), {"status": str(info.status)})
-        elif info.quota.remaining <= 0:
-            reason = Reason(N_("license.reason.quota"))
-        return LicenseSnapshot(
-            email=self._email,
-            plan=info.plan,
-            status=str(info.status),
-            usable=usable,
-            reason=reason,
-            limit=info.quota.limit,
-            used=info.quota.used,
-            held=info.quota.held,
-            remaining=info.quota.remaining,
-            period_end=info.quota.period_end,
-            lease_expires_at=lic.lease.expires_at,
-            devices=tuple(
-                DeviceRow(d.id, d.name, d.created_at, d.last_seen_at) for d in devices.devices
-            ),
-            devices_max=devices.devices_max,
-        )
+        return online_snapshot(self._email, lic, devices)
 
     def _offline_snapshot(self) -> LicenseSnapshot:
-        try:
-            lease = self.client.offline_license()
-        except TamperDetected as exc:
-            log.warning("the offline lease cannot be trusted: %s", exc)
-            return self._unusable(Reason(N_("license.reason.clock_back")))
-        except LicenseError as exc:
-            log.warning("offline, and no valid offline lease: %s", exc)
-            return self._unusable(Reason(N_("license.reason.no_lease")))
-        return LicenseSnapshot(
-            email=self._email,
-            plan=lease.plan,
-            status=lease.status,
-            # Sending needs the server (each batch is reserved there); offline shows facts only.
-            usable=False,
-            reason=Reason(N_("license.reason.offline")),
-            limit=lease.quota_limit,
-            used=0,
-            held=0,
-            remaining=0,
-            period_end=lease.period_end,
-            lease_expires_at=lease.expires_at,
-            offline=True,
-        )
-
-    def _unusable(self, reason: Reason) -> LicenseSnapshot:
-        return LicenseSnapshot(
-            email=self._email,
-            plan=None,
-            status="unknown",
-            usable=False,
-            reason=reason,
-            limit=0,
-            used=0,
-            held=0,
-            remaining=0,
-            period_end=None,
-            lease_expires_at=None,
-            offline=True,
-        )
+        return offline_snapshot(self._email, self.client)
 
     async def deactivate_device(self, device_id: str) -> LicenseSnapshot:
         self._need_session()
@@ -426,38 +334,10 @@ class Core:
             callback(row)
 
     def _load_accounts(self) -> dict[str, AccountInfo]:
-        try:
-            raw = json.loads(self._accounts_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            log.warning(
-                "%s cannot be read (%s); starting with no accounts", self._accounts_path, exc
-            )
-            return {}
-        accounts: dict[str, AccountInfo] = {}
-        for item in raw.get("accounts", []) if isinstance(raw, dict) else []:
-            try:
-                info = AccountInfo(
-                    account_id=str(item["account_id"]),
-                    display_name=str(item["display_name"]),
-                    kind=str(item["kind"]),
-                )
-            except (KeyError, TypeError):
-                continue
-            accounts[info.account_id] = info
-        return accounts
+        return load_accounts(self._accounts_path)
 
     def _save_accounts(self) -> None:
-        body: dict[str, Any] = {
-            "accounts": [
-                {"account_id": a.account_id, "display_name": a.display_name, "kind": a.kind}
-                for a in self._accounts.values()
-            ]
-        }
-        tmp = self._accounts_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
-        os.replace(tmp, self._accounts_path)
+        save_accounts(self._accounts_path, self._accounts.values())
 
     # --- broadcasts -----------------------------------------------------------------------------
 
@@ -612,7 +492,3 @@ class Core:
     def _need_session(self) -> None:
         if not self._signed_in:
             raise NotSignedIn("sign in first")
-
-
-class LicenseUnusable(Explained, RuntimeError):
-    """The license does not allow sending now (inactive, quota used up, offline)."""

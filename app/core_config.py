@@ -29,4 +29,7 @@ class CoreConfig:
     pins: tuple[str, ...]
     policy: FloodPolicy = field(default_factory=FloodPolicy)
     pacing: Pacing = field(default_factory=Pacing)
+    #: The pacing is the demo's own (fast, fixed), not settings.ini's [broadcast]: the Broadcast
+    #: panel must not send the user to Settings to change it.
+    demo_pacing: bool = False
     telemetry: bool = False

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QObject, Qt, pyqtSignal, pyqtSlot
 
 log = logging.getLogger("tgflow.engine")
 
@@ -39,7 +39,11 @@ class Engine(QObject):
 
     def __init__(self, parent: QObject | None = None, *, name: str = "tgflow-engine") -> None:
         super().__init__(parent)
-        self._deliver.connect(self._run_delivered)
+        # Queued even when emitted from the GUI thread: a task that finishes before submit()
+        # attaches its callback would otherwise run on_done at once, ahead of answers the
+        # engine had already queued, and the GUI would see them out of order. (PyQt6 takes
+        # the connection type; its stubs omit it.)
+        self._deliver.connect(self._run_delivered, type=Qt.ConnectionType.QueuedConnection)  # type: ignore[call-arg]
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)

@@ -309,6 +309,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         pins=startup.pins,
         policy=FloodPolicy.from_settings(settings),
         pacing=_pacing(settings, demo=startup.demo is not None),
+        demo_pacing=startup.demo is not None,
         telemetry=settings.telemetry.enabled,
     )
     handle = DeferredCore(

@@ -10,7 +10,7 @@ from typing import Final
 
 from app.catalog import N_, Reason
 
-#: A message for each problem-details ``code`` (agent/protocol.py ErrorCode; a test keeps them
+#: A message for each problem-details ``code`` (agent.protocol ErrorCode; a test keeps them
 #: in step). Keyed by the code's text so that this module need not import the protocol.
 PROBLEM_KEYS: Final = {
     "validation_error": N_("problem.validation_error"),

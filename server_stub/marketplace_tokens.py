@@ -44,7 +44,7 @@ from .keys import KeyStore, SigningKey
 from .tokens import LEEWAY_SECONDS, check_times
 
 # The callback token (docs/marketplace.md, "Install/uninstall callbacks"). They belong in
-# agent/protocol.py with the other marketplace constants once the app side verifies callbacks.
+# agent.protocol with the other marketplace constants once the app side verifies callbacks.
 CALLBACK_TYP = "marketplace-callback"
 CALLBACK_ALG = "ES256"
 CALLBACK_TTL_SECONDS = 5 * 60

@@ -4,60 +4,42 @@ start / pause / resume / stop, live counters, notices and the per-recipient stat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from PyQt6.QtCore import Qt, QTimer
-from PyQt6.QtGui import QAction
+from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSplitter,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
-from app.i18n import N_, Translator
+from app.i18n import Translator
 from app.transports.base import MAX_MESSAGE_LENGTH, message_length
 from app.ui.error_line import reserve_space
 from app.viewmodels.accounts import AccountsViewModel, describe_status
 from app.viewmodels.broadcast import BroadcastSession
 from app.viewmodels.formatting import format_count, format_datetime, format_duration
 from app.viewmodels.license import LicenseViewModel
-from app.viewmodels.recipient_table import RecipientTableModel
 
+from .broadcast_progress import ProgressView
 from .delivery_guard import RepeatChoice, SuppressionBox
 
 if TYPE_CHECKING:
     from app.broadcast import Progress
     from app.broadcast_store import Broadcast
-    from app.core import AccountRow, LicenseSnapshot
+    from app.core import AccountRow
     from app.recipients import RecipientImport
-
-#: Notices kept in the list (older ones drop off).
-MAX_NOTICES: Final = 200
-
-_STATE_KEYS: Final = {
-    "ready": N_("broadcast.state.ready"),
-    "running": N_("broadcast.state.running"),
-    "paused": N_("broadcast.state.paused"),
-    "waiting": N_("broadcast.state.waiting"),
-    "stopped": N_("broadcast.state.stopped"),
-    "finished": N_("broadcast.state.finished"),
-}
 
 
 class BroadcastPanel(QWidget):
@@ -85,7 +67,9 @@ class BroadcastPanel(QWidget):
         self.import_text_button = QPushButton()
         self.paste = QPlainTextEdit()
         self.paste.setObjectName("paste")
-        self.paste.setFixedHeight(80)
+        # Two lines and a half: at 1024×768 the message box below must still fit in view (a
+        # pasted list scrolls inside the box; the import summary says how many were read).
+        self.paste.setFixedHeight(52)
         self.import_summary = QLabel()
         self.import_summary.setWordWrap(True)
         self.import_errors = QListWidget()
@@ -178,67 +162,16 @@ class BroadcastPanel(QWidget):
         setup_layout.addWidget(self.suppression)
         setup_layout.addStretch(1)
 
-        # --- progress
-        self._progress_box = QGroupBox()
-        self.state = QLabel()
-        self.state.setObjectName("emphasis")
-        self.state.setWordWrap(True)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.counters = {
-            name: QLabel("—") for name in ("sent", "failed", "skipped", "pending", "quota")
-        }
-        self._counter_labels = {name: QLabel() for name in self.counters}
-        grid = QGridLayout()
-        for column, name in enumerate(self.counters):
-            self._counter_labels[name].setObjectName("hint")
-            self.counters[name].setObjectName("counter")
-            grid.addWidget(self._counter_labels[name], 0, column)
-            grid.addWidget(self.counters[name], 1, column)
-        self.notices = QListWidget()
-        self.notices.setObjectName("notices")
-        self.notices.setMaximumHeight(100)
-        self._notices_label = QLabel()
-        self._notices_label.setObjectName("hint")
-        box = QVBoxLayout(self._progress_box)
-        box.addWidget(self.state)
-        box.addWidget(self.progress_bar)
-        box.addLayout(grid)
-        box.addWidget(self._notices_label)
-        box.addWidget(self.notices)
-
-        self.table_model = RecipientTableModel(translator, self)
-        self.table = QTableView()
-        self.table.setObjectName("recipients")
-        self.table.setModel(self.table_model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
-        # Right click on rows: never send to these people again (the suppression list).
-        self.suppress_action = QAction(self.table)
-        self.suppress_action.triggered.connect(self._suppress_selected)
-        self.table.addAction(self.suppress_action)
-        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        vertical = self.table.verticalHeader()
-        assert vertical is not None
-        vertical.setVisible(False)
-        # Fixed row heights: the view never measures ten thousand rows.
-        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vertical.setDefaultSectionSize(24)
-        horizontal = self.table.horizontalHeader()
-        assert horizontal is not None
-        horizontal.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        horizontal.setStretchLastSection(True)
-        horizontal.resizeSection(0, 60)
-        horizontal.resizeSection(1, 200)
-        horizontal.resizeSection(2, 110)
-
-        watch = QWidget()
-        watch_layout = QVBoxLayout(watch)
-        watch_layout.setContentsMargins(6, 0, 0, 0)
-        watch_layout.addWidget(self._progress_box)
-        watch_layout.addWidget(self.table, 1)
+        # --- progress and the per-recipient table (broadcast_progress); its widgets are named
+        # on the panel as well, where the tests and the main window look for them.
+        self.watch = ProgressView(session, translator)
+        self.state = self.watch.state
+        self.progress_bar = self.watch.progress_bar
+        self.counters = self.watch.counters
+        self.notices = self.watch.notices
+        self.table_model = self.watch.table_model
+        self.table = self.watch.table
+        self.suppress_action = self.watch.suppress_action
 
         setup_scroll = QScrollArea()
         setup_scroll.setWidgetResizable(True)
@@ -257,16 +190,12 @@ class BroadcastPanel(QWidget):
         left_layout.addWidget(reserve_space(self.error))  # Start/Pause/Stop stay put
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
-        splitter.addWidget(watch)
+        splitter.addWidget(self.watch)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([480, 620])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
-
-        self._countdown = QTimer(self)
-        self._countdown.setInterval(1000)
-        self._countdown.timeout.connect(self._show_state)
 
         # --- wiring
         self.import_file_button.clicked.connect(self._choose_file)
@@ -282,18 +211,13 @@ class BroadcastPanel(QWidget):
         session.imported.connect(self._imported)
         session.import_failed.connect(self._import_failed)
         session.opt_in_changed.connect(self._opt_in_changed)
-        session.started.connect(self._started)
-        session.rows_loaded.connect(self.table_model.set_rows)
-        session.recipients_changed.connect(self.table_model.apply)
-        session.progress.connect(self._progress)
-        session.notice.connect(self.add_notice)
         session.finished.connect(self._finished)
         session.failed.connect(self.show_error)
         session.state_changed.connect(self._update_controls)
         session.broadcasts_changed.connect(self._show_broadcasts)
         session.repeat_found.connect(self.repeat.ask)
         accounts.accounts_changed.connect(self._show_accounts)
-        license_model.changed.connect(self._license_changed)
+        license_model.changed.connect(self.watch.show_license)
         translator.language_changed.connect(self._retranslate)
         self._retranslate()
 
@@ -317,14 +241,6 @@ class BroadcastPanel(QWidget):
         self.continue_button.setText(tr("broadcast.continue"))
         self.start_button.setText(tr("broadcast.start"))
         self.stop_button.setText(tr("broadcast.stop"))
-        self._progress_box.setTitle(tr("broadcast.progress"))
-        self._counter_labels["sent"].setText(tr("broadcast.counter.sent"))
-        self._counter_labels["failed"].setText(tr("broadcast.counter.failed"))
-        self._counter_labels["skipped"].setText(tr("broadcast.counter.skipped"))
-        self._counter_labels["pending"].setText(tr("broadcast.counter.pending"))
-        self._counter_labels["quota"].setText(tr("broadcast.counter.quota"))
-        self._notices_label.setText(tr("broadcast.notices"))
-        self.suppress_action.setText(tr("broadcast.suppress_selected"))
         last = self._vm.last_import
         if last is not None:
             self._show_import(last)
@@ -334,7 +250,7 @@ class BroadcastPanel(QWidget):
         self._show_accounts(self._accounts.rows)
         self._show_broadcasts(self._broadcasts)
         self._show_pacing()
-        self._show_state()
+        self.watch.retranslate()
         self._update_controls()
 
     # --- recipients -----------------------------------------------------------------------------
@@ -370,29 +286,23 @@ class BroadcastPanel(QWidget):
 
     def _imported(self, result: RecipientImport) -> None:
         self.repeat.dismiss()
-        self.table_model.set_recipients(result.recipients)
+        self.watch.show_imported(result.recipients)
         self._show_import(result)
-        self.progress_bar.setRange(0, max(1, len(result.recipients)))
-        self.progress_bar.setValue(0)
-        for name in ("sent", "failed", "skipped"):
-            self.counters[name].setText("0")
-        self.counters["pending"].setText(format_count(len(result.recipients)))
-        self.notices.clear()
         self._show_pacing()
-        self._show_state()
+        self.watch.show_state()
 
     def _show_import(self, result: RecipientImport) -> None:
         tr = self._tr.tr
         errors = len(result.errors) + result.unlisted_errors
         summary = tr(
             "broadcast.import.summary",
-            count=format_count(len(result.recipients)),
-            duplicates=format_count(result.duplicates),
-            errors=format_count(errors),
+            count=format_count(len(result.recipients), self._tr),
+            duplicates=format_count(result.duplicates, self._tr),
+            errors=format_count(errors, self._tr),
         )
         if result.opted_out:
             summary += " " + tr(
-                "broadcast.import.opted_out", count=format_count(len(result.opted_out))
+                "broadcast.import.opted_out", count=format_count(len(result.opted_out), self._tr)
             )
         self.import_summary.setText(summary)
         self.import_errors.clear()
@@ -471,7 +381,10 @@ class BroadcastPanel(QWidget):
             )
         else:
             delay = tr("broadcast.pacing.fixed", delay=f"{pacing.min_delay_sec:g}")
-        text = tr("broadcast.pacing.text", delay=delay, batch=pacing.batch_size)
+        if self._vm.pacing_is_demo:  # settings.ini's [broadcast] does not apply in the demo
+            text = tr("broadcast.pacing.text_demo", delay=delay, batch=pacing.batch_size)
+        else:
+            text = tr("broadcast.pacing.text", delay=delay, batch=pacing.batch_size)
         count = len(self._vm.recipients)
         if count:
             average = (pacing.min_delay_sec + max(pacing.min_delay_sec, pacing.max_delay_sec)) / 2
@@ -526,15 +439,7 @@ class BroadcastPanel(QWidget):
     # --- running --------------------------------------------------------------------------------
 
     def selected_recipients(self) -> list[str]:
-        selection = self.table.selectionModel()
-        if selection is None:
-            return []
-        return [self.table_model.recipient_at(i.row()) for i in selection.selectedRows()]
-
-    def _suppress_selected(self) -> None:
-        recipients = self.selected_recipients()
-        if recipients:
-            self._vm.suppression.add_recipients(recipients)
+        return self.watch.selected_recipients()
 
     def _start(self, *, send_again: bool | None = None) -> None:
         self.error.hide()
@@ -547,78 +452,15 @@ class BroadcastPanel(QWidget):
     def _start_chosen(self, send_again: bool) -> None:
         self._start(send_again=send_again)
 
-    def _started(self, _broadcast_id: str) -> None:
-        # The table already holds this run's rows (rows_loaded): the counters follow them.
-        counts = self.table_model.counts()
-        self.progress_bar.setRange(0, max(1, self.table_model.rowCount()))
-        self.progress_bar.setValue(sum(counts.get(s, 0) for s in ("sent", "failed", "skipped")))
-        for name in ("sent", "failed", "skipped", "pending"):
-            self.counters[name].setText(format_count(counts.get(name, 0)))
-        self._show_state()
-
     def _pause_or_resume(self) -> None:
         if self._vm.paused:
             self._vm.resume()
         else:
             self._vm.pause()
 
-    def _progress(self, progress: Progress) -> None:
-        counts = progress.counts
-        self.progress_bar.setRange(0, max(1, counts.total))
-        self.progress_bar.setValue(counts.done)
-        self.counters["sent"].setText(format_count(counts.sent))
-        self.counters["failed"].setText(format_count(counts.failed))
-        self.counters["skipped"].setText(format_count(counts.skipped))
-        self.counters["pending"].setText(format_count(counts.pending))
-        if progress.quota_left is not None:
-            self.counters["quota"].setText(format_count(progress.quota_left))
-        self._show_state()
-
     def _finished(self, progress: Progress) -> None:
-        self._progress(progress)
+        self.watch.show_progress(progress)
         self._license.refresh()
-
-    def _license_changed(self, snapshot: LicenseSnapshot | None) -> None:
-        if not self._vm.running:
-            self.counters["quota"].setText(
-                format_count(snapshot.remaining) if snapshot is not None else "—"
-            )
-
-    def _show_state(self) -> None:
-        tr = self._tr.tr
-        progress = self._vm.last_progress
-        waiting = False
-        if progress is None:
-            if self._vm.running:
-                text = tr("broadcast.state.starting")
-            elif self._vm.recipients:
-                text = tr("broadcast.state.imported", count=format_count(len(self._vm.recipients)))
-            else:
-                text = tr("broadcast.state.idle")
-        else:
-            state = str(progress.state)
-            key = _STATE_KEYS.get(state)
-            text = tr(key) if key else state
-            if state == "waiting" and progress.until is not None:
-                waiting = True
-                left = (progress.until - self._vm.now()).total_seconds()
-                text = tr(
-                    "broadcast.state.waiting_for",
-                    left=format_duration(left, self._tr),
-                    reason=self._vm.describe_reason(progress.detail) if progress.detail else "—",
-                )
-            elif state == "stopped" and progress.detail:
-                text = tr(
-                    "broadcast.state.stopped_because",
-                    reason=self._vm.describe_reason(progress.detail),
-                )
-            elif self._vm.running and self._vm.paused and state == "running":
-                text = tr("broadcast.state.pausing")
-        self.state.setText(text)
-        if waiting and not self._countdown.isActive():
-            self._countdown.start()
-        elif not waiting and self._countdown.isActive():
-            self._countdown.stop()
 
     def _update_controls(self) -> None:
         running = self._vm.running
@@ -631,16 +473,10 @@ class BroadcastPanel(QWidget):
         self.continue_button.setEnabled(not running and self.earlier.currentData() is not None)
         for widget in (self.import_file_button, self.import_text_button, self.opt_in):
             widget.setEnabled(not running)
-        self._show_state()
+        self.watch.show_state()
 
     def add_notice(self, kind: str, message: str) -> None:
-        now = format_datetime(self._vm.now(), self._tr)
-        self.notices.insertItem(0, f"{now}  {message}")
-        item = self.notices.item(0)
-        if item is not None:
-            item.setData(Qt.ItemDataRole.UserRole, kind)
-        while self.notices.count() > MAX_NOTICES:
-            self.notices.takeItem(self.notices.count() - 1)
+        self.watch.add_notice(kind, message)
 
     def show_error(self, message: str) -> None:
         self.error.setText(message)

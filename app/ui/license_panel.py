@@ -148,7 +148,8 @@ class LicensePanel(QWidget):
             for label in (self.account_value, self.plan_value, self.status_value):
                 label.setText("—")
             self.lease_value.setText("—")
-            self.reason.setText(tr("license.not_signed_in"))
+            # The window's banner already says "not signed in"; say what will be here instead.
+            self.reason.setText(tr("license.after_sign_in"))
             self.reason.show()
             self.quota_bar.set_values(0, 0, 0)
             self.quota_text.setText("")

@@ -6,6 +6,8 @@ the engine; the panel shows the next step when the signal for it arrives.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -77,6 +79,13 @@ class AccountsViewModel(EngineBound):
         super().__init__(engine, translator, parent)
         self._core = core
         self._rows: dict[str, AccountRow] = {}
+        # Every answer about an account is stamped on the engine thread, in the order the engine
+        # saw it; the GUI keeps, per account, the stamp of what it shows. Answers travel to the
+        # GUI in separate hops (a refresh's snapshot one loop turn after it was read, a status
+        # change at once), so an older snapshot can land after a newer change and must not
+        # overwrite it.
+        self._stamps = itertools.count(1)  # advanced on the engine thread only
+        self._shown: dict[str, int] = {}  # GUI thread: account id → stamp of what is shown
         self._step = AddStep.IDLE
         self._api_credentials_missing = api_credentials_missing
         engine.call_soon(lambda: core.subscribe_accounts(self._on_engine_row))
@@ -95,23 +104,55 @@ class AccountsViewModel(EngineBound):
         return self._core.clock.now()
 
     def refresh(self) -> bool:
-        return self.call(self._core.accounts, self._got_rows, what="accounts")
+        return self.call(
+            lambda: (next(self._stamps), self._core.accounts()), self._got_rows, what="accounts"
+        )
 
-    def _got_rows(self, rows: list[AccountRow]) -> None:
-        self._rows = {row.info.account_id: row for row in rows}
+    def _got_rows(self, stamped: tuple[int, list[AccountRow]]) -> None:
+        stamp, rows = stamped
+        fresh: dict[str, AccountRow] = {}
+        for row in rows:
+            account_id = row.info.account_id
+            if self._shown.get(account_id, 0) < stamp:
+                fresh[account_id] = row
+                self._shown[account_id] = stamp
+            elif account_id in self._rows:  # changed after the snapshot was read: keep it
+                fresh[account_id] = self._rows[account_id]
+            # else: removed after the snapshot was read; it stays removed
+        for account_id, row in self._rows.items():
+            if account_id not in fresh and self._shown.get(account_id, 0) > stamp:
+                fresh[account_id] = row  # added after the snapshot was read
+        self._rows = fresh
         self.accounts_changed.emit(self.rows)
 
     def _on_engine_row(self, row: AccountRow) -> None:
-        # Engine thread: hand the row to the GUI thread and do nothing else here.
-        self.to_gui(lambda: self._update_row(row))
+        # Engine thread: stamp the row, hand it to the GUI thread and do nothing else here.
+        stamped = (next(self._stamps), row)
+        self.to_gui(lambda: self._update_row(stamped))
 
-    def _update_row(self, row: AccountRow) -> None:
-        self._rows[row.info.account_id] = row
+    def _update_row(self, stamped: tuple[int, AccountRow]) -> None:
+        stamp, row = stamped
+        account_id = row.info.account_id
+        if self._shown.get(account_id, 0) > stamp:
+            return  # a newer answer about this account is already shown
+        self._shown[account_id] = stamp
+        self._rows[account_id] = row
         self.accounts_changed.emit(self.rows)
+
+    def _stamped(self, fn: Callable[[], AccountRow]) -> Callable[[], tuple[int, AccountRow]]:
+        """``fn`` for the engine thread, its answer stamped after it ran."""
+
+        def run() -> tuple[int, AccountRow]:
+            row = fn()
+            return next(self._stamps), row
+
+        return run
 
     def restore(self, account_id: str) -> bool:
         return self.call(
-            lambda: self._core.restore_account(account_id), self._update_row, what="restore"
+            self._stamped(lambda: self._core.restore_account(account_id)),
+            self._update_row,
+            what="restore",
         )
 
     def exclude(self, account_id: str, reason: str = "") -> bool:
@@ -119,17 +160,22 @@ class AccountsViewModel(EngineBound):
         # in its own words (telegram_text); a stored translation would keep the old language.
         reason = reason.strip()
         return self.call(
-            lambda: self._core.exclude_account(account_id, reason),
+            self._stamped(lambda: self._core.exclude_account(account_id, reason)),
             self._update_row,
             what="exclude",
         )
 
     def remove(self, account_id: str) -> bool:
-        def removed(_result: None) -> None:
+        async def remove_stamped() -> int:
+            await self._core.remove_account(account_id)
+            return next(self._stamps)
+
+        def removed(stamp: int) -> None:
+            self._shown[account_id] = stamp  # an older snapshot must not bring it back
             self._rows.pop(account_id, None)
             self.accounts_changed.emit(self.rows)
 
-        return self.submit(self._core.remove_account(account_id), removed, what="remove account")
+        return self.submit(remove_stamped(), removed, what="remove account")
 
     def ask_spambot(self, account_id: str) -> bool:
         return self.submit(
@@ -212,7 +258,11 @@ class AccountsViewModel(EngineBound):
 
     def _added(self, row: AccountRow) -> None:
         self._set_step(AddStep.IDLE)
-        self._update_row(row)
+        if row.info.account_id not in self._rows:
+            # The core also reports the new account to subscribers (stamped, usually already
+            # here); this answer carries no stamp, so it only fills a gap and never overwrites.
+            self._rows[row.info.account_id] = row
+            self.accounts_changed.emit(self.rows)
         self.account_added.emit(row)
 
     def _code_done(self, result: AccountRow | _PasswordNeeded) -> None:

@@ -141,6 +141,11 @@ class BroadcastSession(EngineBound):
         return self._core.config.pacing
 
     @property
+    def pacing_is_demo(self) -> bool:
+        """The demo's own pacing is used; settings.ini's [broadcast] does not apply."""
+        return self._core.config.demo_pacing
+
+    @property
     def recipients(self) -> tuple[str, ...]:
         return () if self._import is None else self._import.recipients
 

@@ -16,6 +16,13 @@ from app.engine import Engine
 from app.transports.simulated import SimulatedNetwork
 from tests.helpers.api import fingerprint
 from tests.helpers.desktop import Desktop
+from tests.helpers.kurigram_transport import (  # the kurigram transport tests' fixtures
+    client_inits,  # noqa: F401
+    clock,  # noqa: F401
+    factory,  # noqa: F401
+    session_dir,  # noqa: F401
+    wire,  # noqa: F401
+)
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ from app.transports.base import (
     TelegramRefused,
     TextRejected,
 )
-from tests.helpers.broadcast_recorder import Recorder
-from tests.helpers.broadcast_runs import (
+from tests.helpers.broadcast import (
     PACING,
     POLICY,
-    RECIPIENTS,
+    READERS,
+    Recorder,
     account_status,
     assert_ended_properly,
     core_of,
@@ -148,8 +148,8 @@ def test_an_unknown_400_fails_that_recipient_and_the_broadcast_goes_on(
 ) -> None:
     desktop, account_id = simulated
     broadcast_id = create(desktop, account_id)
-    desktop.network.script(account_id, RecipientUnavailable(RECIPIENTS[2], "BRAND_NEW"), at=3)
-    desktop.network.script(account_id, RecipientBlocked(RECIPIENTS[5], "USER_IS_BLOCKED"), at=6)
+    desktop.network.script(account_id, RecipientUnavailable(READERS[2], "BRAND_NEW"), at=3)
+    desktop.network.script(account_id, RecipientBlocked(READERS[5], "USER_IS_BLOCKED"), at=6)
     recorder = Recorder()
 
     final = run(desktop, broadcast_id, recorder)
@@ -157,7 +157,7 @@ def test_an_unknown_400_fails_that_recipient_and_the_broadcast_goes_on(
     assert final.state is BroadcastState.FINISHED
     assert (final.counts.sent, final.counts.failed) == (10, 2)
     failed = [(r, d) for r, s, d in recorder.recipients if s is RecipientState.FAILED]
-    assert failed == [(RECIPIENTS[2], "BRAND_NEW"), (RECIPIENTS[5], "USER_IS_BLOCKED")]
+    assert failed == [(READERS[2], "BRAND_NEW"), (READERS[5], "USER_IS_BLOCKED")]
     assert_ended_properly(desktop, final, broadcast_id)
 
 
@@ -185,7 +185,7 @@ def test_a_text_longer_than_telegram_allows_is_refused_before_the_run(
     # 2049 emoji are 2049 code points but 4098 UTF-16 units: Telegram's measure.
     for text in ("x" * 4097, "\N{GRINNING FACE}" * 2049):
         with pytest.raises(TextRejected, match="MESSAGE_TOO_LONG"):
-            desktop.call(lambda text=text: core.create_broadcast(account_id, text, RECIPIENTS))
+            desktop.call(lambda text=text: core.create_broadcast(account_id, text, READERS))
     assert desktop.call(core.broadcasts) == []
     # The longest text allowed is accepted.
     create(desktop, account_id, "x" * 4096)
@@ -197,7 +197,7 @@ def test_a_stored_text_too_long_stops_the_worker_before_anything_is_reserved(
     desktop, account_id = simulated
     core = core_of(desktop)
     # As an older version could have stored it: straight into the store, past the check.
-    broadcast_id = desktop.call(lambda: core.store.create(account_id, "y" * 5000, RECIPIENTS))
+    broadcast_id = desktop.call(lambda: core.store.create(account_id, "y" * 5000, READERS))
 
     final = run(desktop, broadcast_id)
 

@@ -15,10 +15,10 @@ from pyrogram import raw
 from app.antispam import AccountState
 from app.broadcast_store import BroadcastState
 from app.transports.pyrogram_transport import PyrogramTransportFactory
-from tests.helpers.broadcast_runs import (
+from tests.helpers.broadcast import (
     PACING,
     POLICY,
-    RECIPIENTS,
+    READERS,
     account_status,
     assert_ended_properly,
     core_of,
@@ -35,7 +35,7 @@ def kurigram(
 ) -> tuple[Desktop, Wire, str]:
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # kurigram's ./unknown_errors.txt
     wire = Wire()
-    wire.users.extend(user(5000 + i, username=name[1:]) for i, name in enumerate(RECIPIENTS))
+    wire.users.extend(user(5000 + i, username=name[1:]) for i, name in enumerate(READERS))
     install(monkeypatch, wire)
     factory = PyrogramTransportFactory(
         12345, "0123456789abcdef", desktop.data_dir / "sessions", clock=desktop.clock

@@ -25,7 +25,7 @@ from app.i18n import Translator
 from app.transports.simulated import SimulatedNetwork
 from app.ui.main_window import MainWindow
 from app.viewmodels.logs import localize_log
-from tests.helpers.broadcast_recorder import Recorder
+from tests.helpers.broadcast import Recorder
 from tests.helpers.desktop import Desktop
 from tests.helpers.visible_text import foreign, foreign_texts, widget_texts
 

@@ -136,6 +136,36 @@ def test_the_badge_follows_cooldown_with_a_live_countdown_then_exclusion_and_res
     assert desktop.call(lambda: core.antispam.status(TWO_STEP_ID).state.value) == "active"
 
 
+def test_a_list_read_before_a_state_change_does_not_overwrite_it(
+    qtbot: QtBot, panel: AccountsPanel, desktop: Desktop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list travels to the GUI a loop turn after it was read; a ban reported in between
+    reaches the GUI first, and the older list must not turn the badge back to Active."""
+    add_two_step_account(qtbot, panel)
+    core = desktop.core
+    assert core is not None
+    model = vm(panel)
+    read = core.accounts
+
+    def read_then_banned() -> list[AccountRow]:
+        rows = read()  # still Active here
+        core.antispam.on_fatal(TWO_STEP_ID, "USER_DEACTIVATED_BAN")
+        return rows
+
+    monkeypatch.setattr(core, "accounts", read_then_banned)
+    states: list[str] = []
+
+    def second(rows: list[AccountRow]) -> bool:
+        states.append(rows[0].status.state.value)
+        return len(states) == 2  # the ban, then the older list
+
+    with qtbot.wait_signal(model.accounts_changed, check_params_cb=second):
+        model.refresh()
+    assert states == ["excluded", "excluded"]
+    badge = panel.badge(TWO_STEP_ID)
+    assert badge is not None and badge.state == "excluded"
+
+
 def test_exclude_by_hand_and_the_cooldown_timer_runs_only_while_needed(
     qtbot: QtBot, panel: AccountsPanel, desktop: Desktop
 ) -> None:

@@ -3,13 +3,14 @@ numbered import errors, a short broadcast with live counters, notices, and the b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from PyQt6.QtCore import QModelIndex
 from pytestqt.qtbot import QtBot
 
+from app.core_config import Pacing
 from app.i18n import Translator
 from app.transports.base import FloodWait
 from app.ui.broadcast_panel import BroadcastPanel
@@ -135,7 +136,9 @@ def test_a_short_broadcast_finishes_with_matching_counters(
     s.session.progress.connect(progress_seen.append)
 
     with qtbot.wait_signal(s.session.finished, timeout=60_000) as finished:
-        s.panel.start_button.click()
+        # The start first asks the engine about earlier deliveries; the run begins on its answer.
+        with qtbot.wait_signal(s.session.state_changed):
+            s.panel.start_button.click()
         assert s.session.running
         assert not s.panel.start_button.isEnabled() and s.panel.stop_button.isEnabled()
 
@@ -294,3 +297,20 @@ def test_the_new_stop_reasons_read_in_the_windows_language(
     for language, expected in (("ru", russian), ("en", english)):
         session = BroadcastSession(desktop.engine, core, Translator(language))
         assert session.describe_reason(detail) == expected
+
+
+def test_the_pacing_line_names_the_demo_pacing_when_the_demo_uses_it(
+    qtbot: QtBot, setup: Setup, desktop: Desktop
+) -> None:
+    # Outside the demo the pacing comes from settings.ini, and the line says where.
+    assert "(Настройки → [broadcast])" in setup.panel.pacing.text()
+
+    core = desktop.core
+    assert core is not None
+    core.config = replace(
+        core.config, pacing=Pacing(min_delay_sec=0.2, max_delay_sec=0.6), demo_pacing=True
+    )
+    demo = broadcast_tab(qtbot, desktop.engine, core, "ru").panel
+    text = demo.pacing.text()
+    assert text.startswith("пауза 0.2–0.6 с между сообщениями")
+    assert "демо-темп" in text and "(Настройки → [broadcast])" not in text

@@ -114,6 +114,12 @@ def test_signing_out_clears_the_panel_and_opens_the_dialog(
     assert window.license_panel.plan_value.text() == "—"
     assert window.login_dialog is not None and window.login_dialog.isVisible()
     assert window.banner.isVisible()
+    # The banner says "not signed in"; the License panel says what shows there after signing in
+    # instead of repeating it.
+    assert window.banner_text.text().startswith("Вход не выполнен")
+    reason = window.license_panel.reason.text()
+    assert reason == "Тариф, квота и устройства появятся здесь после входа."
+    assert "Вход не выполнен" not in reason
 
 
 def test_enter_with_a_wrong_password_shows_the_error_like_the_button(

@@ -177,3 +177,20 @@ def test_sign_in_first_goes_once_signed_in(qtbot: QtBot, desktop: Desktop, tmp_p
     with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
         dialog.sign_in_button.click()
     assert panel.error.isHidden()
+
+
+def test_the_message_box_is_in_view_at_1024_by_768(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    window = main_window(qtbot, desktop, tmp_path)
+    window.resize(1024, 768)
+    window.show()
+    qtbot.wait_exposed(window)
+    window.tabs.setCurrentWidget(window.broadcast_panel)
+    panel = window.broadcast_panel
+    qtbot.wait_until(panel.start_button.isVisible)
+    # The whole editor shows without scrolling the setup column, and Start stays in view.
+    message = panel.message
+    assert message.visibleRegion().boundingRect().size() == message.size()
+    assert not panel.start_button.visibleRegion().isEmpty()
+    assert window.height() <= 768

@@ -1,0 +1,64 @@
+"""What :class:`app.core.Core` answers with and raises: the panels' rows and the core's errors.
+
+Apart from ``app.core`` so the view-models can name them without the service layer's imports;
+``app.core`` re-exports every name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .antispam import AccountStatus
+from .catalog import Explained, Reason
+from .transports.base import AccountInfo
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    id: str
+    name: str | None
+    created_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class LicenseSnapshot:
+    """The License panel's content."""
+
+    email: str | None
+    plan: str | None
+    status: str
+    #: Whether broadcasts may run; when not, :attr:`reason` says why (in any language).
+    usable: bool
+    reason: Reason | None
+    limit: int
+    used: int
+    held: int
+    remaining: int
+    period_end: datetime | None
+    lease_expires_at: datetime | None
+    devices: tuple[DeviceRow, ...] = ()
+    devices_max: int = 0
+    #: True when the server could not be reached and this comes from the offline lease.
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """An account and its anti-spam state, for the Accounts panel."""
+
+    info: AccountInfo
+    status: AccountStatus
+
+
+class NotSignedIn(RuntimeError):
+    """The action needs a license session; sign in first."""
+
+
+class BroadcastBusy(Explained, RuntimeError):
+    """The account already runs a broadcast (one broadcast per account at a time)."""
+
+
+class LicenseUnusable(Explained, RuntimeError):
+    """The license does not allow sending now (inactive, quota used up, offline)."""
