@@ -15,6 +15,7 @@ from app.catalog import N_, Reason
 PROBLEM_KEYS: Final = {
     "validation_error": N_("problem.validation_error"),
     "invalid_credentials": N_("problem.invalid_credentials"),
+    "totp_required": N_("problem.totp_required"),
     "token_invalid": N_("problem.token_invalid"),
     "token_expired": N_("problem.token_expired"),
     "forbidden": N_("problem.forbidden"),

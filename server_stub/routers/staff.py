@@ -368,7 +368,7 @@ def verify_audit(services: ServicesDep) -> AuditVerdictOut:
 def export_audit(
     principal: StaffDep,
     services: ServicesDep,
-    from_seq: Annotated[int, Query(ge=1)] = 1,
+    from_seq: Annotated[int, Query(ge=1, le=2**63 - 1)] = 1,
 ) -> StreamingResponse:
     services.audit.append(principal.actor, "audit.export", "audit", {"from_seq": from_seq})
     return StreamingResponse(

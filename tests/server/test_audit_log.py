@@ -21,7 +21,7 @@ from server_stub import db
 from server_stub.cli import main as cli_main
 from server_stub.services.audit import entry_dict
 from server_stub.services.staff import Role
-from tests.conftest import Backend, BackendFactory
+from tests.helpers.backend import Backend, BackendFactory
 from tests.helpers.staff import new_staff
 
 

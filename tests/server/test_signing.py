@@ -34,7 +34,7 @@ from server_stub.signing import (
     sign_claims,
     signer_from_settings,
 )
-from tests.conftest import BackendFactory
+from tests.helpers.backend import BackendFactory
 from tests.helpers.license_files import ISSUER, LICENSE_KEY, NOW, TERMS, installation, vendor
 from tests.helpers.softhsm import SoftHsmToken, create_token, softhsm_available
 

@@ -9,8 +9,8 @@ import pytest
 from server_stub.cli import main as cli_main
 from server_stub.cli_staff import cli_actor
 from server_stub.services.staff import Role
-from tests.conftest import Backend, BackendFactory
 from tests.helpers.api import assert_problem
+from tests.helpers.backend import Backend, BackendFactory
 from tests.helpers.staff import STAFF_PASSWORD, login, new_staff
 
 
