@@ -490,3 +490,8 @@ class AuditCheckpoint(Base):
     hash: Mapped[str] = mapped_column(String(64))
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     jws: Mapped[str] = mapped_column(Text)
+
+
+# The license portal's tables live in their own module; importing it here puts them on
+# ``Base.metadata``, so every user of this module sees the whole schema.
+from . import portal_models as portal_models  # noqa: E402
