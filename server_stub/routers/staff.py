@@ -10,26 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agent.protocol import KEY_PURPOSE_AUTH, KEY_PURPOSE_LICENSE, ErrorCode, Rfc3339DateTime
 
 from ..deps import ServicesDep
-from ..errors import TokenInvalid
 from ..keys import SigningKey
-from ..problems import problem_responses
 from ..services.audit import MAX_PAGE, entry_dict
 from ..services.staff import (
     ROLE_PERMISSIONS,
     Permission,
     Role,
     StaffIssued,
-    StaffPrincipal,
     totp_required,
 )
-from ..services.staff.sessions import StaffSessions
+from .staff_auth import StaffDep, staff_endpoint
 from .staff_schemas import (
     AuditEntryOut,
     AuditPageOut,
@@ -48,50 +44,13 @@ from .staff_schemas import (
 )
 
 router = APIRouter(prefix="/staff", tags=["staff"])
-_bearer = HTTPBearer(auto_error=False, description="RS256 staff token from /staff/login")
-
-#: The ``x-permission`` of the endpoints that take no staff token.
-PUBLIC = "public"
-PERMISSION_KEY = "x-permission"
-
-
-def current_staff(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> StaffPrincipal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise TokenInvalid("a bearer staff token is required")
-    principal: StaffPrincipal = request.app.state.services.staff.authenticate(
-        credentials.credentials
-    )
-    return principal
-
-
-StaffDep = Annotated[StaffPrincipal, Depends(current_staff)]
-
-
-def require(permission: Permission) -> Callable[[StaffPrincipal], StaffPrincipal]:
-    def check(principal: StaffDep) -> StaffPrincipal:
-        StaffSessions.authorize(principal, permission)
-        return principal
-
-    return check
 
 
 def endpoint(
     method: str, path: str, permission: Permission | None, *codes: ErrorCode, **kwargs: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a ``/staff`` route that names its permission (``None``: public)."""
-    return router.api_route(
-        path,
-        methods=[method],
-        dependencies=[Depends(require(permission))] if permission is not None else [],
-        openapi_extra={PERMISSION_KEY: permission.value if permission is not None else PUBLIC},
-        responses=problem_responses(
-            ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN, *codes
-        ),
-        **kwargs,
-    )
+    """Register a ``/staff`` route of this router that names its permission (``None``: public)."""
+    return staff_endpoint(router, method, path, permission, *codes, **kwargs)
 
 
 def _staff_out(staff: Any) -> StaffOut:

@@ -1,4 +1,4 @@
-"""Staff roles, login with TOTP and the /staff endpoints, over HTTP on SQLite and PostgreSQL.
+"""Staff roles, login with TOTP and the staff endpoints, over HTTP on SQLite and PostgreSQL.
 
 The role matrix is generated from the one permission table (``ROLE_PERMISSIONS``) and the
 ``x-permission`` every ``/staff`` route names in the OpenAPI document.
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from server_stub.routers.staff import PERMISSION_KEY, PUBLIC
+from server_stub.routers.staff_auth import PERMISSION_KEY, PUBLIC
 from server_stub.services.staff import ROLE_PERMISSIONS, Permission, Role, totp_required
 from tests.helpers.api import assert_problem, bearer, register
 from tests.helpers.backend import Backend
@@ -19,13 +19,14 @@ from tests.helpers.staff import STAFF_PASSWORD, code_at, login, new_staff
 
 
 def staff_routes(backend: Backend) -> list[tuple[str, str, str]]:
-    """(method, path, permission) of every /staff route; logout last (it ends the session)."""
+    """(method, path, permission) of every staff route (each /staff route, and any other that
+    names a permission); logout last (it ends the session)."""
     schema: dict[str, Any] = backend.client.get("/openapi.json").json()
     routes = [
         (method.upper(), path, operation.get(PERMISSION_KEY))
         for path, item in schema["paths"].items()
-        if path.startswith("/staff")
         for method, operation in item.items()
+        if path.startswith("/staff") or PERMISSION_KEY in operation
     ]
     return sorted(routes, key=lambda r: (r[1] == "/staff/logout", r[1], r[0]))
 
