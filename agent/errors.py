@@ -161,6 +161,14 @@ class LicenseFileExpired(LicenseFileRejected):
     """Past the license's validity and its grace (or not valid yet)."""
 
 
+class LicenseFileNotYetValid(LicenseFileExpired):
+    """Before the license's ``nbf`` (its validity has not started)."""
+
+
+class LicenseFileOutdated(LicenseFileRejected):
+    """An older ``file_version`` of the license already active: an upgrade is never undone."""
+
+
 class DomainMismatch(LicenseFileRejected):
     """The license is for another install domain."""
 

@@ -35,14 +35,17 @@ from .broadcast_store import (
 from .catalog import N_, Reason, story
 from .clock import AsyncClock, SystemAsyncClock
 from .core_config import CoreConfig
+from .core_license_file import LicenseFileMode
 from .core_types import (
     AccountRow,
     BroadcastBusy,
     DeviceRow,
+    LicenseFileFacts,
     LicenseSnapshot,
     LicenseUnusable,
     NotSignedIn,
 )
+from .license_modules import MODULE_MULTI_ACCOUNT
 from .license_snapshot import offline_snapshot, online_snapshot
 from .problems import problem_reason
 from .telemetry import TelemetryClient
@@ -63,6 +66,7 @@ __all__ = [
     "BroadcastBusy",
     "Core",
     "DeviceRow",
+    "LicenseFileFacts",
     "LicenseSnapshot",
     "LicenseUnusable",
     "NotSignedIn",
@@ -83,7 +87,7 @@ _END_STATE_KEYS = {
 }
 
 
-class Core:
+class Core(LicenseFileMode):
     """The desktop's services, on the engine loop. Create it inside that loop."""
 
     def __init__(
@@ -116,6 +120,7 @@ class Core:
         )
         log_requests(self.client.http)
         self.journal = UsageJournal(self.data_dir / "usage-journal.sqlite", clock=self.clock)
+        self._init_license_files(config, __version__)
         self.store = BroadcastStore(self.data_dir / "broadcasts.sqlite", clock=self.clock)
         self.antispam = AntiSpamWorker(
             config.policy, self.data_dir / "account-states.json", self.clock
@@ -166,7 +171,10 @@ class Core:
 
     async def resume_session(self) -> LicenseSnapshot | None:
         """Sign in again with the stored refresh token; ``None`` when there is none or it is
-        no longer accepted (the login dialog is shown then)."""
+        no longer accepted (the login dialog is shown then). A kept license file comes first:
+        it is verified again, and a refusal (expired, revoked, …) is raised for the dialog."""
+        if self.license_files.kept:
+            return await self.activate_kept_license_file()
         if self.client.secrets.load() is None:
             return None
         try:
@@ -182,6 +190,9 @@ class Core:
         return await self.license_snapshot()
 
     async def sign_out(self) -> None:
+        if self._file_mode:
+            await self.deactivate_license_file()
+            return
         await self.stop_all()
         try:
             await self.client.logout()
@@ -192,9 +203,10 @@ class Core:
 
     async def settle_journal(self) -> list[SettleOutcome]:
         """Resolve the reservations a previous run (a crash) left open."""
-        left_open = self.journal.entries(open_only=True)
-        outcomes = await self.journal.settle(self.client)
-        marked = reconcile(self.store, self.journal, left_open)
+        journal, usage = self._usage()
+        left_open = journal.entries(open_only=True)
+        outcomes = await journal.settle(usage)
+        marked = reconcile(self.store, journal, left_open)
         if marked:
             story(log, N_("log.crash_marked"), count=marked)
         for outcome in outcomes:
@@ -212,7 +224,10 @@ class Core:
     # --- license --------------------------------------------------------------------------------
 
     async def license_snapshot(self) -> LicenseSnapshot:
-        """``GET /license`` and the devices; the offline lease when the server is unreachable."""
+        """``GET /license`` and the devices; the offline lease when the server is unreachable.
+        In license-file mode: the file verified again and this month's messages."""
+        if self._file_mode:
+            return self.license_files.snapshot()
         self._need_session()
         try:
             lic = await self.client.license()
@@ -245,6 +260,8 @@ class Core:
 
     async def add_account_start(self, phone: str) -> None:
         """Step 1 of adding an account: Telegram sends a code to ``phone``."""
+        if self._accounts and not self.has_module(MODULE_MULTI_ACCOUNT):
+            raise LicenseUnusable(N_("license.reason.module_multi_account"))
         await self.add_account_cancel()
         self._login = self.transports.login_flow()
         await self._login.send_code(phone)
@@ -404,17 +421,18 @@ class Core:
         if not snapshot.usable:
             why = snapshot.reason or Reason(N_("license.reason.unknown"))
             raise LicenseUnusable(why.key, **why.params)
+        journal, usage = self._usage()
         worker = BroadcastWorker(
             broadcast_id,
             store=self.store,
-            journal=self.journal,
-            usage=self.client,
+            journal=journal,
+            usage=usage,
             transport=self.transports.transport(account),
             antispam=self.antispam,
             clock=self.clock,
             observer=observer,
             pacing=self.config.pacing,
-            quota_left=snapshot.remaining,
+            quota_left=None if snapshot.messages_unlimited else snapshot.remaining,
             rng=self._rng,
             anti_spam_enabled=self.config.policy.enabled,
         )
@@ -487,8 +505,9 @@ class Core:
         await self.telemetry.aclose()
         await self.client.aclose()
         self.journal.close()
+        self.license_files.close()
         self.store.close()
 
     def _need_session(self) -> None:
-        if not self._signed_in:
+        if not self._signed_in and not self._file_mode:
             raise NotSignedIn("sign in first")

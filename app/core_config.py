@@ -33,3 +33,5 @@ class CoreConfig:
     #: panel must not send the user to Settings to change it.
     demo_pacing: bool = False
     telemetry: bool = False
+    #: ``[license] install_domain``: the domain a license file must name ("" = the host's FQDN).
+    install_domain: str = ""

@@ -23,6 +23,27 @@ class DeviceRow:
 
 
 @dataclass(frozen=True)
+class LicenseFileFacts:
+    """What an activated license file says, for the License panel."""
+
+    customer: str
+    product: str
+    plan: str
+    modules: tuple[str, ...]
+    #: ``(name, value)`` in display order; ``None`` is "no limit".
+    limits: tuple[tuple[str, int | None], ...]
+    domain: str
+    valid_from: datetime
+    valid_until: datetime
+    expires_at: datetime
+    #: Past the paid validity, working on until :attr:`expires_at`: the panel warns.
+    in_grace: bool
+    file_version: int
+    #: The license key's last four characters only.
+    key_tail: str
+
+
+@dataclass(frozen=True)
 class LicenseSnapshot:
     """The License panel's content."""
 
@@ -42,6 +63,10 @@ class LicenseSnapshot:
     devices_max: int = 0
     #: True when the server could not be reached and this comes from the offline lease.
     offline: bool = False
+    #: Set in license-file mode (no account): the file's facts; the quota is this month's.
+    license_file: LicenseFileFacts | None = None
+    #: License-file mode without a messages limit: :attr:`remaining` means nothing then.
+    messages_unlimited: bool = False
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         pacing=_pacing(settings, demo=startup.demo is not None),
         demo_pacing=startup.demo is not None,
         telemetry=settings.telemetry.enabled,
+        install_domain=settings.license.install_domain,
     )
     handle = DeferredCore(
         config, SystemAsyncClock(), startup.transports, in_engine_thread=engine.in_engine_thread

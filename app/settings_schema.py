@@ -148,6 +148,18 @@ def _parse_pins(value: object) -> tuple[str, ...]:
     return tuple(pins)
 
 
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
+
+def _parse_install_domain(value: object) -> str:
+    text = "" if value is None else str(value).strip().lower().rstrip(".")
+    if text and not _HOST_NAME.fullmatch(text):
+        raise InvalidValue(N_("settings.reason.install_domain"), got=repr(text[:80]))
+    return text
+
+
 def _parse_api_id(value: object) -> int | None:
     if value is None:
         return None
@@ -259,6 +271,12 @@ class LicenseSettings(Section):
         help="Pins of the backend's signing keys: sha256/ + base64url(SHA-256 of the key's DER "
         "SubjectPublicKeyInfo), comma separated. `tgflow-server keys pins` prints them. "
         "Tokens signed by any other key are refused, even if the backend publishes it.",
+    )
+    install_domain: str = setting(
+        "",
+        _parse_install_domain,
+        help="This installation's domain, checked against a license file's domain (a host name, "
+        "or *.example.com for any subdomain). Empty: this computer's fully qualified host name.",
     )
 
 

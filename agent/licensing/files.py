@@ -31,6 +31,7 @@ from agent.clock import Clock, SystemClock
 from agent.errors import (
     DomainMismatch,
     LicenseFileExpired,
+    LicenseFileNotYetValid,
     LicenseFileRejected,
     LicenseRevoked,
     TokenInvalid,
@@ -206,7 +207,7 @@ class LicenseFileVerifier:
 
     def _check_times(self, claims: LicenseFileClaims, seconds: float) -> None:
         if seconds < claims.nbf - self._leeway:
-            raise LicenseFileExpired(
+            raise LicenseFileNotYetValid(
                 f"the license is not valid before {_when(claims.nbf).isoformat()}"
             )
         if seconds > claims.exp + self._leeway:

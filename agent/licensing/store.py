@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from agent.errors import LicenseFileRejected
+from agent.errors import LicenseFileOutdated, LicenseFileRejected
 from agent.private_files import default_data_dir, write_private_file
 
 from .files import License, LicenseFileVerifier
@@ -56,7 +56,7 @@ class LicenseFileStore:
             if kept is not None and kept.get("license_key") == new.license_key:
                 version = kept.get("file_version")
                 if isinstance(version, int) and version > new.file_version:
-                    raise LicenseFileRejected(
+                    raise LicenseFileOutdated(
                         f"this is version {new.file_version} of license {new.license_key}; "
                         f"version {version} is already active"
                     )
@@ -70,6 +70,18 @@ class LicenseFileStore:
                 self.path, json.dumps(document).encode("utf-8"), prefix=".license-file-"
             )
             return new
+
+    def kept_key(self) -> str | None:
+        """The license key of the kept file (``None`` when none is kept), unverified."""
+        with self._lock:
+            kept = self._read()
+        key = None if kept is None else kept.get("license_key")
+        return key if isinstance(key, str) else None
+
+    def clear(self) -> None:
+        """Forget the kept file (deactivation); nothing happens when none is kept."""
+        with self._lock:
+            self.path.unlink(missing_ok=True)
 
     def check(self, *, now: datetime | None = None) -> License:
         """The kept license, verified again now (signature, times, clock, revocation, …).

@@ -24,6 +24,7 @@ from app.i18n import N_, Translator
 from app.viewmodels.formatting import format_count, format_datetime
 from app.viewmodels.license import LicenseViewModel
 
+from .license_file_box import LicenseFileBox
 from .quota_bar import HELD_COLOUR, REMAINING_COLOUR, USED_COLOUR, QuotaBar
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ class LicensePanel(QWidget):
         self.reason.setWordWrap(True)
         self.reason.hide()
 
+        # --- license-file mode
+        self.file_box = LicenseFileBox(self._vm, translator)
+
         # --- quota
         self._quota_box = QGroupBox()
         quota = QVBoxLayout(self._quota_box)
@@ -110,6 +114,7 @@ class LicensePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._summary_box)
         layout.addWidget(self.reason)
+        layout.addWidget(self.file_box)
         layout.addWidget(self._quota_box)
         layout.addWidget(self._devices_box, 1)
         layout.addLayout(actions)
@@ -144,6 +149,17 @@ class LicensePanel(QWidget):
     def _show(self, snapshot: LicenseSnapshot | None) -> None:
         tr = self._tr.tr
         self.error.hide()
+        facts = None if snapshot is None else snapshot.license_file
+        self.file_box.show_facts(facts)
+        # A license file has no account, devices or lease: those rows would only say "—".
+        self._devices_box.setVisible(facts is None)
+        for name in ("account", "lease"):
+            self._labels[name].setVisible(facts is None)
+        self.account_value.setVisible(facts is None)
+        self.lease_value.setVisible(facts is None)
+        self._quota_box.setTitle(
+            self._tr.tr("license_file.quota_month") if facts else self._tr.tr("license.quota")
+        )
         if snapshot is None:
             for label in (self.account_value, self.plan_value, self.status_value):
                 label.setText("—")
@@ -177,6 +193,16 @@ class LicensePanel(QWidget):
             self.reason.setText(tr("license.not_usable", reason=self.reason_text(snapshot)))
             self.reason.show()
         self.quota_bar.set_values(snapshot.used, snapshot.held, snapshot.limit)
+        if snapshot.messages_unlimited:
+            self.quota_text.setText(
+                tr("license.quota.used", count=format_count(snapshot.used, self._tr))
+                + "  "
+                + tr("license_file.no_limit")
+            )
+            self.period_end.setText(
+                tr("license_file.month_end", when=format_datetime(snapshot.period_end, self._tr))
+            )
+            return
         self.quota_text.setText(
             "  ".join(
                 [
@@ -195,17 +221,20 @@ class LicensePanel(QWidget):
                 ]
             )
         )
-        self.period_end.setText(
-            tr("license.period_end", when=format_datetime(snapshot.period_end, self._tr))
-        )
-        self._show_devices(snapshot)
+        period_key = "license_file.month_end" if facts else "license.period_end"
+        self.period_end.setText(tr(period_key, when=format_datetime(snapshot.period_end, self._tr)))
+        if facts is None:
+            self._show_devices(snapshot)
 
     def reason_text(self, snapshot: LicenseSnapshot) -> str:
         """Why the license cannot be used now, in the window's language."""
         tr = self._tr.tr
         if snapshot.offline and snapshot.plan is not None:
             return tr("license.reason.offline")
-        if snapshot.offline and snapshot.reason is not None:
+        if (snapshot.offline or snapshot.license_file is not None) and snapshot.reason:
+            return self._tr.reason(snapshot.reason)
+        if snapshot.reason is not None and snapshot.status == "inactive" and not snapshot.plan:
+            # A kept license file that no longer works: the file's own refusal.
             return self._tr.reason(snapshot.reason)
         if snapshot.status != "active":
             key = _STATUS_KEYS.get(snapshot.status)

@@ -1,13 +1,17 @@
 """Signing in to the license server. The dialog never waits: the sign-in runs on the engine and the
-dialog closes when :attr:`SessionViewModel.signed_in` arrives."""
+dialog closes when :attr:`SessionViewModel.signed_in` arrives. "Activate with a license file…"
+beside it opens :class:`LicenseFileDialog` (offline activation, no account)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -19,6 +23,7 @@ from app.i18n import Translator
 from app.viewmodels.session import SessionViewModel
 
 from .error_line import reserve_space
+from .license_file_dialog import LicenseFileDialog
 
 
 class LoginDialog(QDialog):
@@ -31,9 +36,15 @@ class LoginDialog(QDialog):
         email: str = "",
         password: str = "",
         demo: bool = False,
+        license_directory: Path | None = None,
+        demo_license: tuple[Path, str] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("loginDialog")
+        self._license_directory = license_directory
+        self._demo_license = demo_license
+        #: Built when "Activate with a license file…" is first pressed.
+        self.license_file_dialog: LicenseFileDialog | None = None
         self._session = session
         self._tr = translator
         # What a reopened dialog starts from: the demo's credentials again (its note says they
@@ -85,6 +96,14 @@ class LoginDialog(QDialog):
         self._password_label = QLabel()
         self._form.addRow(self._email_label, self.email)
         self._form.addRow(self._password_label, self.password)
+        self._or = QLabel()
+        self._or.setObjectName("hint")
+        self.license_file_button = QPushButton()
+        self.license_file_button.setObjectName("licenseFileButton")
+        self.license_file_button.setAutoDefault(False)
+        alternative = QHBoxLayout()
+        alternative.addWidget(self._or, 1)
+        alternative.addWidget(self.license_file_button)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 20, 24, 16)
@@ -96,9 +115,11 @@ class LoginDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(self.status)
         layout.addWidget(self._buttons)
+        layout.addLayout(alternative)
         self.setMinimumWidth(420)
 
         self.sign_in_button.clicked.connect(self._submit)
+        self.license_file_button.clicked.connect(self.open_license_file)
         self.cancel_button.clicked.connect(self.reject)
         session.busy_changed.connect(self._busy)
         session.sign_in_failed.connect(self.show_error)
@@ -119,7 +140,24 @@ class LoginDialog(QDialog):
         self.email.setPlaceholderText(tr("login.email_placeholder"))
         self.sign_in_button.setText(tr("login.sign_in"))
         self.cancel_button.setText(tr("login.cancel"))
+        self._or.setText(tr("login.or_license_file"))
+        self.license_file_button.setText(tr("login.license_file"))
         self._busy(self._session.busy)
+
+    def open_license_file(self) -> LicenseFileDialog:
+        """Open the license-file activation (window-modal over this dialog)."""
+        if self.license_file_dialog is None:
+            self.license_file_dialog = LicenseFileDialog(
+                self._session,
+                self._tr,
+                self,
+                directory=self._license_directory,
+                demo_file=self._demo_license,
+            )
+        if not self.license_file_dialog.isVisible():
+            self.license_file_dialog.reset_fields()
+            self.license_file_dialog.open()
+        return self.license_file_dialog
 
     def reset_fields(self) -> None:
         """Refill the form for a new sign-in: in the demo with its own credentials (a wrong
@@ -165,6 +203,7 @@ class LoginDialog(QDialog):
 
     def _busy(self, busy: bool) -> None:
         self.sign_in_button.setEnabled(not busy)
+        self.license_file_button.setEnabled(not busy)
         self.email.setEnabled(not busy)
         self.password.setEnabled(not busy)
         self.status.setText(self._tr.tr("login.signing_in") if busy else "")

@@ -27,6 +27,7 @@ from PyQt6.QtWidgets import (
 
 from app.engine import Engine
 from app.i18n import LANGUAGES, N_, QtTranslations, Translator
+from app.license_modules import MODULE_MARKETPLACE
 from app.viewmodels.accounts import AccountsViewModel
 from app.viewmodels.broadcast import BroadcastSession
 from app.viewmodels.license import LicenseViewModel
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         translator: Translator,
         demo_credentials: tuple[str, str] | None = None,
         marketplace_defaults: tuple[str, str] | None = None,
+        demo_license: tuple[Path, str] | None = None,
         current_log: Path | None = None,
         parent: QWidget | None = None,
     ) -> None:
@@ -83,6 +85,8 @@ class MainWindow(QMainWindow):
         self.qt_translations = QtTranslations(translator, self)
         self._demo_credentials = demo_credentials
         self._marketplace_defaults = marketplace_defaults
+        #: The demo's license file and key: the license-file dialog opens there, filled in.
+        self._demo_license = demo_license
         self._login: LoginDialog | None = None
         #: Asked when the window is closed while a broadcast runs (``None`` until then).
         self.quit_confirm: QMessageBox | None = None
@@ -115,6 +119,8 @@ class MainWindow(QMainWindow):
 
         # --- panels
         self.license_panel = LicensePanel(self.license, translator)
+        if demo_license is not None:
+            self.license_panel.file_box.directory = demo_license[0].parent
         self.accounts_panel = AccountsPanel(self.accounts, translator)
         self.broadcast_panel = BroadcastPanel(
             self.broadcast, self.accounts, self.license, translator
@@ -211,6 +217,8 @@ class MainWindow(QMainWindow):
         self.session.busy_changed.connect(lambda _busy: self._show_session())
         self.settings.saved.connect(self._settings_saved)
         self.license.failed.connect(self._status_message)
+        self.license.deactivated.connect(self.session.license_file_gone)
+        self.license.changed.connect(self._gate_modules)
         self.broadcast.finished.connect(self._quit_if_asked)
         self.broadcast.failed.connect(self._quit_if_asked)
         engine.failed.connect(lambda _what, _exc: self._status_message(self._tr.tr("error.task")))
@@ -234,6 +242,7 @@ class MainWindow(QMainWindow):
         """Open the login dialog (window-modal, never a nested event loop)."""
         if self._login is None:
             email, password = self._demo_credentials or ("", "")
+            demo_license = self._demo_license
             self._login = LoginDialog(
                 self.session,
                 self._tr,
@@ -241,6 +250,8 @@ class MainWindow(QMainWindow):
                 email=email,
                 password=password,
                 demo=self._demo_credentials is not None,
+                license_directory=None if demo_license is None else demo_license[0].parent,
+                demo_license=demo_license,
             )
         if not self._login.isVisible():
             self._login.reset_fields()
@@ -288,10 +299,18 @@ class MainWindow(QMainWindow):
         self._show_session()
         self.show_login()
 
+    def _gate_modules(self, snapshot: LicenseSnapshot | None) -> None:
+        """A license file without the ``marketplace`` module has no Marketplace tab to use
+        (docs/desktop.md, "License files"); an e-mail account has every module."""
+        facts = None if snapshot is None else snapshot.license_file
+        index = self.tabs.indexOf(self.marketplace_tab)
+        self.tabs.setTabEnabled(index, facts is None or MODULE_MARKETPLACE in facts.modules)
+
     def _show_session(self) -> None:
         tr = self._tr.tr
         email = self.session.email
-        signed_in = email is not None
+        customer = self.session.customer
+        signed_in = self.session.active
         self.banner.setVisible(not signed_in)
         self.banner_text.setText(
             tr("main.signing_in") if self.session.busy else tr("main.not_signed_in")
@@ -299,9 +318,15 @@ class MainWindow(QMainWindow):
         self.banner_button.setEnabled(not self.session.busy)
         self.sign_in_action.setEnabled(not signed_in)
         self.sign_out_action.setEnabled(signed_in)
-        self.user_label.setText(tr("main.signed_in_as", email=email) if signed_in else "")
+        who = email if email is not None else customer
+        if email is not None:
+            self.user_label.setText(tr("main.signed_in_as", email=email))
+        elif customer is not None:
+            self.user_label.setText(tr("main.licensed_to", customer=customer))
+        else:
+            self.user_label.setText("")
         title = tr("main.title")
-        self.setWindowTitle(f"{title} — {email}" if signed_in else title)
+        self.setWindowTitle(f"{title} — {who}" if who else title)
 
     def _tab_changed(self, index: int) -> None:
         widget = self.tabs.widget(index)

@@ -55,6 +55,7 @@ def describe_error(exc: BaseException, tr: Translator, *, what: str = "") -> str
     from agent import errors as agent_errors
     from app import core
     from app.config import SettingsError as SettingsError_
+    from app.license_file import LicenseFileRefused
     from app.recipients import RecipientFileError
     from app.transports import base as transport
 
@@ -66,6 +67,8 @@ def describe_error(exc: BaseException, tr: Translator, *, what: str = "") -> str
         return tr.tr(
             "error.recipients_file", file=exc.path.name, reason=tr.tr(exc.key, **exc.params)
         )
+    if isinstance(exc, LicenseFileRefused):
+        return tr.reason(exc.why)
     if isinstance(exc, agent_errors.InvalidCredentials):
         return tr.tr("error.invalid_credentials")
     if isinstance(exc, agent_errors.DeviceLimit):

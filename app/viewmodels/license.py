@@ -1,7 +1,9 @@
-"""The License panel's data: plan, quota, devices, the offline lease, why sending is refused."""
+"""The License panel's data: plan, quota, devices, the offline lease, why sending is refused;
+in license-file mode the file's modules and limits, replacing and deactivating it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QObject, pyqtSignal
@@ -19,6 +21,10 @@ class LicenseViewModel(EngineBound):
     changed = pyqtSignal(object)
     failed = pyqtSignal(str)
     busy_changed = pyqtSignal(bool)
+    #: A newer license file replaced the one in use (its file version).
+    replaced = pyqtSignal(int)
+    #: The license file was deactivated: the program is no longer licensed.
+    deactivated = pyqtSignal()
 
     def __init__(
         self, engine: Engine, core: Core, translator: Translator, parent: QObject | None = None
@@ -54,6 +60,54 @@ class LicenseViewModel(EngineBound):
         return self.submit(
             self._core.deactivate_device(device_id), self._got, self._failed, what="deactivate"
         )
+
+    def replace_file(self, path: str | Path) -> bool:
+        """ "Replace with a newer file…": the file chosen, opened with the key already typed."""
+        if self._busy:
+            return False
+        self._set_busy(True)
+        return self.submit(
+            self._core.replace_license_file(Path(path)),
+            self._replaced,
+            self._failed,
+            what="replace license file",
+        )
+
+    def newer_file_arrived(self, text: str) -> bool:
+        """A newer version of the license file in use arrived as text (the online heartbeat's
+        hook, :mod:`agent.licensing.online`); it replaces the kept one like a file chosen by
+        hand, and an older version is refused with the same message."""
+        if self._busy:
+            return False
+        self._set_busy(True)
+        return self.submit(
+            self._core.newer_license_file(text),
+            self._replaced,
+            self._failed,
+            what="newer license file",
+        )
+
+    def deactivate(self) -> bool:
+        """Forget the license file (the broadcasts stop); :attr:`deactivated` when done."""
+        if self._busy:
+            return False
+        self._set_busy(True)
+        return self.submit(
+            self._core.deactivate_license_file(),
+            self._deactivated,
+            self._failed,
+            what="deactivate license file",
+        )
+
+    def _replaced(self, snapshot: LicenseSnapshot) -> None:
+        self._got(snapshot)
+        if snapshot.license_file is not None:
+            self.replaced.emit(snapshot.license_file.file_version)
+
+    def _deactivated(self, _result: None) -> None:
+        self._set_busy(False)
+        self.set_snapshot(None)
+        self.deactivated.emit()
 
     def _set_busy(self, busy: bool) -> None:
         if busy != self._busy:

@@ -1,7 +1,8 @@
-"""Signing in to the license server, resuming the stored session, signing out."""
+"""Signing in to the license server (or activating a license file), resuming, signing out."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QObject, pyqtSignal
@@ -27,6 +28,8 @@ class SessionViewModel(EngineBound):
     needs_sign_in = pyqtSignal(str)
     signed_out = pyqtSignal()
     busy_changed = pyqtSignal(bool)
+    #: Activating a license file was refused: a message for the license-file dialog.
+    activation_failed = pyqtSignal(str)
 
     def __init__(
         self, engine: Engine, core: Core, translator: Translator, parent: QObject | None = None
@@ -35,10 +38,22 @@ class SessionViewModel(EngineBound):
         self._core = core
         self._busy = False
         self._email: str | None = None
+        #: The customer of the license file in use (license-file mode), else ``None``.
+        self._customer: str | None = None
 
     @property
     def busy(self) -> bool:
         return self._busy
+
+    @property
+    def customer(self) -> str | None:
+        """Whose license file is in use (``None`` unless in license-file mode)."""
+        return self._customer
+
+    @property
+    def active(self) -> bool:
+        """Signed in by e-mail, or licensed by a license file."""
+        return self._email is not None or self._customer is not None
 
     @property
     def email(self) -> str | None:
@@ -66,6 +81,26 @@ class SessionViewModel(EngineBound):
             what="sign in",
         )
 
+    def activate_file(self, path: str | Path, license_key: str) -> bool:
+        """Start activating the license file at ``path``; ``False`` (and
+        :attr:`activation_failed`) when refused at once."""
+        if self._busy:
+            return False
+        path = str(path).strip()
+        if not path:
+            self.activation_failed.emit(self._tr.tr("license_file.error.no_file"))
+            return False
+        if not license_key.strip():
+            self.activation_failed.emit(self._tr.tr("license_file.refused.no_key"))
+            return False
+        self._set_busy(True)
+        return self.submit(
+            self._core.activate_license_file(Path(path), license_key),
+            self._done,
+            self._activation_failed,
+            what="activate license file",
+        )
+
     def resume(self) -> bool:
         """Sign in with the stored session, if there is one."""
         if self._busy:
@@ -84,7 +119,19 @@ class SessionViewModel(EngineBound):
     def _done(self, snapshot: LicenseSnapshot) -> None:
         self._set_busy(False)
         self._email = snapshot.email
+        facts = snapshot.license_file
+        self._customer = None if facts is None else facts.customer
         self.signed_in.emit(snapshot)
+
+    def _activation_failed(self, message: str) -> None:
+        self._set_busy(False)
+        self.activation_failed.emit(message)
+
+    def license_file_gone(self) -> None:
+        """The license file was deactivated (from the License panel): signed out."""
+        self._email = None
+        self._customer = None
+        self.signed_out.emit()
 
     def _sign_in_failed(self, message: str) -> None:
         self._set_busy(False)
@@ -104,11 +151,13 @@ class SessionViewModel(EngineBound):
     def _out(self, _result: None) -> None:
         self._set_busy(False)
         self._email = None
+        self._customer = None
         self.signed_out.emit()
 
     def _sign_out_failed(self, message: str) -> None:
         # The local session is gone even when the server could not be told (Core.sign_out).
         self._set_busy(False)
         self._email = None
+        self._customer = None
         self.report_error(message)
         self.signed_out.emit()
