@@ -164,6 +164,8 @@ class DemoBackend:
     services: Services
     server: EmbeddedServer = field(repr=False)
     marketplace: DemoMarketplace | None = None
+    #: The demo's license file and its license key (:func:`write_demo_license`).
+    license_file: tuple[Path, str] | None = None
 
     def stop(self) -> None:
         if self.marketplace is not None:
@@ -275,6 +277,56 @@ def start_demo_backend(
         server=server,
         marketplace=market,
     )
+
+
+#: The demo license file's name, in the demo data dir (beside the recipients).
+DEMO_LICENSE_FILE = "demo-license.lic"
+
+
+def write_demo_license(backend: DemoBackend, data_dir: Path, domain: str) -> tuple[Path, str]:
+    """Sign ``demo-license.lic`` with the demo server's license key, for this computer's
+    ``domain``; returns its path and license key (new at every start, like the password).
+
+    The file is encrypted (the key is needed, as with a real one) and carries the modules
+    the desktop knows (marketplace, multi_account) and a monthly limit of 1,000 messages.
+    """
+    from datetime import timedelta
+
+    from agent.protocol import LicenseLimits
+    from server_stub.services.license_files import LicenseTerms, issue_license_file
+
+    from . import __version__
+    from .license_modules import MODULE_MARKETPLACE, MODULE_MULTI_ACCOUNT
+
+    services = backend.services
+    now = services.ctx.clock.now()
+    key = "TGF-DEMO-" + secrets.token_hex(16).upper()
+    major = int(__version__.split(".")[0])
+    terms = LicenseTerms(
+        license_key=key,
+        file_version=1,
+        customer_id="demo",
+        customer_name="TGFlow Demo",
+        product="tgflow",
+        plan="advanced",
+        modules=(MODULE_MARKETPLACE, MODULE_MULTI_ACCOUNT),
+        limits=LicenseLimits(
+            users=5, departments=2, integrations=None, api_rate=None, messages=1000
+        ),
+        valid_from=now - timedelta(days=1),
+        valid_until=now + timedelta(days=365),
+        grace=timedelta(days=14),
+        domain=domain,
+        min_version="0.1",
+        max_version=f"{major + 1}.0",
+    )
+    text = issue_license_file(
+        services.signer, terms, issuer=services.ctx.settings.issuer, now=now, encrypt=True
+    )
+    path = data_dir / DEMO_LICENSE_FILE
+    path.write_text(text, encoding="utf-8")
+    backend.license_file = (path, key)
+    return path, key
 
 
 #: The simulated Telegram account the demo starts with.

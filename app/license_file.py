@@ -16,7 +16,6 @@ exactly as one signed in by e-mail does.
 from __future__ import annotations
 
 import logging
-import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -50,6 +49,7 @@ from agent.tokens import DEFAULT_ISSUER
 
 from .catalog import N_, Explained, Reason
 from .core_types import LicenseFileFacts, LicenseSnapshot
+from .license_modules import install_domain
 from .license_usage import USAGE_FILE_NAME, LocalUsage
 
 log = logging.getLogger("tgflow.core")
@@ -69,13 +69,9 @@ class LicenseFileRefused(Explained, RuntimeError):
     """The license file cannot be activated (or no longer works); :attr:`why` says why."""
 
 
-def install_domain(configured: str) -> str:
-    """The domain a license file must name: ``[license] install_domain`` or the host's FQDN."""
-    return configured or socket.getfqdn().lower().rstrip(".")
-
-
-def refusal(exc: LicenseError) -> LicenseFileRefused:
-    """The agent's refusal of a license file as a reason in any language."""
+def refusal(exc: LicenseError, *, domain: str = "", version: str = "") -> LicenseFileRefused:
+    """The agent's refusal of a license file as a reason in any language (``domain`` and
+    ``version``: this installation's, named in those refusals)."""
     if isinstance(exc, LicenseFileOutdated):
         return LicenseFileRefused(N_("license_file.refused.outdated"))
     if isinstance(exc, WrongLicenseKey):
@@ -89,9 +85,9 @@ def refusal(exc: LicenseError) -> LicenseFileRefused:
     if isinstance(exc, LicenseRevoked):
         return LicenseFileRefused(N_("license_file.refused.revoked"))
     if isinstance(exc, VersionNotCovered):
-        return LicenseFileRefused(N_("license_file.refused.version"))
+        return LicenseFileRefused(N_("license_file.refused.version"), version=version)
     if isinstance(exc, DomainMismatch):
-        return LicenseFileRefused(N_("license_file.refused.domain"))
+        return LicenseFileRefused(N_("license_file.refused.domain"), installed=domain)
     if isinstance(exc, TamperDetected):
         return LicenseFileRefused(N_("license_file.refused.clock_back"))
     if isinstance(exc, NoLicenseFile):
@@ -141,6 +137,7 @@ class LicenseFileService:
         """Verify against ``pins`` (the JWKS cache in ``data_dir`` if the server was reached)."""
         self.data_dir = Path(data_dir)
         self._clock = clock
+        self._version = version
         keys = PinnedKeySet(api_base_url, pins, self.data_dir, clock=clock)
         documents = DocumentVerifier(keys)
         self.verifier = LicenseFileVerifier(
@@ -197,9 +194,12 @@ class LicenseFileService:
             lic = self.store.activate(text, license_key)
         except LicenseError as exc:
             log.warning("license file refused: %s", exc.reason)
-            raise refusal(exc) from exc
+            raise self._refusal(exc) from exc
         self.current = lic
         return lic
+
+    def _refusal(self, exc: LicenseError) -> LicenseFileRefused:
+        return refusal(exc, domain=self.verifier.domain, version=self._version)
 
     def replace(self, text: str) -> License:
         """A newer file of the license kept (by hand, or from a later online heartbeat), opened
@@ -216,7 +216,7 @@ class LicenseFileService:
         except LicenseError as exc:
             log.warning("the kept license file does not work: %s", exc.reason)
             self.current = None
-            raise refusal(exc) from exc
+            raise self._refusal(exc) from exc
         self.current = lic
         return lic
 

@@ -99,10 +99,12 @@ def prepare(args: argparse.Namespace) -> Startup:
     settings_path = path or paths.settings_file
     if args.demo:
         from .clock import SystemAsyncClock
-        from .demo import demo_network, start_demo_backend
+        from .demo import demo_network, start_demo_backend, write_demo_license
+        from .license_modules import install_domain
         from .transports.simulated import SimulatedTransportFactory
 
         demo = start_demo_backend(paths.data_dir / "server")
+        write_demo_license(demo, paths.data_dir, install_domain(settings.license.install_domain))
         network = demo_network(SystemAsyncClock())
         return Startup(
             settings,
@@ -330,6 +332,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
             if demo is not None and demo.marketplace is not None
             else None
         ),
+        demo_license=demo.license_file if demo is not None else None,
         current_log=current_log,
     )
     window.show()
