@@ -63,6 +63,7 @@ class Desktop:
         telemetry: bool = False,
         pins: tuple[str, ...] | None = None,
         transports: TransportFactory | None = None,
+        install_domain: str = "pc1.corp.example.com",
     ) -> Core:
         """Build (or rebuild, after a simulated restart) the Core on the engine loop."""
         config = CoreConfig(
@@ -71,6 +72,7 @@ class Desktop:
             policy=policy or FloodPolicy(max_consecutive_errors=3, cooldown_sec=300),
             pacing=pacing or Pacing(min_delay_sec=3, max_delay_sec=7, batch_size=50),
             telemetry=telemetry,
+            install_domain=install_domain,
         )
 
         async def build() -> Core:
