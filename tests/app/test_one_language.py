@@ -318,3 +318,76 @@ def test_telegram_trouble_speaks_one_language(
         assert any(part in text for text in shown), part
     report = "\n".join(" | ".join(item) for item in found)
     assert not found, f"text not in {language}:\n{report}"
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_license_file_mode_speaks_one_language(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path, language: str
+) -> None:
+    """The license-file dialog (with a refusal and its file chooser), the License panel in
+    license-file mode (grace warning, a refused older file) and the deactivation question."""
+    from datetime import timedelta
+
+    from tests.helpers.desktop_license import KEY, license_text
+
+    backend, now = desktop.backend, desktop.clock.now()
+    window = MainWindow(
+        desktop.engine,
+        desktop.core,  # type: ignore[arg-type]
+        settings=Settings(),
+        settings_path=tmp_path / "settings.ini",
+        log_dir=tmp_path / "logs",
+        translator=Translator(language),
+    )
+    qtbot.addWidget(window)
+    window.resize(1200, 800)
+    data = [str(tmp_path), "TGFlow", "ООО Ромашка", "marketplace", "multi_account", "tgflow"]
+    data += ["advanced", "TGF-…", KEY[-4:]]
+    found: list[tuple[str, ...]] = []
+    with qtbot.wait_signal(window.session.needs_sign_in):
+        window.start()
+    login = window.login_dialog
+    assert login is not None
+    check(login, language, "login", data, found)
+    dialog = login.open_license_file()
+    qtbot.wait_exposed(dialog)
+    check(dialog, language, "license file dialog", data, found)
+    chooser = dialog.choose_file()
+    qtbot.wait_exposed(chooser)
+    check(chooser, language, "license file chooser", [*data, "root"], found)
+    chooser.close()
+
+    old = tmp_path / "v1.lic"
+    old.write_text(license_text(backend, now), encoding="utf-8")
+    dialog.path.setText(str(old))
+    dialog.key.setText("TGF-0000-0000-0000-0000")
+    with qtbot.wait_signal(window.session.activation_failed):
+        dialog.activate_button.click()
+    check(dialog, language, "license file refused", data, found)
+    grace = tmp_path / "v2.lic"
+    grace.write_text(
+        license_text(
+            backend,
+            now,
+            file_version=2,
+            valid_from=now - timedelta(days=400),
+            valid_until=now - timedelta(days=1),
+        ),
+        encoding="utf-8",
+    )
+    dialog.path.setText(str(grace))
+    dialog.key.setText(KEY)
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.activate_button.click()
+    window.tabs.setCurrentWidget(window.license_panel)
+    assert window.license_panel.file_box.grace.isVisible()
+    with qtbot.wait_signal(window.license.failed, timeout=30_000):
+        window.license.replace_file(old)
+    check(window, language, "license panel, file mode", data, found)
+    box = window.license_panel.file_box.ask_deactivate()
+    qtbot.wait_exposed(box)
+    check(box, language, "deactivate question", data, found)
+    box.close()
+
+    report = "\n".join(" | ".join(item) for item in found)
+    assert not found, f"text not in {language}:\n{report}"
