@@ -4,7 +4,8 @@ Runs everything in this process, off screen: the reference backend with a demo u
 ``tgflow --demo`` does), the engine thread, a Core on the simulated Telegram with a fake clock
 (so the broadcast's pauses take no real time), and the main window. It signs in through the
 login dialog, adds simulated accounts, imports recipients, sends a short broadcast, takes apps
-from the demo marketplace, and grabs each tab.
+from the demo marketplace, and grabs each tab; then signs out, activates the demo's license file
+through the login dialog and grabs the License panel in license-file mode.
 
     .venv/bin/python scripts/screenshots.py [--language ru|en] [--out docs/screenshots]
 """
@@ -36,7 +37,7 @@ from app.broadcast import Pacing
 from app.clock import FakeAsyncClock
 from app.config import load_settings, save_settings
 from app.core import Core, CoreConfig
-from app.demo import start_demo_backend
+from app.demo import start_demo_backend, write_demo_license
 from app.engine import Engine
 from app.htmllog import SessionLog, SessionLogHandler
 from app.i18n import Translator
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         settings = load_settings(settings_path)
+        domain = "desk01.corp.example.com"
+        demo_license = write_demo_license(backend, root, domain)
         network = SimulatedNetwork(seed=11, clock=clock, latency=(0.2, 0.6))
         engine = Engine()
 
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                         max_delay_sec=settings.broadcast.max_delay_sec,
                         batch_size=20,
                     ),
+                    install_domain=domain,
                 ),
                 data_dir=root / "data",
                 transports=SimulatedTransportFactory(network),
@@ -185,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 if backend.marketplace is not None
                 else None
             ),
+            demo_license=demo_license,
             current_log=session_log.path,
         )
         window.resize(1200, 800)
@@ -273,6 +278,18 @@ def main(argv: list[str] | None = None) -> int:
             editor.setText("2")
             wait(window.settings.failed, sp.save_button.click)
             save(window, out / "settings.png")
+
+            # License-file mode: signed out, the demo's license file activated from the login
+            # dialog ("Activate with a license file…", filled in as in the demo).
+            wait(window.session.signed_out, window.session.sign_out)
+            login = window.login_dialog
+            assert login is not None
+            file_dialog = login.open_license_file()
+            settle()
+            save(file_dialog, out / "license-file-dialog.png")
+            wait(window.session.signed_in, file_dialog.activate_button.click)
+            window.tabs.setCurrentWidget(window.license_panel)
+            save(window, out / "license-file.png")
         finally:
             window.close()
             run(core.close())

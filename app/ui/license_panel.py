@@ -117,6 +117,8 @@ class LicensePanel(QWidget):
         layout.addWidget(self.file_box)
         layout.addWidget(self._quota_box)
         layout.addWidget(self._devices_box, 1)
+        # Takes the room of the hidden devices in license-file mode (the boxes keep their height).
+        layout.addStretch(0)
         layout.addLayout(actions)
 
         self._vm.changed.connect(self._show)

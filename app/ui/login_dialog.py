@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QShowEvent
 from PyQt6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -98,12 +99,13 @@ class LoginDialog(QDialog):
         self._form.addRow(self._password_label, self.password)
         self._or = QLabel()
         self._or.setObjectName("hint")
+        self._or.setWordWrap(True)
         self.license_file_button = QPushButton()
         self.license_file_button.setObjectName("licenseFileButton")
         self.license_file_button.setAutoDefault(False)
         alternative = QHBoxLayout()
-        alternative.addWidget(self._or, 1)
         alternative.addWidget(self.license_file_button)
+        alternative.addStretch(1)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 20, 24, 16)
@@ -115,6 +117,7 @@ class LoginDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(self.status)
         layout.addWidget(self._buttons)
+        layout.addWidget(self._or)
         layout.addLayout(alternative)
         self.setMinimumWidth(420)
 
@@ -183,6 +186,11 @@ class LoginDialog(QDialog):
             self.password.selectAll()
             self.password.setFocus()
             self._fit_height()
+
+    def showEvent(self, event: QShowEvent | None) -> None:
+        super().showEvent(event)
+        # The wrapped notes need more height than the size hint gives at this width.
+        self._fit_height()
 
     def _fit_height(self) -> None:
         """Grow (never shrink) to the height a wrapped error needs at the current width: a

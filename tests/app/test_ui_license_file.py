@@ -267,3 +267,42 @@ def test_without_the_marketplace_module_the_tab_is_off_and_deactivate_signs_out(
     assert window.tabs.isTabEnabled(window.tabs.indexOf(window.marketplace_tab))
     core = desktop.core
     assert core is not None and not core.license_files.kept
+
+
+def test_the_demo_writes_a_license_file_the_dialog_offers_filled_in(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    from app.config import Settings
+    from app.demo import DEMO_LICENSE_FILE, write_demo_license
+
+    demo_dir = tmp_path / "demo"
+    demo_dir.mkdir()
+    path, key = write_demo_license(desktop.backend, demo_dir, "pc1.corp.example.com")
+    assert path == demo_dir / DEMO_LICENSE_FILE and desktop.backend.license_file == (path, key)
+    window = MainWindow(
+        desktop.engine,
+        desktop.core,  # type: ignore[arg-type]
+        settings=Settings(),
+        settings_path=tmp_path / "settings.ini",
+        log_dir=tmp_path / "logs",
+        translator=Translator("ru"),
+        demo_credentials=(desktop.backend.email, desktop.backend.password),
+        demo_license=(path, key),
+    )
+    qtbot.addWidget(window)
+    dialog = _file_dialog(qtbot, window)
+    # Filled in, the key shown (the demo's, new at each start), the chooser in the demo folder.
+    assert (dialog.path.text(), dialog.key.text()) == (str(path), key)
+    assert dialog.demo_note.isVisible()
+    assert dialog.key.echoMode() is QLineEdit.EchoMode.Normal
+    assert dialog.directory == demo_dir
+    chooser = dialog.choose_file()
+    assert Path(chooser.directory().absolutePath()) == demo_dir
+    chooser.close()
+    # Signed by the demo server's license key, which the demo pins: one click activates it.
+    with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
+        dialog.activate_button.click()
+    box = window.license_panel.file_box
+    assert box.values["customer"].text() == "TGFlow Demo"
+    assert box.values["modules"].text() == "• marketplace\n• multi_account"
+    assert box.directory == demo_dir
