@@ -34,7 +34,15 @@ _LIMIT_KEYS = {
     "api_rate": N_("license_file.limit.api_rate"),
     "messages": N_("license_file.limit.messages"),
 }
-_FIELDS = ("customer", "product", "modules", "limits", "valid", "version", "key")
+_FIELDS = {
+    "customer": N_("license_file.field.customer"),
+    "product": N_("license_file.field.product"),
+    "modules": N_("license_file.field.modules"),
+    "limits": N_("license_file.field.limits"),
+    "valid": N_("license_file.field.valid"),
+    "version": N_("license_file.field.version"),
+    "key": N_("license_file.field.key"),
+}
 
 
 class LicenseFileBox(QGroupBox):
@@ -90,8 +98,8 @@ class LicenseFileBox(QGroupBox):
     def _retranslate(self, _language: str = "") -> None:
         tr = self._tr.tr
         self.setTitle(tr("license_file.box"))
-        for name in _FIELDS:
-            self._labels[name].setText(tr(f"license_file.field.{name}"))
+        for name, key in _FIELDS.items():
+            self._labels[name].setText(tr(key))
         self.replace_button.setText(tr("license_file.replace"))
         self.deactivate_button.setText(tr("license_file.deactivate"))
         self.replaced.hide()

@@ -223,7 +223,7 @@ class LicensePanel(QWidget):
                 ]
             )
         )
-        period_key = "license_file.month_end" if facts else "license.period_end"
+        period_key = N_("license_file.month_end") if facts else N_("license.period_end")
         self.period_end.setText(tr(period_key, when=format_datetime(snapshot.period_end, self._tr)))
         if facts is None:
             self._show_devices(snapshot)
