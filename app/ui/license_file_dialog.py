@@ -207,6 +207,7 @@ class LicenseFileDialog(QDialog):
         self.status.setText(self._tr.tr("license_file.activating") if busy else "")
 
     def _activated(self, _snapshot: object) -> None:
+        # The typed key is not kept in the widget once the file is active.
+        self.reset_fields()
         if self.isVisible():
-            self.key.clear()
             self.accept()

@@ -181,7 +181,7 @@ class MainWindow(QMainWindow):
         self.sign_in_action = QAction(self)
         self.sign_in_action.triggered.connect(lambda: self.show_login())
         self.sign_out_action = QAction(self)
-        self.sign_out_action.triggered.connect(self.session.sign_out)
+        self.sign_out_action.triggered.connect(self._sign_out)
         self.quit_action = QAction(self)
         self.quit_action.triggered.connect(self.close)
         self._file_menu.addAction(self.sign_in_action)
@@ -298,6 +298,13 @@ class MainWindow(QMainWindow):
         self.license.set_snapshot(None)
         self._show_session()
         self.show_login()
+
+    def _sign_out(self) -> None:
+        # In license-file mode signing out forgets the file: ask first, as Deactivate does.
+        if self.session.customer is not None:
+            self.license_panel.file_box.ask_deactivate()
+        else:
+            self.session.sign_out()
 
     def _gate_modules(self, snapshot: LicenseSnapshot | None) -> None:
         """A license file without the ``marketplace`` module has no Marketplace tab to use

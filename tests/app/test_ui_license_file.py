@@ -306,3 +306,23 @@ def test_the_demo_writes_a_license_file_the_dialog_offers_filled_in(
     assert box.values["customer"].text() == "TGFlow Demo"
     assert box.values["modules"].text() == "• marketplace\n• multi_account"
     assert box.directory == demo_dir
+
+
+def test_sign_out_in_license_file_mode_asks_before_forgetting_the_file(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    path = write_license(tmp_path / "a.lic", desktop.backend, desktop.clock.now())
+    window = main_window(qtbot, desktop, tmp_path)
+    dialog = _file_dialog(qtbot, window)
+    _activate(qtbot, window, dialog, path)
+    assert dialog.key.text() == ""  # the typed key is not kept in the dialog
+    assert window.sign_out_action.isEnabled()
+    window.sign_out_action.trigger()
+    box = window.license_panel.file_box.confirm
+    assert box is not None
+    no = box.button(QMessageBox.StandardButton.No)
+    assert no is not None
+    no.click()
+    core = desktop.core
+    assert core is not None and core.file_mode and core.license_files.kept
+    assert not window.banner.isVisible()
