@@ -404,6 +404,10 @@ async def _build_core(handle: DeferredCore, startup: Startup) -> Core:
             f"demo recipients to import: {recipients}",
             flush=True,
         )
+        if startup.demo.license_file is not None:
+            # The key is the demo's own, new at every start (like the password): not a secret.
+            path, key = startup.demo.license_file
+            print(f"tgflow: demo license file: {path} (license key {key})", flush=True)
     return core
 
 
