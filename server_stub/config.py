@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     #: after the last checkpoint are the window in which a cut from the end goes unseen.
     audit_checkpoint_interval_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     audit_checkpoint_entries: int = Field(default=100, ge=1)
+    #: Staff: the AES-256 key of the TOTP secrets at rest, base64 of 32 bytes, for deployments
+    #: whose machines share no data dir. Unset: ``<data dir>/keys/totp.key`` (made at first start).
+    #: Checked by ``services/staff/totp_vault.py``: a malformed key refuses TOTP, never echoed.
+    totp_key: SecretStr | None = None
     #: Staff: how long a staff login lasts (its refresh tokens rotate within it).
     staff_session_ttl_seconds: int = Field(default=12 * 3600, ge=300, le=7 * 24 * 3600)
     #: Who signs license files and other signed documents: the ``license`` key file (``file``)

@@ -99,6 +99,6 @@ def build_services(
         callbacks=CallbackService(ctx, marketplace_tokens),
         sessions=sessions,
         audit=AuditLog(ctx, signer),
-        staff=StaffService(ctx),
+        staff=StaffService(ctx, read_only=read_only),
         signer=signer,
     )

@@ -21,19 +21,9 @@ from server_stub import db
 from server_stub.cli import main as cli_main
 from server_stub.services.audit import entry_dict
 from server_stub.services.staff import Role
+from tests.helpers.audit import fill, run_verify, sql
 from tests.helpers.backend import Backend, BackendFactory
 from tests.helpers.staff import new_staff
-
-
-def fill(backend: Backend, count: int = 6) -> None:
-    for n in range(count):
-        backend.services.audit.append("test", "thing.touch", f"things/{n}", {"n": n, "é": "ü"})
-
-
-def run_verify(backend: Backend, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = cli_main(["audit", "verify", "--data-dir", str(backend.settings.data_dir)])
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 @pytest.fixture
@@ -42,11 +32,6 @@ def cli_backend(make_backend: BackendFactory, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("TGFLOW_DATABASE_URL", backend.database_url)
     monkeypatch.setenv("TGFLOW_LOG_LEVEL", "WARNING")
     return backend
-
-
-def sql(backend: Backend, statement: str, **params: object) -> None:
-    with backend.services.ctx.engine.begin() as conn:
-        conn.execute(text(statement), params)
 
 
 # --- breaks -------------------------------------------------------------------------------------
