@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from alembic.config import Config
 from sqlalchemy import text
 
 from server_stub.cli import main as cli_main
@@ -25,3 +26,11 @@ def sql(backend: Backend, statement: str, **params: object) -> None:
     """One statement straight on the database (what a tamperer with write access does)."""
     with backend.services.ctx.engine.begin() as conn:
         conn.execute(text(statement), params)
+
+
+def alembic_config(conn: object) -> Config:
+    """Alembic run on ``conn`` (a migration test steps the schema up and down itself)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", "server_stub:migrations")
+    cfg.attributes["connection"] = conn
+    return cfg

@@ -22,11 +22,17 @@ depends_on = None
 _SEALED = "v1:%"
 
 
-def upgrade() -> None:
-    with op.batch_alter_table("staff", schema=None) as batch_op:
-        batch_op.alter_column(
-            "totp_secret", existing_type=sa.String(length=64), type_=sa.String(length=255)
+def _resize(old: int, new: int) -> None:
+    # SQLite does not enforce a VARCHAR's length, and its batch mode would rebuild ``staff``:
+    # dropping the old table cascades to the recovery codes and sessions that refer to it.
+    if op.get_bind().dialect.name != "sqlite":
+        op.alter_column(
+            "staff", "totp_secret", existing_type=sa.String(length=old), type_=sa.String(length=new)
         )
+
+
+def upgrade() -> None:
+    _resize(64, 255)
 
 
 def downgrade() -> None:
@@ -42,7 +48,4 @@ def downgrade() -> None:
             "WHERE totp_secret LIKE :sealed"
         ).bindparams(sealed=_SEALED)
     )
-    with op.batch_alter_table("staff", schema=None) as batch_op:
-        batch_op.alter_column(
-            "totp_secret", existing_type=sa.String(length=255), type_=sa.String(length=64)
-        )
+    _resize(255, 64)
