@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.audit_verify import main as verify_main
 from agent.audit_verify import pinned_keys, verify_export
 from agent.protocol import AUDIT_CHECKPOINT_TYP, KEY_PURPOSE_LICENSE, audit_time, public_key_pin
+from server_stub.errors import ServiceUnavailable
 from server_stub.services.audit.checkpoints import sign_checkpoint
 from server_stub.services.staff import Role
-from server_stub.signing import FileSigner, Pkcs11Signer
+from server_stub.signing import FileSigner, Pkcs11Signer, SignerError
 from server_stub.signing.file import FileKeyHandle
 from tests.helpers.audit import fill, run_verify, sql
 from tests.helpers.backend import Backend, BackendFactory
@@ -87,6 +88,7 @@ def test_with_pkcs11_the_token_signs_the_checkpoints_and_both_verifiers_accept_t
     # Offline: the token's pin (from the JWKS the server publishes) is what an auditor trusts;
     # the key file's license pin alone trusts none of these checkpoints.
     assert _export_verdict(backend, [public_key_pin(signer.public_key)], tmp_path) == (0, 0)
+    assert "last checkpoint: entry 6, signed " in capsys.readouterr().out
     assert _export_verdict(backend, [file_key.pin], tmp_path) == (1, 1)
     assert "not trusted" in capsys.readouterr().err
 
@@ -141,6 +143,24 @@ def test_a_checkpoint_by_a_key_the_server_never_held_is_refused(backend: Backend
     verdict = backend.services.audit.verify()
     assert (verdict.ok, verdict.broken_seq) == (False, 2)
     assert "not trusted (stranger)" in (verdict.reason or "")
+
+
+class _Unplugged:
+    """A signer whose token went away after start-up."""
+
+    def current(self) -> FileKeyHandle:
+        raise SignerError("PKCS#11 signing failed: token not present")
+
+
+def test_a_signer_that_fails_is_a_503_not_a_500(backend: Backend) -> None:
+    auditor = new_staff(backend.client, backend.services, backend.clock, Role.AUDIT)
+    backend.services.audit._signer = _Unplugged()  # what the token does when it is pulled out
+    r = backend.client.get("/staff/audit/export", headers=auditor.headers)
+    assert r.status_code == 503 and r.json()["code"] == "service_unavailable", r.text
+    with pytest.raises(ServiceUnavailable):  # the sweeper logs it and tries at its next round
+        backend.services.audit.checkpoint_due()
+    verdict = backend.services.audit.verify()  # verifying needs no signature
+    assert verdict.ok and verdict.last_checkpoint_seq is None
 
 
 # --- the window after the last checkpoint -------------------------------------------------------

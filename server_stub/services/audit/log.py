@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,12 +21,14 @@ from agent.protocol import (
 )
 
 from ...db import transaction
-from ...errors import ValidationFailed
+from ...errors import ServiceUnavailable, ValidationFailed
 from ...models import AuditCheckpoint, AuditEntry
-from ...signing import Signer
+from ...signing import Signer, SignerError
 from ..context import ServiceContext
 from .chain import head, record
 from .checkpoints import CheckpointInvalid, sign_checkpoint, trusted_keys, verify_checkpoint
+
+log = logging.getLogger("tgflow.server.audit")
 
 #: Most entries one search page returns.
 MAX_PAGE = 500
@@ -97,7 +100,12 @@ class AuditLog:
                     settings.audit_checkpoint_entries
                 ):
                     return None
-            signed = sign_checkpoint(self._signer, settings.issuer, seq, entry_hash, now)
+            try:
+                signed = sign_checkpoint(self._signer, settings.issuer, seq, entry_hash, now)
+            except SignerError as exc:
+                # A token pulled out or failing: the client hears 503, the log says why.
+                log.error("audit checkpoint not signed: %s", exc)
+                raise ServiceUnavailable("the license signer cannot sign now; try again") from exc
             row = AuditCheckpoint(seq=seq, hash=entry_hash, signed_at=now, jws=signed.jws)
             session.add(row)
             return row
@@ -213,7 +221,12 @@ class AuditLog:
         A checkpoint of the head is signed first, so every exported entry is covered by a
         signature. The lines are what ``agent.audit_verify`` checks offline.
         """
+        # Signed now, not when the first line is asked for: a signer that fails is an error
+        # before a response starts, not a stream cut after its headers.
         self.checkpoint(force=True)
+        return self._export_lines(from_seq)
+
+    def _export_lines(self, from_seq: int) -> Iterator[str]:
         with transaction(self._ctx.snapshot) as session:
             top = session.scalar(select(func.max(AuditCheckpoint.seq))) or 0
             yield _line(

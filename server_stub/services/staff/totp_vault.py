@@ -128,7 +128,9 @@ def open_vault(settings: Settings, *, create: bool, sealed_secrets: Callable[[],
     try:
         if not path.exists():
             if not create:
-                return _unusable(source, f"{path} does not exist (no server has made it)")
+                # A read-only command on a data dir no server of this version has run on: said
+                # only if someone asks for TOTP, not at every command.
+                return TotpVault(None, source, f"{path} does not exist (no server has made it)")
             count = sealed_secrets()
             if count:
                 return _unusable(
