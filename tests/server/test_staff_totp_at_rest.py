@@ -15,7 +15,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from server_stub import db
 from server_stub.services.staff import Role
@@ -26,11 +26,14 @@ from tests.helpers.staff import StaffLogin, code_at, login, new_staff
 
 
 def stored_secret(backend: Backend, staff_id: str) -> str | None:
+    """The encrypted secret; the plain column beside it must be empty."""
     with backend.services.ctx.engine.connect() as conn:
-        value = conn.execute(
-            text("SELECT totp_secret FROM staff WHERE id = :id"), {"id": staff_id}
-        ).scalar()
-    return None if value is None else str(value)
+        plain, sealed = conn.execute(
+            text("SELECT totp_secret, totp_secret_sealed FROM staff WHERE id = :id"),
+            {"id": staff_id},
+        ).one()
+    assert plain is None
+    return None if sealed is None else str(sealed)
 
 
 def code_login(backend: Backend, member: StaffLogin, offset_steps: int = 0) -> int:
@@ -71,7 +74,7 @@ def test_a_secret_moved_to_another_account_does_not_open(
     bob = new_staff(backend.client, backend.services, backend.clock, Role.SALES)
     sql(
         backend,
-        "UPDATE staff SET totp_secret = :s WHERE id = :bob",
+        "UPDATE staff SET totp_secret_sealed = :s WHERE id = :bob",
         s=stored_secret(backend, alice.id),
         bob=bob.id,
     )
@@ -165,6 +168,14 @@ def test_a_plain_secret_written_behind_the_servers_back_is_refused(backend: Back
     assert member.secret is not None
     sql(backend, "UPDATE staff SET totp_secret = :s WHERE id = :id", s=member.secret, id=member.id)
     assert code_login(backend, member) == 503
+    # Nor a sealed value of another form.
+    sql(
+        backend,
+        "UPDATE staff SET totp_secret = NULL, totp_secret_sealed = :s WHERE id = :id",
+        s=member.secret,
+        id=member.id,
+    )
+    assert code_login(backend, member) == 503
 
 
 def test_machines_sharing_tgflow_totp_key_share_the_secrets(
@@ -190,14 +201,23 @@ def test_down_from_0008_resets_the_encrypted_secrets_the_old_code_cannot_read(
     try:
         db.upgrade(engine)
         with engine.begin() as conn:
-            for staff_id, secret in (("sealed", "v1:" + "A" * 80), ("plain", "JBSWY3DPEHPK3PXP")):
+            for staff_id, plain, sealed in (
+                ("sealed", None, "v1:" + "A" * 80),
+                ("plain", "JBSWY3DPEHPK3PXP", None),
+            ):
                 conn.execute(
                     text(
                         "INSERT INTO staff (id, email, name, role, password_hash, created_at,"
-                        " totp_secret, totp_enabled_at) VALUES (:id, :e, 'N', 'admin', 'x', :at,"
-                        " :s, :at)"
+                        " totp_secret, totp_secret_sealed, totp_enabled_at)"
+                        " VALUES (:id, :e, 'N', 'admin', 'x', :at, :plain, :sealed, :at)"
                     ),
-                    {"id": staff_id, "e": f"{staff_id}@staff.example", "at": now, "s": secret},
+                    {
+                        "id": staff_id,
+                        "e": f"{staff_id}@staff.example",
+                        "at": now,
+                        "plain": plain,
+                        "sealed": sealed,
+                    },
                 )
                 conn.execute(
                     text(
@@ -219,5 +239,10 @@ def test_down_from_0008_resets_the_encrypted_secrets_the_old_code_cannot_read(
             ("plain", "JBSWY3DPEHPK3PXP", False, 1),
             ("sealed", None, True, 0),
         ]
+        with engine.connect() as conn:
+            assert "totp_secret_sealed" not in {
+                c["name"] for c in inspect(conn).get_columns("staff")
+            }
+        db.upgrade(engine)  # and up again
     finally:
         engine.dispose()

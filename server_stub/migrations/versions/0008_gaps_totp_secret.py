@@ -1,9 +1,13 @@
-"""staff TOTP secrets encrypted at rest: the column widens to hold the AES-256-GCM envelope
+"""staff TOTP secrets encrypted at rest: a column for the AES-256-GCM envelope
 
-The encryption itself is a start-up step (``services/staff/totp_vault.py``): a migration cannot
-reach the key, which lives in the data dir or the environment. Down: the old code cannot read an
-encrypted secret, so those accounts' TOTP is reset (secret, enrolment, recovery codes cleared);
-they enrol anew at their next login, as after ``staff reset-2fa``.
+A new column rather than a wider ``totp_secret``: on SQLite widening means rebuilding ``staff``,
+and dropping the old table would cascade to the recovery codes and sessions and null the
+portal's references to staff. ``totp_secret`` stays for the plain secrets written before; the
+encryption itself is a start-up step (``services/staff/totp_vault.py``, which moves each into
+``totp_secret_sealed`` and clears it), since a migration cannot reach the key, kept in the data
+dir or the environment. Down: the old code cannot read an encrypted secret, so those accounts'
+TOTP is reset (enrolment and recovery codes cleared); they enrol anew at their next login, as
+after ``staff reset-2fa``.
 
 Revision ID: 0008
 Revises: 0007
@@ -18,34 +22,19 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-#: Prefix of an encrypted secret (``totp_vault.SEALED_PREFIX``); a base32 secret has no ``:``.
-_SEALED = "v1:%"
-
-
-def _resize(old: int, new: int) -> None:
-    # SQLite does not enforce a VARCHAR's length, and its batch mode would rebuild ``staff``:
-    # dropping the old table cascades to the recovery codes and sessions that refer to it.
-    if op.get_bind().dialect.name != "sqlite":
-        op.alter_column(
-            "staff", "totp_secret", existing_type=sa.String(length=old), type_=sa.String(length=new)
-        )
-
 
 def upgrade() -> None:
-    _resize(64, 255)
+    op.add_column("staff", sa.Column("totp_secret_sealed", sa.String(length=255), nullable=True))
 
 
 def downgrade() -> None:
     op.execute(
-        sa.text(
-            "DELETE FROM staff_recovery_codes WHERE staff_id IN "
-            "(SELECT id FROM staff WHERE totp_secret LIKE :sealed)"
-        ).bindparams(sealed=_SEALED)
+        "DELETE FROM staff_recovery_codes WHERE staff_id IN "
+        "(SELECT id FROM staff WHERE totp_secret_sealed IS NOT NULL)"
     )
     op.execute(
-        sa.text(
-            "UPDATE staff SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL "
-            "WHERE totp_secret LIKE :sealed"
-        ).bindparams(sealed=_SEALED)
+        "UPDATE staff SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL "
+        "WHERE totp_secret_sealed IS NOT NULL"
     )
-    _resize(255, 64)
+    # SQLite (3.35+) drops a plain column in place; alembic's batch mode would rebuild the table.
+    op.execute("ALTER TABLE staff DROP COLUMN totp_secret_sealed")

@@ -25,7 +25,7 @@ from .sessions import (
     staff_object,
 )
 from .totp import matching_step, new_recovery_codes, new_secret, provisioning_uri, recovery_digest
-from .totp_vault import SEALED_PREFIX, TotpVault
+from .totp_vault import TotpVault
 
 log = logging.getLogger("tgflow.server.staff")
 
@@ -33,7 +33,7 @@ log = logging.getLogger("tgflow.server.staff")
 def count_sealed_secrets(ctx: ServiceContext) -> int:
     """How many TOTP secrets are stored encrypted (under whatever key)."""
     with transaction(ctx.read) as session:
-        query = select(func.count()).where(Staff.totp_secret.like(SEALED_PREFIX + "%"))
+        query = select(func.count()).where(Staff.totp_secret_sealed.is_not(None))
         return session.scalar(query) or 0
 
 
@@ -61,9 +61,7 @@ class StaffAccounts:
         """Encrypt the TOTP secrets still stored in plain text (written before 0008); the start-up
         step. Idempotent, and safe when several processes start at once: a secret is replaced
         only if it is still the plain text that was read."""
-        query = select(Staff.id, Staff.totp_secret).where(
-            Staff.totp_secret.is_not(None), Staff.totp_secret.not_like(SEALED_PREFIX + "%")
-        )
+        query = select(Staff.id, Staff.totp_secret).where(Staff.totp_secret.is_not(None))
         # Read first: after the first start there is nothing to do, and no write lock to take.
         with transaction(self._ctx.read) as session:
             plain = [(str(staff_id), str(secret)) for staff_id, secret in session.execute(query)]
@@ -74,7 +72,7 @@ class StaffAccounts:
                 session.execute(
                     update(Staff)
                     .where(Staff.id == staff_id, Staff.totp_secret == secret)
-                    .values(totp_secret=self._vault.seal(staff_id, secret))
+                    .values(totp_secret=None, totp_secret_sealed=self._vault.seal(staff_id, secret))
                 )
         log.info("staff TOTP secrets encrypted at rest", extra={"count": len(plain)})
         return len(plain)
@@ -143,6 +141,7 @@ class StaffAccounts:
             if staff is None:
                 raise NotFound("no such staff account")
             staff.totp_secret = None
+            staff.totp_secret_sealed = None
             staff.totp_enabled_at = None
             staff.totp_last_step = None
             session.execute(delete(StaffRecoveryCode).where(StaffRecoveryCode.staff_id == staff.id))
@@ -165,7 +164,7 @@ class StaffAccounts:
                 raise NotFound("no such staff account")
             if staff.totp_enabled_at is not None:
                 raise AlreadyExists("TOTP is already enabled; an Admin can reset it")
-            staff.totp_secret = sealed
+            staff.totp_secret, staff.totp_secret_sealed = None, sealed
             uri = provisioning_uri(secret, staff.email, self._ctx.settings.issuer)
         return TotpSetup(secret, uri)
 
@@ -180,9 +179,9 @@ class StaffAccounts:
                 raise NotFound("no such staff account")
             if staff.totp_enabled_at is not None:
                 raise AlreadyExists("TOTP is already enabled; an Admin can reset it")
-            if staff.totp_secret is None:
+            secret = self._vault.secret_of(staff)
+            if secret is None:
                 raise NotFound("no TOTP secret to confirm: call /staff/me/totp/setup first")
-            secret = self._vault.open(staff.id, staff.totp_secret)
             step = matching_step(secret, otp, now, staff.totp_last_step)
             if step is None:
                 raise InvalidCredentials("the one-time code does not match the new secret")

@@ -136,7 +136,7 @@ class StaffSessions:
         """``None`` when the code holds (and is spent), else what failed."""
         if otp:
             # No key, or the wrong one: TotpKeyUnavailable (503), never a code judged without it.
-            secret = self._vault.open(staff.id, staff.totp_secret) if staff.totp_secret else None
+            secret = self._vault.secret_of(staff)
             step = matching_step(secret, otp, now, staff.totp_last_step) if secret else None
             if step is None:
                 return "otp"

@@ -4,11 +4,12 @@ The key is 32 random bytes: ``TGFLOW_TOTP_KEY`` (base64) when set — for machin
 data dir — else ``<data dir>/keys/totp.key`` (base64, 0600) beside the signing keys, made at the
 first start. Every process of one deployment must hold the same key (docs/licensing.md).
 
-A stored secret is ``v1:`` + base64url(nonce ‖ ciphertext ‖ tag), the associated data naming
-the staff id: a secret copied onto another account does not open. The vault fails closed: with
-no usable key, or a key that does not open a secret, :meth:`TotpVault.open` and
-:meth:`TotpVault.seal` raise :class:`TotpKeyUnavailable` (503 ``service_unavailable``) and the
-server log says why; a code is never judged against anything but the decrypted secret.
+A stored secret (``staff.totp_secret_sealed``) is ``v1:`` + base64url(nonce ‖ ciphertext ‖ tag),
+the associated data naming the staff id: a secret copied onto another account does not open.
+The vault fails closed: with no usable key, or a key that does not open a secret,
+:meth:`TotpVault.open` and :meth:`TotpVault.seal` raise :class:`TotpKeyUnavailable` (503
+``service_unavailable``) and the server log says why; a code is never judged against anything
+but the decrypted secret.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ...config import Settings
 from ...errors import ServiceUnavailable
+from ...models import Staff
 
 log = logging.getLogger("tgflow.server.staff")
 
@@ -44,10 +46,6 @@ class TotpKeyUnavailable(ServiceUnavailable):
     """No TOTP key, or not the one the secrets were sealed with: TOTP is refused, not skipped."""
 
     title = "Two-factor authentication unavailable"
-
-
-def is_sealed(stored: str) -> bool:
-    return stored.startswith(SEALED_PREFIX)
 
 
 def decode_key(text: str) -> bytes | None:
@@ -84,13 +82,22 @@ class TotpVault:
         sealed = self._cipher().encrypt(nonce, secret.encode("ascii"), _aad(staff_id))
         return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii").rstrip("=")
 
+    def secret_of(self, staff: Staff) -> str | None:
+        """The plain secret of ``staff``'s enrolment (``None``: none); fails closed."""
+        if staff.totp_secret is not None:
+            # The start-up step sealed every plain secret; one now was written behind the
+            # server's back (or by an older process still running, or with no key at start).
+            log.error("TOTP refused: staff %s has an unencrypted TOTP secret", staff.id)
+            raise TotpKeyUnavailable(_REFUSED)
+        if staff.totp_secret_sealed is None:
+            return None
+        return self.open(staff.id, staff.totp_secret_sealed)
+
     def open(self, staff_id: str, stored: str) -> str:
         """The plain secret of ``staff_id``; :class:`TotpKeyUnavailable` when it cannot be."""
         cipher = self._cipher()
-        if not is_sealed(stored):
-            # The start-up step sealed every secret; a plain one now was written behind the
-            # server's back (or by an older process still running). Not trusted.
-            log.error("TOTP refused: staff %s has an unencrypted TOTP secret", staff_id)
+        if not stored.startswith(SEALED_PREFIX):
+            log.error("TOTP refused: the TOTP secret of staff %s has an unknown form", staff_id)
             raise TotpKeyUnavailable(_REFUSED)
         body = stored[len(SEALED_PREFIX) :]
         try:
