@@ -18,6 +18,8 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from agent.protocol import (
     AUDIT_EXPORT_FORMAT,
     AuditVerdict,
     audit_chain_verdict,
+    audit_time,
     jwk_thumbprint,
     public_key_pin,
 )
@@ -64,15 +67,31 @@ def pinned_keys(
     return keys
 
 
-def _checkpoint(
+@dataclass(frozen=True)
+class SignedHead:
+    """What a checkpoint signed: "entry ``seq`` has this ``hash``", at ``signed_at`` (``iat``)."""
+
+    seq: int
+    hash: str
+    signed_at: datetime
+
+
+def checkpoint_claims(
     token: str, keys: Mapping[str, ec.EllipticCurvePublicKey], issuer: str
-) -> tuple[int, str]:
+) -> SignedHead:
+    """What an audit checkpoint signed, checked against ``keys`` (by ``kid``).
+
+    Raises :class:`jwt.InvalidTokenError` (or ``TypeError``/``ValueError`` for odd claims) when
+    the header is not ES256 with the checkpoint ``typ``, the ``kid`` is not one of ``keys``, or
+    the signature, the issuer or the claims do not hold. The server's ``audit verify`` uses it
+    too, so both judge a checkpoint by the same rules.
+    """
     header = jwt.get_unverified_header(token)
     if header.get("alg") != AUDIT_CHECKPOINT_ALG or header.get("typ") != AUDIT_CHECKPOINT_TYP:
         raise jwt.InvalidTokenError("not an ES256 audit checkpoint")
     key = keys.get(str(header.get("kid")))
     if key is None:
-        raise jwt.InvalidTokenError(f"signed by a key that is not pinned ({header.get('kid')})")
+        raise jwt.InvalidTokenError(f"signed by a key that is not trusted ({header.get('kid')})")
     claims = jwt.decode(
         token,
         key,
@@ -80,7 +99,12 @@ def _checkpoint(
         issuer=issuer,
         options={"require": ["iss", "iat", "seq", "hash"], "verify_iat": False},
     )
-    return int(claims["seq"]), str(claims["hash"])
+    seq, entry_hash, iat = claims["seq"], claims["hash"], claims["iat"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (seq, iat)) or not (
+        isinstance(entry_hash, str)
+    ):
+        raise jwt.InvalidTokenError("the checkpoint's seq, hash or iat has the wrong type")
+    return SignedHead(seq, entry_hash, datetime.fromtimestamp(iat, UTC))
 
 
 def verify_export(
@@ -105,12 +129,13 @@ def verify_export(
         raise ExportUnreadable(f"unknown export format {header.get('format')!r}")
     entries = [r for r in records[1:] if r.get("type") == "entry"]
     signed: dict[int, str] = {}
+    signed_at: dict[int, datetime] = {}
     for record in records[1:]:
         if record.get("type") != "checkpoint":
             continue
         try:
-            seq, entry_hash = _checkpoint(str(record.get("jws")), keys, str(header.get("issuer")))
-        except (jwt.InvalidTokenError, TypeError, ValueError) as exc:
+            head = checkpoint_claims(str(record.get("jws")), keys, str(header.get("issuer")))
+        except (jwt.InvalidTokenError, TypeError, ValueError, OverflowError, OSError) as exc:
             return AuditVerdict(
                 0,
                 None,
@@ -119,7 +144,8 @@ def verify_export(
                 broken_seq=record.get("seq"),
                 reason=f"checkpoint {record.get('seq')}: {exc}",
             )
-        signed[seq] = entry_hash
+        signed[head.seq] = head.hash
+        signed_at[head.seq] = head.signed_at
     if not signed:
         return AuditVerdict(0, None, None, 0, reason="no checkpoint signed by a pinned key")
     from_seq = int(header.get("from_seq", 1))
@@ -127,13 +153,10 @@ def verify_export(
         entries,
         signed,
         first_seq=1 if from_seq == 1 else None,
-    )
+    ).with_last_checkpoint(signed_at)
     if verdict.ok and verdict.unanchored:
-        return AuditVerdict(
-            verdict.entries,
-            verdict.head_seq,
-            verdict.head_hash,
-            verdict.unanchored,
+        return replace(
+            verdict,
             broken_seq=verdict.head_seq,
             reason=f"the last {verdict.unanchored} entries are not covered by a checkpoint",
         )
@@ -160,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"BROKEN at entry {verdict.broken_seq}: {verdict.reason}", file=sys.stderr)
         return 1
     print(f"intact: {verdict.entries} entries, head {verdict.head_seq} {verdict.head_hash}")
+    if verdict.last_checkpoint_at is not None:
+        print(
+            f"last checkpoint: entry {verdict.last_checkpoint_seq}, signed "
+            f"{audit_time(verdict.last_checkpoint_at)}"
+        )
     return 0
 
 

@@ -13,7 +13,10 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+
+from agent.protocol import AuditVerdict, audit_time
 
 from .errors import ValidationFailed
 from .services.staff import Role, totp_required
@@ -75,6 +78,13 @@ def cmd_audit(args: argparse.Namespace, services: Services) -> None:
             f"audit log intact: {verdict.entries} entries, head {verdict.head_seq} "
             f"{verdict.head_hash}; {verdict.unanchored} not yet under a signed checkpoint"
         )
+        print(_last_checkpoint(verdict, services.ctx.clock.now()))
+        if audit.checkpoint_overdue(verdict):
+            print(
+                f"WARNING: {verdict.unanchored} entries wait longer than the checkpoint interval: "
+                "is the server's sweeper running? `tgflow-server audit checkpoint` signs them now",
+                file=sys.stderr,
+            )
     elif args.action == "checkpoint":
         checkpoint = audit.checkpoint(force=True)
         if checkpoint is None:
@@ -90,6 +100,17 @@ def cmd_audit(args: argparse.Namespace, services: Services) -> None:
         finally:
             if args.output:
                 out.close()
+
+
+def _last_checkpoint(verdict: AuditVerdict, now: datetime) -> str:
+    if verdict.last_checkpoint_at is None:
+        return "no signed checkpoint yet: a cut from the end of the log would not be seen"
+    age = max(0, int((now - verdict.last_checkpoint_at).total_seconds()))
+    return (
+        f"last checkpoint: entry {verdict.last_checkpoint_seq}, signed "
+        f"{audit_time(verdict.last_checkpoint_at)} ({age} s ago); entries after it could be cut "
+        "from the end unseen until the next one"
+    )
 
 
 def add_commands(

@@ -64,9 +64,14 @@ class Settings(BaseSettings):
     marketplace_trial_days: int = Field(default=MARKETPLACE_TRIAL_DAYS, ge=1, le=365)
     marketplace_grace_days: int = Field(default=MARKETPLACE_GRACE_DAYS, ge=0, le=365)
     #: Audit log: the sweeper signs a checkpoint of the head when it moved and the last
-    #: checkpoint is this old, or sooner when this many entries are not yet covered.
-    audit_checkpoint_interval_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
-    audit_checkpoint_entries: int = Field(default=1000, ge=1)
+    #: checkpoint is this old, or sooner when this many entries are not yet covered. Entries
+    #: after the last checkpoint are the window in which a cut from the end goes unseen.
+    audit_checkpoint_interval_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    audit_checkpoint_entries: int = Field(default=100, ge=1)
+    #: Staff: the AES-256 key of the TOTP secrets at rest, base64 of 32 bytes, for deployments
+    #: whose machines share no data dir. Unset: ``<data dir>/keys/totp.key`` (made at first start).
+    #: Checked by ``services/staff/totp_vault.py``: a malformed key refuses TOTP, never echoed.
+    totp_key: SecretStr | None = None
     #: Staff: how long a staff login lasts (its refresh tokens rotate within it).
     staff_session_ttl_seconds: int = Field(default=12 * 3600, ge=300, le=7 * 24 * 3600)
     #: Who signs license files and other signed documents: the ``license`` key file (``file``)

@@ -386,8 +386,8 @@ class MarketplaceCallback(Base):
 class Staff(Base):
     """An operator of the backend (seed 003's portal user); never an end user.
 
-    ``totp_secret`` is set by the enrolment and ``totp_enabled_at`` once a code confirmed it;
-    ``totp_last_step`` is the TOTP time step of the last code accepted, so a code is never
+    ``totp_secret_sealed`` is set by the enrolment and ``totp_enabled_at`` once a code confirmed
+    it; ``totp_last_step`` is the TOTP time step of the last code accepted, so a code is never
     accepted twice.
     """
 
@@ -400,7 +400,11 @@ class Staff(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: A plain secret written before migration 0008; the start-up step encrypts it into
+    #: ``totp_secret_sealed`` and clears it (services/staff/totp_vault.py).
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The secret as an AES-256-GCM envelope bound to the staff id; never the plain secret.
+    totp_secret_sealed: Mapped[str | None] = mapped_column(String(255), nullable=True)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 

@@ -98,7 +98,7 @@ def build_services(
         marketplace=MarketplaceService(ctx, marketplace_tokens),
         callbacks=CallbackService(ctx, marketplace_tokens),
         sessions=sessions,
-        audit=AuditLog(ctx),
-        staff=StaffService(ctx),
+        audit=AuditLog(ctx, signer),
+        staff=StaffService(ctx, read_only=read_only),
         signer=signer,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -64,10 +64,21 @@ class AuditVerdict:
     unanchored: int
     broken_seq: int | None = None
     reason: str | None = None
+    #: The newest signed checkpoint and when it was signed (its ``iat``): entries after it are
+    #: the ``unanchored`` ones, which a cut from the end of the log would remove unseen.
+    last_checkpoint_seq: int | None = None
+    last_checkpoint_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
         return self.reason is None
+
+    def with_last_checkpoint(self, signed_at: Mapping[int, datetime]) -> AuditVerdict:
+        """This verdict naming the newest of the checkpoints ``signed_at`` (``seq`` → time)."""
+        if not signed_at:
+            return self
+        last = max(signed_at)
+        return replace(self, last_checkpoint_seq=last, last_checkpoint_at=signed_at[last])
 
 
 def audit_chain_verdict(

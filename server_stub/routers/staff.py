@@ -13,7 +13,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, status
 from fastapi.responses import StreamingResponse
 
-from agent.protocol import KEY_PURPOSE_AUTH, KEY_PURPOSE_LICENSE, ErrorCode, Rfc3339DateTime
+from agent.protocol import (
+    KEY_PURPOSE_AUTH,
+    KEY_PURPOSE_LICENSE,
+    ErrorCode,
+    Rfc3339DateTime,
+    audit_time,
+)
 
 from ..deps import ServicesDep
 from ..keys import SigningKey
@@ -314,6 +320,10 @@ def verify_audit(services: ServicesDep) -> AuditVerdictOut:
         unanchored=verdict.unanchored,
         broken_seq=verdict.broken_seq,
         reason=verdict.reason,
+        last_checkpoint_seq=verdict.last_checkpoint_seq,
+        last_checkpoint_at=(
+            audit_time(verdict.last_checkpoint_at) if verdict.last_checkpoint_at else None
+        ),
     )
 
 

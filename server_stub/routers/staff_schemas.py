@@ -121,3 +121,6 @@ class AuditVerdictOut(BaseModel):
     unanchored: int
     broken_seq: int | None
     reason: str | None
+    #: The newest signed checkpoint (its ``seq`` and signing time); ``unanchored`` entries follow.
+    last_checkpoint_seq: int | None = None
+    last_checkpoint_at: str | None = None

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, text
 
 from agent.audit_verify import main as verify_main
@@ -21,19 +20,9 @@ from server_stub import db
 from server_stub.cli import main as cli_main
 from server_stub.services.audit import entry_dict
 from server_stub.services.staff import Role
+from tests.helpers.audit import alembic_config, fill, run_verify, sql
 from tests.helpers.backend import Backend, BackendFactory
 from tests.helpers.staff import new_staff
-
-
-def fill(backend: Backend, count: int = 6) -> None:
-    for n in range(count):
-        backend.services.audit.append("test", "thing.touch", f"things/{n}", {"n": n, "é": "ü"})
-
-
-def run_verify(backend: Backend, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = cli_main(["audit", "verify", "--data-dir", str(backend.settings.data_dir)])
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 @pytest.fixture
@@ -42,11 +31,6 @@ def cli_backend(make_backend: BackendFactory, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("TGFLOW_DATABASE_URL", backend.database_url)
     monkeypatch.setenv("TGFLOW_LOG_LEVEL", "WARNING")
     return backend
-
-
-def sql(backend: Backend, statement: str, **params: object) -> None:
-    with backend.services.ctx.engine.begin() as conn:
-        conn.execute(text(statement), params)
 
 
 # --- breaks -------------------------------------------------------------------------------------
@@ -247,17 +231,10 @@ def test_the_cli_exports_what_the_verifier_accepts(
 # --- the marketplace's records move into the log (migration 0006) -------------------------------
 
 
-def _alembic(conn: object) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", "server_stub:migrations")
-    cfg.attributes["connection"] = conn
-    return cfg
-
-
 def _at_0005(database_url: str) -> Engine:
     engine = db.make_engine(database_url)
     with engine.begin() as conn:
-        command.upgrade(_alembic(conn), "0005")
+        command.upgrade(alembic_config(conn), "0005")
     return engine
 
 
@@ -349,7 +326,7 @@ def test_the_move_goes_back_down(database_url: str) -> None:
                     "h": "f" * 64,
                 },
             )
-            command.downgrade(_alembic(conn), "0005")
+            command.downgrade(alembic_config(conn), "0005")
         with engine.connect() as conn:
             row = conn.execute(
                 text("SELECT actor, action, app_id, after FROM marketplace_audit")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,16 +34,12 @@ from server_stub.signing import (
 )
 from tests.helpers.backend import BackendFactory
 from tests.helpers.license_files import ISSUER, LICENSE_KEY, NOW, TERMS, installation, vendor
-from tests.helpers.softhsm import SoftHsmToken, create_token, softhsm_available
+from tests.helpers.softhsm import SoftHsmToken, pkcs11_settings, session_token
 
 
 @pytest.fixture(scope="session")
-def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmToken]:
-    if not softhsm_available():
-        if os.environ.get("TGFLOW_REQUIRE_SOFTHSM") == "1":
-            pytest.fail("SoftHSM2 is required (TGFLOW_REQUIRE_SOFTHSM=1) but not installed")
-        pytest.skip("SoftHSM2 is not installed (Debian package softhsm2)")
-    yield create_token(tmp_path_factory.mktemp("softhsm"))
+def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> SoftHsmToken:
+    return session_token(tmp_path_factory)
 
 
 @pytest.fixture
@@ -216,13 +210,7 @@ def test_the_jwks_publishes_the_tokens_key_so_an_online_agent_verifies_its_lists
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pkcs11 = {
-        "license_signer": "pkcs11",
-        "pkcs11_module": softhsm_token.module,
-        "pkcs11_token_label": softhsm_token.token_label,
-        "pkcs11_key_label": softhsm_token.key_label,
-        "pkcs11_pin": softhsm_token.pin,
-    }
+    pkcs11 = pkcs11_settings(softhsm_token)
     backend = make_backend(**pkcs11)
     signer = backend.services.signer
     assert isinstance(signer, Pkcs11Signer)

@@ -1,22 +1,26 @@
 """Signed checkpoints of the audit log: an ES256 JWS of the head's ``seq`` and ``hash``.
 
-Signed with the ``license`` key, ``kid`` and the checkpoint's own ``typ`` in the protected header
-(DESIGN.md, "Signed documents"), so a third party holding the public key can check an export
-offline, and an edit of the database cannot be hidden by recomputing every hash: the signature
-covers the chain up to its ``seq``.
+Signed through the :class:`~server_stub.signing.Signer` like every other signed document
+(DESIGN.md, "Signed documents"): the ``license`` key file, or the PKCS#11 token when one is
+configured, with ``kid`` and the checkpoint's own ``typ`` in the protected header. A third party
+holding the public key can check an export offline, and an edit of the database cannot be hidden
+by recomputing every hash: the signature covers the chain up to its ``seq``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent.protocol import AUDIT_CHECKPOINT_ALG, AUDIT_CHECKPOINT_TYP, KEY_PURPOSE_LICENSE
+from agent.audit_verify import SignedHead, checkpoint_claims
+from agent.protocol import AUDIT_CHECKPOINT_TYP, KEY_PURPOSE_LICENSE
 
 from ...keys import KeyStore
+from ...signing import Signer, SignerError, sign_claims
 
 
 class CheckpointInvalid(Exception):
@@ -31,50 +35,40 @@ class SignedCheckpoint:
 
 
 def sign_checkpoint(
-    keys: KeyStore, issuer: str, seq: int, entry_hash: str, now: datetime
+    signer: Signer, issuer: str, seq: int, entry_hash: str, now: datetime
 ) -> SignedCheckpoint:
-    # Straight from the key store; when the signer interface (file or PKCS#11) lands, the
-    # checkpoint is signed through it like every other signed document.
-    key = keys.signing_key(KEY_PURPOSE_LICENSE)
     claims = {"iss": issuer, "iat": int(now.timestamp()), "seq": seq, "hash": entry_hash}
-    token = jwt.encode(
-        claims,
-        key.private_key,
-        algorithm=AUDIT_CHECKPOINT_ALG,
-        headers={"kid": key.kid, "typ": AUDIT_CHECKPOINT_TYP},
-    )
-    return SignedCheckpoint(seq, entry_hash, token)
+    return SignedCheckpoint(seq, entry_hash, sign_claims(signer, AUDIT_CHECKPOINT_TYP, claims))
 
 
-def verify_checkpoint(keys: KeyStore, issuer: str, token: str) -> tuple[int, str]:
-    """The ``seq`` and ``hash`` a checkpoint signed, checked against every license key ever held.
+def trusted_keys(keys: KeyStore, signer: Signer) -> dict[str, ec.EllipticCurvePublicKey]:
+    """Every key a checkpoint of this server may carry, by ``kid``.
 
-    Retired keys count: a checkpoint stays valid after the key that signed it was rotated.
+    The key store's ``license`` keys, retired ones included (a checkpoint stays valid after its
+    key was rotated), and the signer's own key: with PKCS#11 it lives in the token, which the key
+    store does not know of. Never a key read from the database, which is what is being checked.
     """
+    trusted = {
+        key.kid: key.public_key
+        for key in keys.all_keys()
+        if key.purpose == KEY_PURPOSE_LICENSE
+        and isinstance(key.public_key, ec.EllipticCurvePublicKey)
+    }
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError as exc:
-        raise CheckpointInvalid("malformed JWS") from exc
-    if header.get("alg") != AUDIT_CHECKPOINT_ALG or header.get("typ") != AUDIT_CHECKPOINT_TYP:
-        raise CheckpointInvalid("not an ES256 audit checkpoint")
-    key = next(
-        (
-            k
-            for k in keys.all_keys()
-            if k.kid == header.get("kid") and k.purpose == KEY_PURPOSE_LICENSE
-        ),
-        None,
-    )
-    if key is None:
-        raise CheckpointInvalid(f"signed by an unknown key {header.get('kid')!r}")
+        handle = signer.current()
+    except SignerError:
+        # A token that cannot be reached now: its checkpoints then fail as signed by an unknown
+        # key, which `audit verify` reports; never an exception out of a verification.
+        return trusted
+    trusted[handle.kid] = handle.public_key
+    return trusted
+
+
+def verify_checkpoint(
+    trusted: Mapping[str, ec.EllipticCurvePublicKey], issuer: str, token: str
+) -> SignedHead:
+    """What a checkpoint signed, checked against the ``trusted`` keys."""
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key.public_key,
-            algorithms=[AUDIT_CHECKPOINT_ALG],
-            issuer=issuer,
-            options={"require": ["iss", "iat", "seq", "hash"], "verify_iat": False},
-        )
-        return int(claims["seq"]), str(claims["hash"])
-    except (jwt.InvalidTokenError, TypeError, ValueError) as exc:
-        raise CheckpointInvalid(f"bad signature or claims: {exc}") from exc
+        return checkpoint_claims(token, trusted, issuer)
+    except (jwt.InvalidTokenError, TypeError, ValueError, OverflowError, OSError) as exc:
+        raise CheckpointInvalid(str(exc)) from exc

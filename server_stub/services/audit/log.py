@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,11 +21,14 @@ from agent.protocol import (
 )
 
 from ...db import transaction
-from ...errors import ValidationFailed
+from ...errors import ServiceUnavailable, ValidationFailed
 from ...models import AuditCheckpoint, AuditEntry
+from ...signing import Signer, SignerError
 from ..context import ServiceContext
 from .chain import head, record
-from .checkpoints import CheckpointInvalid, sign_checkpoint, verify_checkpoint
+from .checkpoints import CheckpointInvalid, sign_checkpoint, trusted_keys, verify_checkpoint
+
+log = logging.getLogger("tgflow.server.audit")
 
 #: Most entries one search page returns.
 MAX_PAGE = 500
@@ -63,8 +67,10 @@ def object_under(column: Any, path: str) -> Any:
 
 
 class AuditLog:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, signer: Signer) -> None:
         self._ctx = ctx
+        #: Signs the checkpoints: the license key file, or the PKCS#11 token when configured.
+        self._signer = signer
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -94,7 +100,12 @@ class AuditLog:
                     settings.audit_checkpoint_entries
                 ):
                     return None
-            signed = sign_checkpoint(self._ctx.keys, settings.issuer, seq, entry_hash, now)
+            try:
+                signed = sign_checkpoint(self._signer, settings.issuer, seq, entry_hash, now)
+            except SignerError as exc:
+                # A token pulled out or failing: the client hears 503, the log says why.
+                log.error("audit checkpoint not signed: %s", exc)
+                raise ServiceUnavailable("the license signer cannot sign now; try again") from exc
             row = AuditCheckpoint(seq=seq, hash=entry_hash, signed_at=now, jws=signed.jws)
             session.add(row)
             return row
@@ -114,18 +125,21 @@ class AuditLog:
     # --- verifying ------------------------------------------------------------------------------
 
     def verify(self) -> AuditVerdict:
-        """Walk the whole log and its checkpoints; the verdict names the first broken entry."""
+        """Walk the whole log and its checkpoints; the verdict names the first broken entry,
+        and the newest checkpoint (entries after it are not yet covered by a signature)."""
         settings = self._ctx.settings
+        trusted = trusted_keys(self._ctx.keys, self._signer)
         with transaction(self._ctx.snapshot) as session:
             signed: dict[int, str] = {}
+            signed_at: dict[int, datetime] = {}
             for cp in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)):
                 try:
-                    seq, entry_hash = verify_checkpoint(self._ctx.keys, settings.issuer, cp.jws)
+                    claims = verify_checkpoint(trusted, settings.issuer, cp.jws)
                 except CheckpointInvalid as exc:
                     return AuditVerdict(
                         0, None, None, 0, broken_seq=cp.seq, reason=f"checkpoint {cp.seq}: {exc}"
                     )
-                if (seq, entry_hash) != (cp.seq, cp.hash):
+                if (claims.seq, claims.hash) != (cp.seq, cp.hash):
                     return AuditVerdict(
                         0,
                         None,
@@ -134,11 +148,30 @@ class AuditLog:
                         broken_seq=cp.seq,
                         reason=f"checkpoint {cp.seq} was altered: it differs from its signature",
                     )
-                signed[seq] = entry_hash
+                signed[claims.seq] = claims.hash
+                signed_at[claims.seq] = claims.signed_at
             rows = session.scalars(
                 select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=_BATCH)
             )
-            return audit_chain_verdict((entry_dict(row) for row in rows), signed)
+            verdict = audit_chain_verdict((entry_dict(row) for row in rows), signed)
+        return verdict.with_last_checkpoint(signed_at)
+
+    def checkpoint_overdue(self, verdict: AuditVerdict) -> bool:
+        """Whether entries have waited for a checkpoint longer than the sweeper lets them.
+
+        The sweeper signs within the checkpoint interval plus one sweep; two sweeps of slack.
+        Overdue means no sweeper has run (server stopped, lease lost, signer failing): the
+        window in which a cut from the end goes unseen has grown past what the settings promise.
+        """
+        if not verdict.ok or verdict.unanchored == 0:
+            return False
+        if verdict.last_checkpoint_at is None:
+            return True
+        settings = self._ctx.settings
+        allowed = timedelta(
+            seconds=settings.audit_checkpoint_interval_seconds + 2 * settings.sweep_interval_seconds
+        )
+        return self._ctx.clock.now() - verdict.last_checkpoint_at > allowed
 
     # --- searching ------------------------------------------------------------------------------
 
@@ -188,7 +221,12 @@ class AuditLog:
         A checkpoint of the head is signed first, so every exported entry is covered by a
         signature. The lines are what ``agent.audit_verify`` checks offline.
         """
+        # Signed now, not when the first line is asked for: a signer that fails is an error
+        # before a response starts, not a stream cut after its headers.
         self.checkpoint(force=True)
+        return self._export_lines(from_seq)
+
+    def _export_lines(self, from_seq: int) -> Iterator[str]:
         with transaction(self._ctx.snapshot) as session:
             top = session.scalar(select(func.max(AuditCheckpoint.seq))) or 0
             yield _line(

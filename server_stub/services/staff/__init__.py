@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from ...staff_tokens import StaffTokens
 from ..context import ServiceContext
-from .accounts import StaffAccounts, TotpEnabled, TotpSetup
+from .accounts import StaffAccounts, TotpEnabled, TotpSetup, count_sealed_secrets
 from .keys import KeyAdmin
 from .permissions import ROLE_PERMISSIONS, Permission, Role, allowed, totp_required
 from .sessions import StaffIssued, StaffPrincipal, StaffSessions, staff_actor
+from .totp_vault import TotpKeyUnavailable, open_vault
 
 __all__ = [
     "ROLE_PERMISSIONS",
@@ -21,6 +22,7 @@ __all__ = [
     "StaffPrincipal",
     "StaffService",
     "TotpEnabled",
+    "TotpKeyUnavailable",
     "TotpSetup",
     "allowed",
     "staff_actor",
@@ -29,10 +31,16 @@ __all__ = [
 
 
 class StaffService:
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.sessions = StaffSessions(ctx, StaffTokens(ctx.keys, ctx.settings.issuer))
-        self.accounts = StaffAccounts(ctx, self.sessions)
+    def __init__(self, ctx: ServiceContext, *, read_only: bool = False) -> None:
+        """``read_only``: make no TOTP key and encrypt nothing (read-only CLI commands)."""
+        self.vault = open_vault(
+            ctx.settings, create=not read_only, sealed_secrets=lambda: count_sealed_secrets(ctx)
+        )
+        self.sessions = StaffSessions(ctx, StaffTokens(ctx.keys, ctx.settings.issuer), self.vault)
+        self.accounts = StaffAccounts(ctx, self.sessions, self.vault)
         self.keys = KeyAdmin(ctx)
+        if not read_only and self.vault.usable:
+            self.accounts.seal_plain_secrets()
 
         self.login = self.sessions.login
         self.refresh = self.sessions.refresh

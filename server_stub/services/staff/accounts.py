@@ -3,9 +3,10 @@ as one); TOTP enrolment by the staff member themself."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...db import transaction
@@ -24,6 +25,16 @@ from .sessions import (
     staff_object,
 )
 from .totp import matching_step, new_recovery_codes, new_secret, provisioning_uri, recovery_digest
+from .totp_vault import TotpVault
+
+log = logging.getLogger("tgflow.server.staff")
+
+
+def count_sealed_secrets(ctx: ServiceContext) -> int:
+    """How many TOTP secrets are stored encrypted (under whatever key)."""
+    with transaction(ctx.read) as session:
+        query = select(func.count()).where(Staff.totp_secret_sealed.is_not(None))
+        return session.scalar(query) or 0
 
 
 @dataclass(frozen=True)
@@ -39,9 +50,32 @@ class TotpEnabled:
 
 
 class StaffAccounts:
-    def __init__(self, ctx: ServiceContext, sessions: StaffSessions) -> None:
+    def __init__(self, ctx: ServiceContext, sessions: StaffSessions, vault: TotpVault) -> None:
         self._ctx = ctx
         self._sessions = sessions
+        self._vault = vault
+
+    # --- TOTP secrets at rest -------------------------------------------------------------------
+
+    def seal_plain_secrets(self) -> int:
+        """Encrypt the TOTP secrets still stored in plain text (written before 0008); the start-up
+        step. Idempotent, and safe when several processes start at once: a secret is replaced
+        only if it is still the plain text that was read."""
+        query = select(Staff.id, Staff.totp_secret).where(Staff.totp_secret.is_not(None))
+        # Read first: after the first start there is nothing to do, and no write lock to take.
+        with transaction(self._ctx.read) as session:
+            plain = [(str(staff_id), str(secret)) for staff_id, secret in session.execute(query)]
+        if not plain:
+            return 0
+        with transaction(self._ctx.write) as session:
+            for staff_id, secret in plain:
+                session.execute(
+                    update(Staff)
+                    .where(Staff.id == staff_id, Staff.totp_secret == secret)
+                    .values(totp_secret=None, totp_secret_sealed=self._vault.seal(staff_id, secret))
+                )
+        log.info("staff TOTP secrets encrypted at rest", extra={"count": len(plain)})
+        return len(plain)
 
     # --- Admin ----------------------------------------------------------------------------------
 
@@ -107,6 +141,7 @@ class StaffAccounts:
             if staff is None:
                 raise NotFound("no such staff account")
             staff.totp_secret = None
+            staff.totp_secret_sealed = None
             staff.totp_enabled_at = None
             staff.totp_last_step = None
             session.execute(delete(StaffRecoveryCode).where(StaffRecoveryCode.staff_id == staff.id))
@@ -117,15 +152,19 @@ class StaffAccounts:
     # --- one's own account ----------------------------------------------------------------------
 
     def setup_totp(self, principal: StaffPrincipal) -> TotpSetup:
-        """A new secret, pending until a code from it confirms it (:meth:`enable_totp`)."""
+        """A new secret, pending until a code from it confirms it (:meth:`enable_totp`).
+
+        The only time the plain secret leaves the server: stored encrypted, never shown again.
+        """
         secret = new_secret()
+        sealed = self._vault.seal(principal.staff.id, secret)
         with transaction(self._ctx.write) as session:
             staff = session.get(Staff, principal.staff.id, with_for_update=True)
             if staff is None:
                 raise NotFound("no such staff account")
             if staff.totp_enabled_at is not None:
                 raise AlreadyExists("TOTP is already enabled; an Admin can reset it")
-            staff.totp_secret = secret
+            staff.totp_secret, staff.totp_secret_sealed = None, sealed
             uri = provisioning_uri(secret, staff.email, self._ctx.settings.issuer)
         return TotpSetup(secret, uri)
 
@@ -140,9 +179,10 @@ class StaffAccounts:
                 raise NotFound("no such staff account")
             if staff.totp_enabled_at is not None:
                 raise AlreadyExists("TOTP is already enabled; an Admin can reset it")
-            if staff.totp_secret is None:
+            secret = self._vault.secret_of(staff)
+            if secret is None:
                 raise NotFound("no TOTP secret to confirm: call /staff/me/totp/setup first")
-            step = matching_step(staff.totp_secret, otp, now, staff.totp_last_step)
+            step = matching_step(secret, otp, now, staff.totp_last_step)
             if step is None:
                 raise InvalidCredentials("the one-time code does not match the new secret")
             staff.totp_enabled_at = now

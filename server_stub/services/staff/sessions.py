@@ -27,6 +27,7 @@ from ..audit import record
 from ..context import ServiceContext
 from .permissions import Permission, Role, allowed, totp_required
 from .totp import matching_step, recovery_digest
+from .totp_vault import TotpVault
 
 log = logging.getLogger("tgflow.server.staff")
 
@@ -79,9 +80,10 @@ class StaffPrincipal:
 
 
 class StaffSessions:
-    def __init__(self, ctx: ServiceContext, tokens: StaffTokens) -> None:
+    def __init__(self, ctx: ServiceContext, tokens: StaffTokens, vault: TotpVault) -> None:
         self._ctx = ctx
         self._tokens = tokens
+        self._vault = vault
 
     # --- login ----------------------------------------------------------------------------------
 
@@ -133,7 +135,8 @@ class StaffSessions:
     ) -> str | None:
         """``None`` when the code holds (and is spent), else what failed."""
         if otp:
-            secret = staff.totp_secret
+            # No key, or the wrong one: TotpKeyUnavailable (503), never a code judged without it.
+            secret = self._vault.secret_of(staff)
             step = matching_step(secret, otp, now, staff.totp_last_step) if secret else None
             if step is None:
                 return "otp"
