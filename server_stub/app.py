@@ -23,7 +23,16 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, EdgeMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
-from .routers import auth, license, marketplace, staff, system, telemetry, usage
+from .routers import (
+    auth,
+    license,
+    marketplace,
+    portal_clients,
+    staff,
+    system,
+    telemetry,
+    usage,
+)
 from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
@@ -114,6 +123,7 @@ def create_app(
         telemetry.router,
         marketplace.router,
         staff.router,
+        portal_clients.router,
         system.router,
     ):
         app.include_router(router)

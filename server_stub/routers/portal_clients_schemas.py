@@ -1,0 +1,230 @@
+"""Request and response models of the portal's clients, contracts, products and notes.
+
+The edge bounds the shape and sizes; the service owns the rules (INN check digits, e-mail
+syntax, https links, status moves) and answers 422 naming each field, so the HTTP API and the
+CSV/XLSX import refuse the same values.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ..portal_models import CLIENT_STATUSES, CONTRACT_STATUSES, DEPLOYMENTS
+from ..services.clients import fields as f
+from ..services.clients.products import CODE_PATTERN, NAME_MAX
+
+ClientStatus = Literal[CLIENT_STATUSES]  # type: ignore[valid-type]
+Deployment = Literal[DEPLOYMENTS]  # type: ignore[valid-type]
+ContractStatus = Literal[CONTRACT_STATUSES]  # type: ignore[valid-type]
+StaffContractStatus = Literal[f.STAFF_CONTRACT_STATUSES]  # type: ignore[valid-type]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+Segment = Annotated[str, StringConstraints(pattern=f.SEGMENT_PATTERN)]
+Inn = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+Currency = Annotated[str, StringConstraints(pattern=f.CURRENCY_PATTERN)]
+AmountMinor = Annotated[int, Field(ge=0, le=f.MAX_AMOUNT_MINOR)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- clients ------------------------------------------------------------------------------------
+
+
+class ContactIn(_In):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=f.CONTACT_NAME_MAX)]
+    email: Annotated[str, StringConstraints(max_length=f.EMAIL_MAX)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=40)] | None = None
+    position: Annotated[str, StringConstraints(max_length=f.CONTACT_POSITION_MAX)] | None = None
+
+
+class ClientCreate(_In):
+    legal_name: Annotated[str, StringConstraints(min_length=1, max_length=f.LEGAL_NAME_MAX)]
+    inn: Inn = Field(description="10 digits (legal entity) or 12 (entrepreneur), check digits")
+    segment: Segment
+    deployment: Deployment
+    status: ClientStatus = "active"
+    manager_id: Id | None = Field(default=None, description="an enabled staff member")
+    contacts: list[ContactIn] = Field(default=[], max_length=f.MAX_CONTACTS)
+
+
+class ClientPatch(_In):
+    """Only the fields sent change; ``manager_id: null`` unassigns the manager."""
+
+    legal_name: Annotated[str, StringConstraints(max_length=f.LEGAL_NAME_MAX)] | None = None
+    inn: Inn | None = None
+    segment: Segment | None = None
+    deployment: Deployment | None = None
+    status: ClientStatus | None = None
+    manager_id: Id | None = None
+    contacts: list[ContactIn] | None = Field(default=None, max_length=f.MAX_CONTACTS)
+
+
+class ContactOut(BaseModel):
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    position: str | None = None
+
+
+class ClientOut(BaseModel):
+    id: str
+    legal_name: str
+    inn: str
+    segment: str
+    deployment: str
+    status: str
+    manager_id: str | None
+    contacts: list[ContactOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ClientPageOut(BaseModel):
+    items: list[ClientOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: the end")
+
+
+class ImportOut(BaseModel):
+    imported: int
+    ids: list[str]
+
+
+# --- contracts ----------------------------------------------------------------------------------
+
+
+class DocumentIn(_In):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=f.DOCUMENT_TITLE_MAX)]
+    url: Annotated[str, StringConstraints(max_length=f.DOCUMENT_URL_MAX)] = Field(
+        description="https:// only"
+    )
+
+
+class ContractCreate(_In):
+    number: Annotated[str, StringConstraints(min_length=1, max_length=f.CONTRACT_NUMBER_MAX)]
+    signed_on: date
+    amount_minor: AmountMinor = Field(description="integer minor units (kopecks, cents)")
+    currency: Currency = Field(description="ISO 4217")
+    sla: Annotated[str, StringConstraints(max_length=f.SLA_MAX)] | None = None
+    documents: list[DocumentIn] = Field(default=[], max_length=f.MAX_DOCUMENTS)
+    status: StaffContractStatus = "signed"
+
+
+class ContractPatch(_In):
+    number: (
+        Annotated[str, StringConstraints(min_length=1, max_length=f.CONTRACT_NUMBER_MAX)] | None
+    ) = None
+    signed_on: date | None = None
+    amount_minor: AmountMinor | None = None
+    currency: Currency | None = None
+    sla: Annotated[str, StringConstraints(max_length=f.SLA_MAX)] | None = None
+    documents: list[DocumentIn] | None = Field(default=None, max_length=f.MAX_DOCUMENTS)
+    status: StaffContractStatus | None = None
+
+
+class DocumentOut(BaseModel):
+    title: str
+    url: str
+
+
+class ContractOut(BaseModel):
+    id: str
+    client_id: str
+    number: str
+    signed_on: date
+    amount_minor: int
+    currency: str
+    sla: str | None
+    documents: list[DocumentOut]
+    status: ContractStatus
+    paid: bool
+    paid_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContractPageOut(BaseModel):
+    items: list[ContractOut]
+    next_cursor: str | None
+
+
+# --- products -----------------------------------------------------------------------------------
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
+
+
+class PriceIn(_In):
+    amount_minor: AmountMinor
+    currency: Currency
+
+
+class ProductCreate(_In):
+    id: Code = Field(description="what license files carry as product, e.g. tgflow")
+    name: Name
+
+
+class ProductPatch(_In):
+    name: Name
+
+
+class ModuleCreate(_In):
+    code: Code = Field(description="what license files carry in modules, e.g. ai_forecast")
+    name: Name
+    list_price: PriceIn | None = Field(default=None, description="per year, for plan vs fact")
+
+
+class ModulePatch(_In):
+    """``list_price: null`` clears the price; absent fields stay."""
+
+    name: Name | None = None
+    list_price: PriceIn | None = None
+
+
+class PriceOut(BaseModel):
+    amount_minor: int
+    currency: str
+
+
+class ModuleOut(BaseModel):
+    code: str
+    name: str
+    list_price: PriceOut | None
+    retired: bool
+    retired_at: datetime | None
+
+
+class ProductOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    modules: list[ModuleOut]
+
+
+# --- notes --------------------------------------------------------------------------------------
+
+
+class NoteCreate(_In):
+    body: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    license_id: Id | None = Field(default=None, description="a license of this client")
+
+
+class NoteOut(BaseModel):
+    id: str
+    client_id: str
+    license_id: str | None
+    author: str
+    body: str
+    created_at: datetime
+
+
+class NotePageOut(BaseModel):
+    items: list[NoteOut]
+    next_cursor: str | None
+
+
+def as_dicts(items: list[Any] | None) -> list[dict[str, Any]] | None:
+    return None if items is None else [i.model_dump() for i in items]
