@@ -22,18 +22,18 @@ def _digit(digits: str, weights: tuple[int, ...]) -> str:
     return str(sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11 % 10)
 
 
-def make_inn(n: int | None = None, *, personal: bool = False) -> str:
+def make_inn(n: int | None = None, *, personal: bool = False, region: str = "77") -> str:
     """A valid INN, different for each ``n`` (the next serial when not given).
 
     Computed independently of the service's code, so a mistake there does not hide here.
     """
     n = next(_serial) if n is None else n
     if personal:
-        body = f"77{n:08d}"
+        body = f"{region}{n:08d}"
         body += _digit(body, _W11)
         inn = body + _digit(body, _W12)
     else:
-        body = f"77{n:07d}"
+        body = f"{region}{n:07d}"
         inn = body + _digit(body, _W10)
     assert is_valid_inn(inn)
     return inn
@@ -100,3 +100,19 @@ def walk_pages(
         if cursor is None:
             return items
     raise AssertionError("the pages never ended")
+
+
+CSV_TYPE = "text/csv; charset=utf-8"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def post_import(
+    client: httpx.Client, headers: dict[str, str], data: bytes, fmt: str
+) -> httpx.Response:
+    """Upload a CSV or XLSX file to the clients' import (the file is the request body)."""
+    content_type = CSV_TYPE if fmt == "csv" else XLSX_TYPE
+    return client.post(
+        "/staff/clients/import",
+        headers={**headers, "Content-Type": content_type},
+        content=data,
+    )

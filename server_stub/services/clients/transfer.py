@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...db import transaction
+from ...errors import ValidationFailed
 from ...models import Staff
 from ...portal_models import Client
 from ..audit import record
@@ -109,10 +110,9 @@ class ClientTransfer:
 
     def import_clients(self, actor: str, data: bytes, fmt: Format) -> ImportResult:
         rows = read_table(data, fmt, required=REQUIRED)
-        issues = RowIssues()
         if not rows:
-            issues.add(2, None, "the file has no data rows")
-            issues.raise_if_any("the import was refused")
+            raise ValidationFailed("the file has no data rows: nothing to import")
+        issues = RowIssues()
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
             managers = self._managers(session, rows)
