@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from agent.protocol import ErrorCode
 
@@ -194,6 +194,10 @@ def _client_filter(
     return ClientFilter(segment, status, manager_id, deployment, q)
 
 
+#: The list's filters, shared by the list and the export.
+ClientFilterDep = Annotated[ClientFilter, Depends(_client_filter)]
+
+
 @endpoint(
     "GET",
     "/clients",
@@ -203,18 +207,10 @@ def _client_filter(
 )
 def list_clients(
     services: ServicesDep,
-    segment: Annotated[Segment | None, Query()] = None,
-    status: Annotated[ClientStatus | None, Query()] = None,
-    manager_id: Annotated[str | None, Query(max_length=64)] = None,
-    deployment: Annotated[Deployment | None, Query()] = None,
-    q: Annotated[
-        str | None,
-        Query(max_length=300, description="legal name substring (any case) or INN prefix"),
-    ] = None,
+    filters: ClientFilterDep,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> ClientPageOut:
-    filters = _client_filter(segment, status, manager_id, deployment, q)
     page = services.clients.list(filters, cursor=cursor, limit=limit)
     return ClientPageOut(items=[_client_out(c) for c in page.items], next_cursor=page.next_cursor)
 
@@ -251,14 +247,9 @@ def create_client(body: ClientCreate, principal: StaffDep, services: ServicesDep
 def export_clients(
     principal: StaffDep,
     services: ServicesDep,
+    filters: ClientFilterDep,
     format: Literal["csv", "xlsx"] = "csv",
-    segment: Annotated[Segment | None, Query()] = None,
-    status: Annotated[ClientStatus | None, Query()] = None,
-    manager_id: Annotated[str | None, Query(max_length=64)] = None,
-    deployment: Annotated[Deployment | None, Query()] = None,
-    q: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Response:
-    filters = _client_filter(segment, status, manager_id, deployment, q)
     data = services.clients.export_clients(principal.actor, filters, format)
     return Response(
         data,

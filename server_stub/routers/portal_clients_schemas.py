@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from ..portal_models import CLIENT_STATUSES, CONTRACT_STATUSES, DEPLOYMENTS
 from ..services.clients import fields as f
@@ -23,7 +23,7 @@ StaffContractStatus = Literal[f.STAFF_CONTRACT_STATUSES]  # type: ignore[valid-t
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 Segment = Annotated[str, StringConstraints(pattern=f.SEGMENT_PATTERN)]
-Inn = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+Inn = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}([0-9]{2})?$")]
 Currency = Annotated[str, StringConstraints(pattern=f.CURRENCY_PATTERN)]
 AmountMinor = Annotated[int, Field(ge=0, le=f.MAX_AMOUNT_MINOR)]
 
@@ -37,8 +37,8 @@ class _In(BaseModel):
 
 class ContactIn(_In):
     name: Annotated[str, StringConstraints(min_length=1, max_length=f.CONTACT_NAME_MAX)]
-    email: Annotated[str, StringConstraints(max_length=f.EMAIL_MAX)] | None = None
-    phone: Annotated[str, StringConstraints(max_length=40)] | None = None
+    email: EmailStr | None = None
+    phone: Annotated[str, StringConstraints(pattern=f.PHONE_PATTERN)] | None = None
     position: Annotated[str, StringConstraints(max_length=f.CONTACT_POSITION_MAX)] | None = None
 
 
@@ -99,9 +99,9 @@ class ImportOut(BaseModel):
 
 class DocumentIn(_In):
     title: Annotated[str, StringConstraints(min_length=1, max_length=f.DOCUMENT_TITLE_MAX)]
-    url: Annotated[str, StringConstraints(max_length=f.DOCUMENT_URL_MAX)] = Field(
-        description="https:// only"
-    )
+    url: Annotated[
+        str, StringConstraints(max_length=f.DOCUMENT_URL_MAX, pattern=r"^https://[^\s/@]+(/\S*)?$")
+    ] = Field(description="https:// only")
 
 
 class ContractCreate(_In):

@@ -133,7 +133,7 @@ def test_a_file_that_cannot_be_read_is_refused(backend: Backend, sales: StaffLog
         (b"\xff\xfe\x00garbage", "text/csv", "UTF-8"),
         (b"PK\x03\x04 not really a zip", XLSX_TYPE, "XLSX"),
         (good, XLSX_TYPE, "XLSX"),
-        ("legal_name,inn,inn,segment,deployment\n".encode(), "text/csv", "twice"),
+        (b"legal_name,inn,inn,segment,deployment\n", "text/csv", "twice"),
     ]
     for data, content_type, words in cases:
         r = http.post(

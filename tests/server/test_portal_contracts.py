@@ -90,16 +90,16 @@ BAD_CONTRACT_INPUT: list[tuple[str, Any, list[Any]]] = [
     (
         "documents",
         [{"title": "A", "url": "http://docs.example.com/a"}],
-        ["body", "documents", "0", "url"],
+        ["body", "documents", 0, "url"],
     ),
     (
         "documents",
         [{"title": "A", "url": "javascript:alert(1)"}],
-        ["body", "documents", "0", "url"],
+        ["body", "documents", 0, "url"],
     ),
-    ("documents", [{"title": "A", "url": "https://"}], ["body", "documents", "0", "url"]),
-    ("documents", [{"title": "A", "url": "https://u:p@host/x"}], ["body", "documents", "0", "url"]),
-    ("documents", [{"title": "A", "url": "https://a b/"}], ["body", "documents", "0", "url"]),
+    ("documents", [{"title": "A", "url": "https://"}], ["body", "documents", 0, "url"]),
+    ("documents", [{"title": "A", "url": "https://u:p@host/x"}], ["body", "documents", 0, "url"]),
+    ("documents", [{"title": "A", "url": "https://a b/"}], ["body", "documents", 0, "url"]),
     ("documents", [{"title": "", "url": "https://a/"}], ["body", "documents", 0, "title"]),
     ("documents", [{"title": "A", "url": "https://a/"}] * 21, ["body", "documents"]),
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Final, TypeVar, Unpack
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -31,7 +31,7 @@ from .paging import Page, keyset_page
 from .records import changes_of, client_object, enabled_staff, get_client, raise_problems
 
 #: Any select of clients (a list's, or the export's with the manager joined).
-Q = TypeVar("Q", bound="Select[Unpack[tuple[Any, ...]]]")
+Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")
 _INN_TAKEN: Final = "a client with this INN already exists"
 #: The fields a PATCH may change.
 EDITABLE: Final = frozenset(
