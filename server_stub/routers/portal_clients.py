@@ -239,7 +239,7 @@ def create_client(body: ClientCreate, principal: StaffDep, services: ServicesDep
 
 @endpoint(
     "GET",
-    "/clients/export",
+    "/exports/clients",
     Permission.CLIENTS_READ,
     response_class=Response,
     summary="The clients the filters select, as CSV or XLSX (audited)",
@@ -259,7 +259,7 @@ def export_clients(
 
 
 _document_route(
-    "/clients/export",
+    "/exports/clients",
     "GET",
     {
         "responses": {
@@ -277,7 +277,7 @@ _document_route(
 
 @endpoint(
     "POST",
-    "/clients/import",
+    "/imports/clients",
     Permission.CLIENTS_WRITE,
     status_code=status.HTTP_201_CREATED,
     response_model=ImportOut,
@@ -299,7 +299,7 @@ async def import_clients(request: Request, principal: StaffDep, services: Servic
 
 
 _document_route(
-    "/clients/import",
+    "/imports/clients",
     "POST",
     {
         "requestBody": {

@@ -7,13 +7,16 @@ CSV/XLSX import refuse the same values.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
 from ..portal_models import CLIENT_STATUSES, CONTRACT_STATUSES, DEPLOYMENTS
 from ..services.clients import fields as f
+from ..services.clients.notes import NOTE_MAX
 from ..services.clients.products import CODE_PATTERN, NAME_MAX
 
 ClientStatus = Literal[CLIENT_STATUSES]  # type: ignore[valid-type]
@@ -26,6 +29,36 @@ Segment = Annotated[str, StringConstraints(pattern=f.SEGMENT_PATTERN)]
 Inn = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}([0-9]{2})?$")]
 Currency = Annotated[str, StringConstraints(pattern=f.CURRENCY_PATTERN)]
 AmountMinor = Annotated[int, Field(ge=0, le=f.MAX_AMOUNT_MINOR)]
+LegalName = Annotated[str, StringConstraints(max_length=f.LEGAL_NAME_MAX, pattern=f.NAME_PATTERN)]
+PersonName = Annotated[
+    str, StringConstraints(max_length=f.CONTACT_NAME_MAX, pattern=f.NAME_PATTERN)
+]
+Position = Annotated[
+    str, StringConstraints(max_length=f.CONTACT_POSITION_MAX, pattern=f.LINE_PATTERN)
+]
+ContractNumber = Annotated[
+    str, StringConstraints(max_length=f.CONTRACT_NUMBER_MAX, pattern=f.NAME_PATTERN)
+]
+Sla = Annotated[str, StringConstraints(max_length=f.SLA_MAX, pattern=f.LINE_PATTERN)]
+Name = Annotated[str, StringConstraints(max_length=NAME_MAX, pattern=f.NAME_PATTERN)]
+HttpsUrl = Annotated[
+    str, StringConstraints(max_length=f.DOCUMENT_URL_MAX, pattern=r"^https://[^\s/@]+(/\S*)?$")
+]
+
+
+def _iso_date(value: Any) -> Any:
+    # pydantic would also take a number (seconds since 1970) for a date; the schema says text.
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a date is YYYY-MM-DD")
+    if not isinstance(value, str | date):
+        raise ValueError("a date is YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+#: A field a PATCH may leave out but not set to null: ``null`` is refused (by the service) and
+#: left out of the schema.
+NoNull = SkipJsonSchema[None]
 
 
 class _In(BaseModel):
@@ -36,32 +69,35 @@ class _In(BaseModel):
 
 
 class ContactIn(_In):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=f.CONTACT_NAME_MAX)]
+    name: PersonName
     email: EmailStr | None = None
     phone: Annotated[str, StringConstraints(pattern=f.PHONE_PATTERN)] | None = None
-    position: Annotated[str, StringConstraints(max_length=f.CONTACT_POSITION_MAX)] | None = None
+    position: Position | None = None
+
+
+Contacts = Annotated[list[ContactIn], Field(max_length=f.MAX_CONTACTS)]
 
 
 class ClientCreate(_In):
-    legal_name: Annotated[str, StringConstraints(min_length=1, max_length=f.LEGAL_NAME_MAX)]
+    legal_name: LegalName
     inn: Inn = Field(description="10 digits (legal entity) or 12 (entrepreneur), check digits")
     segment: Segment
     deployment: Deployment
     status: ClientStatus = "active"
     manager_id: Id | None = Field(default=None, description="an enabled staff member")
-    contacts: list[ContactIn] = Field(default=[], max_length=f.MAX_CONTACTS)
+    contacts: Contacts = []
 
 
 class ClientPatch(_In):
     """Only the fields sent change; ``manager_id: null`` unassigns the manager."""
 
-    legal_name: Annotated[str, StringConstraints(max_length=f.LEGAL_NAME_MAX)] | None = None
-    inn: Inn | None = None
-    segment: Segment | None = None
-    deployment: Deployment | None = None
-    status: ClientStatus | None = None
+    legal_name: LegalName | NoNull = None
+    inn: Inn | NoNull = None
+    segment: Segment | NoNull = None
+    deployment: Deployment | NoNull = None
+    status: ClientStatus | NoNull = None
     manager_id: Id | None = None
-    contacts: list[ContactIn] | None = Field(default=None, max_length=f.MAX_CONTACTS)
+    contacts: Contacts | NoNull = None
 
 
 class ContactOut(BaseModel):
@@ -98,32 +134,35 @@ class ImportOut(BaseModel):
 
 
 class DocumentIn(_In):
-    title: Annotated[str, StringConstraints(min_length=1, max_length=f.DOCUMENT_TITLE_MAX)]
-    url: Annotated[
-        str, StringConstraints(max_length=f.DOCUMENT_URL_MAX, pattern=r"^https://[^\s/@]+(/\S*)?$")
-    ] = Field(description="https:// only")
+    title: Annotated[
+        str, StringConstraints(max_length=f.DOCUMENT_TITLE_MAX, pattern=f.NAME_PATTERN)
+    ]
+    url: HttpsUrl = Field(description="https:// only")
+
+
+Documents = Annotated[list[DocumentIn], Field(max_length=f.MAX_DOCUMENTS)]
 
 
 class ContractCreate(_In):
-    number: Annotated[str, StringConstraints(min_length=1, max_length=f.CONTRACT_NUMBER_MAX)]
-    signed_on: date
+    number: ContractNumber
+    signed_on: IsoDate
     amount_minor: AmountMinor = Field(description="integer minor units (kopecks, cents)")
     currency: Currency = Field(description="ISO 4217")
-    sla: Annotated[str, StringConstraints(max_length=f.SLA_MAX)] | None = None
-    documents: list[DocumentIn] = Field(default=[], max_length=f.MAX_DOCUMENTS)
+    sla: Sla | None = None
+    documents: Documents = []
     status: StaffContractStatus = "signed"
 
 
 class ContractPatch(_In):
-    number: (
-        Annotated[str, StringConstraints(min_length=1, max_length=f.CONTRACT_NUMBER_MAX)] | None
-    ) = None
-    signed_on: date | None = None
-    amount_minor: AmountMinor | None = None
-    currency: Currency | None = None
-    sla: Annotated[str, StringConstraints(max_length=f.SLA_MAX)] | None = None
-    documents: list[DocumentIn] | None = Field(default=None, max_length=f.MAX_DOCUMENTS)
-    status: StaffContractStatus | None = None
+    """Only the fields sent change; ``sla: null`` clears the SLA."""
+
+    number: ContractNumber | NoNull = None
+    signed_on: IsoDate | NoNull = None
+    amount_minor: AmountMinor | NoNull = None
+    currency: Currency | NoNull = None
+    sla: Sla | None = None
+    documents: Documents | NoNull = None
+    status: StaffContractStatus | NoNull = None
 
 
 class DocumentOut(BaseModel):
@@ -154,8 +193,6 @@ class ContractPageOut(BaseModel):
 
 # --- products -----------------------------------------------------------------------------------
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
-
 
 class PriceIn(_In):
     amount_minor: AmountMinor
@@ -180,7 +217,7 @@ class ModuleCreate(_In):
 class ModulePatch(_In):
     """``list_price: null`` clears the price; absent fields stay."""
 
-    name: Name | None = None
+    name: Name | NoNull = None
     list_price: PriceIn | None = None
 
 
@@ -208,7 +245,7 @@ class ProductOut(BaseModel):
 
 
 class NoteCreate(_In):
-    body: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    body: Annotated[str, StringConstraints(max_length=NOTE_MAX, pattern=f.TEXT_PATTERN)]
     license_id: Id | None = Field(default=None, description="a license of this client")
 
 

@@ -112,7 +112,7 @@ def post_import(
     """Upload a CSV or XLSX file to the clients' import (the file is the request body)."""
     content_type = CSV_TYPE if fmt == "csv" else XLSX_TYPE
     return client.post(
-        "/staff/clients/import",
+        "/staff/imports/clients",
         headers={**headers, "Content-Type": content_type},
         content=data,
     )

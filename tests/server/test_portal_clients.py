@@ -142,7 +142,15 @@ def test_patch_refuses_nulls_unknown_clients_and_fields(
     http = backend.client
     client = new_client(http, sales.headers)
     url = f"/staff/clients/{client['id']}"
-    for body in ({"legal_name": None}, {"inn": None}, {"contacts": None}, {"id": "x"}):
+    too_many = [{"name": "A"}] * 21
+    for body in (
+        {"legal_name": None},
+        {"inn": None},
+        {"contacts": None},
+        {"contacts": too_many},
+        {"legal_name": "   "},
+        {"id": "x"},
+    ):
         assert_problem(http.patch(url, headers=sales.headers, json=body), 422, "validation_error")
     r = http.patch("/staff/clients/no-such-client", headers=sales.headers, json={"segment": "x"})
     assert_problem(r, 404, "not_found")

@@ -137,14 +137,14 @@ def test_a_file_that_cannot_be_read_is_refused(backend: Backend, sales: StaffLog
     ]
     for data, content_type, words in cases:
         r = http.post(
-            "/staff/clients/import",
+            "/staff/imports/clients",
             headers={**sales.headers, "Content-Type": content_type},
             content=data,
         )
         assert words in assert_problem(r, 422, "validation_error")["detail"], (words, r.text)
     big = good + b"x" * backend.settings.max_body_bytes
     r = http.post(
-        "/staff/clients/import", headers={**sales.headers, "Content-Type": "text/csv"}, content=big
+        "/staff/imports/clients", headers={**sales.headers, "Content-Type": "text/csv"}, content=big
     )
     assert_problem(r, 413, "payload_too_large")
     assert _clients(backend, sales.headers) == []
@@ -186,7 +186,7 @@ def test_an_export_honours_the_filters_and_imports_back(
         new_client(http, sales.headers, legal_name="Другой сегмент", segment="enterprise"),
     ]
     r = http.get(
-        "/staff/clients/export", headers=sales.headers, params={"format": fmt, "segment": "smb"}
+        "/staff/exports/clients", headers=sales.headers, params={"format": fmt, "segment": "smb"}
     )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/csv" if fmt == "csv" else XLSX_TYPE)
@@ -225,10 +225,10 @@ def test_an_export_honours_the_filters_and_imports_back(
 def test_export_roles_and_bad_parameters(backend: Backend, sales: StaffLogin) -> None:
     http = backend.client
     auditor = new_staff(http, backend.services, backend.clock, Role.AUDIT, enrol=False)
-    assert_problem(http.get("/staff/clients/export", headers=auditor.headers), 403, "forbidden")
+    assert_problem(http.get("/staff/exports/clients", headers=auditor.headers), 403, "forbidden")
     for params in ({"format": "pdf"}, {"status": "x"}, {"segment": "Ё"}):
-        r = http.get("/staff/clients/export", headers=sales.headers, params=params)
+        r = http.get("/staff/exports/clients", headers=sales.headers, params=params)
         assert_problem(r, 422, "validation_error")
-    empty = http.get("/staff/clients/export", headers=sales.headers)
+    empty = http.get("/staff/exports/clients", headers=sales.headers)
     assert empty.status_code == 200
     assert empty.content.decode("utf-8-sig").startswith("id,legal_name,inn")

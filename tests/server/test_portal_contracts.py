@@ -65,7 +65,16 @@ def test_paid_is_set_by_payments_only_and_fixes_the_amount(
     client = new_client(http, sales.headers)
     made = new_contract(http, sales.headers, client["id"])
     url = f"/staff/contracts/{made['id']}"
-    for body in ({"status": "paid"}, {"paid": True}, {"paid_at": "2026-01-01T00:00:00Z"}):
+    too_many = [{"title": "A", "url": "https://a/"}] * 21
+    for body in (
+        {"status": "paid"},
+        {"paid": True},
+        {"paid_at": "2026-01-01T00:00:00Z"},
+        {"documents": too_many},
+        {"documents": None},
+        {"signed_on": 0},
+        {"number": None},
+    ):
         assert_problem(http.patch(url, headers=sales.headers, json=body), 422, "validation_error")
     _mark_paid(backend, made["id"])
     assert http.get(url, headers=sales.headers).json()["paid"] is True

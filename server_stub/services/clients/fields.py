@@ -23,8 +23,9 @@ CONTACT_POSITION_MAX: Final = 200
 EMAIL_MAX: Final = 320
 MAX_CONTACTS: Final = 20
 CURRENCY_PATTERN: Final = r"^[A-Z]{3}$"
-#: Largest amount in minor units (the column is a signed 64-bit integer).
-MAX_AMOUNT_MINOR: Final = 2**63 - 1
+#: Largest amount in minor units: 10¹³ roubles or dollars, far below the 64-bit column's limit
+#: and exact as a JSON number (a double holds integers exactly up to 2⁵³).
+MAX_AMOUNT_MINOR: Final = 10**15
 CONTRACT_NUMBER_MAX: Final = 64
 SLA_MAX: Final = 200
 DOCUMENT_TITLE_MAX: Final = 200
@@ -33,6 +34,16 @@ MAX_DOCUMENTS: Final = 20
 #: Statuses staff set on a contract, in the order a contract moves through them. ``paid`` (a
 #: value of the column too) is a payment's business, see ``contracts.py``.
 STAFF_CONTRACT_STATUSES: Final = ("draft", "signed", "closed")
+
+#: The same rules as patterns, for the request schemas (so a client knows them up front):
+#: one line without control characters (Unicode category Cc: U+0000–001F, U+007F–009F)…
+_CC = r"\x00-\x1f\x7f-\x9f"
+LINE_PATTERN: Final = rf"^[^{_CC}]*$"
+#: …and with at least one character that is not a space (a name, a number, a title);
+NAME_PATTERN: Final = rf"^[^{_CC}]*[^\s{_CC}][^{_CC}]*$"
+#: text over several lines (a note): tabs and line breaks allowed.
+_CC_BUT_LINES = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+TEXT_PATTERN: Final = rf"^[^{_CC_BUT_LINES}]*[^\s{_CC}][^{_CC_BUT_LINES}]*$"
 
 _SEGMENT = re.compile(SEGMENT_PATTERN)
 _PHONE = re.compile(PHONE_PATTERN)
@@ -53,7 +64,8 @@ def clean_text(text: str) -> str:
 
 
 def has_control_characters(text: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
+    """Whether ``text`` holds a C0/C1 control character (what the patterns above refuse)."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
 def legal_name_problem(name: str) -> str | None:

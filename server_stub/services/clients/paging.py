@@ -27,7 +27,7 @@ T = TypeVar("T")
 MAX_LIMIT: Final = 200
 DEFAULT_LIMIT: Final = 50
 MAX_CURSOR_LENGTH: Final = 512
-_BAD_CURSOR = "cursor: not a cursor this list returned (start again without one)"
+_BAD_CURSOR = "not a cursor this list returned (start again without one)"
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,13 @@ class Page(Generic[T]):
     items: list[T]
     #: Pass as ``cursor`` for the next page; ``None`` on the last page.
     next_cursor: str | None
+
+
+def _bad_cursor(message: str = _BAD_CURSOR) -> ValidationFailed:
+    return ValidationFailed(
+        f"cursor: {message}",
+        errors=[{"loc": ["query", "cursor"], "msg": message, "type": "cursor"}],
+    )
 
 
 def filters_digest(filters: dict[str, Any]) -> str:
@@ -52,27 +59,27 @@ def decode_cursor(
 ) -> tuple[datetime | date, str]:
     """The (sort key, id) a cursor holds; 422 unless it was made for this very query."""
     if len(cursor) > MAX_CURSOR_LENGTH:
-        raise ValidationFailed(_BAD_CURSOR)
+        raise _bad_cursor()
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = json.loads(raw.decode("utf-8"))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise ValidationFailed(_BAD_CURSOR) from None
+        raise _bad_cursor() from None
     if (
         not isinstance(value, list)
         or len(value) != 3
         or not all(isinstance(v, str) for v in value)
         or len(value[1]) > 64
     ):
-        raise ValidationFailed(_BAD_CURSOR)
+        raise _bad_cursor()
     if value[2] != digest:
-        raise ValidationFailed("cursor: it belongs to a list with other filters")
+        raise _bad_cursor("it belongs to a list with other filters")
     try:
         key = parse(value[0])
     except (ValueError, OverflowError):
-        raise ValidationFailed(_BAD_CURSOR) from None
+        raise _bad_cursor() from None
     if isinstance(key, datetime) and key.tzinfo is None:
-        raise ValidationFailed(_BAD_CURSOR)
+        raise _bad_cursor()
     return key, value[1]
 
 
