@@ -28,6 +28,7 @@ from .routers import (
     license,
     marketplace,
     portal_clients,
+    portal_products,
     staff,
     system,
     telemetry,
@@ -124,6 +125,7 @@ def create_app(
         marketplace.router,
         staff.router,
         portal_clients.router,
+        portal_products.router,
         system.router,
     ):
         app.include_router(router)

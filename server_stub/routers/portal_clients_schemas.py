@@ -14,7 +14,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
-from ..portal_models import CLIENT_STATUSES, CONTRACT_STATUSES, DEPLOYMENTS
+from ..portal_models import (
+    CLIENT_STATUSES,
+    CONTRACT_STATUSES,
+    DEPLOYMENTS,
+    Client,
+    ClientNote,
+    Contract,
+    ProductModule,
+)
+from ..services.clients import Contact, Document, Price, ProductView, is_paid
 from ..services.clients import fields as f
 from ..services.clients.notes import NOTE_MAX
 from ..services.clients.products import CODE_PATTERN, NAME_MAX
@@ -23,7 +32,10 @@ ClientStatus = Literal[CLIENT_STATUSES]  # type: ignore[valid-type]
 Deployment = Literal[DEPLOYMENTS]  # type: ignore[valid-type]
 ContractStatus = Literal[CONTRACT_STATUSES]  # type: ignore[valid-type]
 StaffContractStatus = Literal[f.STAFF_CONTRACT_STATUSES]  # type: ignore[valid-type]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+#: The ids of rows (UUIDs); anything else cannot name one (and never reaches the database: a NUL
+#: there is an error PostgreSQL raises, not a miss).
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 Segment = Annotated[str, StringConstraints(pattern=f.SEGMENT_PATTERN)]
 Inn = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}([0-9]{2})?$")]
@@ -42,7 +54,11 @@ ContractNumber = Annotated[
 Sla = Annotated[str, StringConstraints(max_length=f.SLA_MAX, pattern=f.LINE_PATTERN)]
 Name = Annotated[str, StringConstraints(max_length=NAME_MAX, pattern=f.NAME_PATTERN)]
 HttpsUrl = Annotated[
-    str, StringConstraints(max_length=f.DOCUMENT_URL_MAX, pattern=r"^https://[^\s/@]+(/\S*)?$")
+    str,
+    StringConstraints(
+        max_length=f.DOCUMENT_URL_MAX,
+        pattern=r"^https://[^\s/@\x00-\x1f\x7f-\x9f]+(/[^\s\x00-\x1f\x7f-\x9f]*)?$",
+    ),
 ]
 
 
@@ -263,5 +279,84 @@ class NotePageOut(BaseModel):
     next_cursor: str | None
 
 
-def as_dicts(items: list[Any] | None) -> list[dict[str, Any]] | None:
-    return None if items is None else [i.model_dump() for i in items]
+# --- from the service's rows to the answers ------------------------------------------------------
+
+
+def client_out(client: Client) -> ClientOut:
+    return ClientOut(
+        id=client.id,
+        legal_name=client.legal_name,
+        inn=client.inn,
+        segment=client.segment,
+        deployment=client.deployment,
+        status=client.status,
+        manager_id=client.manager_id,
+        contacts=[ContactOut(**c) for c in client.contacts],
+        created_at=client.created_at,
+        updated_at=client.updated_at,
+    )
+
+
+def contacts_of(items: list[ContactIn]) -> tuple[Contact, ...]:
+    return tuple(Contact(c.name, c.email, c.phone, c.position) for c in items)
+
+
+def documents_of(items: list[DocumentIn]) -> tuple[Document, ...]:
+    return tuple(Document(d.title, d.url) for d in items)
+
+
+def contract_out(contract: Contract) -> ContractOut:
+    return ContractOut(
+        id=contract.id,
+        client_id=contract.client_id,
+        number=contract.number,
+        signed_on=contract.signed_on,
+        amount_minor=contract.amount_minor,
+        currency=contract.currency,
+        sla=contract.sla,
+        documents=[DocumentOut(**d) for d in contract.documents],
+        status=contract.status,
+        paid=is_paid(contract),
+        paid_at=contract.paid_at,
+        created_at=contract.created_at,
+        updated_at=contract.updated_at,
+    )
+
+
+def module_out(module: ProductModule) -> ModuleOut:
+    price = (
+        PriceOut(amount_minor=module.list_price_minor, currency=module.currency)
+        if module.list_price_minor is not None and module.currency is not None
+        else None
+    )
+    return ModuleOut(
+        code=module.code,
+        name=module.name,
+        list_price=price,
+        retired=module.retired_at is not None,
+        retired_at=module.retired_at,
+    )
+
+
+def product_out(view: ProductView) -> ProductOut:
+    return ProductOut(
+        id=view.product.id,
+        name=view.product.name,
+        created_at=view.product.created_at,
+        modules=[module_out(m) for m in view.modules],
+    )
+
+
+def price_of(price: PriceIn | None) -> Price | None:
+    return Price(price.amount_minor, price.currency) if price is not None else None
+
+
+def note_out(note: ClientNote) -> NoteOut:
+    return NoteOut(
+        id=note.id,
+        client_id=note.client_id,
+        license_id=note.license_id,
+        author=note.author,
+        body=note.body,
+        created_at=note.created_at,
+    )
