@@ -6,7 +6,6 @@ products"). Thin: every rule and transaction is the client service's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -42,6 +41,7 @@ from .portal_clients_schemas import (
     ContractStatus,
     Deployment,
     ImportOut,
+    IsoDate,
     NoteCreate,
     NoteOut,
     NotePageOut,
@@ -316,8 +316,8 @@ def list_contracts(
     status: Annotated[ContractStatus | None, Query()] = None,
     client_id: QueryId = None,
     paid: Annotated[bool | None, Query(description="true: paid only; false: unpaid")] = None,
-    signed_from: Annotated[date | None, Query(description="on or after")] = None,
-    signed_to: Annotated[date | None, Query(description="on or before")] = None,
+    signed_from: Annotated[IsoDate | None, Query(description="on or after")] = None,
+    signed_to: Annotated[IsoDate | None, Query(description="on or before")] = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> ContractPageOut:

@@ -54,11 +54,7 @@ ContractNumber = Annotated[
 Sla = Annotated[str, StringConstraints(max_length=f.SLA_MAX, pattern=f.LINE_PATTERN)]
 Name = Annotated[str, StringConstraints(max_length=NAME_MAX, pattern=f.NAME_PATTERN)]
 HttpsUrl = Annotated[
-    str,
-    StringConstraints(
-        max_length=f.DOCUMENT_URL_MAX,
-        pattern=r"^https://[^\s/@\x00-\x1f\x7f-\x9f]+(/[^\s\x00-\x1f\x7f-\x9f]*)?$",
-    ),
+    str, StringConstraints(max_length=f.DOCUMENT_URL_MAX, pattern=f.HTTPS_URL_PATTERN)
 ]
 
 

@@ -11,7 +11,6 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +25,7 @@ from .fields import (
     CURRENCY_PATTERN,
     DOCUMENT_TITLE_MAX,
     DOCUMENT_URL_MAX,
+    HTTPS_URL_PATTERN,
     MAX_AMOUNT_MINOR,
     MAX_DOCUMENTS,
     SLA_MAX,
@@ -42,6 +42,7 @@ EDITABLE: Final = frozenset(
     {"number", "signed_on", "amount_minor", "currency", "sla", "documents", "status"}
 )
 _CURRENCY = re.compile(CURRENCY_PATTERN)
+_HTTPS_URL = re.compile(HTTPS_URL_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -114,14 +115,7 @@ def document_problems(documents: tuple[Document, ...]) -> list[tuple[str, str]]:
 
 
 def _is_https_url(url: str) -> bool:
-    if len(url) > DOCUMENT_URL_MAX or has_control_characters(url) or any(c.isspace() for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        return False
-    return parts.scheme == "https" and bool(host) and not parts.username and not parts.password
+    return len(url) <= DOCUMENT_URL_MAX and _HTTPS_URL.fullmatch(url) is not None
 
 
 def draft_problems(draft: ContractDraft) -> list[tuple[str, str]]:

@@ -44,6 +44,8 @@ NAME_PATTERN: Final = rf"^[^{_CC}]*[^\s{_CC}][^{_CC}]*$"
 #: text over several lines (a note): tabs and line breaks allowed.
 _CC_BUT_LINES = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 TEXT_PATTERN: Final = rf"^[^{_CC_BUT_LINES}]*[^\s{_CC}][^{_CC_BUT_LINES}]*$"
+#: A link to a document: https, a host, no user name or password, no spaces or controls.
+HTTPS_URL_PATTERN: Final = rf"^https://[^\s/@{_CC}]+(/[^\s{_CC}]*)?$"
 
 _SEGMENT = re.compile(SEGMENT_PATTERN)
 _PHONE = re.compile(PHONE_PATTERN)
