@@ -11,7 +11,15 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    Strict,
+    StringConstraints,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from ..portal_models import (
@@ -40,7 +48,8 @@ Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 Segment = Annotated[str, StringConstraints(pattern=f.SEGMENT_PATTERN)]
 Inn = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}([0-9]{2})?$")]
 Currency = Annotated[str, StringConstraints(pattern=f.CURRENCY_PATTERN)]
-AmountMinor = Annotated[int, Field(ge=0, le=f.MAX_AMOUNT_MINOR)]
+#: Strict: ``true`` or ``1.0`` is no amount.
+AmountMinor = Annotated[int, Strict(), Field(ge=0, le=f.MAX_AMOUNT_MINOR)]
 LegalName = Annotated[str, StringConstraints(max_length=f.LEGAL_NAME_MAX, pattern=f.NAME_PATTERN)]
 PersonName = Annotated[
     str, StringConstraints(max_length=f.CONTACT_NAME_MAX, pattern=f.NAME_PATTERN)
