@@ -311,3 +311,26 @@ def test_roles(backend: Backend) -> None:
     assert_problem(http.get("/staff/clients", headers=logins[Role.AUDIT].headers), 403, "forbidden")
     assert_problem(http.get("/staff/clients"), 401, "token_invalid")
     assert http.get(f"/staff/clients/{client['id']}").status_code == 401
+
+
+def test_a_nul_or_control_character_never_reaches_the_database(
+    backend: Backend, sales: StaffLogin
+) -> None:
+    # PostgreSQL refuses NUL in text: unchecked, it would be a database error, not a 422.
+    http = backend.client
+    client = new_client(http, sales.headers)
+    for path, params in (
+        ("/staff/clients", {"q": "ООО\x00"}),
+        ("/staff/clients", {"manager_id": "a\x00b"}),
+        ("/staff/contracts", {"client_id": "\x00"}),
+        (f"/staff/clients/{client['id']}/notes", {"license_id": "x\x00"}),
+        ("/staff/clients/a%00b", {}),
+        ("/staff/contracts/%00", {}),
+        ("/staff/products/tg%00flow", {}),
+    ):
+        r = http.get(path, headers=sales.headers, params=params)
+        assert_problem(r, 422, "validation_error")
+    r = http.post(
+        f"/staff/clients/{client['id']}/notes", headers=sales.headers, json={"body": "a\x00"}
+    )
+    assert_problem(r, 422, "validation_error")
