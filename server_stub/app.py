@@ -23,7 +23,17 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, EdgeMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
-from .routers import auth, license, marketplace, staff, system, telemetry, usage
+from .routers import (
+    auth,
+    license,
+    marketplace,
+    portal_clients,
+    portal_products,
+    staff,
+    system,
+    telemetry,
+    usage,
+)
 from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
@@ -114,6 +124,8 @@ def create_app(
         telemetry.router,
         marketplace.router,
         staff.router,
+        portal_clients.router,
+        portal_products.router,
         system.router,
     ):
         app.include_router(router)

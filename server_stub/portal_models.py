@@ -53,6 +53,8 @@ class Client(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     legal_name: Mapped[str] = mapped_column(String(300))
+    #: ``legal_name`` folded for search (migration 0008; SQLite's ``lower()`` is ASCII-only).
+    search_name: Mapped[str] = mapped_column(String(300), default="", server_default="")
     inn: Mapped[str] = mapped_column(String(12), unique=True)
     segment: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="active")

@@ -16,6 +16,7 @@ from .metrics import Metrics
 from .services.audit import AuditLog
 from .services.auth import AuthService
 from .services.callbacks import CallbackService
+from .services.clients import ClientService
 from .services.context import ServiceContext
 from .services.license import LicenseService
 from .services.marketplace import MarketplaceService
@@ -47,6 +48,8 @@ class Services:
     staff: StaffService
     #: Signs license files and the other signed documents (the key file, or PKCS#11).
     signer: Signer
+    #: The portal's clients, contracts, products and notes.
+    clients: ClientService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -101,4 +104,5 @@ def build_services(
         audit=AuditLog(ctx, signer),
         staff=StaffService(ctx, read_only=read_only),
         signer=signer,
+        clients=ClientService(ctx),
     )
