@@ -17,6 +17,7 @@ from .services.audit import AuditLog
 from .services.auth import AuthService
 from .services.callbacks import CallbackService
 from .services.context import ServiceContext
+from .services.integrations import IntegrationService
 from .services.license import LicenseService
 from .services.marketplace import MarketplaceService
 from .services.plans import PlanService
@@ -47,6 +48,8 @@ class Services:
     staff: StaffService
     #: Signs license files and the other signed documents (the key file, or PKCS#11).
     signer: Signer
+    #: Billing/CRM integration (``/external``) and the staff side of payments.
+    integrations: IntegrationService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -101,4 +104,5 @@ def build_services(
         audit=AuditLog(ctx),
         staff=StaffService(ctx),
         signer=signer,
+        integrations=IntegrationService(ctx),
     )
