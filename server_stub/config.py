@@ -29,8 +29,14 @@ _PKCS11_SETTINGS = ("pkcs11_module", "pkcs11_token_label", "pkcs11_key_label", "
 
 
 class Settings(BaseSettings):
+    # Errors name the setting and the reason, never the value: several values are secrets
+    # (a database URL's password, the integration API's shared secrets).
     model_config = SettingsConfigDict(
-        env_prefix="TGFLOW_", env_file=None, extra="ignore", secrets_dir=None
+        env_prefix="TGFLOW_",
+        env_file=None,
+        extra="ignore",
+        secrets_dir=None,
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(default_factory=default_data_dir)
