@@ -55,12 +55,33 @@ def _text(when: datetime | None) -> str | None:
     return None if when is None else utc_text(when)
 
 
+#: Only what goes out: loading whole rows would decode every license's JSON columns too.
+_COLUMNS = (
+    License.id,
+    License.client_id,
+    Client.legal_name,
+    Client.inn,
+    License.product_id,
+    License.plan,
+    License.modules,
+    License.status,
+    License.valid_from,
+    License.valid_until,
+    License.grace_days,
+    License.created_at,
+    License.updated_at,
+    License.version,
+    License.license_key,
+    License.heartbeat_window_s,
+)
+
+
 def records(session: Session, filters: LicenseFilter, now: datetime) -> Iterator[dict[str, Any]]:
     """Every matching license as a dict of :data:`COLUMNS`, in id order, a batch at a time."""
     last_id = ""
     while True:
         query = (
-            select(License, Client.legal_name, Client.inn)
+            select(*_COLUMNS)
             .join(Client, Client.id == License.client_id)
             .where(License.id > last_id)
             .order_by(License.id)
@@ -73,38 +94,38 @@ def records(session: Session, filters: LicenseFilter, now: datetime) -> Iterator
         batch = session.execute(query).all()
         if not batch:
             return
-        live = _live_activations(session, [lic for lic, _, _ in batch], now)
-        for lic, legal_name, inn in batch:
-            count, heartbeat = live.get(lic.id, (0, None))
+        windows = {row.id: timedelta(seconds=row.heartbeat_window_s) for row in batch}
+        live = _live_activations(session, windows, now)
+        for row in batch:
+            count, heartbeat = live.get(row.id, (0, None))
             yield {
-                "id": lic.id,
-                "client_id": lic.client_id,
-                "client_legal_name": legal_name,
-                "client_inn": inn,
-                "product": lic.product_id,
-                "plan": lic.plan,
-                "modules": list(lic.modules or []),
-                "status": lic.status,
-                "valid_from": _text(lic.valid_from),
-                "valid_until": _text(lic.valid_until),
-                "grace_days": lic.grace_days,
-                "created_at": _text(lic.created_at),
-                "updated_at": _text(lic.updated_at),
-                "file_version": lic.version,
-                "license_key_hint": key_hint(lic.license_key),
+                "id": row.id,
+                "client_id": row.client_id,
+                "client_legal_name": row.legal_name,
+                "client_inn": row.inn,
+                "product": row.product_id,
+                "plan": row.plan,
+                "modules": list(row.modules or []),
+                "status": row.status,
+                "valid_from": _text(row.valid_from),
+                "valid_until": _text(row.valid_until),
+                "grace_days": row.grace_days,
+                "created_at": _text(row.created_at),
+                "updated_at": _text(row.updated_at),
+                "file_version": row.version,
+                "license_key_hint": key_hint(row.license_key),
                 "live_activations": count,
                 "last_heartbeat_at": _text(heartbeat),
             }
-        last_id = batch[-1][0].id
+        last_id = batch[-1].id
 
 
 def _live_activations(
-    session: Session, licenses: list[License], now: datetime
+    session: Session, windows: dict[str, timedelta], now: datetime
 ) -> dict[str, tuple[int, datetime | None]]:
     """Per license: activations not deactivated whose last heartbeat is within the license's
     window (a dead one the sweeper has not freed yet does not count), and the latest heartbeat
     of any of its activations."""
-    windows = {lic.id: timedelta(seconds=lic.heartbeat_window_s) for lic in licenses}
     result: dict[str, tuple[int, datetime | None]] = {}
     rows = session.execute(
         select(Activation.license_id, Activation.last_heartbeat_at, Activation.deactivated_at)
