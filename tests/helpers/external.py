@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 
 from server_stub.db import transaction
 from server_stub.portal_models import Activation, Client, Contract, License, Payment, Product
+from server_stub.services.integrations import PaymentReport
 from server_stub.services.integrations.signatures import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -71,6 +72,12 @@ def payment_body(contract_number: str, amount_minor: int, **overrides: Any) -> d
     }
     body.update(overrides)
     return body
+
+
+def record_payment(services: Services, body: dict[str, Any]) -> None:
+    """Record a payment through the service the API calls (without the HTTP signature)."""
+    report = PaymentReport(**{**body, "paid_at": datetime.fromisoformat(body["paid_at"])})
+    services.integrations.record_payment(report)
 
 
 def valid_inn() -> str:
