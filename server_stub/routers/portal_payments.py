@@ -16,6 +16,7 @@ from agent.protocol import ErrorCode, Rfc3339DateTime
 
 from ..deps import ServicesDep
 from ..services.integrations import MAX_PAGE, PaymentFilter
+from ..services.integrations.payment_queries import CURSOR_PATTERN
 from ..services.integrations.payments import SOURCE_PATTERN
 from ..services.staff import Permission
 from ..services.tabular import MEDIA_TYPES, Format
@@ -54,7 +55,9 @@ FilterDep = Annotated[PaymentFilter, Depends(payment_filter)]
 def list_payments(
     services: ServicesDep,
     filters: FilterDep,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the last page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> PaymentPageOut:
     page = services.integrations.list_payments(filters, cursor, limit)

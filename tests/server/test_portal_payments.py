@@ -121,8 +121,10 @@ def test_bad_list_queries_are_422(backend: Backend) -> None:
     for query in (
         "?cursor=garbage",
         "?cursor=" + "A" * 201,
-        "?cursor=MTIzNDU2Nzg5MC4xMjM",  # base64 of "1234567890.123"
-        "?cursor=OTk5OTk5OTk5OTk5OTk5OTk5OTkuMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw",
+        "?cursor=1234567890.123",
+        "?cursor=" + "9" * 18 + ".00000000-0000-0000-0000-000000000000",
+        "?cursor=-1.00000000-0000-0000-0000-000000000000",
+        "?cursor=1.00000000-0000-0000-0000-00000000000G",
         "?cursor=%00%ff",
         "?limit=0",
         "?limit=201",
