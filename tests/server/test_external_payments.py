@@ -48,6 +48,27 @@ def a_contract(backend: Backend, amount: int = 100_000, currency: str = "RUB") -
     return seed_contract(backend.services, seed_client(backend.services), amount, currency)
 
 
+def race(backend: Backend, bodies: list[bytes]) -> list[httpx.Response]:
+    """Post each signed body from its own thread and connection, all released at once."""
+    barrier = threading.Barrier(len(bodies))
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def report(data: bytes) -> None:
+        with httpx.Client(base_url=backend.url, timeout=30) as client:
+            barrier.wait()
+            r = signed(backend, "POST", PATH, data, client=client)
+        with lock:
+            answers.append(r)
+
+    threads = [threading.Thread(target=report, args=(data,)) for data in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answers
+
+
 # --- the signature ------------------------------------------------------------------------------
 
 
@@ -318,28 +339,25 @@ def test_concurrent_reports_of_one_payment_record_it_once(billing: Backend) -> N
     body = payment_body(contract.number, 50_000)
     raw = json.dumps(body).encode()
     partial = [payment_body(contract.number, 10_000) for _ in range(4)]
-    workers = 8
-    barrier = threading.Barrier(workers + len(partial))
-    answers: list[httpx.Response] = []
-    lock = threading.Lock()
-
-    def report(data: bytes) -> None:
-        with httpx.Client(base_url=billing.url, timeout=30) as client:
-            barrier.wait()
-            r = signed(billing, "POST", PATH, data, client=client)
-        with lock:
-            answers.append(r)
-
-    threads = [threading.Thread(target=report, args=(raw,)) for _ in range(workers)]
-    threads += [threading.Thread(target=report, args=(json.dumps(p).encode(),)) for p in partial]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert [r.status_code for r in answers] == [200] * len(threads), [r.text for r in answers]
+    answers = race(billing, [raw] * 8 + [json.dumps(p).encode() for p in partial])
+    assert [r.status_code for r in answers] == [200] * len(answers), [r.text for r in answers]
     same = [r.json() for r in answers if r.json()["external_id"] == body["external_id"]]
     assert len({a["payment_id"] for a in same}) == 1
     recorded = payments_of(billing.services, contract.id)
     assert len(recorded) == 1 + len(partial)
     assert sum(p.amount_minor for p in recorded) == 90_000
     assert contract_state(billing.services, contract.id).status == "paid"
+
+
+def test_one_id_raced_against_several_contracts_is_recorded_once(billing: Backend) -> None:
+    """The same payment id reported at once for different contracts: the contract locks do not
+    order them, the unique key does; one is recorded, the others are conflicts."""
+    contracts = [a_contract(billing) for _ in range(4)]
+    bodies = [
+        json.dumps(payment_body(c.number, 1000, external_id="raced-1")).encode() for c in contracts
+    ]
+    answers = race(billing, bodies)
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] + [409] * (len(bodies) - 1), [r.text for r in answers]
+    recorded = [p for c in contracts for p in payments_of(billing.services, c.id)]
+    assert len(recorded) == 1
