@@ -25,15 +25,18 @@ from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
 from .routers import (
     auth,
+    external,
     license,
     marketplace,
     portal_clients,
+    portal_payments,
     portal_products,
     staff,
     system,
     telemetry,
     usage,
 )
+from .services.tabular import MAX_IMPORT_BYTES
 from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
@@ -126,6 +129,8 @@ def create_app(
         staff.router,
         portal_clients.router,
         portal_products.router,
+        portal_payments.router,
+        external.router,
         system.router,
     ):
         app.include_router(router)
@@ -149,7 +154,11 @@ def _add_middleware(app: FastAPI, settings: Settings, services: Services) -> Non
             metrics=metrics,
             trust_forwarded_for=settings.trust_forwarded_for,
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=max(settings.max_body_bytes, MAX_IMPORT_BYTES),
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

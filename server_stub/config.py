@@ -21,12 +21,22 @@ def default_data_dir() -> Path:
 
 
 #: What a PKCS#11 signer needs; with ``license_signer=pkcs11`` each must be set.
+#: The shortest shared secret accepted for the signed integration API (HMAC-SHA256's block
+#: of entropy: 256 bits).
+EXTERNAL_SECRET_MIN_BYTES = 32
+
 _PKCS11_SETTINGS = ("pkcs11_module", "pkcs11_token_label", "pkcs11_key_label", "pkcs11_pin")
 
 
 class Settings(BaseSettings):
+    # Errors name the setting and the reason, never the value: several values are secrets
+    # (a database URL's password, the integration API's shared secrets).
     model_config = SettingsConfigDict(
-        env_prefix="TGFLOW_", env_file=None, extra="ignore", secrets_dir=None
+        env_prefix="TGFLOW_",
+        env_file=None,
+        extra="ignore",
+        secrets_dir=None,
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -84,6 +94,10 @@ class Settings(BaseSettings):
     pkcs11_key_label: str | None = None
     #: The token's user PIN (``TGFLOW_PKCS11_PIN``); never logged.
     pkcs11_pin: SecretStr | None = None
+    #: Shared secrets of the signed integration API (``/external``), comma separated so a
+    #: secret can rotate (every listed one is accepted); each at least 32 bytes. Unset: every
+    #: ``/external`` request is refused (docs/licensing.md, "Integrations"). Never logged.
+    external_hmac_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True
@@ -93,6 +107,25 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("external_hmac_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("external_hmac_secrets")
+    @classmethod
+    def _secrets_long_enough(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for number, secret in enumerate(value, start=1):
+            if len(secret.get_secret_value().encode("utf-8")) < EXTERNAL_SECRET_MIN_BYTES:
+                # Which one, never what it is.
+                raise ValueError(
+                    f"TGFLOW_EXTERNAL_HMAC_SECRETS: secret #{number} is shorter than "
+                    f"{EXTERNAL_SECRET_MIN_BYTES} bytes"
+                )
         return value
 
     @model_validator(mode="after")

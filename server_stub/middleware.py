@@ -16,6 +16,10 @@ from .problems import problem_response
 log = logging.getLogger("tgflow.server.access")
 
 _NO_CSP_PATHS = ("/docs", "/redoc")
+#: Paths ending so take a file upload (``POST /staff/payments/import`` and the like) ...
+UPLOAD_SUFFIX = "/import"
+#: ... and so do the paths under this prefix (``POST /staff/imports/clients``).
+UPLOAD_PREFIX = "/staff/imports/"
 
 
 _SECURITY_HEADERS = (
@@ -98,23 +102,34 @@ class EdgeMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with 413, whether announced or streamed."""
+    """Refuses request bodies over ``max_bytes`` with 413, whether announced or streamed.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    A file import (a path ending in :data:`UPLOAD_SUFFIX` or under :data:`UPLOAD_PREFIX`) may be up to ``upload_bytes``: a
+    spreadsheet is larger than any JSON request, and the import refuses its content row by row.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes or max_bytes
         # Built once: a response is stateless and may be sent any number of times.
         self.refuse = problem_response(
             ErrorCode.PAYLOAD_TOO_LARGE, f"request bodies are limited to {max_bytes} bytes"
+        )
+        self.refuse_upload = problem_response(
+            ErrorCode.PAYLOAD_TOO_LARGE, f"imported files are limited to {self.upload_bytes} bytes"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refuse = self.refuse
+        refuse, limit = self.refuse, self.max_bytes
+        path = scope.get("path", "")
+        if path.endswith(UPLOAD_SUFFIX) or path.startswith(UPLOAD_PREFIX):
+            refuse, limit = self.refuse_upload, self.upload_bytes
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
                 await refuse(scope, receive, send)
                 return
         received = 0
@@ -128,7 +143,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes and not started:
+                if received > limit and not started:
                     # Answer now; the app sees a disconnect and whatever it answers is dropped.
                     refused = True
                     await refuse(scope, receive, send)

@@ -18,6 +18,7 @@ from .services.auth import AuthService
 from .services.callbacks import CallbackService
 from .services.clients import ClientService
 from .services.context import ServiceContext
+from .services.integrations import IntegrationService
 from .services.license import LicenseService
 from .services.marketplace import MarketplaceService
 from .services.plans import PlanService
@@ -50,6 +51,9 @@ class Services:
     signer: Signer
     #: The portal's clients, contracts, products and notes.
     clients: ClientService
+
+    #: Billing/CRM integration (``/external``) and the staff side of payments.
+    integrations: IntegrationService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -105,4 +109,5 @@ def build_services(
         staff=StaffService(ctx, read_only=read_only),
         signer=signer,
         clients=ClientService(ctx),
+        integrations=IntegrationService(ctx),
     )

@@ -65,7 +65,10 @@ def staff_endpoint(
         path,
         methods=[method],
         dependencies=[Depends(require(permission))] if permission is not None else [],
-        openapi_extra={PERMISSION_KEY: permission.value if permission is not None else PUBLIC},
+        openapi_extra={
+            **kwargs.pop("openapi_extra", {}),
+            PERMISSION_KEY: permission.value if permission is not None else PUBLIC,
+        },
         responses=problem_responses(
             ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN, *codes
         ),
