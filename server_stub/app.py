@@ -23,7 +23,7 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, EdgeMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
-from .routers import auth, license, marketplace, staff, system, telemetry, usage
+from .routers import auth, license, marketplace, portal_licenses, staff, system, telemetry, usage
 from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
@@ -107,6 +107,9 @@ def create_app(
     app.state.services = services
     install_handlers(app)
     for router in (
+        # Before any router with ``/licenses/{license_key}``: ``/licenses/revocation-list`` and
+        # ``/licenses/revoke`` are fixed paths, not license keys.
+        portal_licenses.router,
         # The hot routers first: a request is matched against the routes in this order.
         license.router,
         usage.router,

@@ -18,6 +18,7 @@ from .services.auth import AuthService
 from .services.callbacks import CallbackService
 from .services.context import ServiceContext
 from .services.license import LicenseService
+from .services.licensing import LicensingService
 from .services.marketplace import MarketplaceService
 from .services.plans import PlanService
 from .services.reservations import ReservationService
@@ -47,6 +48,8 @@ class Services:
     staff: StaffService
     #: Signs license files and the other signed documents (the key file, or PKCS#11).
     signer: Signer
+    #: Staff's license lifecycle (issue, renew, four eyes, revoke); not the end user's /license.
+    licensing: LicensingService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -101,4 +104,5 @@ def build_services(
         audit=AuditLog(ctx),
         staff=StaffService(ctx),
         signer=signer,
+        licensing=LicensingService(ctx, signer),
     )
