@@ -27,6 +27,7 @@ from ..deps import ServicesDep
 from ..portal_models import LICENSE_STATUSES, License, LicenseVersion
 from ..problems import problem_responses
 from ..services.licensing import (
+    CURSOR_PATTERN,
     MAX_PAGE,
     FourEyesRule,
     IssueOrder,
@@ -141,6 +142,7 @@ def _changes(body: BaseModel) -> dict[str, Any]:
     "POST",
     "/staff/licenses",
     Permission.LICENSES_ISSUE,
+    ErrorCode.NOT_FOUND,
     status_code=status.HTTP_201_CREATED,
     response_model=LicenseOut,
     summary="Issue a license: version 1, signed at once or pending an Admin's approval",
@@ -190,7 +192,9 @@ def search(
     module: ModuleName | None = None,
     expiring_before: Rfc3339DateTime | None = None,
     expiring_after: Rfc3339DateTime | None = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the last page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> LicensePageOut:
     page = services.licensing.search(
@@ -247,7 +251,13 @@ def history(license_ref: Ref, services: ServicesDep) -> HistoryOut:
     Permission.LICENSES_READ,
     ErrorCode.NOT_FOUND,
     ErrorCode.LICENSE_INACTIVE,
-    response_class=PlainTextResponse,
+    response_model=None,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "The armoured license file",
+        }
+    },
     summary="Download a version's file (default: the one in force); refused while unpaid",
 )
 def download(

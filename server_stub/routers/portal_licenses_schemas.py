@@ -6,17 +6,17 @@ version range, modules of the product) is the service's (``services/licensing/te
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
-    model_validator,
 )
 
 from agent.protocol import (
@@ -32,30 +32,34 @@ from agent.protocol import (
 MAX_LIMIT = 2**31 - 1
 MAX_AMOUNT_MINOR = 10**15
 
+
+def _json_integer(value: object) -> object:
+    """A JSON integer: ``5`` or ``5.0`` (JSON Schema's integers), never ``true`` or ``"5"``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
+
+
 Plan = Literal["basic", "advanced", "enterprise"]
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Count = Annotated[int, Field(ge=0, le=MAX_LIMIT)]
-PerHour = Annotated[int, Field(ge=1, le=1_000_000)]
-Activations = Annotated[int, Field(ge=1, le=1_000_000)]
-GraceDays = Annotated[int, Field(ge=0, le=3650)]
-HeartbeatWindow = Annotated[int, Field(ge=60, le=30 * 86400)]
-AmountMinor = Annotated[int, Field(ge=0, le=MAX_AMOUNT_MINOR)]
+Count = Annotated[int, Field(ge=0, le=MAX_LIMIT), BeforeValidator(_json_integer)]
+PerHour = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_json_integer)]
+Activations = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_json_integer)]
+GraceDays = Annotated[int, Field(ge=0, le=3650), BeforeValidator(_json_integer)]
+HeartbeatWindow = Annotated[int, Field(ge=60, le=30 * 86400), BeforeValidator(_json_integer)]
+AmountMinor = Annotated[int, Field(ge=0, le=MAX_AMOUNT_MINOR), BeforeValidator(_json_integer)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Note = Annotated[str, StringConstraints(max_length=500)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Cidr = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
-
-def _domain(value: str) -> str:
-    if not re.fullmatch(INSTALL_DOMAIN_PATTERN, value):
-        raise ValueError("must be a host name, or *. and a host name")
-    return value
-
-
+#: The install domain as staff may type it (any case); stored lower-case, as files carry it.
 Domain = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, to_lower=True, max_length=253),
-    AfterValidator(_domain),
+    StringConstraints(
+        max_length=253, pattern=INSTALL_DOMAIN_PATTERN.replace("a-z0-9", "a-zA-Z0-9")
+    ),
+    AfterValidator(str.lower),
 ]
 
 
@@ -83,12 +87,6 @@ class _MoneyIn(_In):
     currency: Currency | None = None
     note: Note | None = Field(default=None, description="the invoice: its number or a link")
 
-    @model_validator(mode="after")
-    def _currency_with_amount(self) -> _MoneyIn:
-        if (self.amount_minor is None) != (self.currency is None):
-            raise ValueError("amount_minor and currency go together")
-        return self
-
 
 class IssueIn(_MoneyIn):
     client_id: Ref
@@ -104,7 +102,7 @@ class IssueIn(_MoneyIn):
     min_version: ProductVersion
     max_version: ProductVersion | None = Field(default=None, description="exclusive")
     mandatory_min_version: ProductVersion | None = None
-    encrypted: bool = False
+    encrypted: StrictBool = False
     max_activations: Activations | None = None
     activations_per_hour: PerHour | None = None
     checkouts_per_hour: PerHour | None = None
@@ -134,7 +132,7 @@ class ChangeIn(_MoneyIn):
     max_version: ProductVersion | None = None
     mandatory_min_version: ProductVersion | None = None
     grace_days: GraceDays = 0
-    encrypted: bool = False
+    encrypted: StrictBool = False
     max_activations: Activations | None = None
     activations_per_hour: PerHour | None = None
     checkouts_per_hour: PerHour | None = None
@@ -149,15 +147,18 @@ class ReasonIn(_In):
 class FourEyesIn(_In):
     """The whole rule: every field is required, so a PUT never half-sets it."""
 
-    enabled: bool
+    enabled: StrictBool
     plans: list[Plan] = Field(max_length=3)
     amount_thresholds: dict[Currency, AmountMinor] = Field(
-        max_length=50, description="currency → amount (minor units) from which approval is needed"
+        max_length=50,
+        description="currency → amount (minor units) from which approval is needed",
+        # Keys are currencies only (pydantic states just ``patternProperties``).
+        json_schema_extra={"additionalProperties": False},
     )
 
 
 class FourEyesOut(BaseModel):
-    enabled: bool
+    enabled: StrictBool
     plans: list[str]
     amount_thresholds: dict[str, int]
 

@@ -66,8 +66,11 @@ def staff_endpoint(
         methods=[method],
         dependencies=[Depends(require(permission))] if permission is not None else [],
         openapi_extra={PERMISSION_KEY: permission.value if permission is not None else PUBLIC},
-        responses=problem_responses(
-            ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN, *codes
-        ),
+        responses={
+            **problem_responses(
+                ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN, *codes
+            ),
+            **kwargs.pop("responses", {}),
+        },
         **kwargs,
     )

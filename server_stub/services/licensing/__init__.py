@@ -13,11 +13,19 @@ from ..context import ServiceContext
 from .changes import ChangeReason, IssueOrder, LicenseChanges, Money
 from .common import LicenseView, license_object
 from .four_eyes import FourEyesRule, FourEyesSettings
-from .queries import MAX_PAGE, LicenseFile, LicenseFilter, LicensePage, LicenseQueries
+from .queries import (
+    CURSOR_PATTERN,
+    MAX_PAGE,
+    LicenseFile,
+    LicenseFilter,
+    LicensePage,
+    LicenseQueries,
+)
 from .states import LicenseStates
 from .terms import Terms, new_license_key
 
 __all__ = [
+    "CURSOR_PATTERN",
     "MAX_PAGE",
     "ChangeReason",
     "FourEyesRule",

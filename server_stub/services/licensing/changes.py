@@ -41,6 +41,11 @@ class Money:
     currency: str | None = None
     note: str | None = None
 
+    def checked(self) -> Money:
+        if (self.amount_minor is None) != (self.currency is None):
+            raise ValidationFailed("amount_minor and currency go together")
+        return self
+
 
 @dataclass(frozen=True)
 class IssueOrder:
@@ -118,26 +123,28 @@ class LicenseChanges:
 
     def issue(self, actor: str, order: IssueOrder) -> LicenseView:
         now = self._ctx.clock.now()
-        terms = check(order.terms, now=now)
-        money = order.money
         with transaction(self._ctx.write) as session:
+            # What the body refers to first (404), then what the terms say (422).
             client = session.get(Client, order.client_id)
             if client is None:
-                raise ValidationFailed("no such client")
-            if client.status == "archived":
-                raise ValidationFailed("the client is archived")
+                raise NotFound("no such client")
             if session.get(Product, order.product_id) is None:
-                raise ValidationFailed(f"no such product {order.product_id!r}")
+                raise NotFound(f"no such product {order.product_id!r}")
+            contract = None
             if order.contract_id is not None:
                 contract = session.get(Contract, order.contract_id)
                 if contract is None or contract.client_id != client.id:
-                    raise ValidationFailed("no such contract of this client")
-                if money.amount_minor is None:
-                    # The contract's amount counts for the four-eyes threshold unless the
-                    # issuer names the license's own share of it.
-                    money = replace(
-                        money, amount_minor=contract.amount_minor, currency=contract.currency
-                    )
+                    raise NotFound("no such contract of this client")
+            if client.status == "archived":
+                raise ValidationFailed("the client is archived")
+            money = order.money.checked()
+            if contract is not None and money.amount_minor is None:
+                # The contract's amount counts for the four-eyes threshold unless the issuer
+                # names the license's own share of it.
+                money = replace(
+                    money, amount_minor=contract.amount_minor, currency=contract.currency
+                )
+            terms = check(order.terms, now=now)
             check_modules(session, order.product_id, terms.modules)
             lic = License(
                 license_key=new_license_key(),
@@ -191,6 +198,7 @@ class LicenseChanges:
                     f"version {waiting.version} of this license awaits approval: "
                     "approve or reject it first"
                 )
+            money = money.checked()
             current = Terms.of_license(lic)
             terms = check(replace(current, **changes), now=now)
             if terms == current:
