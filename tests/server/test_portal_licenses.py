@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from server_stub.services import revocations
 from server_stub.services.licensing import new_license_key
 from server_stub.services.staff import Role
 from tests.helpers.api import assert_problem
-from tests.helpers.backend import Backend
+from tests.helpers.backend import ONLY_POSTGRES, Backend
 from tests.helpers.portal import RETIRED, Customer, issue_body, seed_customer
 from tests.helpers.staff import StaffLogin, new_staff
 
@@ -364,3 +365,26 @@ def test_the_cli_lists_shows_writes_and_revokes_audited(
     ]
     r = backend.client.get(f"/staff/licenses/{lic['id']}", headers=sales.headers)
     assert r.json()["status"] == "revoked" and r.json()["status_reason"] == "customer left"
+
+
+@ONLY_POSTGRES
+def test_concurrent_revocations_all_reach_the_list(backend: Backend) -> None:
+    """Each revocation re-signs the list; signed concurrently, none may drop another's license
+    (the list is computed after its row is locked, so the later signer sees the earlier)."""
+    services = backend.services
+    admin = new_staff(backend.client, services, backend.clock, Role.ADMIN)
+    customer = seed_customer(services)
+    keys = [_issue(backend, admin, customer).json()["license_key"] for _ in range(8)]
+    start = threading.Barrier(len(keys))
+
+    def revoke(key: str) -> None:
+        start.wait()
+        services.licensing.revoke("test", key, "bulk")
+
+    threads = [threading.Thread(target=revoke, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    served = _claims(backend.client.get("/licenses/revocation-list").text)
+    assert [r["license_key"] for r in served["revoked"]] == sorted(keys)
