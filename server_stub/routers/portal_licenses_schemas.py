@@ -88,7 +88,18 @@ class _MoneyIn(_In):
     note: Note | None = Field(default=None, description="the invoice: its number or a link")
 
 
-class IssueIn(_MoneyIn):
+class _InstallationIn(_MoneyIn):
+    """Terms that bind installations: file encryption and the built-in activation limits."""
+
+    encrypted: StrictBool = False
+    max_activations: Activations | None = None
+    activations_per_hour: PerHour | None = None
+    checkouts_per_hour: PerHour | None = None
+    ip_ranges: list[Cidr] = Field(default_factory=list, max_length=64)
+    heartbeat_window_s: HeartbeatWindow = DEFAULT_HEARTBEAT_WINDOW_S
+
+
+class IssueIn(_InstallationIn):
     client_id: Ref
     contract_id: Ref | None = None
     product_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -102,12 +113,6 @@ class IssueIn(_MoneyIn):
     min_version: ProductVersion
     max_version: ProductVersion | None = Field(default=None, description="exclusive")
     mandatory_min_version: ProductVersion | None = None
-    encrypted: StrictBool = False
-    max_activations: Activations | None = None
-    activations_per_hour: PerHour | None = None
-    checkouts_per_hour: PerHour | None = None
-    ip_ranges: list[Cidr] = Field(default_factory=list, max_length=64)
-    heartbeat_window_s: HeartbeatWindow = DEFAULT_HEARTBEAT_WINDOW_S
 
 
 class RenewIn(_MoneyIn):
@@ -124,7 +129,7 @@ class UpgradeIn(_MoneyIn):
     limits: LimitsIn = Field(default_factory=LimitsIn)
 
 
-class ChangeIn(_MoneyIn):
+class ChangeIn(_InstallationIn):
     """Absent fields stay as they are; ``null`` clears a nullable one."""
 
     domain: Domain = ""
@@ -132,12 +137,6 @@ class ChangeIn(_MoneyIn):
     max_version: ProductVersion | None = None
     mandatory_min_version: ProductVersion | None = None
     grace_days: GraceDays = 0
-    encrypted: StrictBool = False
-    max_activations: Activations | None = None
-    activations_per_hour: PerHour | None = None
-    checkouts_per_hour: PerHour | None = None
-    ip_ranges: list[Cidr] = Field(default_factory=list, max_length=64)
-    heartbeat_window_s: HeartbeatWindow = DEFAULT_HEARTBEAT_WINDOW_S
 
 
 class ReasonIn(_In):

@@ -46,36 +46,30 @@ class LicenseStates:
             },
         )
 
-    def suspend(self, actor: str, ref: str, reason: str) -> LicenseView:
+    def _move(self, actor: str, ref: str, reason: str, source: str, target: str) -> LicenseView:
+        """``source`` → ``target`` (suspend: active → suspended, resume: the reverse)."""
         now = self._ctx.clock.now()
+        action, done = ("suspend", "suspended") if target == "suspended" else ("resume", "resumed")
         with transaction(self._ctx.write) as session:
             lic = find_license(session, ref, lock=True)
-            refuse_if_revoked(lic, "suspended")
-            if lic.status != "active":
+            refuse_if_revoked(lic, done)
+            if lic.status != source:
                 raise LicenseInactive(
-                    f"only an active license can be suspended (it is {lic.status})"
+                    f"only a license that is {source} can be {done} (it is {lic.status})"
                 )
-            lic.status = "suspended"
-            lic.suspended_at = now
+            lic.status = target
+            lic.suspended_at = now if target == "suspended" else None
             lic.status_reason = reason
             lic.updated_at = now
-            self._audit(session, lic, actor, "license.suspend", reason)
+            self._audit(session, lic, actor, f"license.{action}", reason)
             return view(session, lic)
 
+    def suspend(self, actor: str, ref: str, reason: str) -> LicenseView:
+        """Reversible: the license stops working online until it is resumed."""
+        return self._move(actor, ref, reason, "active", "suspended")
+
     def resume(self, actor: str, ref: str, reason: str) -> LicenseView:
-        now = self._ctx.clock.now()
-        with transaction(self._ctx.write) as session:
-            lic = find_license(session, ref, lock=True)
-            if lic.status != "suspended":
-                raise LicenseInactive(
-                    f"only a suspended license can be resumed (it is {lic.status})"
-                )
-            lic.status = "active"
-            lic.suspended_at = None
-            lic.status_reason = reason
-            lic.updated_at = now
-            self._audit(session, lic, actor, "license.resume", reason)
-            return view(session, lic)
+        return self._move(actor, ref, reason, "suspended", "active")
 
     def revoke(self, actor: str, ref: str, reason: str) -> LicenseView:
         """Revoke for good; revoking a revoked license changes nothing (a retried call)."""
