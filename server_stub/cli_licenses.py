@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cli_staff import ServicesFactory, cli_actor
 from .portal_models import LICENSE_STATUSES
-from .services.licensing import LicenseFilter
+from .services.licensing import LicenseFilter, version_state
 from .wiring import Services
 
 
@@ -27,9 +27,8 @@ def _show(services: Services, ref: str) -> None:
     print(f"  grace    {lic.grace_days} days  domain {lic.domain}")
     _, versions = services.licensing.history(ref)
     for v in versions:
-        state = "rejected" if v.rejected_at else "signed" if v.signed_at else "pending"
         print(
-            f"  v{v.version:<4} {v.reason:8} {state:8} {v.checksum or '-':64} "
+            f"  v{v.version:<4} {v.reason:8} {version_state(v):8} {v.checksum or '-':64} "
             f"by {v.requested_by} approved {v.approved_by or '-'}"
         )
 

@@ -35,6 +35,7 @@ from ..services.licensing import (
     LicenseView,
     Money,
     Terms,
+    version_state,
 )
 from ..services.staff import Permission
 from .portal_licenses_schemas import (
@@ -76,34 +77,13 @@ def endpoint(
 
 
 def _version_out(row: LicenseVersion) -> VersionOut:
-    state: Literal["pending", "rejected", "signed"] = (
-        "rejected" if row.rejected_at else "signed" if row.signed_at else "pending"
-    )
-    return VersionOut(
-        id=row.id,
-        version=row.version,
-        reason=row.reason,
-        state=state,
-        terms=row.terms,
-        amount_minor=row.amount_minor,
-        currency=row.currency,
-        note=row.note,
-        requested_by=row.requested_by,
-        requested_at=row.requested_at,
-        approved_by=row.approved_by,
-        approved_at=row.approved_at,
-        rejected_by=row.rejected_by,
-        rejected_at=row.rejected_at,
-        rejection_reason=row.rejection_reason,
-        checksum=row.checksum,
-        kid=row.kid,
-        signed_at=row.signed_at,
-    )
+    fields = {name: getattr(row, name) for name in VersionOut.model_fields if name != "state"}
+    return VersionOut(**fields, state=version_state(row))
 
 
 def _license_out(lic: License, view: LicenseView | None = None) -> LicenseOut:
+    # The output names the license's columns; the view adds what is not a column.
     columns = {name: getattr(lic, name) for name in LicenseOut.model_fields if hasattr(lic, name)}
-    columns.pop("current", None)
     if view is None:
         return LicenseOut(**columns)
     return LicenseOut(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ...signing import Signer
 from ..context import ServiceContext
 from .changes import ChangeReason, IssueOrder, LicenseChanges, Money
-from .common import LicenseView, license_object
+from .common import LicenseView, license_object, version_state
 from .four_eyes import FourEyesRule, FourEyesSettings
 from .queries import (
     CURSOR_PATTERN,
@@ -39,6 +39,7 @@ __all__ = [
     "Terms",
     "license_object",
     "new_license_key",
+    "version_state",
 ]
 
 

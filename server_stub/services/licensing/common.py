@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,6 +45,13 @@ def version_row(session: Session, license_id: str, version: int) -> LicenseVersi
             LicenseVersion.license_id == license_id, LicenseVersion.version == version
         )
     )
+
+
+def version_state(row: LicenseVersion) -> Literal["pending", "rejected", "signed"]:
+    """``pending`` (awaits an Admin), ``rejected``, or ``signed`` (it took effect)."""
+    if row.rejected_at is not None:
+        return "rejected"
+    return "signed" if row.signed_at is not None else "pending"
 
 
 def refuse_if_revoked(lic: License, doing: str) -> None:
