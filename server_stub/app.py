@@ -29,6 +29,7 @@ from .routers import (
     license,
     marketplace,
     portal_clients,
+    portal_licenses,
     portal_payments,
     portal_products,
     staff,
@@ -120,6 +121,9 @@ def create_app(
     app.state.services = services
     install_handlers(app)
     for router in (
+        # Before any router with ``/licenses/{license_key}``: ``/licenses/revocation-list`` and
+        # ``/licenses/revoke`` are fixed paths, not license keys.
+        portal_licenses.router,
         # The hot routers first: a request is matched against the routes in this order.
         license.router,
         usage.router,

@@ -24,7 +24,7 @@ from agent.protocol import (
     public_key_pin,
 )
 
-from . import cli_staff, db
+from . import cli_licenses, cli_staff, db
 from .clock import SystemClock
 from .config import Settings, default_data_dir
 from .demo import DEMO_EMAIL, seed_demo_user
@@ -552,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade"])
     _add_marketplace(sub, common)
     cli_staff.add_commands(sub, common, _services)
+    cli_licenses.add_commands(sub, common, _services)
     return parser
 
 
@@ -565,6 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         parser.error("plans create needs --name and --quota")
     cli_staff.check_args(parser, args)
+    cli_licenses.check_args(parser, args)
     try:
         args.func(args)
     except cli_staff.AuditBroken as exc:

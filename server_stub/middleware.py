@@ -104,8 +104,9 @@ class EdgeMiddleware:
 class BodyLimitMiddleware:
     """Refuses request bodies over ``max_bytes`` with 413, whether announced or streamed.
 
-    A file import (a path ending in :data:`UPLOAD_SUFFIX` or under :data:`UPLOAD_PREFIX`) may be up to ``upload_bytes``: a
-    spreadsheet is larger than any JSON request, and the import refuses its content row by row.
+    A file import (a path ending in :data:`UPLOAD_SUFFIX` or under :data:`UPLOAD_PREFIX`) may be
+    up to ``upload_bytes``: a spreadsheet is larger than any JSON request, and the import refuses
+    its content row by row.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, upload_bytes: int | None = None) -> None:

@@ -246,6 +246,10 @@ class LicenseVersion(Base):
     checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)
     kid: Mapped[str | None] = mapped_column(String(64), nullable=True)
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The requester's note: the invoice, a link to it (migration 0008).
+    note: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    #: Why the approver turned the request down.
+    rejection_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
     __table_args__ = (
         UniqueConstraint("license_id", "version", name="uq_license_versions_license_version"),

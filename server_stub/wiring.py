@@ -20,6 +20,7 @@ from .services.clients import ClientService
 from .services.context import ServiceContext
 from .services.integrations import IntegrationService
 from .services.license import LicenseService
+from .services.licensing import LicensingService
 from .services.marketplace import MarketplaceService
 from .services.plans import PlanService
 from .services.reservations import ReservationService
@@ -54,6 +55,8 @@ class Services:
 
     #: Billing/CRM integration (``/external``) and the staff side of payments.
     integrations: IntegrationService
+    #: Staff's license lifecycle (issue, renew, four eyes, revoke); not the end user's /license.
+    licensing: LicensingService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -110,4 +113,5 @@ def build_services(
         signer=signer,
         clients=ClientService(ctx),
         integrations=IntegrationService(ctx),
+        licensing=LicensingService(ctx, signer),
     )

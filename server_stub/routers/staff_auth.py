@@ -69,8 +69,11 @@ def staff_endpoint(
             **kwargs.pop("openapi_extra", {}),
             PERMISSION_KEY: permission.value if permission is not None else PUBLIC,
         },
-        responses=problem_responses(
-            ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN, *codes
-        ),
+        responses={
+            **problem_responses(
+                ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN, *codes
+            ),
+            **kwargs.pop("responses", {}),
+        },
         **kwargs,
     )

@@ -9,7 +9,7 @@ polling ``next_update`` always finds a fresher one. Served publicly at
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -30,48 +30,64 @@ SYSTEM_ACTOR = "system"
 
 
 def revoked_licenses(session: Session) -> list[RevokedLicense]:
-    """Every revoked license (all its file versions)."""
+    """Every revoked license that was ever signed (all its file versions); one whose first
+    version was rejected never had a file, so there is nothing to revoke."""
     keys = session.scalars(
-        select(License.license_key).where(License.status == "revoked").order_by(License.license_key)
+        select(License.license_key)
+        .where(License.status == "revoked", License.version > 0)
+        .order_by(License.license_key)
     )
     return [RevokedLicense(license_key=key, file_versions=None) for key in keys]
 
 
+def _locked_row(session: Session, now: datetime) -> PortalSetting:
+    """The setting row, created if missing, locked for this transaction."""
+    row = session.get(PortalSetting, SETTING_KEY, with_for_update=True)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = PortalSetting(key=SETTING_KEY, value={}, updated_by=SYSTEM_ACTOR, updated_at=now)
+            session.add(row)
+        return row
+    except IntegrityError:
+        # Another process created it; its insert held us until it committed.
+        row = session.get(PortalSetting, SETTING_KEY, with_for_update=True, populate_existing=True)
+        assert row is not None
+        return row
+
+
 def publish(session: Session, signer: Signer, *, issuer: str, now: datetime) -> str:
-    """Sign a new list of what ``session`` sees revoked and store it; returns the compact JWS.
+    """Sign a new list of what is revoked and store it; returns the compact JWS.
 
     Call inside the transaction that changes what is revoked, after the change is flushed, so
-    the list and the change commit together.
+    the list and the change commit together. The setting row is locked BEFORE the revoked
+    licenses are read: two concurrent revocations then sign one after the other, the second
+    seeing the first (read committed), so neither list can drop the other's license.
     """
     session.flush()
+    row = _locked_row(session, now)
+    kept = _value(row)
+    # An installation keeps a list only if its ``iat`` is later than the one it has: two lists
+    # signed within one second must still be ordered, so ``iat`` always moves forward.
+    iat = int(now.timestamp())
+    if kept is not None and iat <= kept[1]:
+        iat = kept[1] + 1
+    signed_at = datetime.fromtimestamp(iat, UTC)
     jws = issue_revocation_list(
-        signer, revoked_licenses(session), issuer=issuer, now=now, next_update=now + LIST_LIFETIME
+        signer,
+        revoked_licenses(session),
+        issuer=issuer,
+        now=signed_at,
+        next_update=signed_at + LIST_LIFETIME,
     )
-    value = {"jws": jws, "iat": int(now.timestamp())}
-    row = session.get(PortalSetting, SETTING_KEY, with_for_update=True)
-    if row is None:
-        try:
-            with session.begin_nested():
-                session.add(
-                    PortalSetting(
-                        key=SETTING_KEY, value=value, updated_by=SYSTEM_ACTOR, updated_at=now
-                    )
-                )
-        except IntegrityError:
-            # Another process published first; ours is at least as new: overwrite it.
-            row = session.get(
-                PortalSetting, SETTING_KEY, with_for_update=True, populate_existing=True
-            )
-    if row is not None:
-        row.value = value
-        row.updated_by = SYSTEM_ACTOR
-        row.updated_at = now
+    row.value = {"jws": jws, "iat": iat}
+    row.updated_by = SYSTEM_ACTOR
+    row.updated_at = now
     return jws
 
 
-def stored(session: Session) -> tuple[str, int] | None:
-    """The stored list and its ``iat``, or None."""
-    row = session.get(PortalSetting, SETTING_KEY)
+def _value(row: PortalSetting | None) -> tuple[str, int] | None:
     if row is None or not isinstance(row.value, dict):
         return None
     jws, iat = row.value.get("jws"), row.value.get("iat")
@@ -80,12 +96,22 @@ def stored(session: Session) -> tuple[str, int] | None:
     return jws, iat
 
 
+def stored(session: Session) -> tuple[str, int] | None:
+    """The stored list and its ``iat``, or None."""
+    return _value(session.get(PortalSetting, SETTING_KEY))
+
+
+def fresh(iat: int, now: datetime) -> bool:
+    """Whether a list signed at ``iat`` is young enough to serve (less than half its life)."""
+    return now.timestamp() - iat < LIST_LIFETIME.total_seconds() / 2
+
+
 def current(session: Session, signer: Signer, *, issuer: str, now: datetime) -> str:
     """The current list, re-signed first when missing or older than half its lifetime.
 
     ``session`` must be a write session (the re-signed list is stored).
     """
     kept = stored(session)
-    if kept is not None and now.timestamp() - kept[1] < LIST_LIFETIME.total_seconds() / 2:
+    if kept is not None and fresh(kept[1], now):
         return kept[0]
     return publish(session, signer, issuer=issuer, now=now)
