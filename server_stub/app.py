@@ -23,7 +23,17 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, EdgeMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
-from .routers import auth, license, marketplace, staff, system, telemetry, usage
+from .routers import (
+    auth,
+    license,
+    licensing,
+    marketplace,
+    portal_activations,
+    staff,
+    system,
+    telemetry,
+    usage,
+)
 from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
@@ -57,6 +67,7 @@ async def _sweep_forever(
             services.telemetry.purge_expired,
             services.marketplace.settle_due,
             services.audit.checkpoint_due,
+            services.activations.free_dead,
             # Last: it waits on the apps (5 s at most per attempt, 50 attempts per round).
             services.callbacks.deliver_due,
         ):
@@ -113,7 +124,10 @@ def create_app(
         auth.router,
         telemetry.router,
         marketplace.router,
+        # After any other /licenses router: /licenses/{license_key} would shadow a fixed path.
+        licensing.router,
         staff.router,
+        portal_activations.router,
         system.router,
     ):
         app.include_router(router)

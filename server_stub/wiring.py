@@ -13,6 +13,7 @@ from .config import Settings
 from .keys import KeyStore
 from .marketplace_tokens import MarketplaceTokens
 from .metrics import Metrics
+from .services.activations import ActivationService
 from .services.audit import AuditLog
 from .services.auth import AuthService
 from .services.callbacks import CallbackService
@@ -47,6 +48,8 @@ class Services:
     staff: StaffService
     #: Signs license files and the other signed documents (the key file, or PKCS#11).
     signer: Signer
+    #: Installations of on-prem licenses: the product API and its limits.
+    activations: ActivationService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -101,4 +104,5 @@ def build_services(
         audit=AuditLog(ctx),
         staff=StaffService(ctx),
         signer=signer,
+        activations=ActivationService(ctx, signer),
     )

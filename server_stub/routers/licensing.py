@@ -1,0 +1,112 @@
+"""``/licenses``: the product API an on-prem installation calls (docs/licensing.md, "Product
+API"). No bearer token: the license key is the installation's credential, so these routes meet
+the per-IP rate limit. The staff's ``/licenses/revoke`` and the public revocation list live on
+their own router, included before this one (``/licenses/{license_key}`` would shadow them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+
+from agent.protocol import (
+    LICENSE_KEY_PATTERN,
+    ActivateRequest,
+    ActivateResponse,
+    ErrorCode,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LicenseLimits,
+    LicenseStatusResponse,
+)
+
+from ..deps import ServicesDep, run_service
+from ..middleware import client_address
+from ..problems import problem_responses
+from ..wiring import Services
+
+router = APIRouter(prefix="/licenses", tags=["licensing"])
+
+
+def _ip(request: Request, services: Services) -> str:
+    # The same address the per-IP rate limit sees (X-Forwarded-For only when trusted).
+    return client_address(
+        request.scope, trust_forwarded_for=services.ctx.settings.trust_forwarded_for
+    )
+
+
+@router.post(
+    "/activate",
+    response_model=ActivateResponse,
+    responses=problem_responses(
+        ErrorCode.NOT_FOUND,
+        ErrorCode.LICENSE_INACTIVE,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.DEVICE_LIMIT,
+    ),
+    summary="Activate this machine: a signed machine activation and the newest license file",
+)
+async def activate(
+    body: ActivateRequest, request: Request, services: ServicesDep
+) -> ActivateResponse:
+    done = await run_service(services, services.activations.activate, body, _ip(request, services))
+    return ActivateResponse(
+        activation_id=done.activation_id,
+        activation=done.activation,
+        license_file=done.license_file,
+        file_version=done.file_version,
+        state=done.state,
+        modules=done.modules,
+        limits=LicenseLimits.model_validate(done.limits),
+        heartbeat_interval_s=done.heartbeat_interval_s,
+        heartbeat_window_s=done.heartbeat_window_s,
+        mandatory_min_version=done.mandatory_min_version,
+    )
+
+
+@router.post(
+    "/heartbeat",
+    response_model=HeartbeatResponse,
+    responses=problem_responses(ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN),
+    summary="A live machine's heartbeat: its state, a newer file, the revocation list",
+)
+async def heartbeat(
+    body: HeartbeatRequest, request: Request, services: ServicesDep
+) -> HeartbeatResponse:
+    reply = await run_service(
+        services, services.activations.heartbeat, body, _ip(request, services)
+    )
+    return HeartbeatResponse(
+        state=reply.state,
+        activation_live=reply.activation_live,
+        file_version=reply.file_version,
+        license_file=reply.license_file,
+        revocation_list=reply.revocation_list,
+        next_heartbeat_s=reply.next_heartbeat_s,
+        mandatory_min_version=reply.mandatory_min_version,
+    )
+
+
+@router.get(
+    "/{license_key}",
+    response_model=LicenseStatusResponse,
+    responses=problem_responses(ErrorCode.NOT_FOUND),
+    summary="The license's state, terms and newest file version (the periodic check)",
+)
+async def license_status(
+    license_key: Annotated[str, Path(pattern=LICENSE_KEY_PATTERN)], services: ServicesDep
+) -> LicenseStatusResponse:
+    found = services.activations.status(license_key)
+    return LicenseStatusResponse(
+        license_key=found.license_key,
+        state=found.state,
+        file_version=found.file_version,
+        product=found.product,
+        plan=found.plan,
+        modules=found.modules,
+        limits=LicenseLimits.model_validate(found.limits),
+        valid_until=found.valid_until,
+        grace_until=found.grace_until,
+        mandatory_min_version=found.mandatory_min_version,
+    )
