@@ -133,6 +133,7 @@ class OnlineActivation:
             replace_activation_id=replace_activation_id,
         )
         reply = self._post("/licenses/activate", body, ActivateResponse)
+        carried = parse_armour(reply.license_file).carried_key
         with self._lock:
             claims = verify_machine_activation(
                 self._documents,
@@ -141,7 +142,7 @@ class OnlineActivation:
                 license_key=license_key,
                 fingerprint=self._fingerprint,
                 now=self._clock.now(),
-                carried_key=parse_armour(reply.license_file).carried_key,
+                carried_key=carried,
             )
             if claims.activation_id != reply.activation_id:
                 raise UnexpectedResponse("the machine activation names another activation")
@@ -154,6 +155,9 @@ class OnlineActivation:
                     "activation_id": reply.activation_id,
                     "activation": reply.activation,
                     "file_version": lic.file_version,
+                    # The file's Signing-Key (trusted only if pinned) verifies the revocation
+                    # lists of later heartbeats when this installation has no JWKS cache.
+                    "signing_key": dict(carried) if carried is not None else None,
                     "refused": None,
                     "must_reactivate": False,
                 }
@@ -211,13 +215,19 @@ class OnlineActivation:
 
     def _apply(self, state: dict[str, Any], reply: HeartbeatResponse) -> HeartbeatOutcome:
         try:
-            self.store.verifier.revocations.offer(reply.revocation_list)
+            key = state.get("signing_key")
+            self.store.verifier.revocations.offer(
+                reply.revocation_list, key if isinstance(key, dict) else None
+            )
         except TokenRejected as exc:
             log.warning("the heartbeat's revocation list is refused: %s", exc)
         new_version: int | None = None
         with self._lock:
             if reply.license_file is not None and reply.activation_live:
                 lic = self.store.activate(reply.license_file, state["license_key"])
+                carried = parse_armour(reply.license_file).carried_key
+                if carried is not None:
+                    state["signing_key"] = dict(carried)
                 if lic.file_version > state["file_version"]:
                     new_version = lic.file_version
                 state["file_version"] = lic.file_version
