@@ -5,6 +5,7 @@ leaves the offline rules in charge."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -24,7 +25,7 @@ from agent.errors import (
     TokenInvalid,
     UntrustedKey,
 )
-from agent.licensing import LicenseFileStore, OnlineActivation
+from agent.licensing import DocumentVerifier, LicenseFileStore, OnlineActivation
 from agent.protocol import MACHINE_ACTIVATION_TYP
 from server_stub.signing import sign_jws
 from tests.helpers.activation import (
@@ -69,7 +70,7 @@ class Site:
         self.online = OnlineActivation(
             backend.url,
             self.store,
-            self.install.verifier._documents,
+            DocumentVerifier(self.install.keys),
             fingerprint=self.fingerprint,
             server_id="srv-1",
             http=self.http,
@@ -198,8 +199,6 @@ def _forge(backend: AgentBackend, lic: PortalLicense, tmp_path: Path) -> dict[st
     def resign(typ: str, signer: object, **claims: object) -> Tamper:
         def tamper(body: dict[str, object]) -> None:
             part = str(body["activation"]).split(".")[1]
-            import base64
-
             payload = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
             payload.update(claims)
             body["activation"] = sign_jws(signer, typ, json.dumps(payload).encode())  # type: ignore[arg-type]
