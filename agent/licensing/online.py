@@ -103,6 +103,7 @@ class OnlineActivation:
         self._server_id = server_id
         self._issuer = issuer
         self._base = api_base_url.rstrip("/")
+        self._owns_http = http is None
         self._http = http or httpx.Client(timeout=15)
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
@@ -210,6 +211,11 @@ class OnlineActivation:
                     "the server freed this machine's activation; activate the license again"
                 )
         return self.store.check()
+
+    def close(self) -> None:
+        """Close the HTTP client if this object made it (one passed in is the caller's)."""
+        if self._owns_http:
+            self._http.close()
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from agent.protocol import (
     LICENSE_KEY_PATTERN,
@@ -27,6 +28,17 @@ from ..problems import problem_responses
 from ..wiring import Services
 
 router = APIRouter(prefix="/licenses", tags=["licensing"])
+
+
+class _LicenseKeyConvertor(StringConvertor):
+    """Matches only what can be a license key, so ``/licenses/activate``, ``/licenses/revoke``
+    and ``/licenses/revocation-list`` are never taken for one (whatever the router order), and
+    ``Allow`` on those paths names only their own methods."""
+
+    regex = LICENSE_KEY_PATTERN.removeprefix("^").removesuffix("$")
+
+
+register_url_convertor("license_key", _LicenseKeyConvertor())
 
 
 def _ip(request: Request, services: Services) -> str:
@@ -89,7 +101,7 @@ async def heartbeat(
 
 
 @router.get(
-    "/{license_key}",
+    "/{license_key:license_key}",
     response_model=LicenseStatusResponse,
     responses=problem_responses(ErrorCode.NOT_FOUND),
     summary="The license's state, terms and newest file version (the periodic check)",
