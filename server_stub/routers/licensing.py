@@ -6,6 +6,7 @@ their own router, included before this one (``/licenses/{license_key}`` would sh
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -18,7 +19,6 @@ from agent.protocol import (
     ErrorCode,
     HeartbeatRequest,
     HeartbeatResponse,
-    LicenseLimits,
     LicenseStatusResponse,
 )
 
@@ -63,18 +63,7 @@ async def activate(
     body: ActivateRequest, request: Request, services: ServicesDep
 ) -> ActivateResponse:
     done = await run_service(services, services.activations.activate, body, _ip(request, services))
-    return ActivateResponse(
-        activation_id=done.activation_id,
-        activation=done.activation,
-        license_file=done.license_file,
-        file_version=done.file_version,
-        state=done.state,
-        modules=done.modules,
-        limits=LicenseLimits.model_validate(done.limits),
-        heartbeat_interval_s=done.heartbeat_interval_s,
-        heartbeat_window_s=done.heartbeat_window_s,
-        mandatory_min_version=done.mandatory_min_version,
-    )
+    return ActivateResponse.model_validate(asdict(done))
 
 
 @router.post(
@@ -89,15 +78,7 @@ async def heartbeat(
     reply = await run_service(
         services, services.activations.heartbeat, body, _ip(request, services)
     )
-    return HeartbeatResponse(
-        state=reply.state,
-        activation_live=reply.activation_live,
-        file_version=reply.file_version,
-        license_file=reply.license_file,
-        revocation_list=reply.revocation_list,
-        next_heartbeat_s=reply.next_heartbeat_s,
-        mandatory_min_version=reply.mandatory_min_version,
-    )
+    return HeartbeatResponse.model_validate(asdict(reply))
 
 
 @router.get(
@@ -110,15 +91,4 @@ async def license_status(
     license_key: Annotated[str, Path(pattern=LICENSE_KEY_PATTERN)], services: ServicesDep
 ) -> LicenseStatusResponse:
     found = services.activations.status(license_key)
-    return LicenseStatusResponse(
-        license_key=found.license_key,
-        state=found.state,
-        file_version=found.file_version,
-        product=found.product,
-        plan=found.plan,
-        modules=found.modules,
-        limits=LicenseLimits.model_validate(found.limits),
-        valid_until=found.valid_until,
-        grace_until=found.grace_until,
-        mandatory_min_version=found.mandatory_min_version,
-    )
+    return LicenseStatusResponse.model_validate(asdict(found))

@@ -9,7 +9,12 @@ API" and "Limits", is the contract.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agent.protocol import ActivateRequest, HeartbeatRequest
 
@@ -21,6 +26,9 @@ from . import monitoring, product
 from .limits import free_dead, record_refusal
 from .monitoring import MAX_PAGE, ActivationPage
 from .product import Activated, HeartbeatReply, LicenseStatus, Refused
+
+_T = TypeVar("_T")
+_Body = TypeVar("_Body", ActivateRequest, HeartbeatRequest)
 
 __all__ = [
     "MAX_PAGE",
@@ -39,27 +47,21 @@ class ActivationService:
 
     def activate(self, body: ActivateRequest, ip: str) -> Activated:
         """Activate a machine (or give a machine its live activation back)."""
-        now = self._ctx.clock.now()
-        with transaction(self._ctx.write) as session:
-            try:
-                return product.activate(
-                    session, self._signer, self._ctx.settings.issuer, body, ip, now
-                )
-            except Refused as refused:
-                # The refusal is kept (and announced) although the activation is not.
-                record_refusal(session, refused.license_row, refused.error, ip, now)
-                error = refused.error
-        raise error
+        return self._product(product.activate, body, ip)
 
     def heartbeat(self, body: HeartbeatRequest, ip: str) -> HeartbeatReply:
         """Record a heartbeat; the reply says what the installation must pick up or obey."""
+        return self._product(product.heartbeat, body, ip)
+
+    def _product(
+        self, call: Callable[[Session, Signer, str, _Body, str, datetime], _T], body: _Body, ip: str
+    ) -> _T:
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
             try:
-                return product.heartbeat(
-                    session, self._signer, self._ctx.settings.issuer, body, ip, now
-                )
+                return call(session, self._signer, self._ctx.settings.issuer, body, ip, now)
             except Refused as refused:
+                # The refusal is kept (and announced) although the request is not.
                 record_refusal(session, refused.license_row, refused.error, ip, now)
                 error = refused.error
         raise error

@@ -51,22 +51,24 @@ def add_event(
     )
 
 
-def check_per_hour(
-    session: Session,
-    license_id: str,
-    kinds: Iterable[str],
-    limit: int | None,
-    now: datetime,
-    what: str,
-) -> None:
-    """Raise :class:`RateLimited` (with ``Retry-After``) when ``limit`` events of ``kinds``
-    happened in the last hour."""
+#: The per-hour limits: the event kinds counted, the license column, and the refusal's words.
+PER_HOUR: Final = {
+    "checkouts": ((CHECKOUT,), "checkouts_per_hour", "license file downloads"),
+    "new_machines": (NEW_MACHINE_KINDS, "activations_per_hour", "activations of new machines"),
+}
+
+
+def check_per_hour(session: Session, license_row: License, which: str, now: datetime) -> None:
+    """Raise :class:`RateLimited` (with ``Retry-After``) when the license's ``which`` limit
+    (:data:`PER_HOUR`) was reached in the last hour."""
+    kinds, column, what = PER_HOUR[which]
+    limit: int | None = getattr(license_row, column)
     if limit is None:
         return
     count, oldest = session.execute(
         select(func.count(), func.min(ActivationEvent.at)).where(
-            ActivationEvent.license_id == license_id,
-            ActivationEvent.kind.in_(tuple(kinds)),
+            ActivationEvent.license_id == license_row.id,
+            ActivationEvent.kind.in_(kinds),
             ActivationEvent.at > now - HOUR,
         )
     ).one()

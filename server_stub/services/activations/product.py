@@ -40,7 +40,6 @@ from ..license_files import armour
 from .limits import (
     CHECKOUT,
     INSTALLATION_ACTOR,
-    NEW_MACHINE_KINDS,
     activation_object,
     add_event,
     check_per_hour,
@@ -179,14 +178,7 @@ def activate(
     free_dead(session, now, [license_row.id], window)
     file_text = _newest_file(session, license_row)
     try:
-        check_per_hour(
-            session,
-            license_row.id,
-            (CHECKOUT,),
-            license_row.checkouts_per_hour,
-            now,
-            "license file downloads",
-        )
+        check_per_hour(session, license_row, "checkouts", now)
     except RateLimited as exc:
         raise Refused(license_row, exc) from None
     modules = sorted(set(body.modules) or set(license_row.modules))
@@ -241,14 +233,7 @@ def _new_machine(
         ):
             raise NotFound("the license has no live activation with that id to replace")
     try:
-        check_per_hour(
-            session,
-            license_row.id,
-            NEW_MACHINE_KINDS,
-            license_row.activations_per_hour,
-            now,
-            "activations of new machines",
-        )
+        check_per_hour(session, license_row, "new_machines", now)
     except RateLimited as exc:
         raise Refused(license_row, exc) from None
     if replaced is not None:
@@ -383,14 +368,7 @@ def _checkout(session: Session, license_row: License, ip: str, now: datetime) ->
     """The newer file for a heartbeat, unless the checkout limit is reached (then the
     installation keeps its file and gets the new one at a later heartbeat)."""
     try:
-        check_per_hour(
-            session,
-            license_row.id,
-            (CHECKOUT,),
-            license_row.checkouts_per_hour,
-            now,
-            "license file downloads",
-        )
+        check_per_hour(session, license_row, "checkouts", now)
     except RateLimited as exc:
         record_refusal(session, license_row, exc, ip, now)
         return None
