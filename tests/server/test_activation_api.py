@@ -182,7 +182,8 @@ def test_bad_activation_input_is_422(backend: Backend, change: dict[str, Any]) -
     [
         {"activation_id": "x"},
         {"file_version": 0},
-        {"file_version": "1"},
+        {"file_version": 1.5},
+        {"file_version": 1_000_001},
         {"errors": [{"code": "e"}] * 21},
         {"errors": [{"code": "", "message": "m"}]},
         {"errors": [{"code": "e", "message": "m" * 501}]},
