@@ -19,6 +19,7 @@ from agent.clock import FakeClock
 from agent.errors import (
     ActivationRequired,
     DeviceLimit,
+    LicenseFileExpired,
     LicenseInactive,
     LicenseRevoked,
     NotFound,
@@ -148,6 +149,11 @@ def test_suspension_is_refused_until_lifted(
     site.online.heartbeat()
     with pytest.raises(LicenseInactive):
         site.online.check()
+    # Persisted: a restart (a new object on the same data dir) still refuses.
+    restarted = Site(backend, site.store.path.parent, site.fingerprint)
+    with pytest.raises(LicenseInactive):
+        restarted.online.check()
+    restarted.http.close()
     set_status(backend.services, lic.id, "active")
     assert site.online.heartbeat().state == "active"
     assert site.online.check().license_key == lic.key
@@ -191,6 +197,10 @@ def test_a_lost_server_leaves_the_offline_rules_in_charge(
     site.online._base = closed_port_url()
     assert site.online.heartbeat().reached is False
     assert site.online.check().license_key == lic.key
+    # ... until the file's own end (validity + grace), as offline.
+    site.clock.advance((365 + 14) * 86400 + 120)
+    with pytest.raises(LicenseFileExpired):
+        site.online.check()
 
 
 def _forge(backend: AgentBackend, lic: PortalLicense, tmp_path: Path) -> dict[str, Tamper]:
