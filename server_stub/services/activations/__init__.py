@@ -23,7 +23,7 @@ from ...portal_models import Activation, License
 from ...signing import Signer
 from ..context import ServiceContext
 from . import monitoring, product
-from .limits import free_dead, record_refusal
+from .limits import IP_CHARS, free_dead, record_refusal
 from .monitoring import MAX_PAGE, ActivationPage
 from .product import Activated, HeartbeatReply, LicenseStatus, Refused
 
@@ -57,6 +57,8 @@ class ActivationService:
         self, call: Callable[[Session, Signer, str, _Body, str, datetime], _T], body: _Body, ip: str
     ) -> _T:
         now = self._ctx.clock.now()
+        # A forwarded address is whatever the proxy sent: cut to what the columns hold.
+        ip = ip[:IP_CHARS]
         with transaction(self._ctx.write) as session:
             try:
                 return call(session, self._signer, self._ctx.settings.issuer, body, ip, now)

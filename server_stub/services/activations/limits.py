@@ -29,7 +29,8 @@ REFUSED: Final = "refused"
 #: The actor of what the product API does on an installation's behalf, and of the sweeper.
 INSTALLATION_ACTOR: Final = "installation"
 CLOCK_ACTOR: Final = "clock"
-_IP_CHARS: Final = 45
+#: ``activations.ip`` and ``activation_events.ip`` hold this much (an IPv6 address's text).
+IP_CHARS: Final = 45
 
 
 def activation_object(license_id: str, activation_id: str) -> str:
@@ -45,7 +46,7 @@ def add_event(
             license_id=license_id,
             kind=kind,
             at=now,
-            ip=ip[:_IP_CHARS],
+            ip=ip,
             detail=None if detail is None else detail[:200],
         )
     )
@@ -149,7 +150,7 @@ def record_refusal(
         payload={
             "code": error.code.value,
             "detail": error.detail,
-            "ip": ip[:_IP_CHARS],
+            "ip": ip,
         },
         now=now,
     )

@@ -141,6 +141,11 @@ def _with_revocation_list(text: str, revocation_list: str) -> str:
     return text + armour(REVOCATION_ARMOUR_BEGIN, REVOCATION_ARMOUR_END, revocation_list)
 
 
+def _check_ip(license_row: License, ip: str) -> None:
+    if not ip_allowed(ip, license_row.ip_ranges):
+        raise Refused(license_row, Forbidden(f"the license may not be used from {ip}"))
+
+
 def machine_activation(
     signer: Signer, issuer: str, license_row: License, row: Activation, now: datetime
 ) -> str:
@@ -171,8 +176,7 @@ def activate(
     if license_row is None:
         raise NotFound(UNKNOWN_KEY)
     state = require_usable(license_row, _paid(session, license_row), now)
-    if not ip_allowed(ip, license_row.ip_ranges):
-        raise Refused(license_row, Forbidden(f"the license may not be used from {ip[:45]}"))
+    _check_ip(license_row, ip)
     check_installation(license_row, body.domain, body.product_version, body.modules)
     window = license_row.heartbeat_window_s
     free_dead(session, now, [license_row.id], window)
@@ -193,7 +197,7 @@ def activate(
         row = _new_machine(session, license_row, body, modules, ip, now)
     # The same machine again (a reinstall, a lost reply): its live activation, no new slot.
     row.server_id = body.server_id
-    row.ip = ip[:45]
+    row.ip = ip
     row.product_version = body.product_version
     row.modules = modules
     row.file_version = license_row.version
@@ -254,7 +258,7 @@ def _new_machine(
         license_id=license_row.id,
         fingerprint=body.fingerprint,
         server_id=body.server_id,
-        ip=ip[:45],
+        ip=ip,
         product_version=body.product_version,
         modules=modules,
         file_version=license_row.version,
@@ -268,7 +272,7 @@ def _new_machine(
     add_event(session, license_row.id, kind, ip, now)
     details: dict[str, Any] = {
         "server_id": body.server_id,
-        "ip": ip[:45],
+        "ip": ip,
         "product_version": body.product_version,
         "modules": modules,
     }
@@ -327,8 +331,7 @@ def heartbeat(
     if found is None:
         raise NotFound(UNKNOWN_KEY)
     license_row, row, paid_at = found
-    if not ip_allowed(ip, license_row.ip_ranges):
-        raise Refused(license_row, Forbidden(f"the license may not be used from {ip[:45]}"))
+    _check_ip(license_row, ip)
     state = license_state(license_row, license_row.contract_id is None or paid_at is not None, now)
     window = license_row.heartbeat_window_s
     live = (
@@ -346,7 +349,7 @@ def heartbeat(
             file_text = _checkout(session, license_row, ip, now)
         row.last_heartbeat_at = now
         row.heartbeats = Activation.heartbeats + 1
-        row.ip = ip[:45]
+        row.ip = ip
         row.product_version = body.product_version
         row.modules = sorted(set(body.modules))
         row.errors = [e.model_dump() for e in body.errors[:MAX_KEPT_ERRORS]]
