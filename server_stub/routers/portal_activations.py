@@ -82,7 +82,7 @@ def list_activations(
     live: bool | None = None,
     cursor: Annotated[
         str | None,
-        Query(pattern=r"^[0-9]{1,18}\.[0-9a-f-]{36}$", description="next_cursor of the last page"),
+        Query(pattern=r"^[0-9]{1,17}\.[0-9a-f-]{36}$", description="next_cursor of the last page"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> ActivationPageOut:

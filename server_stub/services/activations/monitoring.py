@@ -29,6 +29,7 @@ def _cursor(row: Activation) -> str:
 
 
 def _parse_cursor(cursor: str) -> tuple[datetime, str]:
+    # The router admits at most 17 digits (before year 5138), so any it admits is a time.
     micros, _, activation_id = cursor.partition(".")
     try:
         at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
