@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from agent.protocol import MACHINE_ACTIVATION_TYP, REVOCATION_ARMOUR_BEGIN
 from server_stub.db import transaction
@@ -371,3 +371,25 @@ def test_staff_list_and_deactivate(backend: Backend) -> None:
     for params in ({"cursor": "x"}, {"limit": 0}, {"license_id": "'"}, {"live": "maybe"}):
         r = backend.client.get("/staff/activations", params=params, headers=support.headers)
         assert_problem(r, 422, "validation_error")
+
+
+def test_a_heartbeat_is_a_few_statements(backend: Backend) -> None:
+    lic = make_license(backend.services)
+    fp = fingerprint()
+    reply = _activate(backend, activate_body(lic, fp))
+    body = heartbeat_body(lic, reply, fp, modules=["ai_forecast", "multi_department"])
+    backend.client.post("/licenses/heartbeat", json=body)  # the list is stored by now
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    engine = backend.services.ctx.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        r = backend.client.post("/licenses/heartbeat", json=body)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert r.status_code == 200 and r.json()["activation_live"] is True
+    # The joined read, the revocation list's row, the update, the module counters' upsert.
+    assert sorted(statements) == ["INSERT", "SELECT", "SELECT", "UPDATE"], statements
