@@ -181,6 +181,11 @@ class LicenseRevoked(LicenseFileRejected):
     """The license (or this version of its file) is on the newest revocation list seen."""
 
 
+class ActivationRequired(LicenseFileRejected):
+    """The server freed this machine's activation (dead, replaced or deactivated by staff):
+    activate again (online) before the license is used here."""
+
+
 class NoOfflineLease(Offline):
     """No usable lease is stored locally (never fetched, cleared, or the file is unreadable)."""
 

@@ -27,7 +27,9 @@ from .routers import (
     auth,
     external,
     license,
+    licensing,
     marketplace,
+    portal_activations,
     portal_clients,
     portal_licenses,
     portal_payments,
@@ -71,6 +73,7 @@ async def _sweep_forever(
             services.telemetry.purge_expired,
             services.marketplace.settle_due,
             services.audit.checkpoint_due,
+            services.activations.free_dead,
             # Last: it waits on the apps (5 s at most per attempt, 50 attempts per round).
             services.callbacks.deliver_due,
         ):
@@ -130,11 +133,14 @@ def create_app(
         auth.router,
         telemetry.router,
         marketplace.router,
+        # After any other /licenses router: /licenses/{license_key} would shadow a fixed path.
+        licensing.router,
         staff.router,
         portal_clients.router,
         portal_products.router,
         portal_payments.router,
         external.router,
+        portal_activations.router,
         system.router,
     ):
         app.include_router(router)

@@ -13,6 +13,7 @@ from .config import Settings
 from .keys import KeyStore
 from .marketplace_tokens import MarketplaceTokens
 from .metrics import Metrics
+from .services.activations import ActivationService
 from .services.audit import AuditLog
 from .services.auth import AuthService
 from .services.callbacks import CallbackService
@@ -57,6 +58,8 @@ class Services:
     integrations: IntegrationService
     #: Staff's license lifecycle (issue, renew, four eyes, revoke); not the end user's /license.
     licensing: LicensingService
+    #: Installations of on-prem licenses: the product API and its limits.
+    activations: ActivationService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -114,4 +117,5 @@ def build_services(
         clients=ClientService(ctx),
         integrations=IntegrationService(ctx),
         licensing=LicensingService(ctx, signer),
+        activations=ActivationService(ctx, signer),
     )

@@ -95,7 +95,10 @@ class HeartbeatRequest(_Request):
     activation_id: ActivationId
     fingerprint: Fingerprint
     product_version: ProductVersion
-    file_version: FileVersion = Field(description="the version of the file the installation uses")
+    # Lax like every request integer (JSON Schema admits 2.0); signed claims stay strict.
+    file_version: int = Field(
+        ge=1, le=1_000_000, description="the version of the file the installation uses"
+    )
     modules: tuple[ModuleName, ...] = Field(default=(), max_length=64)
     errors: tuple[ReportedError, ...] = Field(default=(), max_length=20)
 

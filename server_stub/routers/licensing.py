@@ -1,0 +1,94 @@
+"""``/licenses``: the product API an on-prem installation calls (docs/licensing.md, "Product
+API"). No bearer token: the license key is the installation's credential, so these routes meet
+the per-IP rate limit. The staff's ``/licenses/revoke`` and the public revocation list live on
+their own router, included before this one (``/licenses/{license_key}`` would shadow them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from starlette.convertors import StringConvertor, register_url_convertor
+
+from agent.protocol import (
+    LICENSE_KEY_PATTERN,
+    ActivateRequest,
+    ActivateResponse,
+    ErrorCode,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LicenseStatusResponse,
+)
+
+from ..deps import ServicesDep, run_service
+from ..middleware import client_address
+from ..problems import problem_responses
+from ..wiring import Services
+
+router = APIRouter(prefix="/licenses", tags=["licensing"])
+
+
+class _LicenseKeyConvertor(StringConvertor):
+    """Matches only what can be a license key, so ``/licenses/activate``, ``/licenses/revoke``
+    and ``/licenses/revocation-list`` are never taken for one (whatever the router order), and
+    ``Allow`` on those paths names only their own methods."""
+
+    regex = LICENSE_KEY_PATTERN.removeprefix("^").removesuffix("$")
+
+
+register_url_convertor("license_key", _LicenseKeyConvertor())
+
+
+def _ip(request: Request, services: Services) -> str:
+    # The same address the per-IP rate limit sees (X-Forwarded-For only when trusted).
+    return client_address(
+        request.scope, trust_forwarded_for=services.ctx.settings.trust_forwarded_for
+    )
+
+
+@router.post(
+    "/activate",
+    response_model=ActivateResponse,
+    responses=problem_responses(
+        ErrorCode.NOT_FOUND,
+        ErrorCode.LICENSE_INACTIVE,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.DEVICE_LIMIT,
+    ),
+    summary="Activate this machine: a signed machine activation and the newest license file",
+)
+async def activate(
+    body: ActivateRequest, request: Request, services: ServicesDep
+) -> ActivateResponse:
+    done = await run_service(services, services.activations.activate, body, _ip(request, services))
+    return ActivateResponse.model_validate(asdict(done))
+
+
+@router.post(
+    "/heartbeat",
+    response_model=HeartbeatResponse,
+    responses=problem_responses(ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN),
+    summary="A live machine's heartbeat: its state, a newer file, the revocation list",
+)
+async def heartbeat(
+    body: HeartbeatRequest, request: Request, services: ServicesDep
+) -> HeartbeatResponse:
+    reply = await run_service(
+        services, services.activations.heartbeat, body, _ip(request, services)
+    )
+    return HeartbeatResponse.model_validate(asdict(reply))
+
+
+@router.get(
+    "/{license_key:license_key}",
+    response_model=LicenseStatusResponse,
+    responses=problem_responses(ErrorCode.NOT_FOUND),
+    summary="The license's state, terms and newest file version (the periodic check)",
+)
+async def license_status(
+    license_key: Annotated[str, Path(pattern=LICENSE_KEY_PATTERN)], services: ServicesDep
+) -> LicenseStatusResponse:
+    found = services.activations.status(license_key)
+    return LicenseStatusResponse.model_validate(asdict(found))
