@@ -23,7 +23,17 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, EdgeMiddleware
 from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
-from .routers import auth, license, marketplace, staff, system, telemetry, usage
+from .routers import (
+    auth,
+    license,
+    marketplace,
+    portal_notifications,
+    portal_reports,
+    staff,
+    system,
+    telemetry,
+    usage,
+)
 from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
@@ -57,8 +67,11 @@ async def _sweep_forever(
             services.telemetry.purge_expired,
             services.marketplace.settle_due,
             services.audit.checkpoint_due,
-            # Last: it waits on the apps (5 s at most per attempt, 50 attempts per round).
+            services.notifications.scan_expiry,
+            # Last: they wait on the apps and the notification channels (a timeout per attempt,
+            # 50 attempts per round).
             services.callbacks.deliver_due,
+            services.notifications.deliver_due,
         ):
             try:
                 await run_in_threadpool(sweep)
@@ -114,6 +127,8 @@ def create_app(
         telemetry.router,
         marketplace.router,
         staff.router,
+        portal_notifications.router,
+        portal_reports.router,
         system.router,
     ):
         app.include_router(router)

@@ -19,7 +19,9 @@ from .services.callbacks import CallbackService
 from .services.context import ServiceContext
 from .services.license import LicenseService
 from .services.marketplace import MarketplaceService
+from .services.notifications import NotificationService
 from .services.plans import PlanService
+from .services.reports import ReportService
 from .services.reservations import ReservationService
 from .services.staff import StaffService
 from .services.telemetry import TelemetryService
@@ -47,6 +49,9 @@ class Services:
     staff: StaffService
     #: Signs license files and the other signed documents (the key file, or PKCS#11).
     signer: Signer
+    #: The notification outbox: its channels, the expiry scan and delivery.
+    notifications: NotificationService
+    reports: ReportService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -101,4 +106,6 @@ def build_services(
         audit=AuditLog(ctx),
         staff=StaffService(ctx),
         signer=signer,
+        notifications=NotificationService(ctx),
+        reports=ReportService(ctx),
     )

@@ -31,6 +31,11 @@ KINDS: Final = (
 SETTING_KEY: Final = "notifications"
 
 
+def dedupe_key(kind: str, dedupe: str, channel: str) -> str:
+    """The outbox row's unique key of ``kind`` for the occurrence ``dedupe`` on ``channel``."""
+    return f"{kind}:{dedupe}:{channel}"[:200]
+
+
 def configured_channels(session: Session) -> list[str]:
     """The channels notifications go to (none configured: nothing is enqueued)."""
     row = session.get(PortalSetting, SETTING_KEY)
@@ -59,7 +64,7 @@ def enqueue(
         raise ValueError(f"unknown notification kind {kind!r}")
     added = 0
     for channel in configured_channels(session):
-        key = f"{kind}:{dedupe}:{channel}"[:200]
+        key = dedupe_key(kind, dedupe, channel)
         if session.scalar(select(Notification.seq).where(Notification.dedupe_key == key)):
             continue
         try:
@@ -80,3 +85,16 @@ def enqueue(
         except IntegrityError:
             continue  # a concurrent scan added it first
     return added
+
+
+# Last: the service's modules import the names above.
+from .service import NotificationService  # noqa: E402
+
+__all__ = [
+    "KINDS",
+    "SETTING_KEY",
+    "NotificationService",
+    "configured_channels",
+    "dedupe_key",
+    "enqueue",
+]
