@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import smtplib
 import ssl
 from collections.abc import Callable, Iterable
@@ -45,10 +46,7 @@ class Sender(Protocol):
 
 
 def _mask(text: str, secrets: Iterable[str | None]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text[:_MAX_REASON]
+    return _mask_all(text, [s for s in secrets if s])[:_MAX_REASON]
 
 
 def _secret(value: Any) -> str | None:
@@ -167,7 +165,43 @@ class TelegramSender:
         raise DeliveryFailed(_mask(f"telegram: {code} {description}", [token]), retry_after)
 
 
+class _MaskSecrets(logging.Filter):
+    """Masks the channels' secrets in what httpx logs (it logs each request's URL at INFO, and
+    the Bot API's URL carries the bot token)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            masked = _mask_all(text, self.secrets)
+            if masked != text:
+                record.msg, record.args = masked, ()
+        return True
+
+
+def _mask_all(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+_HTTPX_MASK = _MaskSecrets()
+logging.getLogger("httpx").addFilter(_HTTPX_MASK)
+
+
 def build_senders(settings: Settings, clock: Clock) -> dict[str, Sender]:
+    _HTTPX_MASK.secrets.update(
+        value
+        for value in (
+            _secret(settings.notify_telegram_bot_token),
+            _secret(settings.notify_webhook_url),
+        )
+        if value
+    )
+
     def client() -> httpx.Client:
         return httpx.Client(
             timeout=settings.notify_timeout_seconds,
