@@ -71,7 +71,8 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         self._reply("220 fake.smtp ESMTP ready")
-        mail_from, rcpts, auth = "", [], None
+        mail_from, auth = "", None
+        rcpts: list[str] = []
         while line := self.rfile.readline():
             command = line.decode("utf-8", "replace").rstrip("\r\n")
             verb = command.split(" ", 1)[0].upper()

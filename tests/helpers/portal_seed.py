@@ -98,6 +98,7 @@ class Portal:
         status: str = "active",
         key: str | None = None,
         revoked_at: datetime | None = None,
+        license_id: str | None = None,
     ) -> str:
         with self.write() as session, session.begin():
             row = License(
@@ -106,6 +107,8 @@ class Portal:
                 )
             )
             row.revoked_at = revoked_at
+            if license_id is not None:
+                row.id = license_id
             session.add(row)
             session.flush()
             return row.id
@@ -197,7 +200,7 @@ def seed_scale(
     codes = list(MODULES)
     portal = Portal(write, now)
     portal.product()
-    client_rows = [
+    client_rows: list[dict[str, Any]] = [
         {
             "id": f"client-{i:06d}",
             "legal_name": f"ООО Клиент {i}",

@@ -6,7 +6,7 @@ PostgreSQL's ``json_array_elements_text``), so every figure is an aggregate of t
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, select, true
@@ -26,8 +26,9 @@ def _elements(session: Session, column: Any) -> Any:
 
 
 def usage(session: Session, first: date, last: date) -> Report:
-    """Per module: active licenses holding it, licenses that sent heartbeats with it in the
-    range, those heartbeats, and the holders that sent none (licensed but idle)."""
+    """Per module: active licenses holding it (in force at some time in the range), licenses
+    that sent heartbeats with it in the range, those heartbeats, and the holders that sent none
+    (licensed but idle)."""
     in_range = and_(ModuleUsage.day >= first, ModuleUsage.day <= last)
     used = {
         module: (int(licenses), int(heartbeats))
@@ -54,7 +55,11 @@ def usage(session: Session, first: date, last: date) -> Report:
             select(m.c.value, func.count(), func.sum(case((heard, 0), else_=1)))
             .select_from(License)
             .join(m, true())
-            .where(License.status == "active")
+            .where(
+                License.status == "active",
+                License.valid_until >= datetime.combine(first, time(), UTC),
+                License.valid_from < datetime.combine(last + timedelta(days=1), time(), UTC),
+            )
             .group_by(m.c.value)
         )
     }

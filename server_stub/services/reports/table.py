@@ -58,6 +58,8 @@ def months(first: date, last: date) -> list[datetime]:
 
 
 def check_days(first: date, last: date) -> None:
+    if last >= date.max or first <= date.min:
+        raise ValidationFailed("the range lies outside the calendar")
     if last < first:
         raise ValidationFailed("the range ends before it starts")
     if (last - first).days + 1 > MAX_DAYS:
