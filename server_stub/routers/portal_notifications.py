@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from agent.protocol import ErrorCode
 
@@ -28,6 +28,11 @@ router = APIRouter(prefix="/staff/notifications", tags=["notifications"])
 Channel = Literal["smtp", "webhook", "telegram"]
 #: A chat's numeric id (negative for groups) or a public channel's @username.
 ChatId = Annotated[str, StringConstraints(pattern=r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")]
+#: An address as SMTP takes it; the relay is the judge of its domain (no deliverability check).
+Address = Annotated[
+    str,
+    StringConstraints(max_length=254, pattern=r"^[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$"),
+]
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 
 
@@ -36,7 +41,7 @@ class NotificationSettingsIn(BaseModel):
 
     channels: list[Channel] = Field(default_factory=list, max_length=3)
     language: Literal["ru", "en"] = "ru"
-    smtp_to: list[EmailStr] = Field(default_factory=list, max_length=20)
+    smtp_to: list[Address] = Field(default_factory=list, max_length=20)
     telegram_chat_ids: list[ChatId] = Field(default_factory=list, max_length=20)
     webhook_style: Literal["generic", "slack"] = "generic"
 

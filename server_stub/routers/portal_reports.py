@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from agent.protocol import ErrorCode
 
@@ -22,6 +23,16 @@ router = APIRouter(prefix="/staff/reports", tags=["reports"])
 
 #: ``YYYY-MM`` of this century (a month's arithmetic stays within ``date``'s range).
 MonthQuery = Annotated[str, Query(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$")]
+
+
+def _iso_date_text(value: object) -> object:
+    # Pydantic would also take a number as a Unix time; a report's range is a calendar date.
+    if not (isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value)):
+        raise ValueError("a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
 FormatQuery = Annotated[ReportFormat, Query(description="json, csv or xlsx")]
 
 
@@ -83,8 +94,8 @@ def renewals_forecast(
 @report_endpoint("/module-usage", "Per module: holders, users, heartbeats, licensed but idle")
 def module_usage(
     services: ServicesDep,
-    from_day: Annotated[date, Query()],
-    to_day: Annotated[date, Query()],
+    from_day: Annotated[IsoDate, Query()],
+    to_day: Annotated[IsoDate, Query()],
     format: FormatQuery = "json",
 ) -> Response:
     return _respond(services.reports.module_usage(from_day, to_day), format)
@@ -93,8 +104,8 @@ def module_usage(
 @report_endpoint("/sales-by-module", "Per module: plan (list prices) vs fact (contract amounts)")
 def sales_by_module(
     services: ServicesDep,
-    from_day: Annotated[date | None, Query()] = None,
-    to_day: Annotated[date | None, Query()] = None,
+    from_day: Annotated[IsoDate | None, Query()] = None,
+    to_day: Annotated[IsoDate | None, Query()] = None,
     format: FormatQuery = "json",
 ) -> Response:
     return _respond(services.reports.sales_by_module(from_day, to_day), format)
