@@ -176,9 +176,7 @@ def list_outbox(
     kind: Kind | None = None,
     channel: Channel | None = None,
     license_id: Annotated[str | None, Query(max_length=36)] = None,
-    cursor: Annotated[
-        str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the last page")
-    ] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> OutboxPageOut:
     page = services.notifications.outbox(
@@ -186,7 +184,7 @@ def list_outbox(
         kind=kind,
         channel=channel,
         license_id=license_id,
-        cursor=int(cursor) if cursor is not None else None,
+        cursor=cursor,
         limit=limit,
     )
     return OutboxPageOut(rows=[_row_out(r) for r in page.rows], next_cursor=page.next_cursor)

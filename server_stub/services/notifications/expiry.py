@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...portal_models import License, Notification
-from . import configured_channels, dedupe_key, enqueue
+from . import configured_channels, dedupe_key, enqueue_many
 
 #: Days before ``valid_until`` that each warning is due, nearest first.
 THRESHOLDS: Final = (1, 7, 30)
@@ -63,16 +63,9 @@ def scan(session: Session, now: datetime) -> int:
                 select(Notification.dedupe_key).where(Notification.dedupe_key.in_(chunk))
             )
         )
-    added = 0
-    for kind, license_id, dedupe, valid_until in due:
-        if all(dedupe_key(kind, dedupe, c) in present for c in channels):
-            continue
-        added += enqueue(
-            session,
-            kind=kind,
-            license_id=license_id,
-            dedupe=dedupe,
-            payload={"valid_until": valid_until.isoformat()},
-            now=now,
-        )
-    return added
+    missing = [
+        (kind, license_id, dedupe, {"valid_until": valid_until.isoformat()})
+        for kind, license_id, dedupe, valid_until in due
+        if not all(dedupe_key(kind, dedupe, c) in present for c in channels)
+    ]
+    return enqueue_many(session, missing, now)
