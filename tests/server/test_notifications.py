@@ -4,9 +4,11 @@ sleeps)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from server_stub.app import _sweep_forever
 from server_stub.services.staff import Role
 from tests.helpers.api import assert_problem
 from tests.helpers.backend import Backend, BackendFactory
@@ -354,3 +357,30 @@ def test_an_event_of_other_helpers_is_rendered_without_the_full_key(setup: Setup
     assert (
         message["text"] == "The license of «Beta LLC» (key …ABCD) exceeded its activations limit."
     )
+
+
+def test_the_periodic_sweeper_scans_and_delivers(setup: Setup) -> None:
+    assert setup.put(channels=["webhook"]).is_success
+    setup.portal.license(setup.portal.client(), setup.backend.clock.now() + timedelta(days=7))
+    notifications = setup.backend.services.notifications
+    delivered = threading.Event()
+    original = notifications.deliver_due
+
+    def observed(limit: int = 50) -> int:
+        count = original(limit)
+        if count:
+            delivered.set()
+        return count
+
+    notifications.deliver_due = observed  # type: ignore[method-assign]
+
+    async def run_until_delivered() -> None:
+        task = asyncio.create_task(_sweep_forever(setup.backend.services, 0.01))
+        try:
+            assert await asyncio.to_thread(delivered.wait, 30), "the sweeper never delivered"
+        finally:
+            task.cancel()
+
+    asyncio.run(run_until_delivered())
+    (hit,) = setup.fakes.hook.hits
+    assert hit.json()["event"] == "expiring_7"
