@@ -384,3 +384,15 @@ def test_the_periodic_sweeper_scans_and_delivers(setup: Setup) -> None:
     asyncio.run(run_until_delivered())
     (hit,) = setup.fakes.hook.hits
     assert hit.json()["event"] == "expiring_7"
+
+
+def test_a_webhook_asking_to_wait_is_honoured(setup: Setup) -> None:
+    assert setup.put(channels=["webhook"]).is_success
+    setup.portal.license(setup.portal.client(), setup.backend.clock.now() + timedelta(days=30))
+    assert setup.scan() == 1
+    setup.fakes.hook.queue(429, {"error": "slow down"}, {"Retry-After": "600"})
+    assert setup.deliver() == 0
+    setup.backend.clock.advance(599)  # past the 30 s backoff, short of what the receiver asked
+    assert setup.deliver() == 0 and len(setup.fakes.hook.hits) == 1
+    setup.backend.clock.advance(1)
+    assert setup.deliver() == 1 and len(setup.fakes.hook.hits) == 2
