@@ -28,10 +28,14 @@ router = APIRouter(prefix="/staff/notifications", tags=["notifications"])
 Channel = Literal["smtp", "webhook", "telegram"]
 #: A chat's numeric id (negative for groups) or a public channel's @username.
 ChatId = Annotated[str, StringConstraints(pattern=r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")]
-#: An address as SMTP takes it; the relay is the judge of its domain (no deliverability check).
+#: An address as SMTP takes it, in ASCII (an IDN domain in its punycode form); the relay judges
+#: its domain. ASCII classes, not ``\s``: Python's and JSON Schema's regexes differ beyond ASCII.
 Address = Annotated[
     str,
-    StringConstraints(max_length=254, pattern=r"^[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$"),
+    StringConstraints(
+        max_length=254,
+        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+    ),
 ]
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 
