@@ -32,8 +32,10 @@ from .routers import (
     portal_activations,
     portal_clients,
     portal_licenses,
+    portal_notifications,
     portal_payments,
     portal_products,
+    portal_reports,
     staff,
     system,
     telemetry,
@@ -74,8 +76,11 @@ async def _sweep_forever(
             services.marketplace.settle_due,
             services.audit.checkpoint_due,
             services.activations.free_dead,
-            # Last: it waits on the apps (5 s at most per attempt, 50 attempts per round).
+            services.notifications.scan_expiry,
+            # Last: they wait on the apps and the notification channels (a timeout per attempt,
+            # 50 attempts per round).
             services.callbacks.deliver_due,
+            services.notifications.deliver_due,
         ):
             try:
                 await run_in_threadpool(sweep)
@@ -141,6 +146,8 @@ def create_app(
         portal_payments.router,
         external.router,
         portal_activations.router,
+        portal_notifications.router,
+        portal_reports.router,
         system.router,
     ):
         app.include_router(router)

@@ -98,6 +98,25 @@ class Settings(BaseSettings):
     #: secret can rotate (every listed one is accepted); each at least 32 bytes. Unset: every
     #: ``/external`` request is refused (docs/licensing.md, "Integrations"). Never logged.
     external_hmac_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # --- notifications (docs/licensing.md, "Notifications"): the secrets of each channel live
+    # here; which channels are on and to whom is the Admin's ``notifications`` portal setting.
+    notify_smtp_host: str | None = None
+    notify_smtp_port: int = Field(default=587, ge=1, le=65535)
+    #: Upgrade the SMTP connection with STARTTLS before logging in (off only for a local relay).
+    notify_smtp_starttls: bool = True
+    notify_smtp_username: str | None = None
+    notify_smtp_password: SecretStr | None = None
+    notify_smtp_from: str | None = None
+    #: The webhook's URL (a Slack incoming-webhook URL is itself a secret).
+    notify_webhook_url: SecretStr | None = None
+    #: When set, each webhook body is signed: ``X-TGFlow-Signature: sha256=<HMAC-SHA256 hex>``.
+    notify_webhook_secret: SecretStr | None = None
+    notify_telegram_bot_token: SecretStr | None = None
+    notify_telegram_api_base: str = "https://api.telegram.org"
+    #: Seconds one delivery attempt may take (connect and answer) on any channel.
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    #: Failed attempts after which a notification is dead-lettered (an Admin may redrive it).
+    notify_max_attempts: int = Field(default=8, ge=1, le=50)
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True

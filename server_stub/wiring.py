@@ -23,7 +23,9 @@ from .services.integrations import IntegrationService
 from .services.license import LicenseService
 from .services.licensing import LicensingService
 from .services.marketplace import MarketplaceService
+from .services.notifications import NotificationService
 from .services.plans import PlanService
+from .services.reports import ReportService
 from .services.reservations import ReservationService
 from .services.staff import StaffService
 from .services.telemetry import TelemetryService
@@ -60,6 +62,9 @@ class Services:
     licensing: LicensingService
     #: Installations of on-prem licenses: the product API and its limits.
     activations: ActivationService
+    #: The notification outbox: its channels, the expiry scan and delivery.
+    notifications: NotificationService
+    reports: ReportService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -118,4 +123,6 @@ def build_services(
         integrations=IntegrationService(ctx),
         licensing=LicensingService(ctx, signer),
         activations=ActivationService(ctx, signer),
+        notifications=NotificationService(ctx),
+        reports=ReportService(ctx),
     )

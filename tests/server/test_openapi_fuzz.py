@@ -53,7 +53,7 @@ from server_stub import passwords
 from server_stub.app import create_app
 from server_stub.config import Settings
 from server_stub.db import transaction
-from server_stub.middleware import UPLOAD_SUFFIX
+from server_stub.middleware import UPLOAD_PREFIX, UPLOAD_SUFFIX
 from server_stub.models import Staff
 from server_stub.services.staff import Role
 from server_stub.services.tabular import MAX_IMPORT_BYTES
@@ -193,6 +193,25 @@ def account() -> Account:
 # --- checks ---------------------------------------------------------------------------------------
 
 
+#: Operations whose schema-valid input a domain rule may refuse with a 422 (no ``errors`` list).
+DOMAIN_RULE_422 = frozenset(
+    {
+        "POST /usage/commit",
+        "PUT /staff/notifications/settings",
+        "POST /staff/notifications/test",
+        "POST /staff/notifications/outbox/{seq}/redrive",
+        "GET /staff/reports/licenses-by-month",
+        "GET /staff/reports/module-usage",
+        "GET /staff/reports/sales-by-module",
+    }
+)
+
+
+def _upload(path: str) -> bool:
+    """Whether ``path`` takes a file import (the body limit and the checks differ)."""
+    return path.endswith(UPLOAD_SUFFIX) or path.startswith(UPLOAD_PREFIX)
+
+
 def positive_data_acceptance_with_known_rules(
     ctx: CheckContext, response: Response, case: Case
 ) -> bool | None:
@@ -205,6 +224,9 @@ def positive_data_acceptance_with_known_rules(
       domain rule (no schema ``errors`` list) on ``POST /usage/commit``.
     - A file import (a path ending in ``/import``) takes a CSV or XLSX file whose columns and
       rows no schema describes: a 422 ``validation_error`` refusing the file's content.
+    - The portal's rules between fields or against the server's state (DOMAIN_RULE_422): a range
+      that ends before it starts or is too long, a notification channel turned on without its
+      secret in the environment, a test on a channel that is off, a redrive of a row not failed.
     - The body-size cap (``max_body_bytes``, 64 KiB by default) is a transport limit, not part of
       any schema: Hypothesis can build a schema-valid body over it (a long list of strings), and
       the documented 413 ``payload_too_large`` problem is then the right answer. Only for a body
@@ -227,13 +249,11 @@ def positive_data_acceptance_with_known_rules(
             for issue in issues
         ):
             return None
-        if case.operation.label == "POST /usage/commit" and "errors" not in problem:
+        if case.operation.label in DOMAIN_RULE_422 and "errors" not in problem:
             return None
         # An imported file's columns and rows are checked by the import, not by a schema (the
         # body is a CSV or XLSX file): a 422 that says the file was refused.
-        if case.operation.path.endswith(UPLOAD_SUFFIX) and problem.get("code") == (
-            ErrorCode.VALIDATION_ERROR
-        ):
+        if _upload(case.operation.path) and problem.get("code") == (ErrorCode.VALIDATION_ERROR):
             return None
     return positive_data_acceptance(ctx, response, case)
 
@@ -453,9 +473,7 @@ def test_oversized_bodies_are_documented(account: Account) -> None:
         )
         response = case.call(
             headers={**bearer(account.token), "Content-Type": "application/json"},
-            data=b"["
-            + b"0," * (upload if operation.path.endswith(UPLOAD_SUFFIX) else limit)
-            + b"0]",
+            data=b"[" + b"0," * (upload if _upload(operation.path) else limit) + b"0]",
         )
         try:
             assert response.status_code == 413, response.text
