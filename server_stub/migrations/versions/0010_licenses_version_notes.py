@@ -1,15 +1,15 @@
 """license versions: the requester's note (invoice, link) and why a request was rejected
 
-Revision ID: 0008_licenses
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-30
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_licenses"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
