@@ -11,12 +11,13 @@ from typing import Any
 
 from agent.protocol import LicenseLimits
 from server_stub.db import transaction
-from server_stub.portal_models import Client, Contract, License, LicenseVersion, Product
+from server_stub.portal_models import Client, Contract, License, LicenseVersion
 from server_stub.services import revocations
 from server_stub.services.license_files import LicenseTerms, issue_license_file
 from server_stub.wiring import Services
 
-PRODUCT = "tgflow"
+from .catalog import PRODUCT, ensure_catalog
+
 DOMAIN = "crm.example.com"
 VERSION = "2.4"
 MODULES = ("ai_forecast", "multi_department")
@@ -88,8 +89,7 @@ def make_license(services: Services, *, paid: bool | None = None, **columns: Any
     None = no contract, else a contract paid or not."""
     now = services.ctx.clock.now()
     with transaction(services.ctx.write) as session:
-        if session.get(Product, PRODUCT) is None:
-            session.add(Product(id=PRODUCT, name="TGFlow", created_at=now))
+        ensure_catalog(session, now, MODULES)
         client = Client(
             legal_name="ООО Ромашка",
             inn=str(secrets.randbelow(10**10)).zfill(10),

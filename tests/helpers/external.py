@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy import insert, select
 
 from server_stub.db import transaction
-from server_stub.portal_models import Activation, Client, Contract, License, Payment, Product
+from server_stub.portal_models import Activation, Client, Contract, License, Payment
 from server_stub.services.integrations import PaymentReport
 from server_stub.services.integrations.signatures import (
     SIGNATURE_HEADER,
@@ -24,9 +24,10 @@ from server_stub.services.integrations.signatures import (
 from server_stub.wiring import Services
 from tests.helpers.backend import Backend
 
+from .catalog import PRODUCT, ensure_catalog
+
 SECRET = "billing-secret-0123456789abcdef-0123456789"
 OLD_SECRET = "previous-secret-fedcba9876543210-fedcba98"
-PRODUCT = "tgflow"
 
 
 def signed_headers(
@@ -130,8 +131,7 @@ def seed_contract(
 
 def _ensure_product(services: Services) -> None:
     with transaction(services.ctx.write) as session:
-        if session.get(Product, PRODUCT) is None:
-            session.add(Product(id=PRODUCT, name="TGFlow", created_at=services.ctx.clock.now()))
+        ensure_catalog(session, services.ctx.clock.now())
 
 
 def license_row(

@@ -20,11 +20,10 @@ from server_stub.portal_models import (
     License,
     LicenseVersion,
     ModuleUsage,
-    Product,
-    ProductModule,
 )
 
-PRODUCT = "tgflow"
+from .catalog import PRODUCT, ensure_catalog
+
 #: Modules of the seeded product and their list prices (kopecks a year).
 MODULES: dict[str, int] = {"ai": 1_200_000, "multi": 600_000, "api": 300_000}
 
@@ -43,17 +42,8 @@ class Portal:
 
     def product(self, modules: dict[str, int] = MODULES, currency: str = "RUB") -> None:
         with self.write() as session, session.begin():
-            session.add(Product(id=PRODUCT, name="TGFlow", created_at=self.now))
-            for code, price in modules.items():
-                session.add(
-                    ProductModule(
-                        product_id=PRODUCT,
-                        code=code,
-                        name=code.upper(),
-                        list_price_minor=price,
-                        currency=currency,
-                    )
-                )
+            # The reports' figures by module see just these (migration 0009 seeds defaults).
+            ensure_catalog(session, self.now, modules, currency=currency, only=True)
 
     def client(self, name: str | None = None) -> str:
         n = self._next()
