@@ -34,7 +34,8 @@ class LicenseViewModel(EngineBound):
         self._core = core
         self._snapshot: LicenseSnapshot | None = None
         self._busy = False
-        self._listening = False
+        # The heartbeats' outcomes (license-file mode), on the engine thread.
+        engine.call_soon(lambda: core.subscribe_online(self._heard))
         #: A word from the license server arrived while busy: refresh once done.
         self._stale = False
 
@@ -49,10 +50,6 @@ class LicenseViewModel(EngineBound):
     def set_snapshot(self, snapshot: LicenseSnapshot | None) -> None:
         """Show ``snapshot`` (given by a sign-in); ``None`` after signing out."""
         self._snapshot = snapshot
-        if snapshot is not None and snapshot.license_file is not None and not self._listening:
-            # License-file mode (the core is built by now): the heartbeats' outcomes.
-            self._listening = True
-            self._core.subscribe_online(self._heard)
         self.changed.emit(snapshot)
 
     def _heard(self, event: OnlineEvent) -> None:
