@@ -5,9 +5,11 @@ nothing but the "last checked" line, and a refused activation is a message, not 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
+import httpx
 import pytest
 from pytestqt.qtbot import QtBot
 
@@ -16,7 +18,7 @@ from app.core import LicenseUnusable
 from app.i18n import Translator
 from app.selftest import QuietObserver
 from app.ui.main_window import MainWindow
-from tests.helpers.activation import PortalLicense, renew, set_status
+from tests.helpers.activation import PortalLicense, activate_body, renew, set_status
 from tests.helpers.desktop import Desktop
 from tests.helpers.desktop_online import desktop_license, write_version
 from tests.helpers.windows import main_window, open_login
@@ -161,3 +163,48 @@ def test_a_refused_online_activation_is_a_message_and_the_file_works_offline(
     assert window.license.snapshot is not None and window.license.snapshot.usable
     assert not desktop.timer.pending  # refused once: no heartbeats
     assert not (desktop.data_dir / ACTIVATION_FILE_NAME).exists()
+
+
+def _take_over(desktop: Desktop, lic: PortalLicense) -> None:
+    """Another machine activates in place of the desktop (its activation is freed)."""
+    kept = json.loads((desktop.data_dir / ACTIVATION_FILE_NAME).read_text(encoding="utf-8"))
+    body = activate_body(
+        lic,
+        domain="pc2.corp.example.com",
+        product_version="0.5",
+        modules=[],
+        replace_activation_id=kept["activation_id"],
+    )
+    reply = httpx.post(desktop.backend.url + "/licenses/activate", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_a_freed_activation_is_activated_again_once_and_a_refusal_says_why(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path, slots: int
+) -> None:
+    lic = desktop_license(desktop.backend, max_activations=slots)
+    path = write_version(tmp_path / "lic" / "v1.lic", desktop.backend, lic)
+    window = main_window(qtbot, desktop, tmp_path)
+    _activate(qtbot, window, path, lic.key)
+    qtbot.waitUntil(lambda: desktop.timer.pending, timeout=TIMEOUT)
+    first = json.loads((desktop.data_dir / ACTIVATION_FILE_NAME).read_text())["activation_id"]
+    _take_over(desktop, lic)
+    box = window.license_panel.file_box
+    desktop.timer.fire()
+    if slots == 1:
+        # The other machine holds the only slot: the re-activation is refused, and said so.
+        qtbot.waitUntil(box.online_refusal.isVisible, timeout=TIMEOUT)
+        tr = Translator("ru")
+        assert box.online_refusal.text() == tr.tr(
+            "license_online.refused", reason=tr.tr("problem.device_limit")
+        )
+        assert not desktop.timer.pending
+    else:
+        qtbot.waitUntil(lambda: len(desktop.timer.waits) == 2, timeout=TIMEOUT)
+        kept = json.loads((desktop.data_dir / ACTIVATION_FILE_NAME).read_text())
+        assert kept["activation_id"] != first and not kept["must_reactivate"]
+        assert not box.online_refusal.isVisible()
+    # Either way the file keeps working offline.
+    assert desktop.core is not None
+    assert desktop.run(desktop.core.license_snapshot()).usable
