@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
-from agent.errors import LicenseError, Offline
+from agent.errors import LicenseError, NotFound, Offline
 from agent.licensing import HeartbeatOutcome, LicenseFileStore, OnlineActivation
 
 from .catalog import N_, Reason
@@ -105,18 +105,23 @@ class OnlineLicense:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def activate(self, license_key: str) -> bool:
-        """Activate this machine online; ``False`` (and :attr:`status` says why) when refused
-        or the server is unreachable. The file stays usable offline either way."""
+    async def activate(self, license_key: str) -> bool | None:
+        """Activate this machine online: ``True``; ``False`` when the server is unreachable (try
+        again later); ``None`` when it refused (:attr:`status` says why) or does not know the
+        license (a file of a license this server does not manage: nothing to say). The file
+        stays usable offline in every case."""
         try:
             await asyncio.to_thread(self.activation.activate, license_key, modules=self._modules())
         except Offline as exc:
             log.info("online activation not possible now: %s", exc.reason)
             return False
+        except NotFound as exc:
+            log.info("the license server does not manage this license: %s", exc.reason)
+            return None
         except LicenseError as exc:
             log.warning("online activation refused: %s", exc.reason)
             self._refused(exc)
-            return False
+            return None
         self.status = OnlineStatus(checked_at=self._clock.now())
         return True
 
@@ -125,13 +130,9 @@ class OnlineLicense:
         self.status = replace(self.status, refusal=why)
 
     async def _activate_kept(self) -> bool | None:
-        """Activate with the kept file's key: True, False (unreachable), ``None`` (refused)."""
+        """:meth:`activate` with the kept file's key."""
         key = self.activation.store.kept_key()
-        if key is None:
-            return None
-        if await self.activate(key):
-            return True
-        return None if self.status.refusal is not None else False
+        return None if key is None else await self.activate(key)
 
     async def _run(self) -> None:
         interval: float = DEFAULT_INTERVAL_S

@@ -20,6 +20,7 @@ from app.selftest import QuietObserver
 from app.ui.main_window import MainWindow
 from tests.helpers.activation import PortalLicense, activate_body, renew, set_status
 from tests.helpers.desktop import Desktop
+from tests.helpers.desktop_license import KEY, write_license
 from tests.helpers.desktop_online import desktop_license, write_version
 from tests.helpers.windows import main_window, open_login
 
@@ -208,3 +209,18 @@ def test_a_freed_activation_is_activated_again_once_and_a_refusal_says_why(
     # Either way the file keeps working offline.
     assert desktop.core is not None
     assert desktop.run(desktop.core.license_snapshot()).usable
+
+
+def test_a_license_the_server_does_not_manage_stays_offline_without_a_message(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tgflow")
+    path = write_license(tmp_path / "lic" / "other.lic", desktop.backend, desktop.clock.now())
+    window = main_window(qtbot, desktop, tmp_path)
+    _activate(qtbot, window, path, KEY)
+    qtbot.waitUntil(lambda: "does not manage this license" in _story(caplog), timeout=TIMEOUT)
+    box = window.license_panel.file_box
+    assert box.online.text() == Translator("ru").tr("license_online.never")
+    assert not box.online_refusal.isVisible()
+    assert not desktop.timer.pending and desktop.timer.waits == []
+    assert not (desktop.data_dir / ACTIVATION_FILE_NAME).exists()
