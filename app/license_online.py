@@ -84,6 +84,8 @@ class OnlineLicense:
         self._timer = timer
         self._modules = modules
         self._task: asyncio.Task[None] | None = None
+        #: The server's last refusing state heard on this run (told once, when it changes).
+        self._refused_state: str | None = None
         self._handler: Callable[[OnlineEvent], Awaitable[None]] | None = None
         self.status = OnlineStatus()
 
@@ -163,10 +165,11 @@ class OnlineLicense:
         try:
             outcome = await asyncio.to_thread(self.activation.heartbeat, modules=self._modules())
         except LicenseError as exc:
+            # Said in the panel; tried again later (a rate limit, a server in trouble).
             log.warning("heartbeat refused: %s", exc.reason)
             self._refused(exc)
             await self._emit(OnlineEvent(self.status))
-            return None
+            return HeartbeatOutcome(reached=False)
         if not outcome.reached:
             await self._emit(OnlineEvent(self.status))
             return outcome
@@ -175,10 +178,13 @@ class OnlineLicense:
         if outcome.must_reactivate and await self._activate_kept() is None:
             await self._emit(OnlineEvent(self.status))
             return None
-        state = outcome.state if outcome.state in REFUSING_STATES else None
         new_file = kept_text(self.activation.store) if outcome.new_file_version else None
-        await self._emit(OnlineEvent(self.status, new_file=new_file, refused_state=state))
-        return None if state is not None else outcome
+        state = outcome.state if outcome.state in REFUSING_STATES else None
+        news, self._refused_state = state if state != self._refused_state else None, state
+        await self._emit(OnlineEvent(self.status, new_file=new_file, refused_state=news))
+        # A revocation is final; a suspension may be lifted and an expired license renewed,
+        # which later heartbeats hear.
+        return None if state == "revoked" else outcome
 
     async def _emit(self, event: OnlineEvent) -> None:
         if self._handler is not None:

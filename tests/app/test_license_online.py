@@ -224,3 +224,26 @@ def test_a_license_the_server_does_not_manage_stays_offline_without_a_message(
     assert not box.online_refusal.isVisible()
     assert not desktop.timer.pending and desktop.timer.waits == []
     assert not (desktop.data_dir / ACTIVATION_FILE_NAME).exists()
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_a_suspension_refuses_the_license_until_a_heartbeat_hears_it_lifted(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path, language: str
+) -> None:
+    lic = desktop_license(desktop.backend)
+    path = write_version(tmp_path / "lic" / "v1.lic", desktop.backend, lic)
+    window = main_window(qtbot, desktop, tmp_path, language=language)
+    _activate(qtbot, window, path, lic.key)
+    qtbot.waitUntil(lambda: desktop.timer.pending, timeout=TIMEOUT)
+    panel, tr = window.license_panel, Translator(language)
+    set_status(desktop.backend.services, lic.id, "suspended")
+    desktop.timer.fire()
+    qtbot.waitUntil(panel.reason.isVisible, timeout=TIMEOUT)
+    assert tr.tr("license_file.refused.suspended") in panel.reason.text()
+    assert window.license.snapshot is not None and not window.license.snapshot.usable
+    qtbot.waitUntil(lambda: desktop.timer.pending, timeout=TIMEOUT)  # still heartbeating
+    set_status(desktop.backend.services, lic.id, "active")
+    desktop.timer.fire()
+    qtbot.waitUntil(lambda: not panel.reason.isVisible(), timeout=TIMEOUT)
+    assert window.license.snapshot is not None and window.license.snapshot.usable
+    assert panel.file_box.isVisible()

@@ -43,16 +43,19 @@ class ManualTimer:
     async def wait(self, seconds: float) -> None:
         self.waits.append(seconds)
         event = asyncio.Event()
-        self._pending = (asyncio.get_running_loop(), event)
+        pending = (asyncio.get_running_loop(), event)
+        self._pending = pending
         try:
             await event.wait()
         finally:
-            self._pending = None
+            if self._pending is pending:
+                self._pending = None
 
     def fire(self) -> None:
-        """End the pending wait: the next heartbeat goes now."""
+        """End the pending wait: the next heartbeat goes now (:attr:`pending` is false from
+        here until the next wait begins)."""
         assert self._pending is not None, "no heartbeat is waiting"
-        loop, event = self._pending
+        (loop, event), self._pending = self._pending, None
         loop.call_soon_threadsafe(event.set)
 
 
