@@ -190,9 +190,6 @@ class OnlineLicense:
         if self._handler is not None:
             await self._handler(event)
 
-    def close(self) -> None:
-        self.activation.close()
-
 
 def kept_text(store: LicenseFileStore) -> str | None:
     """The text of the file ``store`` keeps (a heartbeat stored a newer one there)."""
