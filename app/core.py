@@ -46,6 +46,7 @@ from .core_types import (
     NotSignedIn,
 )
 from .license_modules import MODULE_MULTI_ACCOUNT
+from .license_online import ClockTimer, HeartbeatTimer
 from .license_snapshot import offline_snapshot, online_snapshot
 from .problems import problem_reason
 from .telemetry import TelemetryClient
@@ -102,6 +103,7 @@ class Core(LicenseFileMode):
         rng: random.Random | None = None,
         device_name: str | None = None,
         license_client: AsyncLicenseClient | None = None,
+        heartbeat_timer: HeartbeatTimer | None = None,
     ) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
@@ -120,7 +122,13 @@ class Core(LicenseFileMode):
         )
         log_requests(self.client.http)
         self.journal = UsageJournal(self.data_dir / "usage-journal.sqlite", clock=self.clock)
-        self._init_license_files(config, __version__)
+        self._init_license_files(
+            config,
+            __version__,
+            fingerprint=fingerprint,
+            server_id=device_name or "",
+            timer=heartbeat_timer or ClockTimer(self.clock),
+        )
         self.store = BroadcastStore(self.data_dir / "broadcasts.sqlite", clock=self.clock)
         self.antispam = AntiSpamWorker(
             config.policy, self.data_dir / "account-states.json", self.clock
@@ -227,7 +235,7 @@ class Core(LicenseFileMode):
         """``GET /license`` and the devices; the offline lease when the server is unreachable.
         In license-file mode: the file verified again and this month's messages."""
         if self._file_mode:
-            return self.license_files.snapshot()
+            return self._file_snapshot()
         self._need_session()
         try:
             lic = await self.client.license()
@@ -504,6 +512,7 @@ class Core(LicenseFileMode):
         await self.telemetry.flush()
         await self.telemetry.aclose()
         await self.client.aclose()
+        await self.stop_heartbeats()
         self.journal.close()
         self.license_files.close()
         self.store.close()

@@ -19,6 +19,7 @@ from .transports.base import TransportFactory
 
 if TYPE_CHECKING:
     from .core import AccountRow, Core
+    from .license_online import OnlineEvent
 
 
 #: Longest the GUI waits for the core when asked for it before it was built.
@@ -45,6 +46,7 @@ class DeferredCore:
         self._core: Core | None = None
         self._ready = threading.Event()
         self._subscribers: list[Callable[[AccountRow], None]] = []
+        self._online_subscribers: list[Callable[[OnlineEvent], None]] = []
 
     def attach(self, core: Core) -> None:
         """Called on the engine thread by the code that built the core."""
@@ -52,6 +54,9 @@ class DeferredCore:
         for callback in self._subscribers:
             core.subscribe_accounts(callback)
         self._subscribers.clear()
+        for listener in self._online_subscribers:
+            core.subscribe_online(listener)
+        self._online_subscribers.clear()
         self._ready.set()
 
     # The view-models subscribe while the window is being built (engine thread, like attach).
@@ -60,6 +65,12 @@ class DeferredCore:
             self._core.subscribe_accounts(callback)
         else:
             self._subscribers.append(callback)
+
+    def subscribe_online(self, callback: Callable[[OnlineEvent], None]) -> None:
+        if self._core is not None:
+            self._core.subscribe_online(callback)
+        else:
+            self._online_subscribers.append(callback)
 
     def unsubscribe_accounts(self, callback: Callable[[AccountRow], None]) -> None:
         if self._core is not None:

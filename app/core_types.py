@@ -44,6 +44,16 @@ class LicenseFileFacts:
 
 
 @dataclass(frozen=True)
+class OnlineStatus:
+    """The License panel's line about the license server."""
+
+    #: When the server last answered (``None``: not yet on this run).
+    checked_at: datetime | None = None
+    #: Why the server refused the activation, or the license (translated in the panel).
+    refusal: Reason | None = None
+
+
+@dataclass(frozen=True)
 class LicenseSnapshot:
     """The License panel's content."""
 
@@ -67,6 +77,8 @@ class LicenseSnapshot:
     license_file: LicenseFileFacts | None = None
     #: License-file mode without a messages limit: :attr:`remaining` means nothing then.
     messages_unlimited: bool = False
+    #: License-file mode with a license server: when it last answered, why it refused.
+    online: OnlineStatus | None = None
 
 
 @dataclass(frozen=True)

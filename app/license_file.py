@@ -22,11 +22,13 @@ from typing import Final
 
 from agent.clock import Clock
 from agent.errors import (
+    ActivationRequired,
     DomainMismatch,
     LicenseError,
     LicenseFileExpired,
     LicenseFileNotYetValid,
     LicenseFileOutdated,
+    LicenseInactive,
     LicenseRevoked,
     TamperDetected,
     TokenRejected,
@@ -43,6 +45,7 @@ from agent.licensing import (
     LicenseFileStore,
     LicenseFileVerifier,
     NoLicenseFile,
+    OnlineActivation,
     RevocationStore,
 )
 from agent.tokens import DEFAULT_ISSUER
@@ -84,6 +87,8 @@ def refusal(exc: LicenseError, *, domain: str = "", version: str = "") -> Licens
         return LicenseFileRefused(N_("license_file.refused.expired"))
     if isinstance(exc, LicenseRevoked):
         return LicenseFileRefused(N_("license_file.refused.revoked"))
+    if isinstance(exc, LicenseInactive):
+        return LicenseFileRefused(N_("license_file.refused.suspended"))
     if isinstance(exc, VersionNotCovered):
         return LicenseFileRefused(N_("license_file.refused.version"), version=version)
     if isinstance(exc, DomainMismatch):
@@ -133,8 +138,13 @@ class LicenseFileService:
         version: str,
         clock: Clock,
         issuer: str = DEFAULT_ISSUER,
+        fingerprint: str = "",
+        server_id: str = "",
     ) -> None:
-        """Verify against ``pins`` (the JWKS cache in ``data_dir`` if the server was reached)."""
+        """Verify against ``pins`` (the JWKS cache in ``data_dir`` if the server was reached).
+
+        With ``api_base_url`` and this machine's ``fingerprint``, :attr:`online` activates the
+        machine with the license server and heartbeats (:mod:`app.license_online`)."""
         self.data_dir = Path(data_dir)
         self._clock = clock
         self._version = version
@@ -152,6 +162,17 @@ class LicenseFileService:
             clock=clock,
         )
         self.store = LicenseFileStore(self.verifier, self.data_dir)
+        self.online: OnlineActivation | None = None
+        if api_base_url and fingerprint:
+            self.online = OnlineActivation(
+                api_base_url,
+                self.store,
+                documents,
+                fingerprint=fingerprint,
+                server_id=server_id or "desktop",
+                issuer=issuer,
+                clock=clock,
+            )
         self.usage = LocalUsage(self.data_dir / USAGE_FILE_NAME, clock, self._limit)
         self.journal = UsageJournal(self.data_dir / JOURNAL_FILE_NAME, clock=clock)
         #: The license verified last (``None`` outside license-file mode).
@@ -212,7 +233,7 @@ class LicenseFileService:
     def check(self) -> License:
         """The kept license verified again now (expiry, revocation, clock)."""
         try:
-            lic = self.store.check()
+            lic = self._check()
         except LicenseError as exc:
             log.warning("the kept license file does not work: %s", exc.reason)
             self.current = None
@@ -220,9 +241,23 @@ class LicenseFileService:
         self.current = lic
         return lic
 
+    def _check(self) -> License:
+        # The server's last word (revoked, suspended, expired) refuses the file; a freed
+        # activation does not: the file's own offline rules decide until it is taken again.
+        if self.online is not None:
+            try:
+                return self.online.check()
+            except ActivationRequired:
+                pass
+        return self.store.check()
+
     def deactivate(self) -> None:
         """Forget the license file; the program is no longer licensed by it."""
         self.store.clear()
+        if self.online is not None:
+            # A new file starts a new activation; the server frees the old one once its
+            # heartbeats stop.
+            self.online.path.unlink(missing_ok=True)
         self.current = None
 
     def snapshot(self, when: datetime | None = None) -> LicenseSnapshot:
@@ -255,6 +290,8 @@ class LicenseFileService:
         """Close the local counter and journal."""
         self.usage.close()
         self.journal.close()
+        if self.online is not None:
+            self.online.close()
 
 
 def _month_end(when: datetime) -> datetime:

@@ -26,6 +26,7 @@ from .license_file_dialog import choose_license_file
 
 if TYPE_CHECKING:
     from app.core import LicenseFileFacts
+    from app.core_types import OnlineStatus
 
 _LIMIT_KEYS = {
     "users": N_("license_file.limit.users"),
@@ -54,6 +55,7 @@ class LicenseFileBox(QGroupBox):
         self._vm = model
         self._tr = translator
         self._facts: LicenseFileFacts | None = None
+        self._online: OnlineStatus | None = None
         #: Where "Replace with a newer file…" opens (the demo's folder in the demo).
         self.directory: Path | None = None
         self.confirm: QMessageBox | None = None
@@ -71,6 +73,16 @@ class LicenseFileBox(QGroupBox):
         self.grace.setObjectName("warning")
         self.grace.setWordWrap(True)
         self.grace.hide()
+        #: "Last checked with the license server …" (hidden without a server).
+        self.online = QLabel()
+        self.online.setObjectName("licenseOnline")
+        self.online.setWordWrap(True)
+        self.online.hide()
+        #: Why the license server refused this machine's activation (the file works offline).
+        self.online_refusal = QLabel()
+        self.online_refusal.setObjectName("warning")
+        self.online_refusal.setWordWrap(True)
+        self.online_refusal.hide()
         self.replace_button = QPushButton()
         self.replace_button.setObjectName("replaceLicenseFile")
         self.replace_button.clicked.connect(self.choose_newer_file)
@@ -88,6 +100,8 @@ class LicenseFileBox(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.grace)
+        layout.addWidget(self.online)
+        layout.addWidget(self.online_refusal)
         layout.addLayout(actions)
 
         model.replaced.connect(self._replaced)
@@ -104,6 +118,23 @@ class LicenseFileBox(QGroupBox):
         self.deactivate_button.setText(tr("license_file.deactivate"))
         self.replaced.hide()
         self.show_facts(self._facts)
+        self.show_online(self._online)
+
+    def show_online(self, status: OnlineStatus | None) -> None:
+        """The license server's line: when it last answered, and why it refused."""
+        self._online = status
+        self.online.setVisible(status is not None)
+        self.online_refusal.setVisible(status is not None and status.refusal is not None)
+        if status is None:
+            return
+        tr = self._tr.tr
+        self.online.setText(
+            tr("license_online.never")
+            if status.checked_at is None
+            else tr("license_online.checked", when=format_datetime(status.checked_at, self._tr))
+        )
+        if status.refusal is not None:
+            self.online_refusal.setText(self._tr.reason(status.refusal))
 
     def show_facts(self, facts: LicenseFileFacts | None) -> None:
         self._facts = facts

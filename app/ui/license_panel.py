@@ -153,6 +153,7 @@ class LicensePanel(QWidget):
         self.error.hide()
         facts = None if snapshot is None else snapshot.license_file
         self.file_box.show_facts(facts)
+        self.file_box.show_online(None if snapshot is None else snapshot.online)
         # A license file has no account, devices or lease: those rows would only say "—".
         self._devices_box.setVisible(facts is None)
         for name in ("account", "lease"):

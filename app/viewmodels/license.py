@@ -15,6 +15,7 @@ from .base import EngineBound
 
 if TYPE_CHECKING:
     from app.core import Core, LicenseSnapshot
+    from app.license_online import OnlineEvent
 
 
 class LicenseViewModel(EngineBound):
@@ -33,6 +34,10 @@ class LicenseViewModel(EngineBound):
         self._core = core
         self._snapshot: LicenseSnapshot | None = None
         self._busy = False
+        # The heartbeats' outcomes (license-file mode), on the engine thread.
+        engine.call_soon(lambda: core.subscribe_online(self._heard))
+        #: A word from the license server arrived while busy: refresh once done.
+        self._stale = False
 
     @property
     def snapshot(self) -> LicenseSnapshot | None:
@@ -46,6 +51,19 @@ class LicenseViewModel(EngineBound):
         """Show ``snapshot`` (given by a sign-in); ``None`` after signing out."""
         self._snapshot = snapshot
         self.changed.emit(snapshot)
+
+    def _heard(self, event: OnlineEvent) -> None:
+        # Engine thread: hand the event to the GUI thread.
+        self._engine.to_gui(lambda: self._guard(self._apply_online)(event))
+
+    def _apply_online(self, event: OnlineEvent) -> None:
+        """What the license server said: a newer file goes the way of one chosen by hand;
+        anything else (a refusal, "last checked") shows on the next snapshot."""
+        if event.new_file is not None:
+            started = self.newer_file_arrived(event.new_file, online=True)
+        else:
+            started = self.refresh()
+        self._stale = self._stale or not started
 
     def refresh(self) -> bool:
         if self._busy:
@@ -73,15 +91,15 @@ class LicenseViewModel(EngineBound):
             what="replace license file",
         )
 
-    def newer_file_arrived(self, text: str) -> bool:
+    def newer_file_arrived(self, text: str, *, online: bool = False) -> bool:
         """A newer version of the license file in use arrived as text (the online heartbeat's
-        hook, :mod:`agent.licensing.online`); it replaces the kept one like a file chosen by
-        hand, and an older version is refused with the same message."""
+        hook, :mod:`app.license_online`: ``online``); it replaces the kept one like a file
+        chosen by hand, and an older version is refused with the same message."""
         if self._busy:
             return False
         self._set_busy(True)
         return self.submit(
-            self._core.newer_license_file(text),
+            self._core.newer_license_file(text, online=online),
             self._replaced,
             self._failed,
             what="newer license file",
@@ -117,6 +135,9 @@ class LicenseViewModel(EngineBound):
     def _got(self, snapshot: LicenseSnapshot) -> None:
         self._set_busy(False)
         self.set_snapshot(snapshot)
+        if self._stale:
+            self._stale = False
+            self.refresh()
 
     def _failed(self, message: str) -> None:
         self._set_busy(False)

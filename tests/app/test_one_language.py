@@ -381,6 +381,8 @@ def test_license_file_mode_speaks_one_language(
         dialog.activate_button.click()
     window.tabs.setCurrentWidget(window.license_panel)
     assert window.license_panel.file_box.grace.isVisible()
+    # The license server does not manage this license: only the "not checked" line shows.
+    assert window.license_panel.file_box.online.isVisible()
     with qtbot.wait_signal(window.license.failed, timeout=30_000):
         window.license.replace_file(old)
     check(window, language, "license panel, file mode", data, found)

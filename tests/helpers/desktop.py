@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +27,38 @@ from app.transports.simulated import SimulatedNetwork, SimulatedTransportFactory
 _T = TypeVar("_T")
 
 
+class ManualTimer:
+    """The heartbeats' timer of a test: each wait lasts until :meth:`fire` (from any thread)."""
+
+    def __init__(self) -> None:
+        #: Every wait asked for, in seconds (the server's ``next_heartbeat_s``).
+        self.waits: list[float] = []
+        self._pending: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether a heartbeat waits for :meth:`fire`."""
+        return self._pending is not None
+
+    async def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        event = asyncio.Event()
+        pending = (asyncio.get_running_loop(), event)
+        self._pending = pending
+        try:
+            await event.wait()
+        finally:
+            if self._pending is pending:
+                self._pending = None
+
+    def fire(self) -> None:
+        """End the pending wait: the next heartbeat goes now (:attr:`pending` is false from
+        here until the next wait begins)."""
+        assert self._pending is not None, "no heartbeat is waiting"
+        (loop, event), self._pending = self._pending, None
+        loop.call_soon_threadsafe(event.set)
+
+
 #: Long enough for anything the engine does in a test; a hang fails instead of blocking CI.
 ENGINE_TIMEOUT = 60.0
 
@@ -42,6 +74,7 @@ class Desktop:
     data_dir: Path
     fingerprint: str
     core: Core | None = None
+    timer: ManualTimer = field(default_factory=ManualTimer)
 
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run a coroutine on the engine loop and wait for its result (test thread only)."""
@@ -85,6 +118,7 @@ class Desktop:
                 secrets=RefreshTokenStore(self.data_dir, backend=keyring.backends.fail.Keyring()),
                 rng=random.Random(3),
                 device_name="test desktop",
+                heartbeat_timer=self.timer,
             )
 
         self.core = self.run(build())
