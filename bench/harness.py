@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -51,6 +51,7 @@ STOP_TIMEOUT_S = 10.0
 MAX_OPS_PER_SECOND_PER_CONN = 20_000
 #: Above this share of a core lost to other work or to steal, a scenario counts as disturbed.
 DISTURBED_OTHER_CPU = 0.15
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 # --- a minimal keep-alive HTTP/1.1 client --------------------------------------------------------
@@ -304,6 +305,34 @@ async def _peak_rss_kb(pids: Sequence[int], seconds: float) -> int | None:
                 peak = rss
         await asyncio.sleep(0.1)
     return peak
+
+
+async def request_series(port: int, raw: bytes, count: int, expected: int = 200) -> Sample:
+    """Send ``raw`` ``count`` times, one after another on one keep-alive connection: the
+    latency a lone user sees (no concurrency), not a throughput."""
+    sample = Sample()
+    conn = Connection(port)
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    status, _ = await conn.request(raw)
+            except (OSError, EOFError, HttpError, TimeoutError, ValueError) as exc:
+                sample.failed += 1
+                kind = type(exc).__name__
+                sample.errors[kind] = sample.errors.get(kind, 0) + 1
+                await conn.close()
+                continue
+            sample.request_latencies.append(time.perf_counter() - start)
+            if status == expected:
+                sample.ok += 1
+            else:
+                sample.failed += 1
+                sample.errors[f"status {status}"] = sample.errors.get(f"status {status}", 0) + 1
+    finally:
+        await conn.close()
+    return sample
 
 
 T = TypeVar("T")
@@ -562,6 +591,21 @@ def start_servers(
     return start_bare(work, env, bare_handler, servers), start_real(work, data_dir, env, servers)
 
 
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A throwaway database on the PostgreSQL server of ``admin_url``, dropped afterwards."""
+    import psycopg
+
+    name = "tgflow_bench_" + secrets.token_hex(6)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -575,6 +619,14 @@ def verdict(ok: bool) -> str:
 
 def cpu_share(seconds: float | None, window: float) -> str:
     return f"{seconds / window:.0%}" if seconds is not None else "?"
+
+
+def cpu_ms_per_request(r: Result) -> float:
+    """Server CPU milliseconds per request answered (a pair counts as its two requests)."""
+    requests = len(r.sample.request_latencies)
+    if r.server_cpu_s is None or not requests:
+        return float("nan")
+    return r.server_cpu_s / requests * 1000
 
 
 def print_disturbance(results: Sequence[Result]) -> None:

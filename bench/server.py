@@ -24,26 +24,28 @@ Usage, from the repository root::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.harness import (
+    DEFAULT_POSTGRES,
     SERVER_CLI,
     Connection,
     Operation,
     Result,
     Server,
+    cpu_ms_per_request,
     cpu_share,
     get_request,
     kib_to_mb,
     login,
     post_request,
+    postgres_database,
     prepare_run,
     print_disturbance,
     proc_status_kb,
@@ -66,7 +68,6 @@ PG_LICENSE_MAX_P95_MS = 40.0
 LICENSE_MAX_CPU_MS = 0.75
 PAIR_MAX_CPU_MS = 2.5
 RSS_MAX_MB = 150.0
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 #: (key, label, unit, servers, operation) of one scenario.
 Scenario = tuple[str, str, str, Sequence[Server], Operation]
@@ -139,30 +140,7 @@ def rss_kb(server: Server) -> int | None:
     return max(values) if values else None
 
 
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A throwaway database on the PostgreSQL server of ``admin_url``, dropped afterwards."""
-    import psycopg
-
-    name = "tgflow_bench_" + secrets.token_hex(6)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 # --- report ---------------------------------------------------------------------------------------
-
-
-def cpu_ms_per_request(r: Result) -> float:
-    """Server CPU milliseconds per request answered (a pair counts as its two requests)."""
-    requests = len(r.sample.request_latencies)
-    if r.server_cpu_s is None or not requests:
-        return float("nan")
-    return r.server_cpu_s / requests * 1000
 
 
 def print_table(results: dict[str, Result]) -> None:
