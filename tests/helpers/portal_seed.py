@@ -23,6 +23,7 @@ from server_stub.portal_models import (
     Product,
     ProductModule,
 )
+from server_stub.services.clients.fields import search_key
 
 PRODUCT = "tgflow"
 #: Modules of the seeded product and their list prices (kopecks a year).
@@ -42,9 +43,13 @@ class Portal:
         return self._n
 
     def product(self, modules: dict[str, int] = MODULES, currency: str = "RUB") -> None:
+        """The product with ``modules`` priced (migration 0009 may have made the product)."""
         with self.write() as session, session.begin():
-            session.add(Product(id=PRODUCT, name="TGFlow", created_at=self.now))
+            if session.get(Product, PRODUCT) is None:
+                session.add(Product(id=PRODUCT, name="TGFlow", created_at=self.now))
             for code, price in modules.items():
+                if session.get(ProductModule, (PRODUCT, code)) is not None:
+                    continue
                 session.add(
                     ProductModule(
                         product_id=PRODUCT,
@@ -58,8 +63,10 @@ class Portal:
     def client(self, name: str | None = None) -> str:
         n = self._next()
         with self.write() as session, session.begin():
+            legal_name = name or f"ООО Клиент {n}"
             row = Client(
-                legal_name=name or f"ООО Клиент {n}",
+                legal_name=legal_name,
+                search_name=search_key(legal_name),
                 inn=f"{n:010d}",
                 segment="smb",
                 deployment="on_prem",
@@ -204,6 +211,7 @@ def seed_scale(
         {
             "id": f"client-{i:06d}",
             "legal_name": f"ООО Клиент {i}",
+            "search_name": search_key(f"ООО Клиент {i}"),
             "inn": f"{i + 1:010d}",
             "segment": ("smb", "enterprise", "gov")[i % 3],
             "status": "active",
