@@ -199,6 +199,15 @@ def license_values(
     }
 
 
+_SEED_KINDS = {"client": "a", "contract": "b", "license": "c"}
+
+
+def _seed_id(kind: str, i: int) -> str:
+    # UUID-shaped like the ids the services make: list cursors carry the id and their pattern
+    # admits only that shape.
+    return f"00000000-0000-4000-{_SEED_KINDS[kind]}000-{i:012d}"
+
+
 def seed_scale(
     write: sessionmaker[Session], now: datetime, *, clients: int = 1_000, licenses: int = 10_000
 ) -> None:
@@ -209,7 +218,7 @@ def seed_scale(
     portal.product()
     client_rows: list[dict[str, Any]] = [
         {
-            "id": f"client-{i:06d}",
+            "id": _seed_id("client", i),
             "legal_name": f"ООО Клиент {i}",
             "search_name": search_key(f"ООО Клиент {i}"),
             "inn": f"{i + 1:010d}",
@@ -224,8 +233,8 @@ def seed_scale(
     ]
     contract_rows = [
         {
-            "id": f"contract-{i:06d}",
-            "client_id": f"client-{i:06d}",
+            "id": _seed_id("contract", i),
+            "client_id": _seed_id("client", i),
             "number": f"C-{i:06d}",
             "signed_on": (now - timedelta(days=i % 365)).date(),
             "amount_minor": 1_000_000 + i,
@@ -242,13 +251,13 @@ def seed_scale(
     for i in range(licenses):
         client = i % clients
         values = license_values(
-            f"client-{client:06d}",
+            _seed_id("client", client),
             now + timedelta(days=(i % 730) - 365, hours=i % 24),
             now,
             modules=codes[: 1 + i % len(codes)],
-            contract_id=f"contract-{client:06d}",
+            contract_id=_seed_id("contract", client),
         )
-        values["id"] = f"license-{i:06d}"
+        values["id"] = _seed_id("license", i)
         license_rows.append(values)
         if i % 2 == 0:
             usage_rows.append(
