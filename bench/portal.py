@@ -390,15 +390,14 @@ def print_reads(outcome: Outcome, labels: dict[str, str]) -> list[tuple[str, boo
             print(f"{path[:78]:78} {p50:8.1f} {p95:8.1f} {top:8.1f} {s.failed:6d}")
             if s.errors:
                 print(f"{'':78} errors: {s.errors}")
-        worst_path, worst = max(
-            ((p, percentile(s.request_latencies, 95) * 1000) for p, s in reads.items()),
-            key=lambda item: item[1],
-        )
+        p95s = {p: percentile(s.request_latencies, 95) * 1000 for p, s in reads.items()}
+        misses = [f"{p.split('?')[0]} {ms:.0f} ms" for p, ms in p95s.items() if ms > MAX_P95_MS]
+        worst = max(p95s, key=lambda p: p95s[p])
         checks.append(
             (
                 f"{labels[key]}: every list and report p95 <= {MAX_P95_MS:g} ms",
-                worst <= MAX_P95_MS,
-                f"worst {worst:.1f} ms: {worst_path}",
+                not misses,
+                "; ".join(misses) if misses else f"worst {p95s[worst]:.0f} ms, {worst[:60]}",
             )
         )
         took, status, count = outcome.exports[key]
