@@ -49,28 +49,28 @@ import httpx
 import pyotp
 
 from bench.harness import (
-    DEFAULT_POSTGRES,
     HOST,
+    LOAD_OPTIONS_RULE,
     SERVER_CLI,
     Connection,
     Operation,
     Result,
     Sample,
     Server,
-    cpu_ms_per_request,
-    cpu_share,
+    add_load_options,
     get_request,
+    load_options_valid,
     percentile,
     postgres_database,
     prepare_run,
-    print_disturbance,
+    print_table,
+    print_targets,
     request_series,
     run_loop,
     run_scenario,
     single_get,
     start_bare,
     start_real,
-    verdict,
 )
 from server_stub.config import Settings
 from server_stub.services.integrations import PaymentReport
@@ -360,24 +360,6 @@ def run_backend(
 # --- report ---------------------------------------------------------------------------------------
 
 
-def print_throughput(results: dict[str, Result]) -> None:
-    print()
-    print(
-        f"{'scenario':44} {'rate':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ok':>6} "
-        f"{'failed':>6} {'CPU/req ms':>10} {'server CPU':>10} {'other CPU':>9} {'steal':>6}"
-    )
-    for r in results.values():
-        print(
-            f"{r.name:44} {f'{r.rate:,.0f}/s':>10} {r.p(50):8.2f} {r.p(95):8.2f} {r.p(99):8.2f} "
-            f"{r.sample.ok:6d} {r.sample.failed:6d} {cpu_ms_per_request(r):10.3f} "
-            f"{cpu_share(r.server_cpu_s, r.seconds):>10} {cpu_share(r.other_cpu_s, r.seconds):>9} "
-            f"{cpu_share(r.steal_s, r.seconds):>6}"
-        )
-        if r.sample.errors:
-            print(f"{'':44} errors: {r.sample.errors}")
-    print_disturbance(list(results.values()))
-
-
 def print_reads(outcome: Outcome, labels: dict[str, str]) -> list[tuple[str, bool, str]]:
     checks = []
     for key, reads in outcome.reads.items():
@@ -407,7 +389,7 @@ def print_reads(outcome: Outcome, labels: dict[str, str]) -> list[tuple[str, boo
 
 def print_report(outcome: Outcome, labels: dict[str, str]) -> bool:
     results = outcome.throughput
-    print_throughput(results)
+    print_table(results, 48)
     base = results["bare"].rate
     checks: list[tuple[str, bool, str]] = []
     print()
@@ -420,10 +402,6 @@ def print_report(outcome: Outcome, labels: dict[str, str]) -> bool:
             (f"{r.name} >= {MIN_RATIO}x bare", ratio >= MIN_RATIO, f"{ratio:.2f}x, {r.rate:.0f}/s")
         )
     checks += print_reads(outcome, labels)
-    print()
-    print("targets:")
-    for label, ok, figure in checks:
-        print(f"  {label}: {verdict(ok)} ({figure})")
     failures = [r.name for r in results.values() if r.sample.failed] + [
         f"{key} {path}"
         for key, reads in outcome.reads.items()
@@ -431,9 +409,7 @@ def print_report(outcome: Outcome, labels: dict[str, str]) -> bool:
         if s.failed
     ]
     failures += [f"{key} export" for key, done in outcome.exports.items() if done[1] != 200]
-    if failures:
-        print(f"  requests failed in {', '.join(failures)}: those figures are not trustworthy")
-    return all(ok for _, ok, _ in checks) and not failures
+    return print_targets(checks, failures)
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -443,9 +419,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark the license portal: product API throughput, staff read latency.",
     )
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per scenario")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per scenario")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    add_load_options(parser, seconds=8.0, warmup=2.0)
     parser.add_argument("--requests", type=int, default=150, help="requests per list or report")
     parser.add_argument("--clients", type=int, default=CLIENTS, help="seeded clients")
     parser.add_argument("--licenses", type=int, default=LICENSES, help="seeded licenses")
@@ -453,20 +427,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--product-licenses", type=int, default=200, help="licenses the activations spread over"
     )
-    parser.add_argument(
-        "--postgres",
-        default=DEFAULT_POSTGRES,
-        help="PostgreSQL server (admin URL) on which a throwaway database is made",
-    )
-    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    parser.add_argument(
-        "--keep-data", action="store_true", help="keep the temporary data dir and server logs"
-    )
     args = parser.parse_args(argv)
     if (
-        args.seconds <= 0
-        or args.warmup < 0
-        or not 2 <= args.connections <= 1024
+        not load_options_valid(args)
         or not 1 <= args.requests <= 10_000
         or not 10 * PAGE <= args.licenses <= 1_000_000
         or not 10 * PAGE <= args.clients <= args.licenses
@@ -474,7 +437,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         or not 1 <= args.product_licenses <= 10_000
     ):
         parser.error(
-            "need --seconds > 0, --warmup >= 0, 2 <= --connections <= 1024, "
+            f"need {LOAD_OPTIONS_RULE}, "
             "1 <= --requests <= 10000, 1000 <= --clients <= --licenses <= 1000000, "
             "0 <= --payments <= --clients, 1 <= --product-licenses <= 10000"
         )
