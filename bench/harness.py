@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -51,6 +51,7 @@ STOP_TIMEOUT_S = 10.0
 MAX_OPS_PER_SECOND_PER_CONN = 20_000
 #: Above this share of a core lost to other work or to steal, a scenario counts as disturbed.
 DISTURBED_OTHER_CPU = 0.15
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 # --- a minimal keep-alive HTTP/1.1 client --------------------------------------------------------
@@ -168,6 +169,10 @@ class Sample:
     request_latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
 
+    def fail(self, kind: str) -> None:
+        self.failed += 1
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
 
 async def _drive(conn: Connection, op: Operation, seconds: float, sample: Sample) -> None:
     deadline = time.perf_counter() + seconds
@@ -180,17 +185,14 @@ async def _drive(conn: Connection, op: Operation, seconds: float, sample: Sample
                 ok = await op(conn, sample.request_latencies)
         except (OSError, EOFError, HttpError, TimeoutError, ValueError, KeyError) as exc:
             # Start the next operation on a fresh connection: the old one is in an unknown state.
-            sample.failed += 1
-            kind = type(exc).__name__
-            sample.errors[kind] = sample.errors.get(kind, 0) + 1
+            sample.fail(type(exc).__name__)
             await conn.close()
             continue
         sample.op_latencies.append(time.perf_counter() - start)
         if ok:
             sample.ok += 1
         else:
-            sample.failed += 1
-            sample.errors["unexpected status"] = sample.errors.get("unexpected status", 0) + 1
+            sample.fail("unexpected status")
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,30 @@ async def _peak_rss_kb(pids: Sequence[int], seconds: float) -> int | None:
                 peak = rss
         await asyncio.sleep(0.1)
     return peak
+
+
+async def request_series(port: int, raw: bytes, count: int, expected: int = 200) -> Sample:
+    """Send ``raw`` ``count`` times, one after another on one keep-alive connection: the
+    latency a lone user sees (no concurrency), not a throughput."""
+    sample = Sample()
+    conn = Connection(port)
+    op = single_get(raw, expected)
+    try:
+        for _ in range(count):
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    ok = await op(conn, sample.request_latencies)
+            except (OSError, EOFError, HttpError, TimeoutError, ValueError) as exc:
+                sample.fail(type(exc).__name__)
+                await conn.close()
+                continue
+            if ok:
+                sample.ok += 1
+            else:
+                sample.fail("unexpected status")
+    finally:
+        await conn.close()
+    return sample
 
 
 T = TypeVar("T")
@@ -562,6 +588,21 @@ def start_servers(
     return start_bare(work, env, bare_handler, servers), start_real(work, data_dir, env, servers)
 
 
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A throwaway database on the PostgreSQL server of ``admin_url``, dropped afterwards."""
+    import psycopg
+
+    name = "tgflow_bench_" + secrets.token_hex(6)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -577,6 +618,33 @@ def cpu_share(seconds: float | None, window: float) -> str:
     return f"{seconds / window:.0%}" if seconds is not None else "?"
 
 
+def cpu_ms_per_request(r: Result) -> float:
+    """Server CPU milliseconds per request answered (a pair counts as its two requests)."""
+    requests = len(r.sample.request_latencies)
+    if r.server_cpu_s is None or not requests:
+        return float("nan")
+    return r.server_cpu_s / requests * 1000
+
+
+def print_table(results: dict[str, Result], width: int) -> None:
+    """One row per scenario (names padded to ``width``), then the disturbance report."""
+    print()
+    print(
+        f"{'scenario':{width}} {'rate':>12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ok':>7} "
+        f"{'failed':>6} {'CPU/req ms':>10} {'server CPU':>10} {'other CPU':>9} {'steal':>6}"
+    )
+    for r in results.values():
+        print(
+            f"{r.name:{width}} {f'{r.rate:,.0f} {r.unit}/s':>12} {r.p(50):8.2f} {r.p(95):8.2f} "
+            f"{r.p(99):8.2f} {r.sample.ok:7d} {r.sample.failed:6d} {cpu_ms_per_request(r):10.3f} "
+            f"{cpu_share(r.server_cpu_s, r.seconds):>10} {cpu_share(r.other_cpu_s, r.seconds):>9} "
+            f"{cpu_share(r.steal_s, r.seconds):>6}"
+        )
+        if r.sample.errors:
+            print(f"{'':{width}} errors: {r.sample.errors}")
+    print_disturbance(list(results.values()))
+
+
 def print_disturbance(results: Sequence[Result]) -> None:
     """Explain the CPU columns and warn when other work or steal disturbed a scenario."""
     print(
@@ -589,6 +657,43 @@ def print_disturbance(results: Sequence[Result]) -> None:
             f"WARNING: other work or steal took up to {busiest:.0%} of a core during a scenario; "
             "the figures are disturbed, run again on a quiet machine."
         )
+
+
+def add_load_options(parser: argparse.ArgumentParser, seconds: float, warmup: float) -> None:
+    """The options every load benchmark takes: timing, connections, PostgreSQL, kept data."""
+    parser.add_argument(
+        "--seconds", type=float, default=seconds, help="measured seconds per scenario"
+    )
+    parser.add_argument("--warmup", type=float, default=warmup, help="warm-up seconds per scenario")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument(
+        "--postgres",
+        default=DEFAULT_POSTGRES,
+        help="PostgreSQL server (admin URL) on which a throwaway database is made",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite scenarios only")
+    parser.add_argument(
+        "--keep-data", action="store_true", help="keep the temporary data dir and server logs"
+    )
+
+
+def load_options_valid(args: argparse.Namespace) -> bool:
+    return args.seconds > 0 and args.warmup >= 0 and 2 <= args.connections <= 1024
+
+
+LOAD_OPTIONS_RULE = "--seconds > 0, --warmup >= 0, 2 <= --connections <= 1024"
+
+
+def print_targets(checks: Sequence[tuple[str, bool, str]], failures: Sequence[str]) -> bool:
+    """Print each target as met or not with its figure, and where requests failed; True when
+    every target is met and nothing failed."""
+    print()
+    print("targets:")
+    for label, ok, figure in checks:
+        print(f"  {label}: {verdict(ok)} ({figure})")
+    if failures:
+        print(f"  requests failed in {', '.join(failures)}: those figures are not trustworthy")
+    return all(ok for _, ok, _ in checks) and not failures
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,28 +24,32 @@ Usage, from the repository root::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.harness import (
+    LOAD_OPTIONS_RULE,
     SERVER_CLI,
     Connection,
     Operation,
     Result,
     Server,
-    cpu_share,
+    add_load_options,
+    cpu_ms_per_request,
     get_request,
     kib_to_mb,
+    load_options_valid,
     login,
     post_request,
+    postgres_database,
     prepare_run,
-    print_disturbance,
+    print_table,
+    print_targets,
     proc_status_kb,
     process_tree,
     run_loop,
@@ -54,7 +58,6 @@ from bench.harness import (
     single_get,
     start_bare,
     start_real,
-    verdict,
 )
 
 LICENSE_MIN_RATIO = 0.5
@@ -65,8 +68,8 @@ PG_LICENSE_MIN_RATIO = 0.4
 PG_LICENSE_MAX_P95_MS = 40.0
 LICENSE_MAX_CPU_MS = 0.75
 PAIR_MAX_CPU_MS = 2.5
+SCENARIO_WIDTH = 34
 RSS_MAX_MB = 150.0
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 #: (key, label, unit, servers, operation) of one scenario.
 Scenario = tuple[str, str, str, Sequence[Server], Operation]
@@ -139,52 +142,11 @@ def rss_kb(server: Server) -> int | None:
     return max(values) if values else None
 
 
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A throwaway database on the PostgreSQL server of ``admin_url``, dropped afterwards."""
-    import psycopg
-
-    name = "tgflow_bench_" + secrets.token_hex(6)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 # --- report ---------------------------------------------------------------------------------------
 
 
-def cpu_ms_per_request(r: Result) -> float:
-    """Server CPU milliseconds per request answered (a pair counts as its two requests)."""
-    requests = len(r.sample.request_latencies)
-    if r.server_cpu_s is None or not requests:
-        return float("nan")
-    return r.server_cpu_s / requests * 1000
-
-
-def print_table(results: dict[str, Result]) -> None:
-    print()
-    print(
-        f"{'scenario':34} {'rate':>12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ok':>7} "
-        f"{'failed':>6} {'CPU/req ms':>10} {'server CPU':>10} {'other CPU':>9} {'steal':>6}"
-    )
-    for r in results.values():
-        print(
-            f"{r.name:34} {f'{r.rate:,.0f} {r.unit}/s':>12} {r.p(50):8.2f} {r.p(95):8.2f} "
-            f"{r.p(99):8.2f} {r.sample.ok:7d} {r.sample.failed:6d} {cpu_ms_per_request(r):10.3f} "
-            f"{cpu_share(r.server_cpu_s, r.seconds):>10} {cpu_share(r.other_cpu_s, r.seconds):>9} "
-            f"{cpu_share(r.steal_s, r.seconds):>6}"
-        )
-        if r.sample.errors:
-            print(f"{'':34} errors: {r.sample.errors}")
-    print_disturbance(list(results.values()))
-
-
 def print_report(results: dict[str, Result], rss: dict[str, int | None]) -> bool:
-    print_table(results)
+    print_table(results, SCENARIO_WIDTH)
     base = results["bare"].rate
 
     def ratio(key: str) -> float:
@@ -249,14 +211,7 @@ def print_report(results: dict[str, Result], rss: dict[str, int | None]) -> bool
         one, two = results.get(f"pg1 {kind}"), results.get(f"pg2 {kind}")
         if one and two and one.rate:
             print(f"PostgreSQL 2 workers / 1 worker, {kind:7}          {two.rate / one.rate:.2f}x")
-    print()
-    print("targets:")
-    for label, ok, figure in checks:
-        print(f"  {label}: {verdict(ok)} ({figure})")
-    failures = [r.name for r in results.values() if r.sample.failed]
-    if failures:
-        print(f"  requests failed in {', '.join(failures)}: those figures are not trustworthy")
-    return all(ok for _, ok, _ in checks) and not failures
+    return print_targets(checks, [r.name for r in results.values() if r.sample.failed])
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -266,27 +221,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark the TGFlow reference backend against a bare FastAPI endpoint.",
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per scenario")
-    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per scenario")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    add_load_options(parser, seconds=10.0, warmup=3.0)
     parser.add_argument(
         "--bare-handler",
         choices=["sync", "async"],
         default="sync",
         help="baseline route as 'def' (thread pool) or 'async def' (default: sync, as in #2)",
     )
-    parser.add_argument(
-        "--postgres",
-        default=DEFAULT_POSTGRES,
-        help="PostgreSQL server (admin URL) on which a throwaway database is made",
-    )
-    parser.add_argument("--no-postgres", action="store_true", help="SQLite scenarios only")
-    parser.add_argument(
-        "--keep-data", action="store_true", help="keep the temporary data dir and server logs"
-    )
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.warmup < 0 or not 2 <= args.connections <= 1024:
-        parser.error("need --seconds > 0, --warmup >= 0 and 2 <= --connections <= 1024")
+    if not load_options_valid(args):
+        parser.error(f"need {LOAD_OPTIONS_RULE}")
     return args
 
 

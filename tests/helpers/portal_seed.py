@@ -21,6 +21,7 @@ from server_stub.portal_models import (
     LicenseVersion,
     ModuleUsage,
 )
+from server_stub.services.clients.fields import search_key
 
 from .catalog import PRODUCT, ensure_catalog
 
@@ -41,6 +42,7 @@ class Portal:
         return self._n
 
     def product(self, modules: dict[str, int] = MODULES, currency: str = "RUB") -> None:
+        """The product with just ``modules`` in force, priced (migration 0009 made the product)."""
         with self.write() as session, session.begin():
             # The reports' figures by module see just these (migration 0009 seeds defaults).
             ensure_catalog(session, self.now, modules, currency=currency, only=True)
@@ -48,8 +50,10 @@ class Portal:
     def client(self, name: str | None = None) -> str:
         n = self._next()
         with self.write() as session, session.begin():
+            legal_name = name or f"ООО Клиент {n}"
             row = Client(
-                legal_name=name or f"ООО Клиент {n}",
+                legal_name=legal_name,
+                search_name=search_key(legal_name),
                 inn=f"{n:010d}",
                 segment="smb",
                 deployment="on_prem",
@@ -182,6 +186,15 @@ def license_values(
     }
 
 
+_SEED_KINDS = {"client": "a", "contract": "b", "license": "c"}
+
+
+def _seed_id(kind: str, i: int) -> str:
+    # UUID-shaped like the ids the services make: list cursors carry the id and their pattern
+    # admits only that shape.
+    return f"00000000-0000-4000-{_SEED_KINDS[kind]}000-{i:012d}"
+
+
 def seed_scale(
     write: sessionmaker[Session], now: datetime, *, clients: int = 1_000, licenses: int = 10_000
 ) -> None:
@@ -192,8 +205,9 @@ def seed_scale(
     portal.product()
     client_rows: list[dict[str, Any]] = [
         {
-            "id": f"client-{i:06d}",
+            "id": _seed_id("client", i),
             "legal_name": f"ООО Клиент {i}",
+            "search_name": search_key(f"ООО Клиент {i}"),
             "inn": f"{i + 1:010d}",
             "segment": ("smb", "enterprise", "gov")[i % 3],
             "status": "active",
@@ -206,8 +220,8 @@ def seed_scale(
     ]
     contract_rows = [
         {
-            "id": f"contract-{i:06d}",
-            "client_id": f"client-{i:06d}",
+            "id": _seed_id("contract", i),
+            "client_id": _seed_id("client", i),
             "number": f"C-{i:06d}",
             "signed_on": (now - timedelta(days=i % 365)).date(),
             "amount_minor": 1_000_000 + i,
@@ -224,13 +238,13 @@ def seed_scale(
     for i in range(licenses):
         client = i % clients
         values = license_values(
-            f"client-{client:06d}",
+            _seed_id("client", client),
             now + timedelta(days=(i % 730) - 365, hours=i % 24),
             now,
             modules=codes[: 1 + i % len(codes)],
-            contract_id=f"contract-{client:06d}",
+            contract_id=_seed_id("contract", client),
         )
-        values["id"] = f"license-{i:06d}"
+        values["id"] = _seed_id("license", i)
         license_rows.append(values)
         if i % 2 == 0:
             usage_rows.append(
