@@ -35,13 +35,16 @@ def _inn() -> str:
 
 
 def seed_catalog(services: Services) -> None:
-    """The product ``tgflow`` with its modules (one of them retired), once per database."""
+    """The product ``tgflow`` with its modules (one of them retired), once per database.
+
+    The product itself may be there already: migration 0009 adds it (without modules)."""
     now = services.ctx.clock.now()
     with transaction(services.ctx.write) as session:
-        if session.get(Product, PRODUCT) is not None:
+        if session.get(ProductModule, (PRODUCT, RETIRED)) is not None:
             return
-        session.add(Product(id=PRODUCT, name="TGFlow", created_at=now))
-        session.flush()
+        if session.get(Product, PRODUCT) is None:
+            session.add(Product(id=PRODUCT, name="TGFlow", created_at=now))
+            session.flush()
         for code in MODULES:
             session.add(ProductModule(product_id=PRODUCT, code=code, name=code.title()))
         session.add(
