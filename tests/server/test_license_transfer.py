@@ -17,6 +17,7 @@ from server_stub.portal_models import Client, Contract, License
 from server_stub.services.licensing import FourEyesRule
 from server_stub.services.licensing.transfer import COLUMNS, EDITABLE, MAX_ROWS, REQUIRED
 from server_stub.services.staff import Role
+from server_stub.services.tabular import MAX_IMPORT_BYTES
 from tests.helpers.api import assert_problem
 from tests.helpers.backend import Backend
 from tests.helpers.portal import PRODUCT, RETIRED, Customer, issue_body, seed_customer
@@ -323,3 +324,11 @@ def test_a_file_that_cannot_be_read_is_refused(backend: Backend, sales: StaffLog
         )
         assert_problem(r, 422, "validation_error")
     assert _counts(backend) == before
+
+
+def test_an_upload_above_the_cap_is_413(backend: Backend, sales: StaffLogin) -> None:
+    data = b"client_inn\r\n" + b"1" * MAX_IMPORT_BYTES
+    r = backend.client.post(
+        IMPORT, headers={**sales.headers, "Content-Type": CSV_TYPE}, content=data
+    )
+    assert_problem(r, 413, "payload_too_large")
