@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server_stub.db import transaction
-from server_stub.portal_models import Client, Contract, PortalSetting, Product, ProductModule
+from server_stub.portal_models import Client, Contract, PortalSetting
 from server_stub.wiring import Services
 
-PRODUCT = "tgflow"
+from .catalog import PRODUCT, ensure_catalog
+
 MODULES = ("ai_forecast", "multi_department", "sso")
 RETIRED = "legacy_export"
 #: What the agent's test installation (tests/helpers/license_files.py) runs.
@@ -35,21 +36,10 @@ def _inn() -> str:
 
 
 def seed_catalog(services: Services) -> None:
-    """The product ``tgflow`` with its modules (one of them retired), once per database.
-
-    The product itself may be there already: migration 0009 adds it (without modules)."""
+    """The product ``tgflow`` with its modules (one of them retired), once per database."""
     now = services.ctx.clock.now()
     with transaction(services.ctx.write) as session:
-        if session.get(ProductModule, (PRODUCT, RETIRED)) is not None:
-            return
-        if session.get(Product, PRODUCT) is None:
-            session.add(Product(id=PRODUCT, name="TGFlow", created_at=now))
-            session.flush()
-        for code in MODULES:
-            session.add(ProductModule(product_id=PRODUCT, code=code, name=code.title()))
-        session.add(
-            ProductModule(product_id=PRODUCT, code=RETIRED, name="Legacy export", retired_at=now)
-        )
+        ensure_catalog(session, now, MODULES, retired=[RETIRED])
 
 
 def seed_customer(
