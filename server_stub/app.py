@@ -31,6 +31,7 @@ from .routers import (
     marketplace,
     portal_activations,
     portal_clients,
+    portal_license_transfer,
     portal_licenses,
     portal_notifications,
     portal_payments,
@@ -131,6 +132,8 @@ def create_app(
     for router in (
         # Before any router with ``/licenses/{license_key}``: ``/licenses/revocation-list`` and
         # ``/licenses/revoke`` are fixed paths, not license keys.
+        # Before portal_licenses: /staff/licenses/export is not a license reference.
+        portal_license_transfer.router,
         portal_licenses.router,
         # The hot routers first: a request is matched against the routes in this order.
         license.router,

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from agent.protocol import ErrorCode
 
 from ..deps import ServicesDep, run_service
-from ..errors import ValidationFailed
 from ..services.clients import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -25,7 +24,6 @@ from ..services.clients import (
 from ..services.clients.fields import LINE_PATTERN
 from ..services.clients.paging import MAX_CURSOR_LENGTH
 from ..services.staff import Permission
-from ..services.tabular import MEDIA_TYPES, Format
 from ..wiring import Services
 from .portal_clients_schemas import (
     ID_PATTERN,
@@ -53,6 +51,7 @@ from .portal_clients_schemas import (
     note_out,
 )
 from .staff_auth import StaffDep, staff_endpoint
+from .tabular_files import DOWNLOAD_RESPONSES, UPLOAD_OPENAPI, file_response, read_upload
 
 router = APIRouter(prefix="/staff", tags=["portal"])
 
@@ -63,24 +62,12 @@ Cursor = Annotated[
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 RowId = Annotated[str, Path(pattern=ID_PATTERN)]
 QueryId = Annotated[str | None, Query(pattern=ID_PATTERN)]
-_XLSX = MEDIA_TYPES["xlsx"]
 
 
 def endpoint(
     method: str, path: str, permission: Permission, *codes: ErrorCode, **kwargs: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return staff_endpoint(router, method, path, permission, *codes, **kwargs)
-
-
-def _document_route(path: str, method: str, extra: dict[str, Any]) -> None:
-    """Add to a route's OpenAPI operation what ``staff_endpoint`` cannot take twice (a raw
-    request body, a response's media types)."""
-    for route in router.routes:
-        if getattr(route, "path", None) == router.prefix + path and method in getattr(
-            route, "methods", ()
-        ):
-            for key, value in extra.items():
-                route.openapi_extra.setdefault(key, {}).update(value)  # type: ignore[attr-defined]
 
 
 # --- clients ------------------------------------------------------------------------------------
@@ -151,6 +138,7 @@ def create_client(body: ClientCreate, principal: StaffDep, services: ServicesDep
     "/exports/clients",
     Permission.CLIENTS_READ,
     response_class=Response,
+    responses=DOWNLOAD_RESPONSES,
     summary="The clients the filters select, as CSV or XLSX (audited)",
 )
 def export_clients(
@@ -160,28 +148,7 @@ def export_clients(
     format: Literal["csv", "xlsx"] = "csv",
 ) -> Response:
     data = services.clients.export_clients(principal.actor, filters, format)
-    return Response(
-        data,
-        media_type=MEDIA_TYPES[format],
-        headers={"Content-Disposition": f'attachment; filename="clients.{format}"'},
-    )
-
-
-_document_route(
-    "/exports/clients",
-    "GET",
-    {
-        "responses": {
-            "200": {
-                "description": "The file",
-                "content": {
-                    MEDIA_TYPES["csv"]: {"schema": {"type": "string"}},
-                    _XLSX: {"schema": {"type": "string", "format": "binary"}},
-                },
-            }
-        }
-    },
-)
+    return file_response(data, format, "clients")
 
 
 @endpoint(
@@ -190,36 +157,15 @@ _document_route(
     Permission.CLIENTS_WRITE,
     status_code=status.HTTP_201_CREATED,
     response_model=ImportOut,
+    openapi_extra=UPLOAD_OPENAPI,
     summary="Create clients from a CSV or XLSX file: all rows or none (422 names every bad row)",
 )
 async def import_clients(request: Request, principal: StaffDep, services: ServicesDep) -> ImportOut:
-    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    formats: dict[str, Format] = {"text/csv": "csv", _XLSX: "xlsx"}
-    fmt = formats.get(media)
-    if fmt is None:
-        raise ValidationFailed(
-            f"send the file as the request body with Content-Type text/csv or {_XLSX}"
-        )
-    data = await request.body()
+    data, fmt = await read_upload(request)
     result = await run_service(
         services, services.clients.import_clients, principal.actor, data, fmt
     )
     return ImportOut(imported=len(result.created), ids=result.created)
-
-
-_document_route(
-    "/imports/clients",
-    "POST",
-    {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                _XLSX: {"schema": {"type": "string", "format": "binary"}},
-            },
-        }
-    },
-)
 
 
 @endpoint(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
@@ -118,6 +118,30 @@ def _changes(body: BaseModel) -> dict[str, Any]:
 # --- licenses ----------------------------------------------------------------------------------
 
 
+def _license_filter(
+    client_id: Annotated[str | None, Query(max_length=36)] = None,
+    status: LicenseStatus | None = None,
+    plan: Literal["basic", "advanced", "enterprise"] | None = None,
+    product_id: Annotated[str | None, Query(max_length=64)] = None,
+    module: ModuleName | None = None,
+    expiring_before: Rfc3339DateTime | None = None,
+    expiring_after: Rfc3339DateTime | None = None,
+) -> LicenseFilter:
+    return LicenseFilter(
+        client_id=client_id,
+        status=status,
+        plan=plan,
+        product_id=product_id,
+        module=module,
+        expiring_before=expiring_before,
+        expiring_after=expiring_after,
+    )
+
+
+#: The list's filters, shared by the list and the export (``portal_license_transfer.py``).
+LicenseFilterDep = Annotated[LicenseFilter, Depends(_license_filter)]
+
+
 @endpoint(
     "POST",
     "/staff/licenses",
@@ -165,31 +189,13 @@ def issue(body: IssueIn, principal: StaffDep, services: ServicesDep) -> LicenseO
 )
 def search(
     services: ServicesDep,
-    client_id: Annotated[str | None, Query(max_length=36)] = None,
-    status: LicenseStatus | None = None,
-    plan: Literal["basic", "advanced", "enterprise"] | None = None,
-    product_id: Annotated[str | None, Query(max_length=64)] = None,
-    module: ModuleName | None = None,
-    expiring_before: Rfc3339DateTime | None = None,
-    expiring_after: Rfc3339DateTime | None = None,
+    filters: LicenseFilterDep,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the last page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> LicensePageOut:
-    page = services.licensing.search(
-        LicenseFilter(
-            client_id=client_id,
-            status=status,
-            plan=plan,
-            product_id=product_id,
-            module=module,
-            expiring_before=expiring_before,
-            expiring_after=expiring_after,
-        ),
-        cursor=cursor,
-        limit=limit,
-    )
+    page = services.licensing.search(filters, cursor=cursor, limit=limit)
     return LicensePageOut(
         licenses=[_license_out(lic) for lic in page.licenses], next_cursor=page.next_cursor
     )

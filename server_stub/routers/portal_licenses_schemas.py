@@ -239,3 +239,20 @@ class RequestOut(BaseModel):
     license_key: str
     client_id: str
     status: str
+
+
+class ImportedOut(BaseModel):
+    """A license an import issued: the file's row, the license, whether it awaits an Admin."""
+
+    row: int
+    id: str
+    status: str
+    pending_approval: bool
+
+
+class LicenseImportOut(BaseModel):
+    """What an import issued (keys are not echoed: download each license's file)."""
+
+    imported: int
+    pending_approval: int
+    licenses: list[ImportedOut]

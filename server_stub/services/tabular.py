@@ -39,6 +39,8 @@ MAX_LISTED_ISSUES = 200
 #: Cells that a spreadsheet would run as a formula are written with a leading quote
 #: (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: What an import takes the export's quote off again before (a stripped cell has no tab or CR).
+_IMPORT_FORMULA_START = ("=", "+", "-", "@")
 
 Cell = str | int | None
 
@@ -52,6 +54,13 @@ class SheetRow:
 
     def get(self, column: str) -> str:
         return self.cells.get(column, "")
+
+    def unquoted(self, column: str) -> str:
+        """A cell with the quote an export puts before a formula-like text taken off again."""
+        value = self.get(column)
+        if value.startswith("'") and value[1:2] in _IMPORT_FORMULA_START:
+            return value[1:]
+        return value
 
 
 @dataclass

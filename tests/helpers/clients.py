@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from server_stub.services.clients.inn import is_valid_inn
+from tests.helpers.tabular import XLSX_TYPE, post_file  # noqa: F401 (re-exported)
 
 #: Known valid INNs (a legal entity's and an individual entrepreneur's).
 LEGAL_INN = "7707083893"
@@ -102,17 +103,8 @@ def walk_pages(
     raise AssertionError("the pages never ended")
 
 
-CSV_TYPE = "text/csv; charset=utf-8"
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
 def post_import(
     client: httpx.Client, headers: dict[str, str], data: bytes, fmt: str
 ) -> httpx.Response:
     """Upload a CSV or XLSX file to the clients' import (the file is the request body)."""
-    content_type = CSV_TYPE if fmt == "csv" else XLSX_TYPE
-    return client.post(
-        "/staff/imports/clients",
-        headers={**headers, "Content-Type": content_type},
-        content=data,
-    )
+    return post_file(client, headers, "/staff/imports/clients", data, fmt)

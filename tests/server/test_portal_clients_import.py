@@ -9,7 +9,7 @@ import io
 from typing import Any
 
 import pytest
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 from sqlalchemy import delete
 
 from server_stub.db import transaction
@@ -19,24 +19,14 @@ from tests.helpers.api import assert_problem
 from tests.helpers.backend import Backend
 from tests.helpers.clients import XLSX_TYPE, make_inn, new_client, post_import, walk_pages
 from tests.helpers.staff import StaffLogin, new_staff
+from tests.helpers.tabular import table_file
 
 HEADER = ["legal_name", "inn", "segment", "deployment", "manager_email", "contact_name",
           "contact_email", "contact_phone"]  # fmt: skip
 
 
 def _file(fmt: str, rows: list[list[Any]], header: list[str] = HEADER) -> bytes:
-    if fmt == "csv":
-        out = io.StringIO()
-        csv.writer(out).writerows([header, *rows])
-        return out.getvalue().encode("utf-8")
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    for row in [header, *rows]:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+    return table_file(fmt, rows, header)
 
 
 def _clients(backend: Backend, headers: dict[str, str]) -> list[dict[str, Any]]:

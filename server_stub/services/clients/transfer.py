@@ -57,7 +57,6 @@ _FIELD_COLUMN: Final = {
     "phone": "contact_phone",
     "position": "contact_position",
 }
-_FORMULA_START: Final = ("=", "+", "-", "@")
 _CHUNK: Final = 500
 
 
@@ -67,15 +66,12 @@ class ImportResult:
 
 
 def _cell(row: SheetRow, column: str) -> str:
-    """A cell with the quote an export puts before a formula-like text taken off again."""
-    value = row.get(column)
-    if value.startswith("'") and value[1:2] in _FORMULA_START:
-        return value[1:]
-    return value
+    return row.unquoted(column)
 
 
-def _inn_cell(row: SheetRow, fmt: Format) -> str:
-    inn = _cell(row, "inn")
+def inn_cell(row: SheetRow, fmt: Format, column: str = "inn") -> str:
+    """An INN cell, with the leading zero a spreadsheet may have dropped put back."""
+    inn = _cell(row, column)
     # A spreadsheet that took the INN for a number dropped its leading zero (region 01–09).
     if fmt == "xlsx" and inn.isascii() and inn.isdigit() and len(inn) in (9, 11):
         return "0" + inn
@@ -90,7 +86,7 @@ def _draft(row: SheetRow, fmt: Format, manager_id: str | None) -> ClientDraft:
         contacts = (Contact(name, email or None, phone or None, position or None),)
     return ClientDraft(
         legal_name=" ".join(_cell(row, "legal_name").split()),
-        inn=_inn_cell(row, fmt),
+        inn=inn_cell(row, fmt),
         segment=_cell(row, "segment"),
         deployment=_cell(row, "deployment"),
         status=_cell(row, "status") or "active",

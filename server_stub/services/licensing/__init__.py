@@ -23,12 +23,14 @@ from .queries import (
 )
 from .states import LicenseStates
 from .terms import Terms, new_license_key
+from .transfer import ImportedLicense, LicenseTransfer
 
 __all__ = [
     "CURSOR_PATTERN",
     "MAX_PAGE",
     "ChangeReason",
     "FourEyesRule",
+    "ImportedLicense",
     "IssueOrder",
     "LicenseFile",
     "LicenseFilter",
@@ -49,6 +51,7 @@ class LicensingService:
         self.states = LicenseStates(ctx, signer)
         self.queries = LicenseQueries(ctx, signer)
         self.four_eyes = FourEyesSettings(ctx)
+        self.transfer = LicenseTransfer(ctx, self.changes)
 
         self.issue = self.changes.issue
         self.change = self.changes.change
@@ -63,3 +66,5 @@ class LicensingService:
         self.history = self.queries.history
         self.file = self.queries.file
         self.revocation_list = self.queries.revocation_list
+        self.import_licenses = self.transfer.import_licenses
+        self.export_licenses = self.transfer.export_licenses

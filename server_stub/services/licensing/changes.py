@@ -122,62 +122,64 @@ class LicenseChanges:
         return row, rule
 
     def issue(self, actor: str, order: IssueOrder) -> LicenseView:
-        now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
-            # What the body refers to first (404), then what the terms say (422).
-            client = session.get(Client, order.client_id)
-            if client is None:
-                raise NotFound("no such client")
-            if session.get(Product, order.product_id) is None:
-                raise NotFound(f"no such product {order.product_id!r}")
-            contract = None
-            if order.contract_id is not None:
-                contract = session.get(Contract, order.contract_id)
-                if contract is None or contract.client_id != client.id:
-                    raise NotFound("no such contract of this client")
-            if client.status == "archived":
-                raise ValidationFailed("the client is archived")
-            money = order.money.checked()
-            if contract is not None and money.amount_minor is None:
-                # The contract's amount counts for the four-eyes threshold unless the issuer
-                # names the license's own share of it.
-                money = replace(
-                    money, amount_minor=contract.amount_minor, currency=contract.currency
-                )
-            terms = check(order.terms, now=now)
-            check_modules(session, order.product_id, terms.modules)
-            lic = License(
-                license_key=new_license_key(),
-                client_id=client.id,
-                contract_id=order.contract_id,
-                product_id=order.product_id,
-                status="pending_approval",
-                version=0,
-                created_by=actor,
-                created_at=now,
-                updated_at=now,
-            )
-            terms.apply_to(lic)
-            session.add(lic)
-            session.flush()
-            row, _ = self._new_version(session, lic, actor, "issue", terms, money)
-            record(
-                session,
-                now,
-                actor,
-                "license.issue",
-                license_object(lic.id),
-                {
-                    **version_details(row),
-                    "client_id": client.id,
-                    "product": order.product_id,
-                    "plan": terms.plan,
-                    "amount_minor": money.amount_minor,
-                    "currency": money.currency,
-                    "pending_approval": row.approved_at is None,
-                },
-            )
-            return view(session, lic)
+            return self.issue_in(session, actor, order)
+
+    def issue_in(self, session: Session, actor: str, order: IssueOrder) -> LicenseView:
+        """``issue`` inside the caller's transaction (an import issues many in one)."""
+        now = self._ctx.clock.now()
+        # What the body refers to first (404), then what the terms say (422).
+        client = session.get(Client, order.client_id)
+        if client is None:
+            raise NotFound("no such client")
+        if session.get(Product, order.product_id) is None:
+            raise NotFound(f"no such product {order.product_id!r}")
+        contract = None
+        if order.contract_id is not None:
+            contract = session.get(Contract, order.contract_id)
+            if contract is None or contract.client_id != client.id:
+                raise NotFound("no such contract of this client")
+        if client.status == "archived":
+            raise ValidationFailed("the client is archived")
+        money = order.money.checked()
+        if contract is not None and money.amount_minor is None:
+            # The contract's amount counts for the four-eyes threshold unless the issuer
+            # names the license's own share of it.
+            money = replace(money, amount_minor=contract.amount_minor, currency=contract.currency)
+        terms = check(order.terms, now=now)
+        check_modules(session, order.product_id, terms.modules)
+        lic = License(
+            license_key=new_license_key(),
+            client_id=client.id,
+            contract_id=order.contract_id,
+            product_id=order.product_id,
+            status="pending_approval",
+            version=0,
+            created_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+        terms.apply_to(lic)
+        session.add(lic)
+        session.flush()
+        row, _ = self._new_version(session, lic, actor, "issue", terms, money)
+        record(
+            session,
+            now,
+            actor,
+            "license.issue",
+            license_object(lic.id),
+            {
+                **version_details(row),
+                "client_id": client.id,
+                "product": order.product_id,
+                "plan": terms.plan,
+                "amount_minor": money.amount_minor,
+                "currency": money.currency,
+                "pending_approval": row.approved_at is None,
+            },
+        )
+        return view(session, lic)
 
     def change(
         self,

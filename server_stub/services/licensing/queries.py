@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import String, and_, cast, or_, select
+from sqlalchemy import Select, String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from ...db import transaction
@@ -21,6 +21,7 @@ from ..context import ServiceContext
 from .common import LicenseView, find_license, license_object, version_details, view
 
 MAX_PAGE: Final = 500
+_Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,26 @@ class LicenseFilter:
     expiring_before: datetime | None = None
     #: … and at or after this.
     expiring_after: datetime | None = None
+
+    def apply(self, query: _Query) -> _Query:
+        """``query`` (over ``License``) narrowed to what this filter selects."""
+        for column, value in (
+            (License.client_id, self.client_id),
+            (License.status, self.status),
+            (License.plan, self.plan),
+            (License.product_id, self.product_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if self.module is not None:
+            query = query.where(
+                cast(License.modules, String).like(_module_pattern(self.module), escape="\\")
+            )
+        if self.expiring_before is not None:
+            query = query.where(License.valid_until < self.expiring_before)
+        if self.expiring_after is not None:
+            query = query.where(License.valid_until >= self.expiring_after)
+        return query
 
 
 @dataclass(frozen=True)
@@ -85,23 +106,7 @@ class LicenseQueries:
     ) -> LicensePage:
         """Newest first."""
         limit = max(1, min(limit, MAX_PAGE))
-        query = select(License)
-        for column, value in (
-            (License.client_id, where.client_id),
-            (License.status, where.status),
-            (License.plan, where.plan),
-            (License.product_id, where.product_id),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        if where.module is not None:
-            query = query.where(
-                cast(License.modules, String).like(_module_pattern(where.module), escape="\\")
-            )
-        if where.expiring_before is not None:
-            query = query.where(License.valid_until < where.expiring_before)
-        if where.expiring_after is not None:
-            query = query.where(License.valid_until >= where.expiring_after)
+        query = where.apply(select(License))
         if cursor is not None:
             created, license_id = decode_cursor(cursor)
             query = query.where(
