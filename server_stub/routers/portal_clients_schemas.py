@@ -17,8 +17,8 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
-    Strict,
     StringConstraints,
+    model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
@@ -35,6 +35,7 @@ from ..services.clients import Contact, Document, Price, ProductView, is_paid
 from ..services.clients import fields as f
 from ..services.clients.notes import NOTE_MAX
 from ..services.clients.products import CODE_PATTERN, NAME_MAX
+from .wire_numbers import json_integer
 
 ClientStatus = Literal[CLIENT_STATUSES]  # type: ignore[valid-type]
 Deployment = Literal[DEPLOYMENTS]  # type: ignore[valid-type]
@@ -48,8 +49,8 @@ Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 Segment = Annotated[str, StringConstraints(pattern=f.SEGMENT_PATTERN)]
 Inn = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}([0-9]{2})?$")]
 Currency = Annotated[str, StringConstraints(pattern=f.CURRENCY_PATTERN)]
-#: Strict: ``true`` or ``1.0`` is no amount.
-AmountMinor = Annotated[int, Strict(), Field(ge=0, le=f.MAX_AMOUNT_MINOR)]
+#: A JSON integer (``5`` or ``5.0``, as JSON Schema has it), never ``true``, ``"5"`` or ``5.5``.
+AmountMinor = Annotated[int, Field(ge=0, le=f.MAX_AMOUNT_MINOR), BeforeValidator(json_integer)]
 LegalName = Annotated[str, StringConstraints(max_length=f.LEGAL_NAME_MAX, pattern=f.NAME_PATTERN)]
 PersonName = Annotated[
     str, StringConstraints(max_length=f.CONTACT_NAME_MAX, pattern=f.NAME_PATTERN)
@@ -240,6 +241,12 @@ class ModulePatch(_In):
 
     name: Name | NoNull = None
     list_price: PriceIn | None = None
+
+    @model_validator(mode="after")
+    def _name_not_null(self) -> ModulePatch:
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name may be left out, not set to null")
+        return self
 
 
 class PriceOut(BaseModel):

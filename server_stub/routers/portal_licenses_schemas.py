@@ -28,26 +28,21 @@ from agent.protocol import (
     Rfc3339DateTime,
 )
 
+from .wire_numbers import json_integer
+
 #: Upper bounds: large enough for any real license, small enough for every column and claim.
 MAX_LIMIT = 2**31 - 1
 MAX_AMOUNT_MINOR = 10**15
 
 
-def _json_integer(value: object) -> object:
-    """A JSON integer: ``5`` or ``5.0`` (JSON Schema's integers), never ``true`` or ``"5"``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("must be an integer")
-    return value
-
-
 Plan = Literal["basic", "advanced", "enterprise"]
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Count = Annotated[int, Field(ge=0, le=MAX_LIMIT), BeforeValidator(_json_integer)]
-PerHour = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_json_integer)]
-Activations = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_json_integer)]
-GraceDays = Annotated[int, Field(ge=0, le=3650), BeforeValidator(_json_integer)]
-HeartbeatWindow = Annotated[int, Field(ge=60, le=30 * 86400), BeforeValidator(_json_integer)]
-AmountMinor = Annotated[int, Field(ge=0, le=MAX_AMOUNT_MINOR), BeforeValidator(_json_integer)]
+Count = Annotated[int, Field(ge=0, le=MAX_LIMIT), BeforeValidator(json_integer)]
+PerHour = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(json_integer)]
+Activations = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(json_integer)]
+GraceDays = Annotated[int, Field(ge=0, le=3650), BeforeValidator(json_integer)]
+HeartbeatWindow = Annotated[int, Field(ge=60, le=30 * 86400), BeforeValidator(json_integer)]
+AmountMinor = Annotated[int, Field(ge=0, le=MAX_AMOUNT_MINOR), BeforeValidator(json_integer)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Note = Annotated[str, StringConstraints(max_length=500)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]

@@ -207,11 +207,12 @@ DOMAIN_RULE_422 = frozenset(
 )
 
 #: Fields whose value a schema can describe but not judge: a cursor this server never issued, an
-#: INN whose check digits are wrong, a manager who is not a staff member. A 422 that blames only
+#: INN whose check digits are wrong, a manager who is not a staff member, a date range that ends
+#: before it starts. A 422 that blames only
 #: these fields of that operation is a known rule.
 FIELD_RULE_422: dict[str, frozenset[tuple[str, str]]] = {
     "GET /staff/clients": frozenset({("query", "cursor")}),
-    "GET /staff/contracts": frozenset({("query", "cursor")}),
+    "GET /staff/contracts": frozenset({("query", "cursor"), ("body", "signed_from")}),
     "GET /staff/clients/{client_id}/contracts": frozenset({("query", "cursor")}),
     "POST /staff/clients": frozenset({("body", "inn"), ("body", "manager_id")}),
     "PATCH /staff/clients/{client_id}": frozenset({("body", "manager_id")}),
@@ -230,7 +231,8 @@ def positive_data_acceptance_with_known_rules(
 
     - ``format: email`` is RFC 5321 syntax; the server (pydantic's ``EmailStr``, i.e.
       email-validator) also refuses special-use and reserved domains (RFC 6761: ``.test``,
-      ``.local``, ...) and quoted local parts: a 422 that blames the ``email`` field alone.
+      ``.local``, ...) and quoted local parts: a 422 that blames ``email`` fields alone (a
+      staff member's, or a client's contacts').
     - DESIGN.md: a commit needs ``0 ≤ used ≤ messages`` of the stored reservation: a 422 from that
       domain rule (no schema ``errors`` list) on ``POST /usage/commit``.
     - A file import (a path ending in ``/import``) takes a CSV or XLSX file whose columns and
@@ -256,9 +258,11 @@ def positive_data_acceptance_with_known_rules(
             problem = response.json()
         except ValueError:
             problem = {}
-        issues = problem.get("errors") or []
+        # A PATCH field that may be left out but not null is a union with a hidden ``None``
+        # (NoNull): pydantic reports that branch too ("Input should be None"), beside the issue.
+        issues = [i for i in problem.get("errors") or [] if i.get("type") != "none_required"]
         if issues and all(
-            issue.get("loc") == ["body", "email"] and "email address" in issue.get("msg", "")
+            issue.get("loc", [None])[-1] == "email" and "email address" in issue.get("msg", "")
             for issue in issues
         ):
             return None

@@ -92,7 +92,6 @@ BAD_CONTRACT_INPUT: list[tuple[str, Any, list[Any]]] = [
     ("amount_minor", -1, ["body", "amount_minor"]),
     ("amount_minor", 2**63, ["body", "amount_minor"]),
     ("amount_minor", 10.5, ["body", "amount_minor"]),
-    ("amount_minor", 10.0, ["body", "amount_minor"]),
     ("amount_minor", True, ["body", "amount_minor"]),
     ("amount_minor", "100", ["body", "amount_minor"]),
     ("currency", "rub", ["body", "currency"]),
