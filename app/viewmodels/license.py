@@ -3,6 +3,8 @@ in license-file mode the file's modules and limits, replacing and deactivating i
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +40,9 @@ class LicenseViewModel(EngineBound):
         engine.call_soon(lambda: core.subscribe_online(self._heard))
         #: A word from the license server arrived while busy: refresh once done.
         self._stale = False
+        #: The user's actions asked for while other work ran (a heartbeat's refresh, say): they
+        #: run in turn once it ends, never dropped.
+        self._pending: deque[Callable[[], bool]] = deque()
 
     @property
     def snapshot(self) -> LicenseSnapshot | None:
@@ -60,69 +65,100 @@ class LicenseViewModel(EngineBound):
         """What the license server said: a newer file goes the way of one chosen by hand;
         anything else (a refusal, "last checked") shows on the next snapshot."""
         if event.new_file is not None:
-            started = self.newer_file_arrived(event.new_file, online=True)
+            self.newer_file_arrived(event.new_file, online=True)
         else:
-            started = self.refresh()
-        self._stale = self._stale or not started
+            self.refresh()  # while busy: once the work running ends
 
     def refresh(self) -> bool:
+        """Ask for a fresh snapshot; while other work runs, once it ends (``False``: not now)."""
         if self._busy:
+            self._stale = True
             return False
         self._set_busy(True)
+        if self._refresh_now():
+            return True
+        self._set_busy(False)
+        return False
+
+    def _refresh_now(self) -> bool:
         return self.submit(self._core.license_snapshot(), self._got, self._failed, what="license")
 
     def deactivate_device(self, device_id: str) -> bool:
-        if self._busy:
-            return False
-        self._set_busy(True)
-        return self.submit(
-            self._core.deactivate_device(device_id), self._got, self._failed, what="deactivate"
+        return self._act(
+            lambda: self.submit(
+                self._core.deactivate_device(device_id), self._got, self._failed, what="deactivate"
+            )
         )
 
     def replace_file(self, path: str | Path) -> bool:
         """ "Replace with a newer file…": the file chosen, opened with the key already typed."""
-        if self._busy:
-            return False
-        self._set_busy(True)
-        return self.submit(
-            self._core.replace_license_file(Path(path)),
-            self._replaced,
-            self._failed,
-            what="replace license file",
+        return self._act(
+            lambda: self.submit(
+                self._core.replace_license_file(Path(path)),
+                self._replaced,
+                self._failed,
+                what="replace license file",
+            )
         )
 
     def newer_file_arrived(self, text: str, *, online: bool = False) -> bool:
         """A newer version of the license file in use arrived as text (the online heartbeat's
         hook, :mod:`app.license_online`: ``online``); it replaces the kept one like a file
         chosen by hand, and an older version is refused with the same message."""
-        if self._busy:
-            return False
-        self._set_busy(True)
-        return self.submit(
-            self._core.newer_license_file(text, online=online),
-            self._replaced,
-            self._failed,
-            what="newer license file",
+        return self._act(
+            lambda: self.submit(
+                self._core.newer_license_file(text, online=online),
+                self._replaced,
+                self._failed,
+                what="newer license file",
+            )
         )
 
     def deactivate(self) -> bool:
         """Forget the license file (the broadcasts stop); :attr:`deactivated` when done."""
-        if self._busy:
-            return False
-        self._set_busy(True)
-        return self.submit(
-            self._core.deactivate_license_file(),
-            self._deactivated,
-            self._failed,
-            what="deactivate license file",
+        return self._act(
+            lambda: self.submit(
+                self._core.deactivate_license_file(),
+                self._deactivated,
+                self._failed,
+                what="deactivate license file",
+            )
         )
 
+    def _act(self, start: Callable[[], bool]) -> bool:
+        """Run an action now, or after the work running (a heartbeat's refresh may be): an
+        action is never dropped because something else was busy. ``False``: the engine has
+        stopped (the program is closing)."""
+        if self._busy:
+            self._pending.append(start)
+            return True
+        self._set_busy(True)
+        if start():
+            return True
+        self._set_busy(False)
+        return False
+
+    def _next(self) -> None:
+        """The work running ended: start what waited (the user's actions, then a refresh)."""
+        while self._pending:
+            if self._pending.popleft()():
+                return
+        if self._stale:
+            self._stale = False
+            if self._refresh_now():
+                return
+        self._set_busy(False)
+
     def _replaced(self, snapshot: LicenseSnapshot) -> None:
-        self._got(snapshot)
+        self.set_snapshot(snapshot)
         if snapshot.license_file is not None:
             self.replaced.emit(snapshot.license_file.file_version)
+        self._next()
 
     def _deactivated(self, _result: None) -> None:
+        # Nothing waiting applies to a license that is gone.
+        self._pending.clear()
+        self._stale = False
         self._set_busy(False)
         self.set_snapshot(None)
         self.deactivated.emit()
@@ -133,15 +169,12 @@ class LicenseViewModel(EngineBound):
             self.busy_changed.emit(busy)
 
     def _got(self, snapshot: LicenseSnapshot) -> None:
-        self._set_busy(False)
         self.set_snapshot(snapshot)
-        if self._stale:
-            self._stale = False
-            self.refresh()
+        self._next()
 
     def _failed(self, message: str) -> None:
-        self._set_busy(False)
         self.failed.emit(message)
+        self._next()
 
     def report_error(self, message: str) -> None:
         self.failed.emit(message)

@@ -244,6 +244,35 @@ def test_a_newer_file_replaces_an_older_one_is_refused_and_grace_warns(
     assert box.grace.text().startswith("Оплаченный срок закончился")
 
 
+def test_an_action_asked_for_while_the_panel_refreshes_waits_its_turn_and_runs(
+    qtbot: QtBot, desktop: Desktop, tmp_path: Path
+) -> None:
+    # A heartbeat's word refreshes the panel at any moment; the user's click meanwhile must
+    # run after it, never be dropped because the panel was busy.
+    backend, now = desktop.backend, desktop.clock.now()
+    window = main_window(qtbot, desktop, tmp_path)
+    _activate(
+        qtbot,
+        window,
+        _file_dialog(qtbot, window),
+        write_license(tmp_path / "v2.lic", backend, now, file_version=2),
+    )
+    model = window.license
+    older = write_license(tmp_path / "v1.lic", backend, now, file_version=1)
+    with qtbot.wait_signal(model.failed, timeout=30_000) as failed:
+        if not model.busy:
+            assert model.refresh()
+        assert model.busy
+        assert model.replace_file(older)
+    assert failed.args[0] == Translator("ru").tr("license_file.refused.outdated")
+    qtbot.wait_until(lambda: not model.busy)
+    with qtbot.wait_signal(model.deactivated, timeout=30_000):
+        assert model.refresh()
+        assert model.deactivate()
+    assert not model.busy
+    assert window.license_panel.file_box.isHidden()
+
+
 def test_without_the_marketplace_module_the_tab_is_off_and_deactivate_signs_out(
     qtbot: QtBot, desktop: Desktop, tmp_path: Path
 ) -> None:
