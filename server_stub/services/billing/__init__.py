@@ -1,0 +1,1 @@
+"""Subscription billing (issue #12): plans and prices, subscriptions, providers, dunning."""
