@@ -13,22 +13,19 @@ from pathlib import Path
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QCheckBox,
-    QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from app.i18n import Translator
 from app.viewmodels.session import SessionViewModel
 
-from .error_line import reserve_space
+from .session_dialog import SessionDialog
 
 
 def choose_license_file(
@@ -48,7 +45,7 @@ def choose_license_file(
     return dialog
 
 
-class LicenseFileDialog(QDialog):
+class LicenseFileDialog(SessionDialog):
     def __init__(
         self,
         session: SessionViewModel,
@@ -58,23 +55,11 @@ class LicenseFileDialog(QDialog):
         directory: Path | None = None,
         demo_file: tuple[Path, str] | None = None,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(session, translator, parent, demo=demo_file is not None)
         self.setObjectName("licenseFileDialog")
-        self._session = session
-        self._tr = translator
         #: Where the file chooser opens (the demo's folder in the demo).
         self.directory = directory
         self._demo_file = demo_file
-
-        self._title = QLabel()
-        self._title.setObjectName("title")
-        self._intro = QLabel()
-        self._intro.setWordWrap(True)
-        self._intro.setObjectName("hint")
-        self.demo_note = QLabel()
-        self.demo_note.setObjectName("hint")
-        self.demo_note.setWordWrap(True)
-        self.demo_note.setVisible(demo_file is not None)
 
         self.path = QLineEdit()
         self.path.setObjectName("licenseFilePath")
@@ -93,47 +78,17 @@ class LicenseFileDialog(QDialog):
         key_row = QHBoxLayout()
         key_row.addWidget(self.key, 1)
         key_row.addWidget(self.show_key)
-
-        self.error = QLabel()
-        self.error.setObjectName("error")
-        self.error.setWordWrap(True)
-        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error.hide()
-        reserve_space(self.error)
-        self.status = reserve_space(QLabel())
-        self.status.setObjectName("hint")
-
-        self.activate_button = QPushButton()
-        self.activate_button.setObjectName("primary")
-        self.activate_button.setDefault(True)
-        self.activate_button.setAutoDefault(False)
-        self.cancel_button = QPushButton()
-        self.cancel_button.setAutoDefault(False)
-        buttons = QDialogButtonBox()
-        buttons.addButton(self.activate_button, QDialogButtonBox.ButtonRole.AcceptRole)
-        buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.RejectRole)
+        self.activate_button = self.primary_button
 
         form = QFormLayout()
         self._path_label = QLabel()
         self._key_label = QLabel()
         form.addRow(self._path_label, path_row)
         form.addRow(self._key_label, key_row)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(24, 20, 24, 16)
-        layout.setSpacing(10)
-        layout.addWidget(self._title)
-        layout.addWidget(self._intro)
-        layout.addWidget(self.demo_note)
-        layout.addLayout(form)
-        layout.addWidget(self.error)
-        layout.addWidget(self.status)
-        layout.addWidget(buttons)
-        self.setMinimumWidth(520)
+        self._lay_out(form, minimum_width=520)
 
         self.browse_button.clicked.connect(self.choose_file)
         self.activate_button.clicked.connect(self._submit)
-        self.cancel_button.clicked.connect(self.reject)
         session.busy_changed.connect(self._busy)
         session.activation_failed.connect(self.show_error)
         session.signed_in.connect(self._activated)
@@ -182,18 +137,6 @@ class LicenseFileDialog(QDialog):
 
     def _show_key(self, shown: bool) -> None:
         self.key.setEchoMode(QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password)
-
-    def show_error(self, message: str) -> None:
-        self.error.setText(message)
-        self.error.setVisible(bool(message))
-        if message:
-            layout = self.layout()
-            if layout is not None:
-                # Grow (never shrink) to a long, wrapped refusal.
-                layout.activate()
-                needed = layout.totalHeightForWidth(self.width())
-                if needed > self.height():
-                    self.resize(self.width(), needed)
 
     def _submit(self) -> None:
         if self._session.busy:

@@ -6,28 +6,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QShowEvent
 from PyQt6.QtWidgets import (
-    QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from app.i18n import Translator
 from app.viewmodels.session import SessionViewModel
 
-from .error_line import reserve_space
 from .license_file_dialog import LicenseFileDialog
+from .session_dialog import SessionDialog
 
 
-class LoginDialog(QDialog):
+class LoginDialog(SessionDialog):
     def __init__(
         self,
         session: SessionViewModel,
@@ -40,57 +36,22 @@ class LoginDialog(QDialog):
         license_directory: Path | None = None,
         demo_license: tuple[Path, str] | None = None,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(session, translator, parent, demo=demo)
         self.setObjectName("loginDialog")
         self._license_directory = license_directory
         self._demo_license = demo_license
         #: Built when "Activate with a license file…" is first pressed.
         self.license_file_dialog: LicenseFileDialog | None = None
-        self._session = session
-        self._tr = translator
         # What a reopened dialog starts from: the demo's credentials again (its note says they
         # are filled in), otherwise the e-mail only.
         self._demo_credentials = (email, password) if demo else None
 
-        self._title = QLabel()
-        self._title.setObjectName("title")
-        self._intro = QLabel()
-        self._intro.setWordWrap(True)
-        self._intro.setObjectName("hint")
-        # The demo's password is generated at every start: say so, or it looks like a secret
-        # the newcomer was supposed to know.
-        self.demo_note = QLabel()
-        self.demo_note.setObjectName("hint")
-        self.demo_note.setWordWrap(True)
-        self.demo_note.setVisible(demo)
         self.email = QLineEdit(email)
         self.email.setObjectName("email")
         self.password = QLineEdit(password)
         self.password.setObjectName("password")
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
-        self.error = QLabel()
-        self.error.setObjectName("error")
-        self.error.setWordWrap(True)
-        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error.hide()
-        # Both lines keep their place while empty: an error (or "Signing in…") appearing must
-        # not push the Sign in button away from under the mouse.
-        reserve_space(self.error)
-        self.status = reserve_space(QLabel())
-        self.status.setObjectName("hint")
-
-        self._buttons = QDialogButtonBox()
-        self.sign_in_button = QPushButton()
-        self.sign_in_button.setObjectName("primary")
-        self.sign_in_button.setDefault(True)
-        self.cancel_button = QPushButton()
-        # Enter anywhere presses the default button, Sign in. While signing in the fields are
-        # disabled and focus moves to Cancel; were Cancel auto-default, the Enter still being
-        # delivered would press it and close the dialog before the error could show.
-        self.cancel_button.setAutoDefault(False)
-        self.sign_in_button.setAutoDefault(False)
-        self._buttons.addButton(self.sign_in_button, QDialogButtonBox.ButtonRole.AcceptRole)
-        self._buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.RejectRole)
+        self.sign_in_button = self.primary_button
 
         self._form = QFormLayout()
         self._email_label = QLabel()
@@ -106,24 +67,10 @@ class LoginDialog(QDialog):
         alternative = QHBoxLayout()
         alternative.addWidget(self.license_file_button)
         alternative.addStretch(1)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(24, 20, 24, 16)
-        layout.setSpacing(10)
-        layout.addWidget(self._title)
-        layout.addWidget(self._intro)
-        layout.addWidget(self.demo_note)
-        layout.addLayout(self._form)
-        layout.addWidget(self.error)
-        layout.addWidget(self.status)
-        layout.addWidget(self._buttons)
-        layout.addWidget(self._or)
-        layout.addLayout(alternative)
-        self.setMinimumWidth(420)
+        self._lay_out(self._form, self._or, alternative, minimum_width=420)
 
         self.sign_in_button.clicked.connect(self._submit)
         self.license_file_button.clicked.connect(self.open_license_file)
-        self.cancel_button.clicked.connect(self.reject)
         session.busy_changed.connect(self._busy)
         session.sign_in_failed.connect(self.show_error)
         session.signed_in.connect(self._signed_in)
@@ -180,28 +127,15 @@ class LoginDialog(QDialog):
         super().reject()
 
     def show_error(self, message: str) -> None:
-        self.error.setText(message)
-        self.error.setVisible(bool(message))
+        super().show_error(message)
         if message:
             self.password.selectAll()
             self.password.setFocus()
-            self._fit_height()
 
     def showEvent(self, event: QShowEvent | None) -> None:
         super().showEvent(event)
         # The wrapped notes need more height than the size hint gives at this width.
         self._fit_height()
-
-    def _fit_height(self) -> None:
-        """Grow (never shrink) to the height a wrapped error needs at the current width: a
-        top-level layout does not follow a label's height-for-width by itself."""
-        layout = self.layout()
-        if layout is None:
-            return
-        layout.activate()
-        needed = layout.totalHeightForWidth(self.width())
-        if needed > self.height():
-            self.resize(self.width(), needed)
 
     def _submit(self) -> None:
         if self._session.busy:
