@@ -30,6 +30,7 @@ from ..db import transaction
 from ..marketplace_tokens import MarketplaceTokens
 from ..models import MarketplaceApp, MarketplaceCallback, new_id
 from .context import ServiceContext
+from .outbox_attempts import MAX_ERROR, OutboxRow, Settled, locked_row, settle_attempt
 
 log = logging.getLogger("tgflow.server.marketplace.callbacks")
 
@@ -47,7 +48,6 @@ LEASE = timedelta(seconds=60)
 DELIVERY_TIMEOUT_SECONDS = 5.0
 #: Events attempted per sweep at most, so that a round of an app that times out stays bounded.
 SWEEP_LIMIT = 50
-_MAX_ERROR = 500
 
 
 def enqueue_callback(
@@ -164,43 +164,36 @@ class CallbackService:
         except httpx.TimeoutException:
             return f"no answer within {DELIVERY_TIMEOUT_SECONDS:g} s"
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+            return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
         if 200 <= status < 300:
             return None
         return f"HTTP {status}"
 
     def _record(self, claim: _Claim, error: str | None) -> int:
         now = self._ctx.clock.now()
+
+        def retry_at(row: OutboxRow) -> datetime | None:
+            deadline = claim.created_at + GIVE_UP_AFTER
+            # The last retry falls on the deadline itself, so the give-up time is exact.
+            return min(now + retry_delay(row.attempts), deadline) if now < deadline else None
+
         with transaction(self._ctx.write) as session:
-            event = session.scalar(
-                select(MarketplaceCallback)
-                .where(MarketplaceCallback.id == claim.event_id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
+            event = locked_row(
+                session, select(MarketplaceCallback).where(MarketplaceCallback.id == claim.event_id)
             )
             if event is None:
                 return 0
-            if error is None:
-                # A delivery counts even if this sweeper's lease ran out meanwhile.
-                if event.delivered_at is not None:
-                    return 0
-                event.delivered_at = now
-                event.next_attempt_at = event.failed_at = None
+            settled = settle_attempt(
+                event, attempt=claim.attempt, error=error, now=now, retry_at=retry_at
+            )
+            if settled is Settled.DELIVERED:
                 log.info(
                     "marketplace callback delivered",
                     extra={"event_id": event.id, "app_id": event.app_id},
                 )
                 return 1
-            if event.attempts != claim.attempt or event.next_attempt_at is None:
-                return 0  # another sweeper has claimed it since; its attempt decides
-            event.last_error = error[:_MAX_ERROR]
-            deadline = event.created_at + GIVE_UP_AFTER
-            if now < deadline:
-                # The last retry falls on the deadline itself, so the give-up time is exact.
-                event.next_attempt_at = min(now + retry_delay(event.attempts), deadline)
+            if settled is not Settled.FAILED:
                 return 0
-            event.next_attempt_at = None
-            event.failed_at = now
             # Imported here: the marketplace package imports this module (its outbox).
             from .marketplace.audit import CLOCK, audit
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from ...portal_models import Client, License, Notification
 from ..audit.chain import record
 from ..callbacks import retry_delay
 from ..context import ServiceContext
+from ..outbox_attempts import OutboxRow, Settled, locked_row, settle_attempt
 from .channels import DeliveryFailed, Sender
 from .messages import LicenseFacts, Message, render
 from .targets import Targets, load_targets
@@ -37,7 +38,6 @@ LEASE: Final = timedelta(seconds=120)
 SWEEP_LIMIT: Final = 50
 #: The audit actor of what the sweeper does on its own.
 SWEEPER_ACTOR: Final = "system:notifications"
-_MAX_ERROR = 500
 
 
 @dataclass(frozen=True)
@@ -114,34 +114,27 @@ class OutboxDelivery:
 
     def _record(self, claim: _Claim, error: str | None, retry_after: float | None) -> int:
         now = self._ctx.clock.now()
+
+        def retry_at(row: OutboxRow) -> datetime | None:
+            if row.attempts >= self._ctx.settings.notify_max_attempts:
+                return None
+            wait = retry_delay(row.attempts)
+            if retry_after is not None:
+                wait = max(wait, timedelta(seconds=retry_after))
+            return now + wait
+
         with transaction(self._ctx.write) as session:
-            row = session.scalar(
-                select(Notification)
-                .where(Notification.seq == claim.seq)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
+            row = locked_row(session, select(Notification).where(Notification.seq == claim.seq))
             if row is None:
                 return 0
-            if error is None:
-                # A delivery counts even if this sweeper's lease ran out meanwhile.
-                if row.delivered_at is not None:
-                    return 0
-                row.delivered_at = now
-                row.next_attempt_at = row.failed_at = None
+            settled = settle_attempt(
+                row, attempt=claim.attempt, error=error, now=now, retry_at=retry_at
+            )
+            if settled is Settled.DELIVERED:
                 log.info("notification delivered", extra={"seq": row.seq, "channel": row.channel})
                 return 1
-            if row.attempts != claim.attempt or row.next_attempt_at is None:
-                return 0  # another sweeper has claimed it since; its attempt decides
-            row.last_error = error[:_MAX_ERROR]
-            if row.attempts < self._ctx.settings.notify_max_attempts:
-                wait = retry_delay(row.attempts)
-                if retry_after is not None:
-                    wait = max(wait, timedelta(seconds=retry_after))
-                row.next_attempt_at = now + wait
+            if settled is not Settled.FAILED:
                 return 0
-            row.next_attempt_at = None
-            row.failed_at = now
             record(
                 session,
                 now,
