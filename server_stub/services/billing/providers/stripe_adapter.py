@@ -47,9 +47,9 @@ def _call(what: str, request: Callable[[], T]) -> T:
         raise ProviderUnavailable(f"Stripe {what}: {type(exc).__name__}") from exc
     except stripe.StripeError as exc:
         status = exc.http_status or 0
-        log.warning("Stripe %s refused: HTTP %s %s", what, status, exc.code)
         if status >= 500 or status == 0:
             raise ProviderUnavailable(f"Stripe {what}: HTTP {status}") from exc
+        log.warning("Stripe %s refused: HTTP %s %s", what, status, exc.code)
         raise ProviderRefused(f"Stripe {what}: HTTP {status} {exc.code or ''}".rstrip()) from exc
 
 
@@ -251,7 +251,9 @@ class StripeAdapter:
         events: list[ProviderEvent] = []
         customers = _call(
             "customer search",
-            lambda: list(self._client.v1.customers.search(params={"query": query})),
+            lambda: list(
+                self._client.v1.customers.search(params={"query": query}).auto_paging_iter()
+            ),
         )
         for customer in customers:
             sessions = _call(
@@ -262,7 +264,7 @@ class StripeAdapter:
                             "customer": c,
                             "expand": ["data.payment_intent", "data.setup_intent"],
                         }
-                    )
+                    ).auto_paging_iter()
                 ),
             )
             for session in sessions:
@@ -283,7 +285,9 @@ class StripeAdapter:
                     )
         intents = _call(
             "payment search",
-            lambda: list(self._client.v1.payment_intents.search(params={"query": query})),
+            lambda: list(
+                self._client.v1.payment_intents.search(params={"query": query}).auto_paging_iter()
+            ),
         )
         for intent in intents:
             data = intent.to_dict()
@@ -301,7 +305,7 @@ class StripeAdapter:
             refunds = _call(
                 "refund list",
                 lambda i=intent.id: list(  # type: ignore[misc]
-                    self._client.v1.refunds.list(params={"payment_intent": i})
+                    self._client.v1.refunds.list(params={"payment_intent": i}).auto_paging_iter()
                 ),
             )
             for refund in refunds:
