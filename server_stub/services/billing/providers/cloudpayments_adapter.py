@@ -41,15 +41,15 @@ read_check = ev.read_check
 VERIFY_AMOUNT_MINOR = 100
 
 
-def _json_body(value: object) -> str:
+def json_body(value: object) -> str:
     """JSON with ``Decimal`` amounts written as exact numbers (``json`` cannot, floats lie)."""
     if isinstance(value, Decimal):
         return format_major(value)
     if isinstance(value, Mapping):
-        items = (f"{json.dumps(str(k))}:{_json_body(v)}" for k, v in value.items())
+        items = (f"{json.dumps(str(k))}:{json_body(v)}" for k, v in value.items())
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(_json_body(v) for v in value) + "]"
+        return "[" + ",".join(json_body(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -84,7 +84,7 @@ class CloudPaymentsAdapter:
         if request_id is not None:
             headers["X-Request-ID"] = request_id
         try:
-            response = self._http.post(path, content=_json_body(body), headers=headers)
+            response = self._http.post(path, content=json_body(body), headers=headers)
         except httpx.HTTPError as exc:
             raise ProviderUnavailable(f"CloudPayments {what}: {type(exc).__name__}") from exc
         if response.status_code >= 500 or response.status_code == 429:

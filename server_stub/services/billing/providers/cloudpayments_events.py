@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ..contract import EventKind, ProviderEvent, ProviderName
-from .amounts import major_to_minor
+from .amounts import MINOR_UNIT_EXPONENTS, major_to_minor
 from .declines import cloudpayments_decline_is_hard
 
 #: The key under which the webhook side names the notification's type.
@@ -88,8 +88,15 @@ def occurred_at(fields: Mapping[str, Any], *names: str) -> datetime:
 
 def _amount(fields: Mapping[str, Any], currency: str | None) -> int | None:
     value = fields.get("Amount")
-    if value is None or currency is None:
+    if value is None:
         return None
+    if currency is None:
+        # A Refund notification names no currency (it is the payment's). Every currency
+        # CloudPayments is used with here has the same exponent, so its minor units are known.
+        exponents = set(MINOR_UNIT_EXPONENTS.values())
+        if len(exponents) != 1:
+            return None
+        currency = next(c for c in MINOR_UNIT_EXPONENTS)
     return major_to_minor(value, currency)
 
 
