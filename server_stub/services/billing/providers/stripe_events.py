@@ -149,7 +149,10 @@ def newest_listed_refund(charge: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if not isinstance(data, list) or not data or not isinstance(data[0], Mapping):
         return None
     newest: Mapping[str, Any] = data[0]
-    # A Refund listed under its Charge may omit what the Charge says (metadata, the intent).
-    merged = {"payment_intent": charge.get("payment_intent"), "metadata": charge.get("metadata")}
-    merged.update(newest)
-    return merged
+    # A Refund has metadata of its own; what billing put on the payment is on the Charge.
+    metadata = {**_mapping(charge.get("metadata")), **_mapping(newest.get("metadata"))}
+    return {"payment_intent": charge.get("payment_intent"), **newest, "metadata": metadata}
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
