@@ -207,8 +207,9 @@ class FakeCloudPayments:
         self.sent.append((kind, fields))
         if self.drop_notifications or not self.notify_url:
             return None
-        if self.notify_json:
-            body, content_type = json.dumps(fields).encode(), "application/json"
+        if self.notify_json:  # amounts are JSON numbers there
+            numbers = {**fields, "Amount": Decimal(fields["Amount"])}
+            body, content_type = json_body(numbers).encode(), "application/json"
         else:
             body, content_type = urlencode(fields).encode(), "application/x-www-form-urlencoded"
         signature = cloudpayments_hmac(self.api_secret, body)

@@ -18,11 +18,12 @@ from ..contract import ProviderRefused
 MINOR_UNIT_EXPONENTS: Final[Mapping[str, int]] = MappingProxyType({"RUB": 2, "USD": 2, "EUR": 2})
 
 
-class UnsupportedCurrency(ProviderRefused):
-    """A currency whose minor unit is not known here (nothing was sent)."""
+class UnsupportedCurrency(ProviderRefused, ValueError):
+    """A currency whose minor unit is not known here (nothing was sent; a payload naming it is
+    unreadable)."""
 
 
-class InexactAmount(ProviderRefused):
+class InexactAmount(ProviderRefused, ValueError):
     """A major-unit amount that is not a whole number of minor units (or not a number)."""
 
 
