@@ -31,7 +31,7 @@ from ..clock import Clock, SystemClock
 from ..services.billing.providers.amounts import format_major, major_to_minor
 from ..services.billing.providers.cloudpayments_adapter import json_body
 from ..services.billing.signatures import cloudpayments_hmac
-from .delivery import Delivery, WebhookSender
+from .delivery import Delivery, WebhookSender, pay_page
 
 Obj = dict[str, Any]
 
@@ -366,12 +366,7 @@ class FakeCloudPayments:
                     return "<!doctype html><title>Not found</title><p>No such order.</p>"
                 what = f"{format_major(order['Amount'])} {order['Currency']}"
                 state = order["Status"]
-            return (
-                "<!doctype html><title>Fake CloudPayments</title><h1>Fake CloudPayments"
-                f"</h1><p>{html.escape(what)}</p><p>This order is {html.escape(state)}.</p>"
-                '<form method="post"><button name="outcome" value="pay">Pay</button> '
-                '<button name="outcome" value="cancel">Cancel</button></form>'
-            )
+            return pay_page("Fake CloudPayments", what, state)
 
         @app.post("/d/{order_id}")
         async def order_submit(order_id: str, request: Request) -> Response:

@@ -3,6 +3,7 @@ thread of their own (a real provider never delivers inside the API call that cau
 
 from __future__ import annotations
 
+import html
 import logging
 import queue
 import threading
@@ -92,3 +93,14 @@ def serving(fake: FakeProvider) -> Iterator[str]:
             yield server.url
         finally:
             fake.close()
+
+
+def pay_page(title: str, what: str, state: str) -> str:
+    """The hosted payment page of a fake: what is paid, its state, Pay and Cancel buttons (a
+    form posting ``outcome=pay|cancel`` back to the same URL)."""
+    return (
+        f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(what)}</p><p>It is {html.escape(state)}.</p>"
+        '<form method="post"><button name="outcome" value="pay">Pay</button> '
+        '<button name="outcome" value="cancel">Cancel</button></form>'
+    )

@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from .delivery import pay_page
+
 if TYPE_CHECKING:
     from .stripe_fake import FakeStripe
 
@@ -94,12 +96,7 @@ def build_app(fake: FakeStripe) -> FastAPI:
             if amount
             else "Save your card (nothing is charged now)"
         )
-        return (
-            "<!doctype html><title>Fake Stripe Checkout</title><h1>Fake Stripe Checkout</h1>"
-            f"<p>{html.escape(what)}</p><p>This checkout is {html.escape(session['status'])}.</p>"
-            '<form method="post"><button name="outcome" value="pay">Pay</button> '
-            '<button name="outcome" value="cancel">Cancel</button></form>'
-        )
+        return pay_page("Fake Stripe Checkout", what, session["status"])
 
     @app.post("/c/pay/{session_id}")
     async def checkout_submit(session_id: str, request: Request) -> Response:

@@ -24,6 +24,24 @@ CP_PUBLIC_ID = "pk_fake_public_id"
 CP_SECRET = "cp-api-secret-do-not-log"
 
 
+def _checkout_args(
+    invoice_id: str, amount_minor: int, default_currency: str, **kw: Any
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "invoice_id": invoice_id,
+        "subscription_id": "sub_1",
+        "customer_email": "payer@example.com",
+        "description": "TGFlow Pro, monthly",
+        "amount_minor": amount_minor,
+        "currency": default_currency,
+        "success_url": "https://tgflow.example/paid",
+        "cancel_url": "https://tgflow.example/canceled",
+        "idempotency_key": f"checkout-{invoice_id}",
+    }
+    values.update(kw)
+    return values
+
+
 @dataclass
 class StripeRig:
     fake: FakeStripe
@@ -32,19 +50,8 @@ class StripeRig:
     url: str
 
     def checkout(self, invoice_id: str = "inv_1", amount_minor: int = 1990, **kw: Any) -> Any:
-        values: dict[str, Any] = {
-            "invoice_id": invoice_id,
-            "subscription_id": "sub_1",
-            "customer_email": "payer@example.com",
-            "description": "TGFlow Pro, monthly",
-            "amount_minor": amount_minor,
-            "currency": "USD",
-            "success_url": "https://tgflow.example/paid?session={CHECKOUT_SESSION_ID}",
-            "cancel_url": "https://tgflow.example/canceled",
-            "idempotency_key": f"checkout-{invoice_id}",
-        }
-        values.update(kw)
-        return self.adapter.create_checkout(**values)
+        kw.setdefault("success_url", "https://tgflow.example/paid?session={CHECKOUT_SESSION_ID}")
+        return self.adapter.create_checkout(**_checkout_args(invoice_id, amount_minor, "USD", **kw))
 
     def delivered(self, event_type: str) -> list[HttpHit]:
         self.fake.flush_webhooks()
@@ -78,19 +85,7 @@ class CloudPaymentsRig:
     url: str
 
     def checkout(self, invoice_id: str = "inv_1", amount_minor: int = 199050, **kw: Any) -> Any:
-        values: dict[str, Any] = {
-            "invoice_id": invoice_id,
-            "subscription_id": "sub_1",
-            "customer_email": "payer@example.com",
-            "description": "TGFlow Pro, monthly",
-            "amount_minor": amount_minor,
-            "currency": "RUB",
-            "success_url": "https://tgflow.example/paid",
-            "cancel_url": "https://tgflow.example/canceled",
-            "idempotency_key": f"checkout-{invoice_id}",
-        }
-        values.update(kw)
-        return self.adapter.create_checkout(**values)
+        return self.adapter.create_checkout(**_checkout_args(invoice_id, amount_minor, "RUB", **kw))
 
     def pay(self, order_id: str, check_code: int = 0) -> dict[str, Any]:
         """The customer pays on the order page; our Check answer is ``check_code``."""

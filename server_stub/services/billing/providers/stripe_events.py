@@ -71,11 +71,11 @@ def kept_card(session: Mapping[str, Any]) -> str | None:
     return f"{payment_method}|{customer}" if payment_method and customer else None
 
 
-def checkout_event(
-    event_id: str, occurred_at: datetime, session: Mapping[str, Any], kind: EventKind
+def _event(
+    event_id: str, occurred_at: datetime, obj: Mapping[str, Any], kind: EventKind, **fields: Any
 ) -> ProviderEvent:
-    invoice_id, subscription_id = _metadata(session)
-    completed = kind is EventKind.CHECKOUT_COMPLETED
+    """What every Stripe event says alike: who we are to it (metadata) and its currency."""
+    invoice_id, subscription_id = _metadata(obj)
     return ProviderEvent(
         provider=ProviderName.STRIPE,
         event_id=event_id,
@@ -83,18 +83,30 @@ def checkout_event(
         occurred_at=occurred_at,
         invoice_id=invoice_id,
         subscription_id=subscription_id,
+        currency=_currency(obj),
+        **fields,
+    )
+
+
+def checkout_event(
+    event_id: str, occurred_at: datetime, session: Mapping[str, Any], kind: EventKind
+) -> ProviderEvent:
+    completed = kind is EventKind.CHECKOUT_COMPLETED
+    return _event(
+        event_id,
+        occurred_at,
+        session,
+        kind,
         payment_ref=ref(session.get("payment_intent")),
         payment_method_ref=kept_card(session) if completed else None,
         # A setup-mode session (a trial) charges nothing: its amount_total is null.
         amount_minor=(_amount(session.get("amount_total")) or 0) if completed else None,
-        currency=_currency(session),
     )
 
 
 def payment_intent_event(
     event_id: str, occurred_at: datetime, intent: Mapping[str, Any], kind: EventKind
 ) -> ProviderEvent:
-    invoice_id, subscription_id = _metadata(intent)
     decline_code: str | None = None
     hard = False
     if kind is EventKind.PAYMENT_FAILED:
@@ -105,16 +117,13 @@ def payment_intent_event(
         advice = error.get("advice_code")
         hard = stripe_decline_is_hard(decline_code, advice if isinstance(advice, str) else None)
     amount = intent.get("amount_received") if kind is EventKind.PAYMENT_SUCCEEDED else None
-    return ProviderEvent(
-        provider=ProviderName.STRIPE,
-        event_id=event_id,
-        kind=kind,
-        occurred_at=occurred_at,
-        invoice_id=invoice_id,
-        subscription_id=subscription_id,
+    return _event(
+        event_id,
+        occurred_at,
+        intent,
+        kind,
         payment_ref=ref(intent.get("id")),
         amount_minor=_amount(amount if amount is not None else intent.get("amount")),
-        currency=_currency(intent),
         decline_code=decline_code,
         hard_decline=hard,
     )
@@ -126,17 +135,13 @@ def refund_event(
     """A succeeded Refund object; ``None`` while it is pending or when it failed."""
     if refund.get("status") != "succeeded":
         return None
-    invoice_id, subscription_id = _metadata(refund)
-    return ProviderEvent(
-        provider=ProviderName.STRIPE,
-        event_id=event_id,
-        kind=EventKind.REFUNDED,
-        occurred_at=occurred_at,
-        invoice_id=invoice_id,
-        subscription_id=subscription_id,
+    return _event(
+        event_id,
+        occurred_at,
+        refund,
+        EventKind.REFUNDED,
         payment_ref=ref(refund.get("payment_intent")),
         amount_minor=_amount(refund.get("amount")),
-        currency=_currency(refund),
         refund_ref=ref(refund.get("id")),
     )
 
