@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from server_stub.config import Settings
+from server_stub.fake_providers.demo import demo_providers
 from server_stub.services.billing.contract import (
     ChargeOutcome,
     EventKind,
+    ProviderName,
     ProviderRefused,
     ProviderUnavailable,
 )
+from server_stub.services.billing.providers import build_adapters
 from server_stub.services.billing.providers.cloudpayments_adapter import (
     CloudPaymentsAdapter,
     read_check,
@@ -26,6 +32,7 @@ from server_stub.services.billing.signatures import (
     SignatureRejected,
     cloudpayments_hmac,
     verify_cloudpayments_hmac,
+    verify_stripe_signature,
 )
 from tests.helpers.billing_fakes import (
     CP_PUBLIC_ID,
@@ -34,6 +41,7 @@ from tests.helpers.billing_fakes import (
     cloudpayments_rig,
     cp_pay_fields,
 )
+from tests.helpers.fake_channels import FakeWebhook
 
 
 @pytest.fixture
@@ -287,3 +295,47 @@ def test_parse_event_reads_cloudpayments_notification_shapes() -> None:
         adapter.parse_event(cp_pay_fields(Amount="10.505"))
     with pytest.raises(ValueError):
         read_check(cp_pay_fields(Amount=""))
+
+
+def test_the_demo_serves_both_fakes_and_aims_them_at_the_backend(tmp_path: Path) -> None:
+    with FakeWebhook() as backend, demo_providers() as fakes:
+        adapters = build_adapters(Settings(data_dir=tmp_path, **fakes.settings))
+        assert set(adapters) == {ProviderName.STRIPE, ProviderName.CLOUDPAYMENTS}
+        fakes.deliver_to(backend.base_url)
+        checkout = adapters[ProviderName.CLOUDPAYMENTS].create_checkout(
+            invoice_id="inv_demo",
+            subscription_id="sub_demo",
+            customer_email="demo@tgflow.example",
+            description="Demo",
+            amount_minor=1000,
+            currency="RUB",
+            success_url="https://tgflow.example/paid",
+            cancel_url="https://tgflow.example/canceled",
+            idempotency_key="demo-1",
+        )
+        backend.queue(200, {"code": 0})
+        fakes.cloudpayments.pay_order(checkout.checkout_ref)
+        fakes.cloudpayments.flush_webhooks()
+        stripe_checkout = adapters[ProviderName.STRIPE].create_checkout(
+            invoice_id="inv_demo_s",
+            subscription_id="sub_demo",
+            customer_email="demo@tgflow.example",
+            description="Demo",
+            amount_minor=1000,
+            currency="USD",
+            success_url="https://tgflow.example/paid",
+            cancel_url="https://tgflow.example/canceled",
+            idempotency_key="demo-2",
+        )
+        fakes.stripe.complete_checkout(stripe_checkout.checkout_ref)
+        fakes.stripe.flush_webhooks()
+        with backend.lock:
+            paths = [h.path for h in backend.hits]
+            stripe_hit = next(h for h in backend.hits if h.path == "/webhooks/stripe")
+        assert paths[:2] == ["/webhooks/cloudpayments/check", "/webhooks/cloudpayments/pay"]
+        verify_stripe_signature(
+            stripe_hit.headers["stripe-signature"],
+            stripe_hit.body,
+            [fakes.stripe_webhook_secret],
+            now=datetime.now(UTC),
+        )
