@@ -236,7 +236,9 @@ class StripeAdapter:
         return RefundOutcome(
             refund_ref=refund.id,
             amount_minor=refund.amount,
-            succeeded=refund.status in ("succeeded", "pending"),
+            # A pending refund (some card networks, bank debits) is not yet money back: its
+            # refund.updated webhook brings REFUNDED when it succeeds.
+            succeeded=refund.status == "succeeded",
         )
 
     # --- truth -----------------------------------------------------------------------------
