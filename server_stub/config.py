@@ -117,6 +117,21 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     #: Failed attempts after which a notification is dead-lettered (an Admin may redrive it).
     notify_max_attempts: int = Field(default=8, ge=1, le=50)
+    # --- billing providers (docs/billing.md, "Providers and their fakes"): a provider whose
+    # credentials are unset is absent (no checkout, no charge through it), never half-configured.
+    #: Stripe's secret API key (``sk_live_…``/``sk_test_…``). Unset: Stripe is not offered.
+    #: Never logged.
+    stripe_api_key: SecretStr | None = None
+    #: Where the Stripe SDK sends its requests (the fake Stripe's URL in tests and the demo).
+    stripe_api_base: str = "https://api.stripe.com"
+    #: CloudPayments' Public ID: the user name of its API's HTTP Basic auth. Unset (or no API
+    #: secret): CloudPayments is not offered.
+    cloudpayments_public_id: str | None = None
+    #: CloudPayments' API secret: the password of its API and the key of its notifications'
+    #: ``Content-HMAC``. Never logged.
+    cloudpayments_api_secret: SecretStr | None = None
+    #: Where CloudPayments' API is (the fake CloudPayments' URL in tests and the demo).
+    cloudpayments_api_base: str = "https://api.cloudpayments.ru"
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True

@@ -87,6 +87,10 @@ class ProviderEvent:
     decline_code: str | None = None
     #: A decline that must never be retried (stolen card, do-not-honor classes).
     hard_decline: bool = False
+    #: On REFUNDED: the provider's id of this refund (Stripe ``re_…``, CloudPayments' refund
+    #: TransactionId), the ``RefundOutcome.refund_ref`` of an operator's refund. A payment may be
+    #: refunded in parts: each part is its own refund, and applying one twice changes nothing.
+    refund_ref: str | None = None
 
 
 @dataclass(frozen=True)
