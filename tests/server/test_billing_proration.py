@@ -16,7 +16,6 @@ from server_stub.services.billing.proration import (
     CHARGE_REMAINING_TIME,
     CREDIT_UNUSED_TIME,
     ChangeDirection,
-    ChangeTiming,
     CurrencyMismatch,
     LineKind,
     OutsidePeriod,
@@ -25,7 +24,6 @@ from server_stub.services.billing.proration import (
     ScheduledChange,
     Settlement,
     prorate,
-    quote_change,
     refund_split,
     scheduled_change,
     split_amount,
@@ -355,33 +353,25 @@ def test_a_proration_that_does_not_add_up_cannot_be_built() -> None:
 
 
 def test_change_at_period_end_is_scheduled_without_proration() -> None:
-    at = datetime(2026, 4, 10, tzinfo=UTC)
-    quote = quote_change(
-        when=ChangeTiming.PERIOD_END,
-        old_amount_minor=300_000,
-        new_amount_minor=100_000,
-        currency="RUB",
-        period_start=APRIL[0],
-        period_end=APRIL[1],
-        at=at,
-        direction=DOWN,
-    )
-    assert quote == ScheduledChange(
+    assert scheduled_change(
+        direction=DOWN, period_end=APRIL[1], new_amount_minor=100_000, currency="RUB"
+    ) == ScheduledChange(
         direction=DOWN, effective_at=APRIL[1], new_amount_minor=100_000, currency="RUB"
     )
-    assert quote == scheduled_change(
-        direction=DOWN, period_end=APRIL[1], new_amount_minor=100_000, currency="RUB"
+    assert (
+        scheduled_change(
+            direction="upgrade",  # type: ignore[arg-type]
+            period_end=APRIL[1],
+            new_amount_minor=0,
+            currency="USD",
+        ).direction
+        is UP
     )
-    now = quote_change(
-        when="now",  # type: ignore[arg-type]
-        old_amount_minor=300_000,
-        new_amount_minor=100_000,
-        currency="RUB",
-        period_start=APRIL[0],
-        period_end=APRIL[1],
-        at=at,
-        direction=DOWN,
-    )
-    assert isinstance(now, Proration) and now.net_minor == -140_000
     with pytest.raises(ProrationError):
         scheduled_change(direction=UP, period_end=APRIL[1], new_amount_minor=-1, currency="RUB")
+    with pytest.raises(ProrationError, match="ISO 4217"):
+        scheduled_change(direction=UP, period_end=APRIL[1], new_amount_minor=1, currency="rub")
+    with pytest.raises(ValueError, match="naive"):
+        scheduled_change(
+            direction=UP, period_end=datetime(2026, 5, 1), new_amount_minor=1, currency="RUB"
+        )

@@ -37,13 +37,6 @@ class ChangeDirection(StrEnum):
     INTERVAL_CHANGE = "interval_change"
 
 
-class ChangeTiming(StrEnum):
-    """``when`` of ``/subscriptions/change-plan``."""
-
-    NOW = "now"
-    PERIOD_END = "period_end"
-
-
 class LineKind(StrEnum):
     PRORATION_CREDIT = "proration_credit"
     PRORATION_CHARGE = "proration_charge"
@@ -227,27 +220,21 @@ def prorate(
             raise ProrationError("an interval change needs the new interval")
         new_end = add_interval(at, Interval(new_interval))
         charge = new_amount_minor
-        charge_line = ProrationLine(
-            kind=LineKind.PRORATION_CHARGE,
-            amount_minor=charge,
-            period_start=at,
-            period_end=new_end,
-            seconds=(new_end - at) // SECOND,
-            description_key=CHARGE_NEW_PERIOD,
-        )
+        charge_seconds, charge_key = (new_end - at) // SECOND, CHARGE_NEW_PERIOD
     else:
         if new_interval is not None:
             raise ProrationError("an upgrade or downgrade keeps its interval")
         new_end = period_end
-        _, charge = split_amount(new_amount_minor, total, unused)
-        charge_line = ProrationLine(
-            kind=LineKind.PRORATION_CHARGE,
-            amount_minor=charge,
-            period_start=at,
-            period_end=period_end,
-            seconds=unused,
-            description_key=CHARGE_REMAINING_TIME,
-        )
+        charge = split_amount(new_amount_minor, total, unused)[1]
+        charge_seconds, charge_key = unused, CHARGE_REMAINING_TIME
+    charge_line = ProrationLine(
+        kind=LineKind.PRORATION_CHARGE,
+        amount_minor=charge,
+        period_start=at,
+        period_end=new_end,
+        seconds=charge_seconds,
+        description_key=charge_key,
+    )
     return Proration(
         direction=direction,
         currency=currency,
@@ -276,39 +263,4 @@ def scheduled_change(
         effective_at=period_end,
         new_amount_minor=new_amount_minor,
         currency=currency,
-    )
-
-
-def quote_change(
-    *,
-    when: ChangeTiming,
-    old_amount_minor: int,
-    new_amount_minor: int,
-    currency: str,
-    period_start: datetime,
-    period_end: datetime,
-    at: datetime,
-    direction: ChangeDirection,
-    new_currency: str | None = None,
-    new_interval: Interval | None = None,
-) -> Proration | ScheduledChange:
-    """What ``/subscriptions/change-plan`` would do (and what the desktop shows before the
-    customer confirms): a :class:`Proration` now, or a :class:`ScheduledChange` at period end."""
-    if ChangeTiming(when) is ChangeTiming.PERIOD_END:
-        return scheduled_change(
-            direction=direction,
-            period_end=period_end,
-            new_amount_minor=new_amount_minor,
-            currency=currency if new_currency is None else new_currency,
-        )
-    return prorate(
-        old_amount_minor=old_amount_minor,
-        new_amount_minor=new_amount_minor,
-        currency=currency,
-        period_start=period_start,
-        period_end=period_end,
-        at=at,
-        direction=direction,
-        new_currency=new_currency,
-        new_interval=new_interval,
     )
