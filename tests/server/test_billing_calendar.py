@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server_stub.services.billing.calendar import (
@@ -87,6 +87,7 @@ def test_period_containing_at_month_ends() -> None:
     )
 
 
+@settings(deadline=None)
 @given(anchor=anchors, interval=intervals, n=st.integers(min_value=-120, max_value=120))
 def test_boundary_n_keeps_the_anchor_day_clamped_and_time_of_day(
     anchor: datetime, interval: Interval, n: int
@@ -102,6 +103,7 @@ def test_boundary_n_keeps_the_anchor_day_clamped_and_time_of_day(
     assert boundary.tzinfo is anchor.tzinfo
 
 
+@settings(deadline=None)
 @given(anchor=anchors, interval=intervals, offset=st.integers(-(10**9), 10**9))
 def test_period_containing_is_the_anchored_period_around_at(
     anchor: datetime, interval: Interval, offset: int

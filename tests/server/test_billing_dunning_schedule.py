@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -142,6 +142,7 @@ def test_bad_retry_days_are_refused(raw: Any, monkeypatch: pytest.MonkeyPatch) -
             Settings()
 
 
+@settings(deadline=None)
 @given(
     days=st.lists(st.integers(1, 14), unique=True).map(sorted),
     retries_done=st.integers(0, 20),

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server_stub.services.billing.calendar import add_interval
@@ -187,6 +187,7 @@ def test_free_plan_upgrade_has_no_credit_line() -> None:
 # Properties over arbitrary amounts, periods and seconds.
 
 
+@settings(deadline=None)
 @given(old=amounts, new=amounts, change=changes())
 def test_lines_add_up_to_the_net_and_the_old_price_is_never_split_wrong(
     old: int, new: int, change: tuple[datetime, datetime, datetime]
@@ -213,6 +214,7 @@ def test_lines_add_up_to_the_net_and_the_old_price_is_never_split_wrong(
         assert (line.amount_minor < 0) == (line.kind is LineKind.PRORATION_CREDIT)
 
 
+@settings(deadline=None)
 @given(old=amounts, new=amounts, change=changes())
 def test_direction_is_carried_never_inferred(
     old: int, new: int, change: tuple[datetime, datetime, datetime]
@@ -237,6 +239,7 @@ def test_direction_is_carried_never_inferred(
     assert up.settlement is down.settlement is expected
 
 
+@settings(deadline=None)
 @given(old=amounts, delta=st.integers(min_value=0, max_value=10**9), change=changes())
 def test_same_rule_for_both_prices_so_dearer_never_nets_a_credit(
     old: int, delta: int, change: tuple[datetime, datetime, datetime]
@@ -247,6 +250,7 @@ def test_same_rule_for_both_prices_so_dearer_never_nets_a_credit(
     assert _prorate(old + delta, old, *change, direction=DOWN).net_minor <= 0
 
 
+@settings(deadline=None)
 @given(
     old=amounts,
     new=amounts,
@@ -267,6 +271,7 @@ def test_interval_change_charges_the_full_new_price(
             assert line.seconds == (p.period_end - at) // SECOND
 
 
+@settings(deadline=None)
 @given(paid=amounts, change=changes())
 def test_refund_split_adds_up_and_moves_one_way(
     paid: int, change: tuple[datetime, datetime, datetime]
