@@ -292,12 +292,19 @@ def test_time_outside_the_period_is_refused() -> None:
     for at in (start - timedelta(microseconds=1), end, end + SECOND):
         with pytest.raises(OutsidePeriod):
             _prorate(1, 2, start, end, at)
-        with pytest.raises(OutsidePeriod):
-            refund_split(1, start, end, at)
     with pytest.raises(ProrationError, match="at least one second"):
         _prorate(1, 2, start, start, start)
     with pytest.raises(ProrationError):
         _prorate(1, 2, end, start, start)
+
+
+def test_a_refund_may_come_before_or_after_the_period() -> None:
+    start, end = APRIL
+    assert refund_split(100_000, start, end, start - timedelta(days=3)) == (0, 100_000)
+    assert refund_split(100_000, start, end, end) == (100_000, 0)
+    assert refund_split(100_000, start, end, end + timedelta(days=40)) == (100_000, 0)
+    with pytest.raises(ProrationError, match="at least one second"):
+        refund_split(1, end, start, start)
 
 
 def test_naive_times_are_refused() -> None:
@@ -305,6 +312,10 @@ def test_naive_times_are_refused() -> None:
         _prorate(1, 2, *APRIL, datetime(2026, 4, 10))
     with pytest.raises(ValueError, match="naive"):
         refund_split(1, APRIL[0].replace(tzinfo=None), APRIL[1], APRIL[0])
+    with pytest.raises(ValueError, match="naive"):
+        refund_split(1, APRIL[0], APRIL[1].replace(tzinfo=None), APRIL[0])
+    with pytest.raises(ValueError, match="naive"):
+        refund_split(1, *APRIL, datetime(2026, 4, 10))
 
 
 @pytest.mark.parametrize("amount", [-1, True, 1.5, "100"])

@@ -26,6 +26,7 @@ from .calendar import add_interval, require_utc
 from .contract import Interval
 
 SECOND = timedelta(seconds=1)
+_TINY = timedelta(microseconds=1)
 
 
 class ChangeDirection(StrEnum):
@@ -174,9 +175,16 @@ def refund_split(
 ) -> tuple[int, int]:
     """``(used_minor, unused_minor)`` of ``paid_minor`` paid for ``[period_start, period_end)``
     at ``at``, by the same rule as a proration's credit (what an operator refunds as "the unused
-    part" is exactly what a downgrade at that second would have credited)."""
-    total, unused = _seconds(period_start, period_end, at)
-    return split_amount(paid_minor, total, unused)
+    part" is exactly what a downgrade at that second would have credited). Unlike a plan change,
+    a refund may come at any time: before the period nothing is used, from its end on all is."""
+    for name, value in (("period_start", period_start), ("period_end", period_end), ("at", at)):
+        require_utc(name, value)
+    # Before the period, as at its start; from its end on, as at its last second with nothing
+    # left (the times and the period are checked by _seconds either way).
+    total, unused = _seconds(
+        period_start, period_end, min(max(at, period_start), period_end - _TINY)
+    )
+    return split_amount(paid_minor, total, 0 if at >= period_end else unused)
 
 
 def prorate(
