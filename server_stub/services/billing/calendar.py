@@ -45,31 +45,40 @@ def add_interval(anchor: datetime, interval: Interval, n: int = 1) -> datetime:
     return anchor + _step(Interval(interval), n)
 
 
-def period_index(anchor: datetime, interval: Interval, at: datetime) -> int:
-    """The ``k`` for which ``add_interval(anchor, interval, k) <= at < ... k + 1`` (negative
-    before the anchor)."""
+def _bounds(anchor: datetime, interval: Interval, at: datetime) -> tuple[int, datetime, datetime]:
+    """``(k, start, end)`` of the period that contains ``at`` (two date additions when the
+    estimate is right, as it almost always is: the quota's hot path asks on every request)."""
     require_utc("anchor", anchor)
     require_utc("at", at)
-    interval = Interval(interval)
     if interval is Interval.MONTH:
         k = (at.year - anchor.year) * 12 + (at.month - anchor.month)
     else:
         k = at.year - anchor.year
     # The estimate counts calendar months (years) only; the anchor's day and time of day can put
-    # ``at`` one period earlier. The loops settle it in at most one step either way.
-    while anchor + _step(interval, k) > at:
+    # ``at`` one period earlier (the first loop); the second only guards start <= at < end.
+    # Every boundary is computed from the anchor.
+    start = anchor + _step(interval, k)
+    while start > at:
         k -= 1
-    while anchor + _step(interval, k + 1) <= at:
+        start = anchor + _step(interval, k)
+    end = anchor + _step(interval, k + 1)
+    while end <= at:
         k += 1
-    return k
+        start, end = end, anchor + _step(interval, k + 1)
+    return k, start, end
+
+
+def period_index(anchor: datetime, interval: Interval, at: datetime) -> int:
+    """The ``k`` for which ``add_interval(anchor, interval, k) <= at < ... k + 1`` (negative
+    before the anchor)."""
+    return _bounds(anchor, Interval(interval), at)[0]
 
 
 def period_containing(
     anchor: datetime, interval: Interval, at: datetime
 ) -> tuple[datetime, datetime]:
-    """The anchored period ``[start, end)`` that contains ``at``."""
-    interval = Interval(interval)
-    k = period_index(anchor, interval, at)
-    # The end is computed from the anchor too: ``start + 1 month`` would drift after a clamped
-    # start (Feb 28 + 1 month = Mar 28, where the anchor Jan 31 says Mar 31).
-    return anchor + _step(interval, k), anchor + _step(interval, k + 1)
+    """The anchored period ``[start, end)`` that contains ``at``. The end is computed from the
+    anchor too: ``start + 1 month`` would drift after a clamped start (Feb 28 + 1 month =
+    Mar 28, where the anchor Jan 31 says Mar 31)."""
+    _, start, end = _bounds(anchor, Interval(interval), at)
+    return start, end
