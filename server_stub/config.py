@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.protocol import (
@@ -14,6 +14,8 @@ from agent.protocol import (
     MARKETPLACE_GRACE_DAYS,
     MARKETPLACE_TRIAL_DAYS,
 )
+
+from .services.billing.dunning_schedule import DEFAULT_RETRY_DAYS, parse_retry_days
 
 
 def default_data_dir() -> Path:
@@ -132,6 +134,12 @@ class Settings(BaseSettings):
     cloudpayments_api_secret: SecretStr | None = None
     #: Where CloudPayments' API is (the fake CloudPayments' URL in tests and the demo).
     cloudpayments_api_base: str = "https://api.cloudpayments.ru"
+    #: Billing: the retries of a failed renewal, in days after the failure, comma separated
+    #: (``TGFLOW_BILLING_RETRY_DAYS=1,3,5,7``): whole days 1..14, strictly increasing; empty
+    #: for none. Hard declines are never retried (docs/billing.md, "Dunning schedule").
+    billing_retry_days: Annotated[tuple[int, ...], NoDecode, BeforeValidator(parse_retry_days)] = (
+        DEFAULT_RETRY_DAYS
+    )
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True

@@ -6,12 +6,13 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..models import Plan, Subscription, UsagePeriod, new_id
+from .billing.calendar import period_containing
+from .billing.contract import Interval
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,10 @@ class ActivePlan:
 
 
 def period_bounds(anchor: datetime, now: datetime) -> tuple[datetime, datetime]:
-    """The monthly period around ``now`` that starts on ``anchor``'s day of the month."""
-    months = (now.year - anchor.year) * 12 + (now.month - anchor.month)
-    start = anchor + relativedelta(months=months)
-    while start > now:
-        months -= 1
-        start = anchor + relativedelta(months=months)
-    while anchor + relativedelta(months=months + 1) <= now:
-        months += 1
-        start = anchor + relativedelta(months=months)
-    return start, anchor + relativedelta(months=months + 1)
+    """The monthly quota period around ``now`` that starts on ``anchor``'s day of the month.
+    The quota resets monthly whatever the plan's billing interval (a yearly plan still has a
+    monthly quota)."""
+    return period_containing(anchor, Interval.MONTH, now)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -28,9 +28,9 @@ from ..contract import (
     ProviderUnavailable,
     RefundOutcome,
 )
+from ..declines import cloudpayments_decline_is_hard
 from . import cloudpayments_events as ev
 from .amounts import format_major, minor_to_major
-from .declines import cloudpayments_decline_is_hard
 
 log = logging.getLogger("tgflow.server.billing.cloudpayments")
 

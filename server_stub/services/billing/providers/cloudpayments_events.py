@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ..contract import EventKind, ProviderEvent, ProviderName
+from ..declines import cloudpayments_decline_is_hard
 from .amounts import MINOR_UNIT_EXPONENTS, major_to_minor
-from .declines import cloudpayments_decline_is_hard
 
 #: The key under which the webhook side names the notification's type.
 NOTIFICATION_TYPE: Final = "NotificationType"

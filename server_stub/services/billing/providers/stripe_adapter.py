@@ -26,9 +26,9 @@ from ..contract import (
     ProviderUnavailable,
     RefundOutcome,
 )
+from ..declines import stripe_decline_is_hard
 from . import stripe_events as ev
 from .amounts import minor_unit_exponent
-from .declines import stripe_decline_is_hard
 
 log = logging.getLogger("tgflow.server.billing.stripe")
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..contract import EventKind, ProviderEvent, ProviderName
-from .declines import stripe_decline_is_hard
+from ..declines import stripe_decline_is_hard
 
 #: Stripe event types billing acts on, and what each means.
 PAYMENT_INTENT_KINDS = {

@@ -19,6 +19,7 @@ STRIPE_HARD_DECLINES: Final = frozenset(
     {
         # the issuer flags the card or the merchant: never approve
         "fraudulent",
+        "highest_risk_level",
         "lost_card",
         "stolen_card",
         "pickup_card",
@@ -57,6 +58,7 @@ CLOUDPAYMENTS_HARD_REASONS: Final = frozenset(
         5012,  # Invalid Transaction: the card is not for online payments
         5014,  # Invalid Card Number
         5015,  # No Such Issuer
+        5031,  # Bank Not Supported By Switch: unknown issuer
         5033,  # Expired Card Pickup
         5034,  # Suspected Fraud
         5036,  # Restricted Card
