@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     #: Failed attempts after which a notification is dead-lettered (an Admin may redrive it).
     notify_max_attempts: int = Field(default=8, ge=1, le=50)
+    #: ``Idempotency-Key`` of money-moving POSTs (docs/billing.md, "Idempotency-Key"): how long
+    #: the first response to a key is replayed (Stripe: 24 h); then the key is new again and the
+    #: sweeper prunes it.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    #: How long a key whose first request has not answered yet refuses a retry (409 in progress);
+    #: after it, a request that crashed no longer blocks its key and a retry executes.
+    idempotency_lease_seconds: int = Field(default=120, ge=5, le=3600)
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True
