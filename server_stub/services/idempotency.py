@@ -109,12 +109,14 @@ class IdempotencyService:
         token = str(uuid.uuid4())
         fresh = self._fresh_values(fingerprint, token, now)
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        # RETURNING, not rowcount: psycopg reports no row count for ON CONFLICT DO NOTHING.
         inserted = conn.execute(
             dialect.insert(table)
             .values(scope=scope, key=key, **fresh)
             .on_conflict_do_nothing(index_elements=["scope", "key"])
-        )
-        if inserted.rowcount == 1:
+            .returning(table.c.token)
+        ).first()
+        if inserted is not None:
             return Claim(scope, key, token)
         row = conn.execute(
             select(table).where(table.c.scope == scope, table.c.key == key).with_for_update()
@@ -172,8 +174,9 @@ class IdempotencyService:
                     headers=response.headers,
                     body=response.body,
                 )
-            )
-        if stored.rowcount != 1:
+                .returning(table.c.token)
+            ).first()
+        if stored is None:
             log.warning("idempotency claim lost before its response was stored")
             return False
         return True
