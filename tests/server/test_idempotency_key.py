@@ -20,21 +20,29 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from server_stub.app import _sweep_forever
+from server_stub.app import _sweep_forever, create_app
 from server_stub.db import transaction
 from server_stub.idempotency_models import HttpIdempotency
 from server_stub.models import AuditEntry
 from server_stub.portal_models import Contract
-from server_stub.routers.idempotent import IDEMPOTENCY_HEADER, KEY_PATTERN, REPLAYED_HEADER
+from server_stub.routers.idempotent import (
+    IDEMPOTENCY_HEADER,
+    KEY_PATTERN,
+    REPLAYED_HEADER,
+    UserIdempotent,
+)
 from server_stub.services.idempotency import request_fingerprint
 from server_stub.services.staff import Role, staff_actor
-from tests.helpers.api import assert_problem
+from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint
 from tests.helpers.backend import Backend, BackendFactory
 from tests.helpers.external import SECRET, seed_client, seed_contract, signed_headers
 from tests.helpers.idempotency import WAIT_SECONDS, held, relogin
+from tests.helpers.live_server import LiveServer
 from tests.helpers.staff import StaffLogin, new_staff
 
 IMPORT = "/staff/payments/import"
@@ -376,3 +384,59 @@ def test_the_fingerprint_reads_json_canonically_and_anything_else_byte_for_byte(
     assert fp(b"", "b=2&a=1") == fp(b"", "a=1&b=2") != fp(b"", "a=1")
     assert request_fingerprint("POST", "/x", "", b"") != request_fingerprint("POST", "/y", "", b"")
     assert request_fingerprint("POST", "/x", "", b"") != request_fingerprint("PUT", "/x", "", b"")
+
+
+# --- end users: UserIdempotent (the billing routes' dependency) -----------------------------------
+
+
+class _Echo(BaseModel):
+    amount_minor: int
+    execution: int
+
+
+def test_end_user_keys_are_scoped_to_the_user(backend: Backend) -> None:
+    """A route as the billing routes will declare it, on the backend's own services."""
+    executions: list[int] = []
+    router = APIRouter()
+
+    @router.post("/test/charge", status_code=201)
+    async def charge(body: _Echo, idem: UserIdempotent) -> Response:
+        def work() -> _Echo:
+            executions.append(body.amount_minor)
+            return _Echo(amount_minor=body.amount_minor, execution=len(executions))
+
+        return await idem.run(work)
+
+    app = create_app(backend.settings, services=backend.services, sweeper=False)
+    app.include_router(router)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        _charge_twice_as_two_users(backend, client, executions)
+
+
+def _charge_twice_as_two_users(
+    backend: Backend, client: httpx.Client, executions: list[int]
+) -> None:
+    tokens = [
+        backend.services.auth.register(f"u{i}@example.com", PASSWORD, fingerprint(), None)
+        for i in range(2)
+    ]
+
+    def charge_as(i: int, amount: int) -> httpx.Response:
+        return client.post(
+            "/test/charge",
+            json={"amount_minor": amount, "execution": 0},
+            headers={**bearer(str(tokens[i].access_token)), IDEMPOTENCY_HEADER: "charge-1"},
+        )
+
+    first = charge_as(0, 500)
+    assert first.status_code == 201 and first.json() == {"amount_minor": 500, "execution": 1}
+    assert_replay_of(charge_as(0, 500), first)
+    assert_problem(charge_as(0, 700), 409, "idempotency_conflict")
+    other = charge_as(1, 700)
+    assert other.status_code == 201 and other.json()["execution"] == 2
+    assert executions == [500, 700]
+    unauthenticated = client.post(
+        "/test/charge", json={"amount_minor": 1, "execution": 0}, headers={IDEMPOTENCY_HEADER: "k"}
+    )
+    assert_problem(unauthenticated, 401, "token_invalid")
+    assert executions == [500, 700]
