@@ -74,6 +74,7 @@ async def _sweep_forever(
         for sweep in (
             services.reservations.sweep,
             services.telemetry.purge_expired,
+            services.idempotency.sweep,
             services.marketplace.settle_due,
             services.audit.checkpoint_due,
             services.activations.free_dead,

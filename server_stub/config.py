@@ -140,6 +140,13 @@ class Settings(BaseSettings):
     billing_retry_days: Annotated[tuple[int, ...], NoDecode, BeforeValidator(parse_retry_days)] = (
         DEFAULT_RETRY_DAYS
     )
+    #: ``Idempotency-Key`` of money-moving POSTs (docs/billing.md, "Idempotency-Key"): how long
+    #: the first response to a key is replayed (Stripe: 24 h); then the key is new again and the
+    #: sweeper prunes it.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    #: How long a key whose first request has not answered yet refuses a retry (409 in progress);
+    #: after it, a request that crashed no longer blocks its key and a retry executes.
+    idempotency_lease_seconds: int = Field(default=120, ge=5, le=3600)
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True

@@ -498,4 +498,5 @@ class AuditCheckpoint(Base):
 
 # The license portal's tables live in their own module; importing it here puts them on
 # ``Base.metadata``, so every user of this module sees the whole schema.
+from . import idempotency_models as idempotency_models  # noqa: E402
 from . import portal_models as portal_models  # noqa: E402

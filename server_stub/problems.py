@@ -70,16 +70,17 @@ def _validation_issues(errors: Iterable[Any]) -> list[dict[str, Any]]:
     return issues
 
 
+def domain_problem(exc: DomainError, instance: str) -> JSONResponse:
+    """The problem-details answer to a domain error (the handler's, and what an idempotent
+    request stores as its first response)."""
+    return problem_response(
+        exc.code, exc.detail, title=exc.title, instance=instance, headers=exc.headers, **exc.extra
+    )
+
+
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return problem_response(
-        exc.code,
-        exc.detail,
-        title=exc.title,
-        instance=request.url.path,
-        headers=exc.headers,
-        **exc.extra,
-    )
+    return domain_problem(exc, request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

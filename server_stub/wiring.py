@@ -19,6 +19,7 @@ from .services.auth import AuthService
 from .services.callbacks import CallbackService
 from .services.clients import ClientService
 from .services.context import ServiceContext
+from .services.idempotency import IdempotencyService
 from .services.integrations import IntegrationService
 from .services.license import LicenseService
 from .services.licensing import LicensingService
@@ -65,6 +66,8 @@ class Services:
     #: The notification outbox: its channels, the expiry scan and delivery.
     notifications: NotificationService
     reports: ReportService
+    #: ``Idempotency-Key`` of the money-moving POSTs (routers/idempotent.py).
+    idempotency: IdempotencyService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -125,4 +128,5 @@ def build_services(
         activations=ActivationService(ctx, signer),
         notifications=NotificationService(ctx),
         reports=ReportService(ctx),
+        idempotency=IdempotencyService(ctx),
     )

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from agent.protocol import ErrorCode, Rfc3339DateTime
@@ -20,6 +20,7 @@ from ..problems import problem_responses
 from ..services.integrations import LicenseFilter, PaymentReport, SignedRequest
 from ..services.integrations.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from ..services.tabular import MEDIA_TYPES
+from .idempotent import REPLAYED_HEADER, Idempotent, idempotency
 from .integration_schemas import PaymentIn, PaymentRecordedOut
 
 router = APIRouter(prefix="/external", tags=["external"])
@@ -66,6 +67,8 @@ async def signed_body(request: Request, services: ServicesDep) -> bytes:
 
 
 SignedBody = Annotated[bytes, Depends(signed_body)]
+#: Every caller of ``/external`` holds the same shared secret: they are one caller, one key space.
+ExternalIdempotent = Annotated[Idempotent, idempotency(signed_body, lambda _body: "external")]
 
 
 @router.post(
@@ -87,18 +90,26 @@ SignedBody = Annotated[bytes, Depends(signed_body)]
     summary="Report a payment of a contract (idempotent on source + external_id); a contract "
     "paid in full makes its licenses available",
 )
-def report_payment(body: SignedBody, services: ServicesDep, response: Response) -> Any:
+async def report_payment(
+    body: SignedBody, services: ServicesDep, idem: ExternalIdempotent
+) -> Response:
     # Parsed here, after the signature: an unsigned request learns nothing about the schema.
+    # A body that does not parse is refused before the key is claimed (Stripe: nothing stored).
     try:
         item = PaymentIn.model_validate_json(body)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         ) from None
-    result = services.integrations.record_payment(PaymentReport(**item.model_dump()))
-    if result.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return PaymentRecordedOut.of(result)
+
+    def record() -> Response:
+        result = services.integrations.record_payment(PaymentReport(**item.model_dump()))
+        # The same payment id again (without a key, or under another key) says so as a replay
+        # of the Idempotency-Key would.
+        headers = {REPLAYED_HEADER: "true"} if result.replayed else None
+        return JSONResponse(PaymentRecordedOut.of(result).model_dump(mode="json"), headers=headers)
+
+    return await idem.run(record)
 
 
 @router.get(

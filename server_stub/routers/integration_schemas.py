@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from agent.protocol import Rfc3339DateTime
 
 from ..services.integrations import PaymentOutcome
+from ..services.integrations.payment_import import ImportResult
 from ..services.integrations.payment_queries import PaymentRow
 from ..services.integrations.payments import (
     CONTRACT_NUMBER_PATTERN,
@@ -130,3 +131,12 @@ class PaymentImportOut(BaseModel):
     imported: int
     already_recorded: int = Field(description="Rows recorded before with the same details")
     contracts_paid: list[str] = Field(description="Numbers of the contracts this import paid")
+
+    @classmethod
+    def of(cls, result: ImportResult) -> PaymentImportOut:
+        return cls(
+            rows=result.rows,
+            imported=result.imported,
+            already_recorded=result.already_recorded,
+            contracts_paid=result.contracts_paid,
+        )

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 
 from agent.protocol import ErrorCode, Rfc3339DateTime
 
@@ -20,6 +19,7 @@ from ..services.integrations.payment_queries import CURSOR_PATTERN
 from ..services.integrations.payments import SOURCE_PATTERN
 from ..services.staff import Permission
 from ..services.tabular import MEDIA_TYPES, Format
+from .idempotent import StaffIdempotent
 from .integration_schemas import PaymentImportOut, PaymentOut, PaymentPageOut
 from .staff_auth import StaffDep, staff_endpoint
 
@@ -96,6 +96,7 @@ def export_payments(
     Permission.CONTRACTS_WRITE,
     ErrorCode.VALIDATION_ERROR,
     ErrorCode.PAYLOAD_TOO_LARGE,
+    ErrorCode.IDEMPOTENCY_CONFLICT,
     status_code=status.HTTP_200_OK,
     response_model=PaymentImportOut,
     openapi_extra={
@@ -111,19 +112,16 @@ async def import_payments(
     request: Request,
     principal: StaffDep,
     services: ServicesDep,
+    idem: StaffIdempotent,
     format: Annotated[
         Literal["csv", "xlsx"] | None,
         Query(description="Default: XLSX when the body is a ZIP archive, else CSV"),
     ] = None,
-) -> PaymentImportOut:
+) -> Response:
     data = await request.body()
     fmt: Format = format or ("xlsx" if data.startswith(_ZIP_MAGIC) else "csv")
-    result = await run_in_threadpool(
-        services.integrations.import_payments, principal.actor, data, fmt
-    )
-    return PaymentImportOut(
-        rows=result.rows,
-        imported=result.imported,
-        already_recorded=result.already_recorded,
-        contracts_paid=result.contracts_paid,
+    return await idem.run(
+        lambda: PaymentImportOut.of(
+            services.integrations.import_payments(principal.actor, data, fmt)
+        )
     )
