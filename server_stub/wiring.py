@@ -16,6 +16,7 @@ from .metrics import Metrics
 from .services.activations import ActivationService
 from .services.audit import AuditLog
 from .services.auth import AuthService
+from .services.billing.service import BillingService
 from .services.callbacks import CallbackService
 from .services.clients import ClientService
 from .services.context import ServiceContext
@@ -65,6 +66,9 @@ class Services:
     #: The notification outbox: its channels, the expiry scan and delivery.
     notifications: NotificationService
     reports: ReportService
+    #: Subscription billing: plans and prices, subscriptions, provider events (no provider is
+    #: configured here yet: checkouts fail closed until adapters are wired).
+    billing: BillingService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -125,4 +129,5 @@ def build_services(
         activations=ActivationService(ctx, signer),
         notifications=NotificationService(ctx),
         reports=ReportService(ctx),
+        billing=BillingService(ctx),
     )
