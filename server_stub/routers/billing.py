@@ -63,8 +63,8 @@ def subscription_status(principal: PrincipalDep, services: ServicesDep) -> Subsc
     summary="Subscribe to a plan: returns the provider's checkout for the first invoice",
     description="The subscription is `incomplete` until the provider reports the payment (or, "
     "for a plan with a trial, the kept card). A provider this server is not configured for is "
-    "refused (422). An unpaid checkout of this account is replaced; a live subscription is "
-    "not created twice (409).",
+    "refused (503: billing fails closed). An unpaid checkout of this account is replaced; a "
+    "live subscription is not created twice (409).",
 )
 def create_subscription(
     body: SubscriptionCreate, principal: PrincipalDep, services: ServicesDep

@@ -6,6 +6,7 @@ offered, a state refuses a move) and answers them as problem details.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -133,42 +134,12 @@ class SubscriptionCancel(_Request):
 
 
 def plan_out(plan: Plan) -> PlanOut:
-    return PlanOut(
-        name=plan.name,
-        monthly_quota=plan.monthly_quota,
-        max_devices=plan.max_devices,
-        features=sorted(plan.features),
-        price_minor=plan.price_minor,
-        currency=plan.currency,
-        interval=Interval(plan.interval),
-        trial_days=plan.trial_days,
-        rank=plan.rank,
-    )
+    return PlanOut.model_validate(plan, from_attributes=True)
 
 
 def staff_plan_out(plan: Plan) -> StaffPlanOut:
-    return StaffPlanOut(
-        **plan_out(plan).model_dump(), retired_at=plan.retired_at, created_at=plan.created_at
-    )
+    return StaffPlanOut.model_validate(plan, from_attributes=True)
 
 
 def subscription_out(view: SubscriptionView) -> SubscriptionOut:
-    return SubscriptionOut(
-        id=view.id,
-        plan=view.plan,
-        state=view.state,
-        provider=ProviderName(view.provider),
-        price_minor=view.price_minor,
-        currency=view.currency,
-        interval=view.interval,
-        current_period_start=view.current_period_start,
-        current_period_end=view.current_period_end,
-        paid_through=view.paid_through,
-        trial_end=view.trial_end,
-        cancel_at_period_end=view.cancel_at_period_end,
-        canceled_at=view.canceled_at,
-        paused_at=view.paused_at,
-        grace_ends_at=view.grace_ends_at,
-        entitled_until=view.entitled_until,
-        created_at=view.created_at,
-    )
+    return SubscriptionOut.model_validate(asdict(view))

@@ -59,6 +59,18 @@ class CheckVerdict(StrEnum):
 _PAID_KINDS = (EventKind.CHECKOUT_COMPLETED, EventKind.PAYMENT_SUCCEEDED)
 
 
+def _payment_of(session: Session, event: ProviderEvent) -> BillingPayment | None:
+    """The payment ``event`` reports, if it names one and it is recorded."""
+    if not event.payment_ref:
+        return None
+    return session.scalar(
+        select(BillingPayment).where(
+            BillingPayment.provider == event.provider.value,
+            BillingPayment.payment_ref == event.payment_ref,
+        )
+    )
+
+
 class BillingEvents:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
@@ -222,12 +234,7 @@ class BillingEvents:
         succeeded = event.kind in _PAID_KINDS
         if not event.payment_ref or event.kind not in (*_PAID_KINDS, EventKind.PAYMENT_FAILED):
             return None, False
-        payment = session.scalar(
-            select(BillingPayment).where(
-                BillingPayment.provider == event.provider.value,
-                BillingPayment.payment_ref == event.payment_ref,
-            )
-        )
+        payment = _payment_of(session, event)
         if payment is not None:
             if payment.status == "succeeded" or not succeeded:
                 return payment, True
@@ -289,15 +296,7 @@ class BillingEvents:
         sub.trial_end = end if trial is not None else None
         sub.next_charge_at = end
         if invoice is not None and invoice.status == "open":
-            payment = None
-            if event.payment_ref:
-                payment = session.scalar(
-                    select(BillingPayment).where(
-                        BillingPayment.provider == event.provider.value,
-                        BillingPayment.payment_ref == event.payment_ref,
-                    )
-                )
-            self._mark_paid(invoice, payment, event)
+            self._mark_paid(invoice, _payment_of(session, event), event)
             invoice.period_start, invoice.period_end = start, end
             for line in session.scalars(
                 select(BillingInvoiceLine).where(BillingInvoiceLine.invoice_id == invoice.id)
@@ -307,16 +306,7 @@ class BillingEvents:
     def _refunded(
         self, session: Session, sub: BillingSubscription, event: ProviderEvent
     ) -> tuple[ApplyOutcome, str | None]:
-        payment = (
-            session.scalar(
-                select(BillingPayment).where(
-                    BillingPayment.provider == event.provider.value,
-                    BillingPayment.payment_ref == event.payment_ref,
-                )
-            )
-            if event.payment_ref
-            else None
-        )
+        payment = _payment_of(session, event)
         if payment is None or payment.status != "succeeded":
             return ApplyOutcome.IGNORED, "no such payment"
         amount = event.amount_minor if event.amount_minor is not None else payment.amount_minor

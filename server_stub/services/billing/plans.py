@@ -128,8 +128,6 @@ class BillingPlans:
 
     def change(self, actor: str, name: str, changes: PlanChanges) -> Plan:
         values = changes.given()
-        if not values:
-            raise ValidationFailed("nothing to change")
         _check(values)
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
@@ -145,7 +143,8 @@ class BillingPlans:
             changed = {
                 k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]
             }
-            record(session, now, actor, "billing.plan.change", plan_object(name), changed)
+            if changed:  # a change that changes nothing is not recorded
+                record(session, now, actor, "billing.plan.change", plan_object(name), changed)
             return plan
 
     def retire(self, actor: str, name: str) -> Plan:

@@ -53,8 +53,9 @@ class CancelWhen(StrEnum):
     NOW = "now"
 
 
-class ProviderNotConfigured(ValidationFailed):
-    """The provider asked for is not configured on this server: billing fails closed."""
+class ProviderNotConfigured(ServiceUnavailable):
+    """The provider asked for is not configured on this server: billing fails closed (503, as
+    ``/external`` does without its secret)."""
 
 
 @dataclass(frozen=True)
