@@ -10,7 +10,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from ..models import Plan
@@ -89,6 +96,13 @@ class PlanPatch(_Request):
     interval: Interval | NoNull = None
     trial_days: TrialDays | NoNull = None
     rank: Rank | NoNull = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> PlanPatch:
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"may be left out but not null: {', '.join(nulls)}")
+        return self
 
 
 class SubscriptionOut(BaseModel):

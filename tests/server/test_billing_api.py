@@ -185,6 +185,11 @@ def test_staff_manage_plans_with_permissions_and_audit(backend: Backend) -> None
         422,
         "validation_error",
     )
+    assert_problem(
+        client.patch("/staff/billing/plans/team", headers=admin.headers, json={"rank": None}),
+        422,
+        "validation_error",
+    )
     r = client.post("/staff/billing/plans/team/retire", headers=admin.headers)
     assert r.status_code == 200 and r.json()["retired_at"]
     listed = client.get("/staff/billing/plans", headers=support.headers)
