@@ -15,10 +15,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...billing_models import BillingCreditNote, BillingInvoice, BillingInvoiceLine
+from ...billing_models import LINE_KINDS, BillingCreditNote, BillingInvoice, BillingInvoiceLine
 from ...errors import ValidationFailed
-
-LINE_KINDS = ("charge", "proration_charge", "proration_credit")
 
 
 def new_invoice(

@@ -35,6 +35,7 @@ from .common import (
     subscription_view,
 )
 from .contract import (
+    Checkout,
     ProviderAdapter,
     ProviderName,
     ProviderRefused,
@@ -63,6 +64,18 @@ class CreatedSubscription:
     subscription: SubscriptionView
     invoice_id: str
     checkout_url: str
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A checkout's first invoice, as the provider is asked to charge it."""
+
+    invoice_id: str
+    subscription_id: str
+    customer_email: str
+    description: str
+    amount_minor: int
+    currency: str
 
 
 def subscription_object(subscription_id: str) -> str:
@@ -147,39 +160,47 @@ class Subscriptions:
                 subscription_object(sub.id),
                 {"plan": plan.name, "provider": provider.value, "invoice": invoice.id},
             )
-            checkout_args = {
-                "invoice_id": invoice.id,
-                "subscription_id": sub.id,
-                "customer_email": user.email,
-                "description": f"TGFlow {what}",
-                "amount_minor": invoice.amount_due_minor,
-                "currency": invoice.currency,
-            }
+            opened = _Opened(
+                invoice_id=invoice.id,
+                subscription_id=sub.id,
+                customer_email=user.email,
+                description=f"TGFlow {what}",
+                amount_minor=invoice.amount_due_minor,
+                currency=invoice.currency,
+            )
+        # Outside any transaction: a provider's round trip must not hold the user's lock.
+        checkout = self._checkout(adapter, opened)
+        with transaction(self._ctx.write) as session:
+            row = session.get(BillingInvoice, opened.invoice_id)
+            assert row is not None
+            row.checkout_ref = checkout.checkout_ref[:255]
+            row.checkout_url = checkout.url[:2048]
+            fresh = session.get(BillingSubscription, opened.subscription_id)
+            assert fresh is not None
+            view = subscription_view(self._ctx, session, fresh)
+        return CreatedSubscription(view, opened.invoice_id, checkout.url)
+
+    def _checkout(self, adapter: ProviderAdapter, opened: _Opened) -> Checkout:
         settings = self._ctx.settings
         base = settings.public_url.rstrip("/")
         try:
-            # Outside any transaction: a provider's round trip must not hold the user's lock.
-            checkout = adapter.create_checkout(
-                **checkout_args,  # type: ignore[arg-type]
+            return adapter.create_checkout(
+                invoice_id=opened.invoice_id,
+                subscription_id=opened.subscription_id,
+                customer_email=opened.customer_email,
+                description=opened.description,
+                amount_minor=opened.amount_minor,
+                currency=opened.currency,
                 success_url=settings.billing_success_url or f"{base}/billing/checkout/success",
                 cancel_url=settings.billing_cancel_url or f"{base}/billing/checkout/cancel",
-                idempotency_key=f"checkout-{checkout_args['invoice_id']}",
+                idempotency_key=f"checkout-{opened.invoice_id}",
             )
         except ProviderUnavailable as exc:
             raise ServiceUnavailable(
-                f"{provider.value} is unavailable; try again", headers={"Retry-After": "30"}
+                f"{adapter.name.value} is unavailable; try again", headers={"Retry-After": "30"}
             ) from exc
         except ProviderRefused as exc:
-            raise ValidationFailed(f"{provider.value} refused the checkout") from exc
-        with transaction(self._ctx.write) as session:
-            opened = session.get(BillingInvoice, checkout_args["invoice_id"])
-            assert opened is not None
-            opened.checkout_ref = checkout.checkout_ref[:255]
-            opened.checkout_url = checkout.url[:2048]
-            fresh = session.get(BillingSubscription, checkout_args["subscription_id"])
-            assert fresh is not None
-            view = subscription_view(self._ctx, session, fresh)
-        return CreatedSubscription(view, str(checkout_args["invoice_id"]), checkout.url)
+            raise ValidationFailed(f"{adapter.name.value} refused the checkout") from exc
 
     def _replace_unpaid(self, session: Session, user_id: str, now: datetime, actor: Actor) -> None:
         live = current_subscription(session, user_id, lock=True)
