@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from ..billing_models import BillingInvoice, BillingInvoiceLine
 from ..models import Plan
 from ..services.billing.common import SubscriptionView
 from ..services.billing.contract import Interval, ProviderName, SubscriptionState
@@ -29,7 +30,7 @@ from ..services.billing.plans import (
     MAX_TRIAL_DAYS,
     PLAN_NAME_PATTERN,
 )
-from ..services.billing.subscriptions import CancelWhen
+from ..services.billing.subscriptions import CancelWhen, SubscriptionHistory
 from .wire_numbers import json_integer
 
 PlanName = Annotated[str, StringConstraints(pattern=PLAN_NAME_PATTERN)]
@@ -147,6 +148,52 @@ class SubscriptionCancel(_Request):
     when: CancelWhen = CancelWhen.PERIOD_END
 
 
+class TransitionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    #: ``null`` for the creation.
+    from_state: SubscriptionState | None
+    to_state: SubscriptionState
+    at: datetime
+    actor_kind: Literal["user", "staff", "provider", "system"]
+    actor_id: str
+    reason: str
+
+
+class InvoiceLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: Literal["charge", "proration_charge", "proration_credit"]
+    amount_minor: int = Field(description="a credit is negative")
+    currency: str
+    description: str
+    period_start: datetime
+    period_end: datetime
+
+
+class InvoiceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: Literal["draft", "open", "paid", "void", "uncollectible"]
+    currency: str
+    total_minor: int
+    amount_due_minor: int
+    amount_paid_minor: int
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+    paid_at: datetime | None
+    lines: list[InvoiceLineOut]
+
+
+class SubscriptionHistoryOut(BaseModel):
+    subscription: SubscriptionOut
+    user_id: str
+    transitions: list[TransitionOut]
+    invoices: list[InvoiceOut]
+
+
 def plan_out(plan: Plan) -> PlanOut:
     return PlanOut.model_validate(plan, from_attributes=True)
 
@@ -157,3 +204,17 @@ def staff_plan_out(plan: Plan) -> StaffPlanOut:
 
 def subscription_out(view: SubscriptionView) -> SubscriptionOut:
     return SubscriptionOut.model_validate(asdict(view))
+
+
+def _invoice_out(invoice: BillingInvoice, lines: list[BillingInvoiceLine]) -> InvoiceOut:
+    fields = {name: getattr(invoice, name) for name in InvoiceOut.model_fields if name != "lines"}
+    return InvoiceOut(**fields, lines=[InvoiceLineOut.model_validate(line) for line in lines])
+
+
+def history_out(history: SubscriptionHistory) -> SubscriptionHistoryOut:
+    return SubscriptionHistoryOut(
+        subscription=subscription_out(history.subscription),
+        user_id=history.user_id,
+        transitions=[TransitionOut.model_validate(t) for t in history.transitions],
+        invoices=[_invoice_out(invoice, lines) for invoice, lines in history.invoices],
+    )

@@ -14,12 +14,21 @@ from agent.protocol import ErrorCode
 from ..deps import ServicesDep
 from ..services.billing.plans import PLAN_NAME_PATTERN, PlanChanges, PlanSpec
 from ..services.staff import Permission
-from .billing_schemas import PlanCreate, PlanPatch, StaffPlanList, StaffPlanOut, staff_plan_out
+from .billing_schemas import (
+    PlanCreate,
+    PlanPatch,
+    StaffPlanList,
+    StaffPlanOut,
+    SubscriptionHistoryOut,
+    history_out,
+    staff_plan_out,
+)
 from .staff_auth import StaffDep, staff_endpoint
 
 router = APIRouter(prefix="/staff/billing", tags=["billing"])
 
 PlanNamePath = Annotated[str, Path(pattern=PLAN_NAME_PATTERN)]
+SubscriptionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 
 
 @staff_endpoint(
@@ -83,3 +92,18 @@ def staff_retire_plan(
     name: PlanNamePath, principal: StaffDep, services: ServicesDep
 ) -> StaffPlanOut:
     return staff_plan_out(services.billing.plans.retire(principal.actor, name))
+
+
+@staff_endpoint(
+    router,
+    "GET",
+    "/subscriptions/{subscription_id}",
+    Permission.BILLING_READ,
+    ErrorCode.NOT_FOUND,
+    response_model=SubscriptionHistoryOut,
+    summary="A subscription with every transition (who or what, when, why) and its invoices",
+)
+def staff_subscription(
+    subscription_id: SubscriptionId, services: ServicesDep
+) -> SubscriptionHistoryOut:
+    return history_out(services.billing.history(subscription_id))

@@ -97,6 +97,26 @@ def test_the_license_follows_the_subscription(backend: Backend, adapter: Recordi
     # Cancel now: no renewal, but the month paid stays in force (no grace: nothing to collect).
     r = client.post("/subscriptions/cancel", headers=bearer(token), json={"when": "now"})
     assert r.status_code == 200 and r.json()["subscription"]["state"] == "canceled"
+    # Staff see every transition: who or what, when, why; and the invoice's lines.
+    support = new_staff(client, backend.services, backend.clock, Role.SUPPORT, enrol=False)
+    url = f"/staff/billing/subscriptions/{created['subscription']['id']}"
+    history = client.get(url, headers=support.headers)
+    assert history.status_code == 200, history.text
+    moves = [
+        (t["from_state"], t["to_state"], t["actor_kind"]) for t in history.json()["transitions"]
+    ]
+    assert moves == [
+        (None, "incomplete", "user"),
+        ("incomplete", "active", "provider"),
+        ("active", "canceled", "user"),
+    ]
+    (invoice,) = history.json()["invoices"]
+    assert invoice["status"] == "paid" and invoice["amount_paid_minor"] == 99_000
+    assert [(line["kind"], line["amount_minor"]) for line in invoice["lines"]] == [
+        ("charge", 99_000)
+    ]
+    missing = client.get("/staff/billing/subscriptions/no-such-thing", headers=support.headers)
+    assert_problem(missing, 404, "not_found")
     assert client.get("/license", headers=bearer(token)).json()["status"] == "active"
     backend.clock.advance(timedelta(days=32).total_seconds())
     login = {"email": email, "password": PASSWORD, "device_fingerprint": fp}

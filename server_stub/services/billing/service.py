@@ -30,6 +30,7 @@ class BillingService:
         self.pause = self.subscriptions.pause
         self.resume = self.subscriptions.resume
         self.status = self.subscriptions.status
+        self.history = self.subscriptions.history
         self.tick = self.subscriptions.tick
         self.apply_event = self.events.apply_event
         self.check_invoice = self.events.check_invoice

@@ -17,7 +17,12 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...billing_models import BillingInvoice, BillingSubscription
+from ...billing_models import (
+    BillingInvoice,
+    BillingInvoiceLine,
+    BillingSubscription,
+    BillingTransition,
+)
 from ...db import transaction
 from ...errors import AlreadyExists, NotFound, ServiceUnavailable, ValidationFailed
 from ...models import Plan, User
@@ -42,7 +47,7 @@ from .contract import (
     ProviderUnavailable,
     SubscriptionState,
 )
-from .invoices import add_line, new_invoice, void_open_invoices
+from .invoices import add_line, lines_of, new_invoice, void_open_invoices
 from .states import TERMINAL, IllegalTransition, Trigger, due_trigger
 
 log = logging.getLogger("tgflow.server.billing")
@@ -76,6 +81,14 @@ class _Opened:
     description: str
     amount_minor: int
     currency: str
+
+
+@dataclass(frozen=True)
+class SubscriptionHistory:
+    subscription: SubscriptionView
+    user_id: str
+    transitions: list[BillingTransition]
+    invoices: list[tuple[BillingInvoice, list[BillingInvoiceLine]]]
 
 
 def subscription_object(subscription_id: str) -> str:
@@ -275,6 +288,33 @@ class Subscriptions:
         with transaction(self._ctx.read) as session:
             sub = current_subscription(session, user_id)
             return None if sub is None else subscription_view(self._ctx, session, sub)
+
+    def history(self, subscription_id: str) -> SubscriptionHistory:
+        """A subscription with every transition and invoice (for staff)."""
+        with transaction(self._ctx.read) as session:
+            sub = session.get(BillingSubscription, subscription_id)
+            if sub is None:
+                raise NotFound("no such subscription")
+            transitions = list(
+                session.scalars(
+                    select(BillingTransition)
+                    .where(BillingTransition.subscription_id == sub.id)
+                    .order_by(BillingTransition.seq)
+                )
+            )
+            invoices = list(
+                session.scalars(
+                    select(BillingInvoice)
+                    .where(BillingInvoice.subscription_id == sub.id)
+                    .order_by(BillingInvoice.created_at, BillingInvoice.id)
+                )
+            )
+            return SubscriptionHistory(
+                subscription=subscription_view(self._ctx, session, sub),
+                user_id=sub.user_id,
+                transitions=transitions,
+                invoices=[(invoice, lines_of(session, invoice.id)) for invoice in invoices],
+            )
 
     # --- the clock -----------------------------------------------------------------------------
 
