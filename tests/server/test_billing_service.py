@@ -323,6 +323,10 @@ def test_check_invoice(world: BillingWorld) -> None:
     assert check(invoice_id, 99_001, "RUB") is CheckVerdict.WRONG_AMOUNT
     assert check(invoice_id, 99_000, "USD") is CheckVerdict.WRONG_AMOUNT
     assert check("no-such-invoice", 99_000, "RUB") is CheckVerdict.UNKNOWN_INVOICE
+    # What a provider echoes back is not trusted to be our id (a NUL is PostgreSQL's error).
+    assert check("bad\x00id", 99_000, "RUB") is CheckVerdict.UNKNOWN_INVOICE
+    garbled = world.event(EventKind.PAYMENT_SUCCEEDED, "x\x00", subscription_id="y\x00")
+    assert world.billing.apply_event(garbled) is ApplyOutcome.IGNORED
     world.pay(invoice_id)
     assert check(invoice_id, 99_000, "RUB") is CheckVerdict.REJECTED
 

@@ -12,6 +12,7 @@ that went back whatever the order, and always applies.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from enum import StrEnum
 
@@ -59,6 +60,15 @@ class CheckVerdict(StrEnum):
 _PAID_KINDS = (EventKind.CHECKOUT_COMPLETED, EventKind.PAYMENT_SUCCEEDED)
 
 
+_OUR_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _our_id(value: str | None) -> str | None:
+    """``value`` if it can be one of our ids (a UUID), else ``None``: what a provider echoes
+    back is not trusted to be one (a NUL byte would be PostgreSQL's error, not a miss)."""
+    return value if value is not None and _OUR_ID.fullmatch(value) else None
+
+
 def _payment_of(session: Session, event: ProviderEvent) -> BillingPayment | None:
     """The payment ``event`` reports, if it names one and it is recorded."""
     if not event.payment_ref:
@@ -96,8 +106,9 @@ class BillingEvents:
     def _apply_once(self, event: ProviderEvent) -> tuple[ApplyOutcome, str | None]:
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
-            invoice = session.get(BillingInvoice, event.invoice_id) if event.invoice_id else None
-            sub_id = invoice.subscription_id if invoice is not None else event.subscription_id
+            invoice_id = _our_id(event.invoice_id)
+            invoice = session.get(BillingInvoice, invoice_id) if invoice_id else None
+            sub_id = invoice.subscription_id if invoice else _our_id(event.subscription_id)
             # The subscription's lock first: one subscription's events apply one at a time.
             sub = (
                 session.scalar(
@@ -346,6 +357,8 @@ class BillingEvents:
 
     def check_invoice(self, invoice_id: str, amount_minor: int, currency: str) -> CheckVerdict:
         """Whether a payment of ``amount_minor`` ``currency`` for our invoice may go ahead."""
+        if _our_id(invoice_id) is None:
+            return CheckVerdict.UNKNOWN_INVOICE
         with transaction(self._ctx.read) as session:
             invoice = session.get(BillingInvoice, invoice_id)
             if invoice is None:
