@@ -256,6 +256,10 @@ def test_a_trial_keeps_the_card_and_is_entitled_for_its_days(world: BillingWorld
             select(BillingInvoiceLine).where(BillingInvoiceLine.invoice_id == invoice_id)
         )
         assert line.amount_minor == 0 and "trial" in line.description
+    # One trial per account: subscribing again pays from the start.
+    world.billing.cancel(Actor.user(user), user, CancelWhen.NOW)
+    _, again = world.subscribe(user, "trial-pro")
+    assert world.invoice(again).amount_due_minor == 49_000
 
 
 def test_a_full_refund_of_the_current_period_ends_the_entitlement_now(world: BillingWorld) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from ...billing_models import (
@@ -91,6 +91,17 @@ class SubscriptionHistory:
     invoices: list[tuple[BillingInvoice, list[BillingInvoiceLine]]]
 
 
+def _had_trial(session: Session, user_id: str) -> bool:
+    """A trial is given once per account: whoever has trialed pays from the start."""
+    trialed = exists().where(
+        BillingTransition.subscription_id == BillingSubscription.id,
+        BillingTransition.to_state == S.TRIALING.value,
+    )
+    return bool(
+        session.scalar(select(exists().where(BillingSubscription.user_id == user_id, trialed)))
+    )
+
+
 def subscription_object(subscription_id: str) -> str:
     """The audit log's object path of a subscription."""
     return f"billing/subscription/{subscription_id}"
@@ -123,6 +134,7 @@ class Subscriptions:
             if plan is None:
                 raise NotFound(f"no plan named {plan_name!r} is offered")
             self._replace_unpaid(session, user_id, now, actor)
+            trial_days = 0 if _had_trial(session, user_id) else plan.trial_days
             sub = BillingSubscription(
                 user_id=user_id,
                 plan_id=plan.id,
@@ -133,17 +145,15 @@ class Subscriptions:
                 interval=plan.interval,
                 cancel_at_period_end=False,
                 # Provisional: the trial's length, counted again from when the checkout completes.
-                trial_end=now + timedelta(days=plan.trial_days) if plan.trial_days else None,
+                trial_end=now + timedelta(days=trial_days) if trial_days else None,
                 created_at=now,
                 updated_at=now,
             )
             session.add(sub)
             session.flush()
             record_creation(session, sub, actor, f"checkout of plan {plan.name}")
-            trial = plan.trial_days > 0
-            end = (
-                now + timedelta(days=plan.trial_days) if trial else add_interval(now, plan.interval)
-            )
+            trial = trial_days > 0
+            end = now + timedelta(days=trial_days) if trial else add_interval(now, plan.interval)
             invoice = new_invoice(
                 session,
                 subscription_id=sub.id,
@@ -153,7 +163,7 @@ class Subscriptions:
                 period_end=end,
                 now=now,
             )
-            what = f"{plan.name}: {plan.trial_days}-day trial" if trial else f"{plan.name}"
+            what = f"{plan.name}: {trial_days}-day trial" if trial else f"{plan.name}"
             add_line(
                 session,
                 invoice,
