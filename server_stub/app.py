@@ -25,6 +25,8 @@ from .problems import install_handlers
 from .ratelimit import RateLimitMiddleware, make_storage
 from .routers import (
     auth,
+    billing,
+    billing_staff,
     external,
     license,
     licensing,
@@ -152,6 +154,8 @@ def create_app(
         portal_activations.router,
         portal_notifications.router,
         portal_reports.router,
+        billing.router,
+        billing_staff.router,
         system.router,
     ):
         app.include_router(router)

@@ -24,7 +24,7 @@ from agent.protocol import (
     public_key_pin,
 )
 
-from . import cli_licenses, cli_staff, db
+from . import cli_billing, cli_licenses, cli_staff, db
 from .clock import SystemClock
 from .config import Settings, default_data_dir
 from .demo import DEMO_EMAIL, seed_demo_user
@@ -210,19 +210,6 @@ def cmd_users(args: argparse.Namespace) -> None:
     )
     if generated:
         print(f"password: {password}")
-
-
-def cmd_plans(args: argparse.Namespace) -> None:
-    if args.action == "create":
-        services = _services(args)
-        features = [f.strip() for f in (args.features or "").split(",") if f.strip()]
-        plan = services.plans.create(args.name, args.quota, args.max_devices, features)
-        print(f"plan {plan.name}: {plan.monthly_quota} messages/month, {plan.max_devices} devices")
-        return
-    for plan in _services(args, read_only=True).plans.list():
-        listed = ",".join(plan.features) or "-"
-        quota = f"{plan.monthly_quota:>10} msg/month"
-        print(f"{plan.name:20} {quota} {plan.max_devices:>3} devices  {listed}")
 
 
 def cmd_db(args: argparse.Namespace) -> None:
@@ -542,29 +529,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--password", help="default: $TGFLOW_NEW_USER_PASSWORD, else generated")
     p.add_argument("--plan", help="plan name (default: $TGFLOW_DEFAULT_PLAN)")
-    p = add("plans", cmd_plans, "manage plans")
-    p.add_argument("action", choices=["create", "list"])
-    p.add_argument("--name")
-    p.add_argument("--quota", type=_positive, help="messages per month")
-    p.add_argument("--max-devices", type=_positive, default=1)
-    p.add_argument("--features", help="comma-separated feature names")
     p = add("db", cmd_db, "database maintenance")
     p.add_argument("action", choices=["upgrade"])
     _add_marketplace(sub, common)
     cli_staff.add_commands(sub, common, _services)
     cli_licenses.add_commands(sub, common, _services)
+    cli_billing.add_commands(sub, common, _services)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if (
-        args.command == "plans"
-        and args.action == "create"
-        and (not args.name or args.quota is None)
-    ):
-        parser.error("plans create needs --name and --quota")
+    cli_billing.check_args(parser, args)
     cli_staff.check_args(parser, args)
     cli_licenses.check_args(parser, args)
     try:

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     #: Marketplace: the length of an app's trial, and of the grace after a paid period lapses.
     marketplace_trial_days: int = Field(default=MARKETPLACE_TRIAL_DAYS, ge=1, le=365)
     marketplace_grace_days: int = Field(default=MARKETPLACE_GRACE_DAYS, ge=0, le=365)
+    #: Billing: how many days past the paid period a ``past_due`` subscription keeps its plan
+    #: while a renewal or dunning retry may still pay (docs/billing.md); then the license stops.
+    billing_grace_days: int = Field(default=3, ge=0, le=60)
+    #: Billing: where the provider's checkout sends the customer after paying or giving up.
+    #: Unset: ``<public_url>/billing/checkout/success`` and ``.../cancel``.
+    billing_success_url: str | None = None
+    billing_cancel_url: str | None = None
     #: Audit log: the sweeper signs a checkpoint of the head when it moved and the last
     #: checkpoint is this old, or sooner when this many entries are not yet covered. Entries
     #: after the last checkpoint are the window in which a cut from the end goes unseen.

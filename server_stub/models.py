@@ -70,10 +70,22 @@ class Plan(Base):
     max_devices: Mapped[int] = mapped_column(Integer)
     features: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Billing (docs/billing.md, "Plans, subscriptions and entitlement"): the price of one
+    # ``interval``, in minor units of ``currency``; ``rank`` states the direction of a plan
+    # change (higher: upgrade); a retired plan is no longer offered, its subscribers keep it.
+    price_minor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    currency: Mapped[str] = mapped_column(String(3), default="RUB", server_default="RUB")
+    interval: Mapped[str] = mapped_column(String(8), default="month", server_default="month")
+    trial_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
         CheckConstraint("monthly_quota >= 0", name="quota_nonnegative"),
         CheckConstraint("max_devices >= 1", name="devices_positive"),
+        CheckConstraint("price_minor >= 0", name="price_nonnegative"),
+        CheckConstraint("\"interval\" IN ('month', 'year')", name="interval_known"),
+        CheckConstraint("trial_days >= 0", name="trial_nonnegative"),
     )
 
 
@@ -88,7 +100,10 @@ class User(Base):
 
 
 class Subscription(Base):
-    """A user's current plan. ``period_anchor`` fixes the day each monthly quota period starts."""
+    """A user's current plan: the entitlement the hot paths read. ``period_anchor`` fixes the
+    day each monthly quota period starts. ``entitled_until``: the end of what billing's
+    subscription pays for (with its grace), kept in step by billing's projector; ``None`` for a
+    plan the operator assigned without billing (it lasts while ``status`` is active)."""
 
     __tablename__ = "subscriptions"
 
@@ -98,6 +113,7 @@ class Subscription(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     period_anchor: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    entitled_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class UsagePeriod(Base):
@@ -498,5 +514,6 @@ class AuditCheckpoint(Base):
 
 # The license portal's tables live in their own module; importing it here puts them on
 # ``Base.metadata``, so every user of this module sees the whole schema.
+from . import billing_models as billing_models  # noqa: E402
 from . import idempotency_models as idempotency_models  # noqa: E402
 from . import portal_models as portal_models  # noqa: E402

@@ -16,6 +16,7 @@ from .metrics import Metrics
 from .services.activations import ActivationService
 from .services.audit import AuditLog
 from .services.auth import AuthService
+from .services.billing.service import BillingService
 from .services.callbacks import CallbackService
 from .services.clients import ClientService
 from .services.context import ServiceContext
@@ -68,6 +69,9 @@ class Services:
     reports: ReportService
     #: ``Idempotency-Key`` of the money-moving POSTs (routers/idempotent.py).
     idempotency: IdempotencyService
+    #: Subscription billing: plans and prices, subscriptions, provider events (no provider is
+    #: configured here yet: checkouts fail closed until adapters are wired).
+    billing: BillingService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -129,4 +133,5 @@ def build_services(
         notifications=NotificationService(ctx),
         reports=ReportService(ctx),
         idempotency=IdempotencyService(ctx),
+        billing=BillingService(ctx),
     )

@@ -73,8 +73,8 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def max_devices(session: Session, user_id: str) -> int:
-    active = active_plan(session, user_id)
+def max_devices(session: Session, user_id: str, now: datetime) -> int:
+    active = active_plan(session, user_id, now)
     return active.plan.max_devices if active else DEVICES_WITHOUT_PLAN
 
 
@@ -180,7 +180,7 @@ class AuthService:
             if name:
                 device.name = name
             return device
-        limit = max_devices(session, user.id)
+        limit = max_devices(session, user.id, now)
         if count_devices(session, user.id) >= limit:
             raise DeviceLimit(
                 f"this account may use {limit} device(s); deactivate one to use this device",
@@ -376,7 +376,7 @@ class AuthService:
                     .order_by(Device.created_at, Device.id)
                 )
             )
-            return devices, max_devices(session, principal.user.id)
+            return devices, max_devices(session, principal.user.id, self._ctx.clock.now())
 
     def deactivate_device(self, principal: Principal, device_id: str) -> None:
         now = self._ctx.clock.now()

@@ -17,7 +17,7 @@ from ..models import Device, Plan, Subscription, UsagePeriod
 from ..tokens import fingerprint_hash
 from .auth import DEVICES_WITHOUT_PLAN, Principal
 from .context import ServiceContext
-from .periods import active_plan, current_period, is_anchored_period
+from .periods import active_plan, current_period, entitled, is_anchored_period
 from .reservations import expired_hold_exists, release_expired_holds
 
 #: A cached lease is signed again once this share of its lifetime has passed.
@@ -61,7 +61,7 @@ _LICENSE_ROW = (
             _periods.c.period_end > bindparam("now"),
         ),
     )
-    .where(_subscriptions.c.user_id == bindparam("user_id"), _subscriptions.c.status == "active")
+    .where(_subscriptions.c.user_id == bindparam("user_id"), entitled(_subscriptions))
 )
 
 
@@ -104,7 +104,7 @@ class LicenseService:
             or not is_anchored_period(row.period_anchor, row.period_start, row.period_end)
         ):
             with transaction(self._ctx.write) as session:
-                active = active_plan(session, user_id)
+                active = active_plan(session, user_id, now)
                 if active is not None:
                     period = current_period(session, active, now, lock=True)
                     release_expired_holds(session, period, now)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,19 +36,29 @@ def is_anchored_period(anchor: datetime, start: datetime, end: datetime) -> bool
     return period_bounds(anchor, start) == (start, end)
 
 
+def entitled(subscriptions: Any) -> ColumnElement[bool]:
+    """The one rule of whether a user's plan is in force at ``:now``: its status is active and
+    billing's paid-through end (with grace) is still ahead, or it has none (an operator-assigned
+    plan). ``subscriptions`` is the table or its ORM class."""
+    c = subscriptions.c if hasattr(subscriptions, "c") else subscriptions
+    return (c.status == "active") & or_(
+        c.entitled_until.is_(None), c.entitled_until > bindparam("now")
+    )
+
+
 # Hot-path statements are built once: building them per call costs more than running them.
 _ACTIVE_PLAN = (
     select(Subscription, Plan)
     .join(Plan, Plan.id == Subscription.plan_id)
-    .where(Subscription.user_id == bindparam("user_id"), Subscription.status == "active")
+    .where(Subscription.user_id == bindparam("user_id"), entitled(Subscription))
 )
 _PERIOD = select(UsagePeriod).where(
     UsagePeriod.user_id == bindparam("user_id"), UsagePeriod.period_start == bindparam("start")
 )
 
 
-def active_plan(session: Session, user_id: str) -> ActivePlan | None:
-    row = session.execute(_ACTIVE_PLAN, {"user_id": user_id}).first()
+def active_plan(session: Session, user_id: str, now: datetime) -> ActivePlan | None:
+    row = session.execute(_ACTIVE_PLAN, {"user_id": user_id, "now": now}).first()
     return ActivePlan(subscription=row[0], plan=row[1]) if row else None
 
 
@@ -59,6 +70,8 @@ def subscribe(session: Session, user_id: str, plan: Plan, now: datetime) -> Subs
     else:
         sub.plan_id = plan.id
         sub.status = "active"
+    # The operator's assignment is not billing's: it lasts until the operator changes it.
+    sub.entitled_until = None
     session.flush()
     return sub
 

@@ -60,7 +60,7 @@ from ..errors import (
 )
 from ..models import IdempotencyKey, Plan, Reservation, Subscription, UsagePeriod, new_id
 from .context import ServiceContext
-from .periods import active_plan, current_period, is_anchored_period, remaining
+from .periods import active_plan, current_period, entitled, is_anchored_period, remaining
 
 log = logging.getLogger("tgflow.server.usage")
 
@@ -183,7 +183,7 @@ _RESERVE_CONTEXT = (
         & (_periods.c.period_start <= bindparam("now"))
         & (_periods.c.period_end > bindparam("now")),
     )
-    .where(_subscriptions.c.user_id == bindparam("user_id"), _subscriptions.c.status == "active")
+    .where(_subscriptions.c.user_id == bindparam("user_id"), entitled(_subscriptions))
 )
 _KEY = select(
     _keys.c.request_hash,
@@ -332,7 +332,7 @@ class ReservationService:
     def _prepare_period(self, conn: Connection, user_id: str, now: datetime) -> str:
         """The rare path: make this period's row and release its expired holds (ORM)."""
         with Session(bind=conn, autoflush=False) as session:
-            active = active_plan(session, user_id)
+            active = active_plan(session, user_id, now)
             assert active is not None
             period = current_period(session, active, now, lock=True)
             self._release(session, period, now)

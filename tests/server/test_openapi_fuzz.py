@@ -55,9 +55,11 @@ from server_stub.config import Settings
 from server_stub.db import transaction
 from server_stub.middleware import UPLOAD_PREFIX, UPLOAD_SUFFIX
 from server_stub.models import Staff
+from server_stub.services.billing.contract import ProviderName
 from server_stub.services.staff import Role
 from server_stub.services.tabular import MAX_IMPORT_BYTES
 from tests.helpers.api import PASSWORD, bearer, fingerprint
+from tests.helpers.billing import RecordingAdapter
 
 #: Fixed seed + derandomised Hypothesis: the same requests on every run, locally and in CI.
 SEED = 20240611
@@ -132,6 +134,10 @@ def _new_app(**settings: Any) -> FastAPI:
 
 #: The backend under fuzz; the rate limiter is off so that requests are not answered by it alone.
 APP = _new_app()
+# Both payment providers configured (recording only), so a checkout is opened rather than
+# refused for want of a provider (503, billing failing closed).
+for _provider in ProviderName:
+    APP.state.services.billing.add_adapter(RecordingAdapter(name=_provider))
 #: The production default (limiter on), with a limit the run exceeds right away.
 LIMITED_APP = _new_app(
     rate_limit_enabled=True, rate_limit_per_ip="5/minute", rate_limit_per_token="5/minute"
@@ -197,6 +203,10 @@ def account() -> Account:
 DOMAIN_RULE_422 = frozenset(
     {
         "POST /usage/commit",
+        # The subscription's state refuses the move (resume one not paused, cancel one canceled).
+        "POST /subscriptions/cancel",
+        "POST /subscriptions/pause",
+        "POST /subscriptions/resume",
         "PUT /staff/notifications/settings",
         "POST /staff/notifications/test",
         "POST /staff/notifications/outbox/{seq}/redrive",

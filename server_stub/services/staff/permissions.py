@@ -39,6 +39,9 @@ class Permission(StrEnum):
     ACTIVATIONS_ISSUE = "activations.issue"
     NOTES_WRITE = "notes.write"
     REPORTS_READ = "reports.read"
+    #: Billing: plans, subscriptions, invoices and payments (read); the plans' catalogue (write).
+    BILLING_READ = "billing.read"
+    BILLING_PLANS_WRITE = "billing.plans.write"
 
 
 P = Permission
@@ -62,6 +65,7 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             P.ACTIVATIONS_READ,
             P.NOTES_WRITE,
             P.REPORTS_READ,
+            P.BILLING_READ,
         }
     ),
     Role.IMPLEMENTATION: frozenset(
@@ -75,10 +79,17 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
         }
     ),
     Role.SUPPORT: frozenset(
-        {P.SELF, P.CLIENTS_READ, P.LICENSES_READ, P.ACTIVATIONS_READ, P.NOTES_WRITE}
+        {
+            P.SELF,
+            P.CLIENTS_READ,
+            P.LICENSES_READ,
+            P.ACTIVATIONS_READ,
+            P.NOTES_WRITE,
+            P.BILLING_READ,
+        }
     ),
     Role.AUDIT: frozenset(
-        {P.SELF, P.CONTRACTS_READ, P.PAYMENTS_READ, P.AUDIT_READ, P.REPORTS_READ}
+        {P.SELF, P.CONTRACTS_READ, P.PAYMENTS_READ, P.AUDIT_READ, P.REPORTS_READ, P.BILLING_READ}
     ),
 }
 

@@ -1,0 +1,117 @@
+"""``/plans`` and ``/subscriptions/...``: the customer's side of billing (docs/billing.md,
+"Plans, subscriptions and entitlement"). Thin: the billing service owns the rules and the
+transactions; each route is one call, so a wrapper (Idempotency-Key) fits around it.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from agent.protocol import ErrorCode
+
+from ..deps import PrincipalDep, ServicesDep
+from ..problems import problem_responses
+from ..services.billing.common import Actor
+from .billing_schemas import (
+    PlanList,
+    SubscriptionCancel,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionStatus,
+    plan_out,
+    subscription_out,
+)
+
+router = APIRouter(tags=["billing"])
+
+_AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
+#: No subscription (404), or its state refuses the move (422).
+_MOVE_ERRORS = problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND)
+
+
+@router.get(
+    "/plans",
+    response_model=PlanList,
+    responses=problem_responses(),
+    summary="The plans on offer, with their prices (no token needed)",
+)
+def list_plans(services: ServicesDep) -> PlanList:
+    return PlanList(plans=[plan_out(p) for p in services.billing.plans.list(offered_only=True)])
+
+
+@router.get(
+    "/subscriptions/status",
+    response_model=SubscriptionStatus,
+    responses=problem_responses(*_AUTH_ERRORS),
+    summary="This account's subscription: its state, dates and entitlement",
+)
+def subscription_status(principal: PrincipalDep, services: ServicesDep) -> SubscriptionStatus:
+    view = services.billing.status(principal.user.id)
+    return SubscriptionStatus(subscription=subscription_out(view) if view else None)
+
+
+@router.post(
+    "/subscriptions/create",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SubscriptionCreated,
+    responses=problem_responses(
+        *_AUTH_ERRORS,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.ALREADY_EXISTS,
+        ErrorCode.SERVICE_UNAVAILABLE,
+    ),
+    summary="Subscribe to a plan: returns the provider's checkout for the first invoice",
+    description="The subscription is `incomplete` until the provider reports the payment (or, "
+    "for a plan with a trial, the kept card). A provider this server is not configured for is "
+    "refused (503: billing fails closed). An unpaid checkout of this account is replaced; a "
+    "live subscription is not created twice (409).",
+)
+def create_subscription(
+    body: SubscriptionCreate, principal: PrincipalDep, services: ServicesDep
+) -> SubscriptionCreated:
+    created = services.billing.create_subscription(principal.user.id, body.plan, body.provider)
+    return SubscriptionCreated(
+        subscription=subscription_out(created.subscription),
+        invoice_id=created.invoice_id,
+        checkout_url=created.checkout_url,
+    )
+
+
+@router.post(
+    "/subscriptions/cancel",
+    response_model=SubscriptionStatus,
+    responses=_MOVE_ERRORS,
+    summary="Cancel at the period's end (default) or now; what was paid stays in force",
+)
+def cancel_subscription(
+    body: SubscriptionCancel, principal: PrincipalDep, services: ServicesDep
+) -> SubscriptionStatus:
+    user = principal.user.id
+    view = services.billing.cancel(Actor.user(user), user, body.when)
+    return SubscriptionStatus(subscription=subscription_out(view))
+
+
+@router.post(
+    "/subscriptions/pause",
+    response_model=SubscriptionStatus,
+    responses=_MOVE_ERRORS,
+    summary="Pause renewals; what was paid stays in force until it runs out",
+)
+def pause_subscription(principal: PrincipalDep, services: ServicesDep) -> SubscriptionStatus:
+    user = principal.user.id
+    return SubscriptionStatus(
+        subscription=subscription_out(services.billing.pause(Actor.user(user), user))
+    )
+
+
+@router.post(
+    "/subscriptions/resume",
+    response_model=SubscriptionStatus,
+    responses=_MOVE_ERRORS,
+    summary="Resume a paused subscription, or undo a cancel at period end",
+)
+def resume_subscription(principal: PrincipalDep, services: ServicesDep) -> SubscriptionStatus:
+    user = principal.user.id
+    return SubscriptionStatus(
+        subscription=subscription_out(services.billing.resume(Actor.user(user), user))
+    )

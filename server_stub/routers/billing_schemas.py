@@ -1,0 +1,220 @@
+"""Request and response models of billing's plans and subscriptions (customer and staff).
+
+The edge bounds the shapes and sizes; the billing service owns the rules (a retired plan is not
+offered, a state refuses a move) and answers them as problem details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+
+from ..billing_models import BillingInvoice, BillingInvoiceLine
+from ..models import Plan
+from ..services.billing.common import SubscriptionView
+from ..services.billing.contract import Interval, ProviderName, SubscriptionState
+from ..services.billing.plans import (
+    CURRENCY_PATTERN,
+    MAX_PRICE_MINOR,
+    MAX_TRIAL_DAYS,
+    PLAN_NAME_PATTERN,
+)
+from ..services.billing.subscriptions import CancelWhen, SubscriptionHistory
+from .wire_numbers import json_integer
+
+PlanName = Annotated[str, StringConstraints(pattern=PLAN_NAME_PATTERN)]
+Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
+Feature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Features = Annotated[list[Feature], Field(max_length=64)]
+PriceMinor = Annotated[int, Field(ge=0, le=MAX_PRICE_MINOR), BeforeValidator(json_integer)]
+Quota = Annotated[int, Field(ge=0, le=10**12), BeforeValidator(json_integer)]
+Devices = Annotated[int, Field(ge=1, le=10_000), BeforeValidator(json_integer)]
+TrialDays = Annotated[int, Field(ge=0, le=MAX_TRIAL_DAYS), BeforeValidator(json_integer)]
+Rank = Annotated[int, Field(ge=-1_000_000, le=1_000_000), BeforeValidator(json_integer)]
+NoNull = SkipJsonSchema[None]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanOut(BaseModel):
+    name: str
+    monthly_quota: int
+    max_devices: int
+    features: list[str]
+    price_minor: int = Field(description="the price of one interval, integer minor units")
+    currency: str
+    interval: Interval
+    trial_days: int
+    rank: int = Field(description="the tier: a change to a higher rank is an upgrade")
+
+
+class StaffPlanOut(PlanOut):
+    retired_at: datetime | None
+    created_at: datetime
+
+
+class PlanList(BaseModel):
+    plans: list[PlanOut]
+
+
+class StaffPlanList(BaseModel):
+    plans: list[StaffPlanOut]
+
+
+class PlanCreate(_Request):
+    name: PlanName
+    monthly_quota: Quota
+    max_devices: Devices = 1
+    features: Features = Field(default_factory=list)
+    price_minor: PriceMinor = 0
+    currency: Currency = "RUB"
+    interval: Interval = Interval.MONTH
+    trial_days: TrialDays = 0
+    rank: Rank = 0
+
+
+class PlanPatch(_Request):
+    """What to change; a field left out is kept (none may be null)."""
+
+    monthly_quota: Quota | NoNull = None
+    max_devices: Devices | NoNull = None
+    features: Features | NoNull = None
+    price_minor: PriceMinor | NoNull = None
+    currency: Currency | NoNull = None
+    interval: Interval | NoNull = None
+    trial_days: TrialDays | NoNull = None
+    rank: Rank | NoNull = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> PlanPatch:
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"may be left out but not null: {', '.join(nulls)}")
+        return self
+
+
+class SubscriptionOut(BaseModel):
+    id: str
+    plan: str
+    state: SubscriptionState
+    provider: ProviderName
+    price_minor: int
+    currency: str
+    interval: Interval
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    paid_through: datetime | None = Field(description="the end of what was paid (or the trial)")
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    paused_at: datetime | None
+    grace_ends_at: datetime | None
+    entitled_until: datetime | None = Field(
+        description="the license is in force until then because of this subscription"
+    )
+    created_at: datetime
+
+
+class SubscriptionStatus(BaseModel):
+    #: ``null``: the account never subscribed.
+    subscription: SubscriptionOut | None
+
+
+class SubscriptionCreate(_Request):
+    plan: PlanName
+    provider: ProviderName
+
+
+class SubscriptionCreated(BaseModel):
+    subscription: SubscriptionOut
+    invoice_id: str
+    checkout_url: str = Field(description="open in the browser to pay the first invoice")
+
+
+class SubscriptionCancel(_Request):
+    when: CancelWhen = CancelWhen.PERIOD_END
+
+
+class TransitionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    #: ``null`` for the creation.
+    from_state: SubscriptionState | None
+    to_state: SubscriptionState
+    at: datetime
+    actor_kind: Literal["user", "staff", "provider", "system"]
+    actor_id: str
+    reason: str
+
+
+class InvoiceLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: Literal["charge", "proration_charge", "proration_credit"]
+    amount_minor: int = Field(description="a credit is negative")
+    currency: str
+    description: str
+    period_start: datetime
+    period_end: datetime
+
+
+class InvoiceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: Literal["draft", "open", "paid", "void", "uncollectible"]
+    currency: str
+    total_minor: int
+    amount_due_minor: int
+    amount_paid_minor: int
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+    paid_at: datetime | None
+    lines: list[InvoiceLineOut]
+
+
+class SubscriptionHistoryOut(BaseModel):
+    subscription: SubscriptionOut
+    user_id: str
+    transitions: list[TransitionOut]
+    invoices: list[InvoiceOut]
+
+
+def plan_out(plan: Plan) -> PlanOut:
+    return PlanOut.model_validate(plan, from_attributes=True)
+
+
+def staff_plan_out(plan: Plan) -> StaffPlanOut:
+    return StaffPlanOut.model_validate(plan, from_attributes=True)
+
+
+def subscription_out(view: SubscriptionView) -> SubscriptionOut:
+    return SubscriptionOut.model_validate(asdict(view))
+
+
+def _invoice_out(invoice: BillingInvoice, lines: list[BillingInvoiceLine]) -> InvoiceOut:
+    fields = {name: getattr(invoice, name) for name in InvoiceOut.model_fields if name != "lines"}
+    return InvoiceOut(**fields, lines=[InvoiceLineOut.model_validate(line) for line in lines])
+
+
+def history_out(history: SubscriptionHistory) -> SubscriptionHistoryOut:
+    return SubscriptionHistoryOut(
+        subscription=subscription_out(history.subscription),
+        user_id=history.user_id,
+        transitions=[TransitionOut.model_validate(t) for t in history.transitions],
+        invoices=[_invoice_out(invoice, lines) for invoice, lines in history.invoices],
+    )

@@ -1,0 +1,180 @@
+"""What billing's managers share: who acts, moving a subscription through the state machine
+(recorded), the periods, the subscription's view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...billing_models import BillingSubscription, BillingTransition
+from ...errors import NotFound
+from ...models import Plan
+from ..context import ServiceContext
+from .contract import Interval, SubscriptionState
+from .entitlement import entitlement_end, project
+from .states import TERMINAL, Trigger, transition
+
+
+class ActorKind(StrEnum):
+    USER = "user"
+    STAFF = "staff"
+    PROVIDER = "provider"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who or what moved a subscription: a user's or staff member's id, a provider's event id,
+    a system job's name."""
+
+    kind: ActorKind
+    id: str
+
+    @classmethod
+    def user(cls, user_id: str) -> Actor:
+        return cls(ActorKind.USER, user_id)
+
+    @classmethod
+    def system(cls, job: str) -> Actor:
+        return cls(ActorKind.SYSTEM, job)
+
+
+def grace(ctx: ServiceContext) -> timedelta:
+    return timedelta(days=ctx.settings.billing_grace_days)
+
+
+def add_interval(start: datetime, interval: str, count: int = 1) -> datetime:
+    """``start`` plus ``count`` billing periods (calendar months or years, like Stripe: the
+    31st of January plus a month is the 28th or 29th of February)."""
+    if Interval(interval) is Interval.YEAR:
+        return start + relativedelta(years=count)
+    return start + relativedelta(months=count)
+
+
+def move(
+    session: Session,
+    sub: BillingSubscription,
+    trigger: Trigger,
+    *,
+    at: datetime,
+    actor: Actor,
+    reason: str,
+    target: SubscriptionState | None = None,
+) -> SubscriptionState:
+    """Take ``sub`` where ``trigger`` leads (raises ``IllegalTransition``); a change of state is
+    recorded with who or what made it and why, a repeat (past_due → past_due) is not."""
+    current = SubscriptionState(sub.state)
+    new = transition(current, trigger, target)
+    if new is not current:
+        session.add(
+            BillingTransition(
+                subscription_id=sub.id,
+                from_state=current.value,
+                to_state=new.value,
+                at=at,
+                actor_kind=actor.kind.value,
+                actor_id=actor.id[:200],
+                reason=reason[:300],
+            )
+        )
+        sub.state = new.value
+    sub.updated_at = at
+    return new
+
+
+def record_creation(session: Session, sub: BillingSubscription, actor: Actor, reason: str) -> None:
+    transition(None, Trigger.CREATE, SubscriptionState(sub.state))
+    session.add(
+        BillingTransition(
+            subscription_id=sub.id,
+            from_state=None,
+            to_state=sub.state,
+            at=sub.created_at,
+            actor_kind=actor.kind.value,
+            actor_id=actor.id[:200],
+            reason=reason[:300],
+        )
+    )
+
+
+def settle(ctx: ServiceContext, session: Session, sub: BillingSubscription) -> None:
+    """The end of every change: the entitlement follows, in the same transaction."""
+    session.flush()
+    project(session, sub, grace(ctx))
+
+
+def current_subscription(
+    session: Session, user_id: str, *, lock: bool = False
+) -> BillingSubscription | None:
+    """The user's subscription that still lives, else the newest one (or none)."""
+    query = (
+        select(BillingSubscription)
+        .where(BillingSubscription.user_id == user_id)
+        .order_by(BillingSubscription.created_at.desc(), BillingSubscription.id)
+    )
+    if lock:
+        query = query.with_for_update()
+    subs = list(session.scalars(query))
+    live = [s for s in subs if SubscriptionState(s.state) not in TERMINAL]
+    ranked = live or subs
+    return ranked[0] if ranked else None
+
+
+def require_subscription(session: Session, user_id: str, *, lock: bool) -> BillingSubscription:
+    sub = current_subscription(session, user_id, lock=lock)
+    if sub is None:
+        raise NotFound("this account has no subscription")
+    return sub
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    id: str
+    plan: str
+    state: SubscriptionState
+    provider: str
+    price_minor: int
+    currency: str
+    interval: Interval
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    paid_through: datetime | None
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    paused_at: datetime | None
+    grace_ends_at: datetime | None
+    #: Until when the license is in force because of this subscription (None: never was).
+    entitled_until: datetime | None
+    created_at: datetime
+
+
+def subscription_view(
+    ctx: ServiceContext, session: Session, sub: BillingSubscription
+) -> SubscriptionView:
+    plan = session.get(Plan, sub.plan_id)
+    assert plan is not None  # a foreign key
+    return SubscriptionView(
+        id=sub.id,
+        plan=plan.name,
+        state=SubscriptionState(sub.state),
+        provider=sub.provider,
+        price_minor=sub.price_minor,
+        currency=sub.currency,
+        interval=Interval(sub.interval),
+        current_period_start=sub.current_period_start,
+        current_period_end=sub.current_period_end,
+        paid_through=sub.paid_through,
+        trial_end=sub.trial_end,
+        cancel_at_period_end=sub.cancel_at_period_end,
+        canceled_at=sub.canceled_at,
+        paused_at=sub.paused_at,
+        grace_ends_at=sub.grace_ends_at,
+        entitled_until=entitlement_end(sub, grace(ctx)),
+        created_at=sub.created_at,
+    )

@@ -1,0 +1,64 @@
+"""The projector: billing's subscription → the entitlement the hot paths read.
+
+``subscriptions`` (models.py) is what ``/license``, ``/usage/reserve`` and the device limit read,
+with one predicate (``services/periods.entitled``): status active and ``entitled_until`` ahead
+(or NULL, an operator-assigned plan). Billing calls :func:`project` in the transaction of every
+change it makes, so the license follows the subscription at once and never disagrees with it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...billing_models import BillingSubscription
+from ...models import Subscription
+from .contract import SubscriptionState
+from .states import access_until
+
+
+def entitlement_end(sub: BillingSubscription, grace: timedelta) -> datetime | None:
+    """Until when ``sub`` entitles its user (``None``: never paid, never trialed)."""
+    return access_until(
+        SubscriptionState(sub.state),
+        sub.paid_through,
+        cancel_at_period_end=sub.cancel_at_period_end,
+        grace_ends_at=sub.grace_ends_at,
+        grace=grace,
+    )
+
+
+def project(session: Session, sub: BillingSubscription, grace: timedelta) -> None:
+    """Write ``sub``'s plan and entitlement onto the user's ``subscriptions`` row.
+
+    A subscription that never entitled anyone (an unpaid checkout) leaves the row alone: the
+    user keeps the plan the operator gave, if any. The quota period's anchor is set only when
+    the row is made: moving it would split the period in progress.
+    """
+    until = entitlement_end(sub, grace)
+    if until is None:
+        return
+    row = session.scalar(
+        select(Subscription).where(Subscription.user_id == sub.user_id).with_for_update()
+    )
+    if row is None:
+        start = sub.current_period_start or sub.created_at
+        row = Subscription(user_id=sub.user_id, period_anchor=start, created_at=sub.created_at)
+        session.add(row)
+    row.plan_id = sub.plan_id
+    row.status = "active"
+    row.entitled_until = until
+    session.flush()
+
+
+def entitled_now(session: Session, user_id: str, now: datetime) -> bool:
+    """Whether the hot paths see a plan in force for ``user_id`` at ``now`` (for tests and the
+    status view; the hot paths use their own prepared statements)."""
+    row = session.scalar(select(Subscription).where(Subscription.user_id == user_id))
+    return (
+        row is not None
+        and row.status == "active"
+        and (row.entitled_until is None or row.entitled_until > now)
+    )

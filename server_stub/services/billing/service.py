@@ -1,0 +1,44 @@
+"""The facade of subscription billing (issue #12): what routers, the CLI and the webhook worker
+hold. Each area is a manager of its own module: plans and prices (plans.py), the customer's
+subscription (subscriptions.py), provider events (events.py); the state machine is pure
+(states.py) and the entitlement follows every change (entitlement.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..context import ServiceContext
+from .contract import ProviderAdapter, ProviderName
+from .events import BillingEvents
+from .plans import BillingPlans
+from .subscriptions import Subscriptions
+
+
+class BillingService:
+    def __init__(
+        self, ctx: ServiceContext, adapters: Mapping[ProviderName, ProviderAdapter] | None = None
+    ) -> None:
+        #: The configured providers; one not here refuses checkouts (fails closed).
+        self._adapters: dict[ProviderName, ProviderAdapter] = dict(adapters or {})
+        self.plans = BillingPlans(ctx)
+        self.subscriptions = Subscriptions(ctx, self._adapters)
+        self.events = BillingEvents(ctx)
+
+        self.create_subscription = self.subscriptions.create
+        self.cancel = self.subscriptions.cancel
+        self.pause = self.subscriptions.pause
+        self.resume = self.subscriptions.resume
+        self.status = self.subscriptions.status
+        self.history = self.subscriptions.history
+        self.tick = self.subscriptions.tick
+        self.apply_event = self.events.apply_event
+        self.check_invoice = self.events.check_invoice
+
+    @property
+    def adapters(self) -> Mapping[ProviderName, ProviderAdapter]:
+        return dict(self._adapters)
+
+    def add_adapter(self, adapter: ProviderAdapter) -> None:
+        """Configure a provider (at start-up, once its secrets are known), by its ``name``."""
+        self._adapters[adapter.name] = adapter
