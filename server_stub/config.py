@@ -117,6 +117,23 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     #: Failed attempts after which a notification is dead-lettered (an Admin may redrive it).
     notify_max_attempts: int = Field(default=8, ge=1, le=50)
+    # --- billing webhooks (docs/billing.md, "Webhooks: one inbox"); every secret is never logged.
+    #: Stripe's webhook signing secrets (``whsec_…``), comma separated so that one can rotate
+    #: (every listed one is accepted). Unset: every ``/webhooks/stripe`` is refused (fail closed).
+    stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: CloudPayments' API secret: it signs the notifications (``Content-HMAC``) and authenticates
+    #: API calls. Unset: every ``/webhooks/cloudpayments/…`` is refused (fail closed).
+    cloudpayments_api_secret: SecretStr | None = None
+    #: Applied and ignored webhooks are deleted by the sweeper this many days after they arrived
+    #: (the dedupe window: a provider's redelivery within it is recognised). At least 30.
+    webhook_retention_days: int = Field(default=35, ge=30, le=3650)
+    #: Failed attempts to apply a webhook after which it is dead-lettered (until a redrive).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    #: How long a claimed webhook is left to its worker before another may take it over (a
+    #: worker that died mid-apply): well past the time one apply takes.
+    webhook_lease_seconds: int = Field(default=300, ge=5, le=24 * 3600)
+    #: How often an idle webhook worker looks for due events.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=300)
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True
@@ -128,7 +145,7 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
-    @field_validator("external_hmac_secrets", mode="before")
+    @field_validator("external_hmac_secrets", "stripe_webhook_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):

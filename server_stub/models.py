@@ -498,4 +498,6 @@ class AuditCheckpoint(Base):
 
 # The license portal's tables live in their own module; importing it here puts them on
 # ``Base.metadata``, so every user of this module sees the whole schema.
+# The webhook inbox (billing's provider webhooks) likewise.
 from . import portal_models as portal_models  # noqa: E402
+from . import webhook_models as webhook_models  # noqa: E402

@@ -29,6 +29,7 @@ from .services.reports import ReportService
 from .services.reservations import ReservationService
 from .services.staff import StaffService
 from .services.telemetry import TelemetryService
+from .services.webhooks import WebhookInbox
 from .session_bus import SessionBus, make_session_bus
 from .signing import Signer, signer_from_settings
 from .tokens import TokenService
@@ -65,6 +66,9 @@ class Services:
     #: The notification outbox: its channels, the expiry scan and delivery.
     notifications: NotificationService
     reports: ReportService
+    #: Provider webhooks: verified, deduplicated, stored, applied by the worker (billing wires
+    #: the applier and CloudPayments' Check; until then events wait and every Check is refused).
+    webhooks: WebhookInbox
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -125,4 +129,5 @@ def build_services(
         activations=ActivationService(ctx, signer),
         notifications=NotificationService(ctx),
         reports=ReportService(ctx),
+        webhooks=WebhookInbox(ctx),
     )
