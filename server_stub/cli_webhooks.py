@@ -8,6 +8,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import threading
 from collections.abc import Callable
@@ -53,6 +54,10 @@ def cmd_webhooks(args: argparse.Namespace, services: Services) -> None:
     {"list": _list, "redrive": _redrive, "work": _work}[args.action](args, services)
 
 
+def _run(services: ServicesFactory, args: argparse.Namespace) -> None:
+    cmd_webhooks(args, services(args))
+
+
 def _limit(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 100_000:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number from 1 to 100000")
@@ -70,10 +75,8 @@ def add_commands(
     common: argparse.ArgumentParser,
     services: ServicesFactory,
 ) -> None:
-    def run(args: argparse.Namespace) -> None:
-        cmd_webhooks(args, services(args))
-
-    bound: Callable[[argparse.Namespace], None] = run
+    """Register ``webhooks list|redrive|work`` (``cli.py`` calls this, like the other groups)."""
+    bound: Callable[[argparse.Namespace], None] = functools.partial(_run, services)
     text = "list the webhook inbox, redrive dead-lettered webhooks, run the worker alone"
     # ``--data-dir`` on the leaves only: a subparser's default would overwrite the parent's value.
     p = sub.add_parser("webhooks", help=text, description=text)

@@ -18,7 +18,7 @@ from random import Random
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi.testclient import TestClient
+import httpx
 from sqlalchemy import Engine, text
 
 from server_stub.app import create_app
@@ -28,6 +28,7 @@ from server_stub.services.billing.contract import ProviderName
 from server_stub.services.billing.signatures import cloudpayments_hmac, stripe_signature_header
 from server_stub.services.webhooks import CheckCode, EventApplier, WebhookInbox
 from server_stub.wiring import Services, build_services
+from tests.helpers.live_server import LiveServer
 
 STRIPE_SECRET = "whsec_" + "a" * 32
 STRIPE_NEXT_SECRET = "whsec_" + "b" * 32
@@ -96,7 +97,7 @@ class FakeChecker:
 
 @dataclass
 class InboxApp:
-    client: TestClient
+    client: httpx.Client
     clock: FakeClock
     services: Services
     applier: RecordingApplier
@@ -130,17 +131,26 @@ def settings_for(database_url: str, data_dir: Path, **overrides: Any) -> Setting
 
 
 @contextmanager
-def inbox_app(database_url: str, data_dir: Path, **overrides: Any) -> Iterator[InboxApp]:
-    """An app (no lifespan: the test drives the worker) with a recording applier."""
+def inbox_app(
+    database_url: str,
+    data_dir: Path,
+    *,
+    applier: EventApplier | None = None,
+    background: bool = False,
+    **overrides: Any,
+) -> Iterator[InboxApp]:
+    """A served app with a recording applier and checker; ``background``: with its sweeper and
+    webhook worker (else the test drives the worker)."""
     settings = settings_for(database_url, data_dir, **overrides)
     clock = FakeClock()
-    applier, checker = RecordingApplier(), FakeChecker()
-    services = with_inbox(build_services(settings, clock), applier, checker=checker)
-    app = create_app(settings, services=services, sweeper=False)
-    try:
-        yield InboxApp(TestClient(app), clock, services, applier, checker)
-    finally:
-        services.ctx.engine.dispose()
+    recording, checker = RecordingApplier(), FakeChecker()
+    services = with_inbox(build_services(settings, clock), applier or recording, checker=checker)
+    app = create_app(settings, services=services, sweeper=background)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        try:
+            yield InboxApp(client, clock, services, recording, checker)
+        finally:
+            services.ctx.engine.dispose()
 
 
 # --- an applier that records its applications in the database -------------------------------

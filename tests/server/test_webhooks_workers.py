@@ -10,13 +10,15 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 
 from server_stub.db import transaction
+from server_stub.services.billing.contract import ProviderName
 from server_stub.services.webhooks import WebhookInbox
 from server_stub.webhook_models import WebhookEvent
 from tests.helpers.backend import ONLY_POSTGRES
@@ -146,3 +148,24 @@ def test_two_workers_on_postgresql_never_apply_one_event_twice(hub: InboxApp) ->
     assert sorted(per_event) == events and set(per_event.values()) == {1}
     assert {worker for _, worker in applied} == {"w1", "w2"}
     assert {status(hub, e)[0] for e in events} == {"applied"}
+
+
+class _Signalling:
+    def __init__(self) -> None:
+        self.applied = threading.Event()
+        self.payloads: list[Mapping[str, Any]] = []
+
+    def apply(self, provider: ProviderName, payload: Mapping[str, Any]) -> bool:
+        self.payloads.append(payload)
+        self.applied.set()
+        return True
+
+
+def test_the_app_applies_webhooks_in_the_background(database_url: str, tmp_path: Path) -> None:
+    applier = _Signalling()
+    with inbox_app(
+        database_url, tmp_path / "data", applier=applier, background=True, webhook_poll_seconds=0.05
+    ) as app:
+        send(app, "evt_bg")
+        assert applier.applied.wait(timeout=60)
+        assert [p["id"] for p in applier.payloads] == ["evt_bg"]
