@@ -171,6 +171,10 @@ def test_a_stripe_body_changed_after_signing_is_refused(hub: InboxApp) -> None:
         b'{"id": "evt", "type": "invoice.paid", "created": true}',
         b'{"id": "evt", "type": "invoice.paid", "created": 1e400}',
         b'{"id": "evt", "created": 1}',
+        b'{"id": "evt", "type": "t", "created": 1, "amount": NaN}',
+        b'{"id": "evt", "type": "t", "created": 1, "amount": 1e999}',
+        b'{"id": "evt\\u0000", "type": "t", "created": 1}',
+        b'{"id": "evt", "type": "t", "created": 1, "name": "\\ud800"}',
         b"\xff\xfe",
     ],
 )
@@ -330,6 +334,7 @@ def test_a_cloudpayments_body_signed_with_another_secret_is_refused(hub: InboxAp
         (b"TransactionId=1&TransactionId=2", "application/x-www-form-urlencoded"),
         (b"\xff=\xfe", "application/x-www-form-urlencoded"),
         (b"TransactionId", "application/x-www-form-urlencoded"),
+        (b"TransactionId=1&Name=a%00b", "application/x-www-form-urlencoded"),
         (b"{", "application/json"),
         (b'{"TransactionId": -1}', "application/json"),
         (b'{"TransactionId": true}', "application/json"),

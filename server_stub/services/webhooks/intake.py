@@ -66,7 +66,7 @@ def read_stripe(
         verify_stripe_signature(signature, body, secrets, now=now)
     except SignatureRejected as exc:
         raise TokenInvalid(exc.reason) from None
-    payload = _json_object(body)
+    payload = _storable(_json_object(body))
     event_id = payload.get("id")
     kind = payload.get("type")
     created = payload.get("created")
@@ -103,7 +103,7 @@ def read_cloudpayments(
         raise TokenInvalid(exc.reason) from None
     is_json = (content_type or "").split(";")[0].strip().lower() == "application/json"
     fields = _json_object(body) if is_json else _form(body)
-    payload = {**fields, CLOUDPAYMENTS_KIND_FIELD: kind.value}
+    payload = _storable({**fields, CLOUDPAYMENTS_KIND_FIELD: kind.value})
     return Incoming(
         provider=ProviderName.CLOUDPAYMENTS,
         event_id=_cloudpayments_event_id(fields, kind),
@@ -156,6 +156,29 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _malformed("the body is not a JSON object")
     return value
+
+
+def _storable(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` if every database can store it as JSON: no NaN or infinity (Python reads
+    them, JSON has none), no NUL character (PostgreSQL text has none), no lone surrogate."""
+    try:
+        json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        nul = _has_nul(payload)
+    except (ValueError, UnicodeEncodeError, RecursionError):
+        raise _malformed("the body holds a value JSON cannot store (NaN, lone surrogate)") from None
+    if nul:
+        raise _malformed("the body holds a NUL character")
+    return payload
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _form(body: bytes) -> dict[str, Any]:
