@@ -3,9 +3,12 @@ a fake clock, dead letters, redrive (CLI, audited), leases, retention, the gauge
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from random import Random
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -14,6 +17,8 @@ from server_stub.cli import main as cli_main
 from server_stub.db import transaction
 from server_stub.models import AuditEntry
 from server_stub.services.billing.contract import ProviderName
+from server_stub.services.webhooks import retry_delay
+from server_stub.services.webhooks.worker import run_until
 from server_stub.webhook_models import WebhookEvent
 from tests.helpers.webhooks import (
     InboxApp,
@@ -127,10 +132,6 @@ def test_a_retry_that_succeeds_clears_the_error(hub: InboxApp) -> None:
 
 
 def test_the_retry_schedule_is_exponential_and_capped() -> None:
-    from random import Random
-
-    from server_stub.services.webhooks import retry_delay
-
     class Middle(Random):
         def random(self) -> float:
             return 0.5
@@ -286,3 +287,17 @@ def test_a_claim_skips_rows_locked_by_another_worker_without_waiting(hub: InboxA
     assert locked not in {c.seq for c in claims} and len(claims) == 3
     [late] = hub.inbox.claim_batch(limit=10)
     assert late.seq == locked
+
+
+def test_the_worker_run_alone_applies_until_stopped(hub: InboxApp) -> None:
+    send_stripe(hub, "evt_alone", hub.now())
+    stop = threading.Event()
+    original = hub.applier.apply
+
+    def apply_then_stop(provider: ProviderName, payload: Mapping[str, Any]) -> bool:
+        stop.set()  # the loop ends after this round
+        return original(provider, payload)
+
+    hub.applier.apply = apply_then_stop  # type: ignore[method-assign]
+    run_until(hub.inbox, stop, poll_seconds=0.01)
+    assert row(hub, "evt_alone").status == "applied"
