@@ -89,9 +89,13 @@ class RecordingApplier:
 class FakeChecker:
     code: CheckCode = CheckCode.OK
     seen: list[dict[str, Any]] = field(default_factory=list)
+    #: Raise instead of answering (billing down).
+    broken: bool = False
 
     def check(self, payload: Mapping[str, Any]) -> CheckCode:
         self.seen.append(dict(payload))
+        if self.broken:
+            raise RuntimeError("billing is down")
         return self.code
 
 

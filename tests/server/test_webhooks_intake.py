@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from server_stub.db import transaction
-from server_stub.services.webhooks import CheckCode
+from server_stub.services.webhooks import CheckCode, NoChecker
 from server_stub.webhook_models import WebhookEvent
 from tests.helpers.api import assert_problem
 from tests.helpers.webhooks import (
@@ -285,19 +285,16 @@ def test_check_is_answered_by_the_invoice_checker(hub: InboxApp, code: CheckCode
     assert hub.inbox.drain() == 0
 
 
-def test_check_without_a_checker_or_with_a_failing_one_rejects(
-    database_url: str, tmp_path: Path
-) -> None:
-    with inbox_app(database_url, tmp_path / "data") as app:
-        app.services.webhooks._checker = _Exploding()
-        body = cp_form(6002)
-        r = app.client.post("/webhooks/cloudpayments/check", content=body, headers=cp_headers(body))
-        assert r.json() == {"code": CheckCode.REJECTED}
+def test_check_with_a_failing_checker_rejects_the_payment(hub: InboxApp) -> None:
+    hub.checker.broken = True
+    body = cp_form(6002)
+    r = hub.client.post("/webhooks/cloudpayments/check", content=body, headers=cp_headers(body))
+    assert r.json() == {"code": CheckCode.REJECTED}
+    assert len(hub.checker.seen) == 1
 
 
-class _Exploding:
-    def check(self, payload: object) -> CheckCode:
-        raise RuntimeError("billing is down")
+def test_check_without_a_checker_answers_unknown_order() -> None:
+    assert NoChecker().check({"InvoiceId": "inv-1"}) is CheckCode.UNKNOWN_ORDER
 
 
 @pytest.mark.parametrize(
