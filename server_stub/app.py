@@ -43,8 +43,10 @@ from .routers import (
     system,
     telemetry,
     usage,
+    webhooks,
 )
 from .services.tabular import MAX_IMPORT_BYTES
+from .services.webhooks.worker import work_forever
 from .sweeper_lease import SweeperLease, make_sweeper_lease
 from .wiring import Services, build_services
 
@@ -81,6 +83,7 @@ async def _sweep_forever(
             services.audit.checkpoint_due,
             services.activations.free_dead,
             services.notifications.scan_expiry,
+            services.webhooks.prune,
             # Last: they wait on the apps and the notification channels (a timeout per attempt,
             # 50 attempts per round).
             services.callbacks.deliver_due,
@@ -107,15 +110,22 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.sessions.start()
         lease = make_sweeper_lease(settings.resolved_database_url())
-        task = (
-            asyncio.create_task(_sweep_forever(services, settings.sweep_interval_seconds, lease))
-            if sweeper
-            else None
-        )
+        tasks = []
+        if sweeper:
+            tasks.append(
+                asyncio.create_task(
+                    _sweep_forever(services, settings.sweep_interval_seconds, lease)
+                )
+            )
+        # Every process applies webhooks (they share the queue); not before billing is wired.
+        if sweeper and services.webhooks.applier is not None:
+            tasks.append(
+                asyncio.create_task(work_forever(services.webhooks, settings.webhook_poll_seconds))
+            )
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -156,6 +166,7 @@ def create_app(
         portal_reports.router,
         billing.router,
         billing_staff.router,
+        webhooks.router,
         system.router,
     ):
         app.include_router(router)

@@ -24,7 +24,7 @@ from agent.protocol import (
     public_key_pin,
 )
 
-from . import cli_billing, cli_licenses, cli_staff, db
+from . import cli_billing, cli_licenses, cli_staff, cli_webhooks, db
 from .clock import SystemClock
 from .config import Settings, default_data_dir
 from .demo import DEMO_EMAIL, seed_demo_user
@@ -535,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_staff.add_commands(sub, common, _services)
     cli_licenses.add_commands(sub, common, _services)
     cli_billing.add_commands(sub, common, _services)
+    cli_webhooks.add_commands(sub, common, _services)
     return parser
 
 

@@ -137,7 +137,8 @@ class Settings(BaseSettings):
     #: secret): CloudPayments is not offered.
     cloudpayments_public_id: str | None = None
     #: CloudPayments' API secret: the password of its API and the key of its notifications'
-    #: ``Content-HMAC``. Never logged.
+    #: ``Content-HMAC``. Unset: CloudPayments is not offered and every
+    #: ``/webhooks/cloudpayments/…`` is refused (fail closed). Never logged.
     cloudpayments_api_secret: SecretStr | None = None
     #: Where CloudPayments' API is (the fake CloudPayments' URL in tests and the demo).
     cloudpayments_api_base: str = "https://api.cloudpayments.ru"
@@ -154,6 +155,20 @@ class Settings(BaseSettings):
     #: How long a key whose first request has not answered yet refuses a retry (409 in progress);
     #: after it, a request that crashed no longer blocks its key and a retry executes.
     idempotency_lease_seconds: int = Field(default=120, ge=5, le=3600)
+    # --- billing webhooks (docs/billing.md, "Webhooks: one inbox"); every secret is never logged.
+    #: Stripe's webhook signing secrets (``whsec_…``), comma separated so that one can rotate
+    #: (every listed one is accepted). Unset: every ``/webhooks/stripe`` is refused (fail closed).
+    stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: Applied and ignored webhooks are deleted by the sweeper this many days after they arrived
+    #: (the dedupe window: a provider's redelivery within it is recognised). At least 30.
+    webhook_retention_days: int = Field(default=35, ge=30, le=3650)
+    #: Failed attempts to apply a webhook after which it is dead-lettered (until a redrive).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    #: How long a claimed webhook is left to its worker before another may take it over (a
+    #: worker that died mid-apply): well past the time one apply takes.
+    webhook_lease_seconds: int = Field(default=300, ge=5, le=24 * 3600)
+    #: How often an idle webhook worker looks for due events.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=300)
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True
@@ -165,7 +180,7 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
-    @field_validator("external_hmac_secrets", mode="before")
+    @field_validator("external_hmac_secrets", "stripe_webhook_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):

@@ -51,3 +51,52 @@ class Metrics:
         # Bound once: the hit path is counted on every authenticated request.
         self.session_hits = self.session_lookups.labels("hit")
         self.session_misses = self.session_lookups.labels("miss")
+        # The webhook inbox (docs/billing.md, "Webhooks: one inbox").
+        self.webhooks_received = Counter(
+            "tgflow_webhooks_received_total",
+            "Verified provider webhooks stored in the inbox (duplicates not counted)",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.webhooks_duplicates = Counter(
+            "tgflow_webhooks_duplicates_total",
+            "Verified provider webhooks whose event id the inbox already held",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.webhooks_rejected = Counter(
+            "tgflow_webhooks_rejected_total",
+            "Provider webhooks refused: unconfigured (no secret), signature, malformed",
+            ["provider", "reason"],
+            registry=self.registry,
+        )
+        self.webhooks_applied = Counter(
+            "tgflow_webhooks_applied_total",
+            "Inbox events applied (outcome applied) or of no interest to billing (ignored)",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.webhooks_failed = Counter(
+            "tgflow_webhooks_failed_total",
+            "Failed attempts to apply an inbox event (each is retried or dead-lettered)",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.webhooks_dead = Counter(
+            "tgflow_webhooks_dead_total",
+            "Inbox events dead-lettered after their last attempt",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.webhooks_queue_depth = Gauge(
+            "tgflow_webhooks_queue_depth",
+            "Inbox events waiting to be applied (queued or failed), or dead-lettered",
+            ["provider", "state"],
+            registry=self.registry,
+        )
+        self.webhooks_oldest_age = Gauge(
+            "tgflow_webhooks_oldest_pending_age_seconds",
+            "Age of the oldest inbox event still waiting to be applied (0 when none waits)",
+            ["provider"],
+            registry=self.registry,
+        )

@@ -512,8 +512,10 @@ class AuditCheckpoint(Base):
     jws: Mapped[str] = mapped_column(Text)
 
 
-# The license portal's tables live in their own module; importing it here puts them on
-# ``Base.metadata``, so every user of this module sees the whole schema.
+# The other capabilities' tables live in their own modules (the license portal, billing, the
+# webhook inbox, the Idempotency-Key store); importing them here puts them on ``Base.metadata``,
+# so every user of this module sees the whole schema.
 from . import billing_models as billing_models  # noqa: E402
 from . import idempotency_models as idempotency_models  # noqa: E402
 from . import portal_models as portal_models  # noqa: E402
+from . import webhook_models as webhook_models  # noqa: E402

@@ -31,6 +31,7 @@ from .services.reports import ReportService
 from .services.reservations import ReservationService
 from .services.staff import StaffService
 from .services.telemetry import TelemetryService
+from .services.webhooks import WebhookInbox
 from .session_bus import SessionBus, make_session_bus
 from .signing import Signer, signer_from_settings
 from .tokens import TokenService
@@ -72,6 +73,9 @@ class Services:
     #: Subscription billing: plans and prices, subscriptions, provider events (no provider is
     #: configured here yet: checkouts fail closed until adapters are wired).
     billing: BillingService
+    #: Provider webhooks: verified, deduplicated, stored, applied by the worker (billing wires
+    #: the applier and CloudPayments' Check; until then events wait and every Check is refused).
+    webhooks: WebhookInbox
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -134,4 +138,5 @@ def build_services(
         reports=ReportService(ctx),
         idempotency=IdempotencyService(ctx),
         billing=BillingService(ctx),
+        webhooks=WebhookInbox(ctx),
     )

@@ -127,6 +127,9 @@ def _new_app(**settings: Any) -> FastAPI:
         # Configured, so /external refuses an unsigned request (401) rather than failing closed
         # (503) for want of a secret.
         "external_hmac_secrets": "fuzz-" + secrets.token_hex(32),
+        # Likewise the webhooks answer an unsigned delivery 401 rather than 403 (fail closed).
+        "stripe_webhook_secrets": "whsec_fuzz" + secrets.token_hex(16),
+        "cloudpayments_api_secret": "fuzz-" + secrets.token_hex(16),
         **settings,
     }
     return create_app(Settings(**values), sweeper=False)

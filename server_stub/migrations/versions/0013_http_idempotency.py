@@ -1,7 +1,7 @@
 """http_idempotency: the Idempotency-Key store of money-moving POSTs (first response, 24 h)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-30
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import server_stub.models
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
