@@ -26,74 +26,79 @@ after a failure the fetch is retried at most once per ``retry_failed_every`` (1 
 license thus takes effect within ``revalidate_every`` (within the snapshot's lifetime, 10 min,
 when the marketplace cannot be reached), and an outage of the marketplace shorter than the
 snapshot's lifetime goes unnoticed.
+
+The snapshot's schedule and checks live in :mod:`agent.marketplace.entitlements`, the header and
+time checks both tokens share in :mod:`agent.marketplace.token_checks`; this module re-exports
+their public names.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import logging
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
-from urllib.parse import quote
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.clock import Clock, SystemClock
-from agent.errors import UntrustedKey
 from agent.key_pins import PinnedKeySet
 from agent.marketplace.contract import (
     APP_ACCESS_ALG,
     APP_ACCESS_TYP,
-    ENTITLEMENTS_ALG,
-    ENTITLEMENTS_AUDIENCE,
-    ENTITLEMENTS_PATH,
-    ENTITLEMENTS_TYP,
     MAX_APP_LEEWAY_SECONDS,
     MAX_APP_TOKEN_TTL,
     is_valid_id,
+)
+from agent.marketplace.entitlements import (
+    DEFAULT_MARKETPLACE_ISSUER,
+    DEFAULT_RETRY_FAILED_EVERY,
+    DEFAULT_REVALIDATE_EVERY,
+    MAX_SNAPSHOT_BYTES,
+    EntitlementKeeper,
+    EntitlementsFetch,
+    EntitlementSnapshot,
+    MarketplaceKey,
 )
 from agent.marketplace.errors import (
     AppTokenExpired,
     AppTokenInvalid,
     BackendNotEntitled,
     EntitlementsUnavailable,
-    SnapshotInvalid,
 )
 from agent.marketplace.jwks import BackendKey, BackendKeyCache
+from agent.marketplace.token_checks import APP_TOKEN_NAME as _APP_TOKEN
+from agent.marketplace.token_checks import (
+    MAX_TOKEN_CHARS,
+    REFUSED_KEY_HEADERS,
+    check_header,
+    check_times,
+    unverified_issuer,
+    utc_from_timestamp,
+)
 
 log = logging.getLogger("tgflow.agent.marketplace")
 
 #: Default clock leeway for ``exp``/``nbf``/``iat`` (also the maximum).
 DEFAULT_LEEWAY_SECONDS: Final = MAX_APP_LEEWAY_SECONDS
-#: A good entitlement snapshot is refetched at most this often.
-DEFAULT_REVALIDATE_EVERY: Final = timedelta(minutes=5)
-#: After a failed fetch (or with no usable snapshot) the next attempt waits at least this long.
-DEFAULT_RETRY_FAILED_EVERY: Final = timedelta(minutes=1)
-#: The ``iss`` the reference marketplace writes into the snapshot (``TGFLOW_ISSUER`` default).
-DEFAULT_MARKETPLACE_ISSUER: Final = "tgflow"
-#: A longer token is refused unparsed (a real one is well under 1 KiB).
-MAX_TOKEN_CHARS: Final = 8 * 1024
-#: A larger entitlements answer is refused (it lists backend ids).
-MAX_SNAPSHOT_BYTES: Final = 1024 * 1024
-#: Headers that would let the sender choose the key; a token carrying one is refused.
-REFUSED_KEY_HEADERS: Final = frozenset({"jku", "x5u", "jwk", "x5c"})
 
-_APP_TOKEN = "app access token"
-_SNAPSHOT = "entitlement snapshot"
-
-#: Fetches the entitlement snapshot of an app: ``app_id`` → the compact JWS. Any exception it
-#: raises counts as a failed fetch.
-EntitlementsFetch = Callable[[str], str]
-#: The marketplace's ``license`` public key, or a pinned key set holding it.
-MarketplaceKey = ec.EllipticCurvePublicKey | PinnedKeySet
+__all__ = [
+    "DEFAULT_LEEWAY_SECONDS",
+    "DEFAULT_MARKETPLACE_ISSUER",
+    "DEFAULT_RETRY_FAILED_EVERY",
+    "DEFAULT_REVALIDATE_EVERY",
+    "MAX_SNAPSHOT_BYTES",
+    "MAX_TOKEN_CHARS",
+    "REFUSED_KEY_HEADERS",
+    "AppAccess",
+    "AppTokenVerifier",
+    "EntitlementSnapshot",
+    "EntitlementsFetch",
+    "MarketplaceKey",
+]
 
 
 @dataclass(frozen=True)
@@ -113,25 +118,6 @@ class AppAccess:
     def has_permission(self, permission: str) -> bool:
         """Whether the token grants ``permission``."""
         return permission in self.permissions
-
-
-@dataclass(frozen=True)
-class EntitlementSnapshot:
-    """A verified entitlement snapshot: the backends entitled to the app when it was signed."""
-
-    app_id: str
-    backends: frozenset[str]
-    issued_at: datetime
-    expires_at: datetime
-    fetched_at: datetime
-
-    def entitles(self, backend_id: str) -> bool:
-        """Whether the snapshot lists ``backend_id``."""
-        return backend_id in self.backends
-
-
-class _FetchFailed(Exception):
-    """The default fetch could not get a snapshot; the reason is logged by the caller."""
 
 
 class AppTokenVerifier:
@@ -178,16 +164,33 @@ class AppTokenVerifier:
         self.app_id = app_id
         self.keys = keys
         self.leeway = leeway
-        self.revalidate_every = revalidate_every
-        self.retry_failed_every = retry_failed_every
-        self.marketplace_issuer = marketplace_issuer
-        self._marketplace_key = marketplace_key
         self._clock: Clock = clock or SystemClock()
-        self._fetch_snapshot: EntitlementsFetch = entitlements_fetch or self._http_fetch
-        self._lock = threading.Lock()
-        self._snapshot: EntitlementSnapshot | None = None
-        self._last_attempt_at: datetime | None = None
-        self._inflight: threading.Event | None = None
+        self._entitlements = EntitlementKeeper(
+            app_id,
+            keys,
+            marketplace_key=marketplace_key,
+            leeway=leeway,
+            entitlements_fetch=entitlements_fetch,
+            clock=self._clock,
+            revalidate_every=revalidate_every,
+            retry_failed_every=retry_failed_every,
+            marketplace_issuer=marketplace_issuer,
+        )
+
+    @property
+    def revalidate_every(self) -> timedelta:
+        """A good entitlement snapshot is refetched at most this often."""
+        return self._entitlements.revalidate_every
+
+    @property
+    def retry_failed_every(self) -> timedelta:
+        """After a failed fetch the next attempt waits at least this long."""
+        return self._entitlements.retry_failed_every
+
+    @property
+    def marketplace_issuer(self) -> str:
+        """The ``iss`` the entitlement snapshot must carry."""
+        return self._entitlements.marketplace_issuer
 
     # --- the User App Access Token --------------------------------------------------------------
 
@@ -212,11 +215,11 @@ class AppTokenVerifier:
 
     def _check_app_token(self, token: str) -> tuple[str, str]:
         """Refuse what must never reach a key lookup; return the issuing backend and ``kid``."""
-        kid = _check_header(token, _APP_TOKEN, APP_ACCESS_ALG, AppTokenInvalid)
+        kid = check_header(token, _APP_TOKEN, APP_ACCESS_ALG, AppTokenInvalid)
         # Only to find the issuer's keys: the signed decode below checks every claim again
         # (``issuer`` must be the key's own backend), so a payload read here differently from
         # PyJWT's could only select a key that then fails to verify.
-        backend_id = _unverified_issuer(token)
+        backend_id = unverified_issuer(token)
         if not is_valid_id(backend_id):
             raise AppTokenInvalid(f"the {_APP_TOKEN} names no valid issuing backend (iss)")
         return backend_id, kid
@@ -249,7 +252,7 @@ class AppTokenVerifier:
         if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
             raise AppTokenInvalid(f"the {_APP_TOKEN}'s permissions are not a list of strings")
         now = self._clock.now()
-        exp, iat = _check_times(
+        exp, iat = check_times(
             claims, _APP_TOKEN, now, self.leeway, AppTokenInvalid, AppTokenExpired
         )
         if exp - iat > MAX_APP_TOKEN_TTL.total_seconds():
@@ -263,8 +266,8 @@ class AppTokenVerifier:
             app_id=self.app_id,
             permissions=tuple(permissions),
             jti=jti,
-            expires_at=_when(exp),
-            issued_at=_when(iat),
+            expires_at=utc_from_timestamp(exp),
+            issued_at=utc_from_timestamp(iat),
             kid=key.kid,
             claims=claims,
         )
@@ -279,15 +282,15 @@ class AppTokenVerifier:
         when no valid snapshot is at hand (fail closed); returns ``access`` otherwise.
         """
         self._check_access(access)
-        return self._entitled(access, self._current_snapshot())
+        return self._entitled(access, self._entitlements.current())
 
     async def revalidate_async(self, access: AppAccess) -> AppAccess:
         """:meth:`revalidate` for a coroutine: a due snapshot fetch runs in a worker thread."""
         self._check_access(access)
-        if self._fetch_due(self._clock.now()):
-            snapshot = await asyncio.to_thread(self._current_snapshot)
+        if self._entitlements.fetch_due(self._clock.now()):
+            snapshot = await asyncio.to_thread(self._entitlements.current)
         else:
-            snapshot = self._usable_snapshot(self._clock.now())
+            snapshot = self._entitlements.usable(self._clock.now())
         return self._entitled(access, snapshot)
 
     def check_entitled(self, access: AppAccess) -> bool:
@@ -295,7 +298,7 @@ class AppTokenVerifier:
         no valid snapshot is at hand). Fetches the snapshot when one is due, like
         :meth:`revalidate`, but does not look at the token's own expiry."""
         try:
-            self._entitled(access, self._current_snapshot())
+            self._entitled(access, self._entitlements.current())
         except (BackendNotEntitled, EntitlementsUnavailable) as exc:
             log.info("backend %r is refused app %r: %s", access.backend_id, self.app_id, exc)
             return False
@@ -303,22 +306,20 @@ class AppTokenVerifier:
 
     async def check_entitled_async(self, access: AppAccess) -> bool:
         """:meth:`check_entitled` for a coroutine: a due fetch runs in a worker thread."""
-        if self._fetch_due(self._clock.now()):
+        if self._entitlements.fetch_due(self._clock.now()):
             return await asyncio.to_thread(self.check_entitled, access)
         return self.check_entitled(access)
 
     def entitlements(self) -> EntitlementSnapshot | None:
         """The snapshot in use now (valid at the current time), without fetching; or ``None``."""
-        return self._usable_snapshot(self._clock.now())
+        return self._entitlements.usable(self._clock.now())
 
     def refresh_entitlements(self) -> bool:
         """Fetch the snapshot now, whatever the schedule; ``True`` if a valid one was taken.
 
         Useful at start, so the first revalidation does not wait for the network.
         """
-        with self._lock:
-            self._last_attempt_at = self._clock.now()
-        return self._fetch_and_store()
+        return self._entitlements.refresh()
 
     def _check_access(self, access: AppAccess) -> None:
         if access.app_id != self.app_id:
@@ -340,227 +341,9 @@ class AppTokenVerifier:
             )
         return access
 
-    def _usable_snapshot(self, now: datetime) -> EntitlementSnapshot | None:
-        with self._lock:
-            snapshot = self._snapshot
-        if snapshot is None or now > snapshot.expires_at + timedelta(seconds=self.leeway):
-            return None
-        return snapshot
-
-    def _fetch_due(self, now: datetime) -> bool:
-        with self._lock:
-            return self._due_locked(now)
-
-    def _due_locked(self, now: datetime) -> bool:
-        last = self._last_attempt_at
-        # Never more than one attempt per retry_failed_every, whatever happened (a clock that
-        # ran back does not block fetching until it catches up).
-        if last is not None and last <= now and now - last < self.retry_failed_every:
-            return False
-        snapshot = self._snapshot
-        if snapshot is None or now > snapshot.expires_at + timedelta(seconds=self.leeway):
-            return True
-        age = now - snapshot.fetched_at
-        return age < timedelta(0) or age >= self.revalidate_every
-
-    def _current_snapshot(self) -> EntitlementSnapshot | None:
-        """The snapshot to decide with, after fetching one if due; ``None`` if none is valid."""
-        now = self._clock.now()
-        owner = False
-        with self._lock:
-            waiting = self._inflight
-            if waiting is None and self._due_locked(now):
-                waiting = self._inflight = threading.Event()
-                self._last_attempt_at = now
-                owner = True
-        if owner:
-            assert waiting is not None
-            try:
-                self._fetch_and_store()
-            finally:
-                with self._lock:
-                    self._inflight = None
-                waiting.set()
-        elif waiting is not None and self._usable_snapshot(now) is None:
-            # Nothing to decide with yet, and a fetch is under way: wait for its answer.
-            waiting.wait(self.keys.timeout + 1)
-        return self._usable_snapshot(self._clock.now())
-
-    def _fetch_and_store(self) -> bool:
-        try:
-            jws = self._fetch_snapshot(self.app_id)
-        except Exception as exc:  # an injected fetch may fail in any way: fail closed
-            log.warning("fetching the entitlement snapshot of app %r failed: %s", self.app_id, exc)
-            return False
-        try:
-            snapshot = self.verify_snapshot(jws)
-        except SnapshotInvalid as exc:
-            log.warning("the entitlement snapshot of app %r is refused: %s", self.app_id, exc)
-            return False
-        with self._lock:
-            current = self._snapshot
-            if current is not None and snapshot.issued_at < current.issued_at:
-                log.warning("an older entitlement snapshot of app %r is ignored", self.app_id)
-                return False
-            self._snapshot = snapshot
-        return True
-
     def verify_snapshot(self, jws: str) -> EntitlementSnapshot:
         """Verify an entitlement snapshot for this app; :class:`SnapshotInvalid` if it is not one.
 
-        ES256 with the marketplace's key, ``typ`` ``entitlements``, ``aud``
-        ``tgflow-marketplace-entitlements``, ``iss`` the marketplace issuer, ``app_id`` this app,
-        ``backends`` a list of strings, ``exp``/``iat`` (and ``nbf``) valid with the leeway.
-        With a :class:`~agent.key_pins.PinnedKeySet`, an unknown ``kid`` may refetch the
-        marketplace's JWKS (rate-limited).
+        See :meth:`agent.marketplace.entitlements.EntitlementKeeper.verify` for the checks.
         """
-        kid = _check_header(jws, _SNAPSHOT, ENTITLEMENTS_ALG, SnapshotInvalid, require_kid=False)
-        key = self._snapshot_key(kid)
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                jws,
-                key,
-                algorithms=[ENTITLEMENTS_ALG],
-                audience=ENTITLEMENTS_AUDIENCE,
-                issuer=self.marketplace_issuer,
-                options={
-                    "require": ["iss", "aud", "exp", "iat", "typ", "app_id", "backends"],
-                    "strict_aud": True,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                },
-            )
-        except jwt.InvalidTokenError as exc:
-            raise SnapshotInvalid(f"the {_SNAPSHOT} is invalid: {exc}") from exc
-        if claims["typ"] != ENTITLEMENTS_TYP:
-            raise SnapshotInvalid(f"the token is of type {claims['typ']!r}, not {ENTITLEMENTS_TYP}")
-        if claims["app_id"] != self.app_id:
-            raise SnapshotInvalid(f"the {_SNAPSHOT} is for app {claims['app_id']!r}")
-        backends = claims["backends"]
-        if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
-            raise SnapshotInvalid(f"the {_SNAPSHOT}'s backends are not a list of strings")
-        now = self._clock.now()
-        exp, iat = _check_times(
-            claims, _SNAPSHOT, now, self.leeway, SnapshotInvalid, SnapshotInvalid
-        )
-        return EntitlementSnapshot(
-            app_id=self.app_id,
-            backends=frozenset(backends),
-            issued_at=_when(iat),
-            expires_at=_when(exp),
-            fetched_at=now,
-        )
-
-    def _snapshot_key(self, kid: str) -> ec.EllipticCurvePublicKey:
-        pinned = self._marketplace_key
-        if isinstance(pinned, ec.EllipticCurvePublicKey):
-            return pinned
-        if not kid:
-            raise SnapshotInvalid(f"the {_SNAPSHOT} names no signing key (kid)")
-        try:
-            key = pinned.resolve_sync(kid, self.keys.http_client())
-        except UntrustedKey as exc:
-            raise SnapshotInvalid(f"the {_SNAPSHOT} is not signed by a pinned key: {exc}") from exc
-        if key.alg != ENTITLEMENTS_ALG or not isinstance(key.public_key, ec.EllipticCurvePublicKey):
-            raise SnapshotInvalid(f"the {_SNAPSHOT} names key {kid}, which signs {key.alg}")
-        return key.public_key
-
-    def _http_fetch(self, app_id: str) -> str:
-        url = self.keys.marketplace_url + ENTITLEMENTS_PATH.format(app_id=quote(app_id, safe=""))
-        try:
-            response = self.keys.http_client().get(
-                url, timeout=self.keys.timeout, follow_redirects=False
-            )
-        except httpx.HTTPError as exc:
-            raise _FetchFailed(f"no answer from {url}: {exc}") from exc
-        if response.status_code != httpx.codes.OK:
-            raise _FetchFailed(f"{url} answered HTTP {response.status_code}")
-        if len(response.content) > MAX_SNAPSHOT_BYTES:
-            raise _FetchFailed(f"{url} answered more than {MAX_SNAPSHOT_BYTES} bytes")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise _FetchFailed(f"{url} answered something that is not JSON") from exc
-        snapshot = body.get("snapshot") if isinstance(body, Mapping) else None
-        if not isinstance(snapshot, str):
-            raise _FetchFailed(f"{url} answered no snapshot")
-        return snapshot
-
-
-# --- shared steps -------------------------------------------------------------------------------
-
-
-def _unverified_issuer(token: str) -> object:
-    """The ``iss`` of a compact JWS's payload, read without verifying anything (one parse)."""
-    segment = token.split(".")[1]
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error) as exc:
-        raise AppTokenInvalid(f"the {_APP_TOKEN} is malformed: {exc}") from exc
-    return payload.get("iss") if isinstance(payload, dict) else None
-
-
-def _check_header(
-    token: str,
-    name: str,
-    alg: str,
-    error: type[AppTokenInvalid] | type[SnapshotInvalid],
-    *,
-    require_kid: bool = True,
-) -> str:
-    """Refuse a token whose header must never reach a key lookup; return its ``kid``."""
-    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
-        raise error(f"the {name} is empty, too long or not a string")
-    if token.count(".") != 2:
-        raise error(f"the {name} is not a compact JWS")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError as exc:
-        raise error(f"the {name} is malformed: {exc}") from exc
-    if header.get("alg") != alg:
-        raise error(f"the {name} must be signed with {alg}, not {header.get('alg')!r}")
-    if "crit" in header or "b64" in header:
-        raise error(f"the {name} carries header extensions that are refused")
-    pointers = REFUSED_KEY_HEADERS & header.keys()
-    if pointers:
-        # The key comes from the issuer's registered keys only, never from the token itself.
-        raise error(f"the {name} carries key-location headers {sorted(pointers)}")
-    kid = header.get("kid")
-    if kid is None and not require_kid:
-        return ""  # the caller decides whether it needs one
-    if not isinstance(kid, str) or not kid:
-        raise error(f"the {name} names no signing key (kid)")
-    return kid
-
-
-def _check_times(
-    claims: Mapping[str, Any],
-    name: str,
-    now: datetime,
-    leeway: int,
-    invalid: type[AppTokenInvalid] | type[SnapshotInvalid],
-    expired: type[AppTokenExpired] | type[SnapshotInvalid],
-) -> tuple[float, float]:
-    """Check ``exp``, ``iat`` and (when present) ``nbf`` at ``now``; return ``(exp, iat)``."""
-    exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf", claims["iat"])
-    if not (_is_number(exp) and _is_number(iat) and _is_number(nbf)):
-        raise invalid(f"the {name} has malformed time claims")
-    t = now.timestamp()
-    if t > exp + leeway:
-        raise expired(f"the {name} expired at {_when(exp).isoformat()}")
-    if iat > t + leeway:
-        raise invalid(f"the {name} was issued in the future")
-    if t < nbf - leeway:
-        raise invalid(f"the {name} is not valid before {_when(nbf).isoformat()}")
-    if exp <= iat:
-        raise invalid(f"the {name} expires before it was issued")
-    return float(exp), float(iat)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _when(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+        return self._entitlements.verify(jws)
