@@ -16,7 +16,10 @@ from .metrics import Metrics
 from .services.activations import ActivationService
 from .services.audit import AuditLog
 from .services.auth import AuthService
+from .services.billing.contract import ProviderName
+from .services.billing.providers import build_adapters
 from .services.billing.service import BillingService
+from .services.billing.webhook_bridge import BillingEventApplier, CloudPaymentsCheck
 from .services.callbacks import CallbackService
 from .services.clients import ClientService
 from .services.context import ServiceContext
@@ -73,8 +76,8 @@ class Services:
     #: Subscription billing: plans and prices, subscriptions, provider events (no provider is
     #: configured here yet: checkouts fail closed until adapters are wired).
     billing: BillingService
-    #: Provider webhooks: verified, deduplicated, stored, applied by the worker (billing wires
-    #: the applier and CloudPayments' Check; until then events wait and every Check is refused).
+    #: Provider webhooks: verified, deduplicated, stored, and applied to billing by the worker
+    #: (services/billing/webhook_bridge.py); CloudPayments' Check answered from our invoices.
     webhooks: WebhookInbox
 
 
@@ -116,6 +119,9 @@ def build_services(
         metrics=Metrics(),
     )
     marketplace_tokens = MarketplaceTokens(keys, settings.issuer)
+    # Only the providers whose credentials are set (an unconfigured one is absent: fail closed).
+    adapters = build_adapters(settings)
+    billing = BillingService(ctx, adapters)
     sessions = make_session_bus(database_url, settings.session_cache_ttl_seconds)
     return Services(
         ctx=ctx,
@@ -137,6 +143,10 @@ def build_services(
         notifications=NotificationService(ctx),
         reports=ReportService(ctx),
         idempotency=IdempotencyService(ctx),
-        billing=BillingService(ctx),
-        webhooks=WebhookInbox(ctx),
+        billing=billing,
+        webhooks=WebhookInbox(
+            ctx,
+            applier=BillingEventApplier(billing, adapters),
+            checker=CloudPaymentsCheck(billing, configured=ProviderName.CLOUDPAYMENTS in adapters),
+        ),
     )

@@ -10,6 +10,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, Final, Protocol
 
 from ..billing.contract import ProviderName
+from ..billing.providers.cloudpayments_events import NOTIFICATION_TYPE
 
 
 class CloudPaymentsKind(StrEnum):
@@ -28,9 +29,8 @@ class CloudPaymentsKind(StrEnum):
 
 
 #: The field the inbox adds to a CloudPayments payload: the notification's kind (from the path),
-#: so an applier reads one mapping. PascalCase like CloudPayments' own fields, none of which it
-#: shadows.
-CLOUDPAYMENTS_KIND_FIELD: Final = "NotificationKind"
+#: so an applier reads one mapping; the CloudPayments adapter reads it from there.
+CLOUDPAYMENTS_KIND_FIELD: Final = NOTIFICATION_TYPE
 
 
 class CheckCode(IntEnum):

@@ -2,10 +2,10 @@
 
 CloudPayments posts each notification type to its own URL (set in its back office), form-encoded
 or JSON; the fields do not say which type they are. So the webhook side adds the type under
-:data:`NOTIFICATION_TYPE` (``"Pay"``, ``"Fail"``, …; from the URL it arrived at) before handing
-the fields over. An event's id is ``"<TransactionId>:<type>"``: CloudPayments retries a
-notification with the same TransactionId, and the reconciler's truth about a transaction gets the
-same id as its notification.
+:data:`NOTIFICATION_TYPE` (``"pay"``, ``"fail"``, … from the URL it arrived at; the case does not
+matter) before handing the fields over. An event's id is ``"<TransactionId>:<Type>"``:
+CloudPayments retries a notification with the same TransactionId, and the reconciler's truth
+about a transaction gets the same id as its notification.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from ..contract import EventKind, ProviderEvent, ProviderName
 from ..declines import cloudpayments_decline_is_hard
 from .amounts import MINOR_UNIT_EXPONENTS, major_to_minor
 
-#: The key under which the webhook side names the notification's type.
-NOTIFICATION_TYPE: Final = "NotificationType"
+#: The key under which the webhook side names the notification's type (the inbox stores it in
+#: the payload: services/webhooks/ports.py).
+NOTIFICATION_TYPE: Final = "NotificationKind"
 NOTIFICATION_TYPES: Final = frozenset(
     {"Check", "Pay", "Fail", "Confirm", "Refund", "Cancel", "Recurrent"}
 )
@@ -102,6 +103,7 @@ def _amount(fields: Mapping[str, Any], currency: str | None) -> int | None:
 
 def notification_event(notification_type: str, fields: Mapping[str, Any]) -> ProviderEvent | None:
     """One notification (or one transaction of the API, typed as its notification would be)."""
+    notification_type = notification_type.strip().capitalize()
     if notification_type not in NOTIFICATION_TYPES:
         raise ValueError(f"unknown CloudPayments notification type {notification_type!r}")
     if notification_type == "Check":
