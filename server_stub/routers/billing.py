@@ -5,13 +5,13 @@ transactions; each route is one call, so a wrapper (Idempotency-Key) fits around
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from agent.protocol import ErrorCode
 
 from ..deps import PrincipalDep, ServicesDep
 from ..problems import problem_responses
-from ..services.billing.common import Actor
+from ..services.billing.common import Actor, SubscriptionView
 from .billing_schemas import (
     PlanList,
     SubscriptionCancel,
@@ -21,12 +21,13 @@ from .billing_schemas import (
     plan_out,
     subscription_out,
 )
+from .idempotent import UserIdempotent
 
 router = APIRouter(tags=["billing"])
 
 _AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
-#: No subscription (404), or its state refuses the move (422).
-_MOVE_ERRORS = problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND)
+#: No subscription (404), or its state refuses the move (422); a reused Idempotency-Key (409).
+_MOVE_ERRORS = problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.IDEMPOTENCY_CONFLICT)
 
 
 @router.get(
@@ -59,6 +60,7 @@ def subscription_status(principal: PrincipalDep, services: ServicesDep) -> Subsc
         ErrorCode.NOT_FOUND,
         ErrorCode.ALREADY_EXISTS,
         ErrorCode.SERVICE_UNAVAILABLE,
+        ErrorCode.IDEMPOTENCY_CONFLICT,
     ),
     summary="Subscribe to a plan: returns the provider's checkout for the first invoice",
     description="The subscription is `incomplete` until the provider reports the payment (or, "
@@ -66,15 +68,18 @@ def subscription_status(principal: PrincipalDep, services: ServicesDep) -> Subsc
     "refused (503: billing fails closed). An unpaid checkout of this account is replaced; a "
     "live subscription is not created twice (409).",
 )
-def create_subscription(
-    body: SubscriptionCreate, principal: PrincipalDep, services: ServicesDep
-) -> SubscriptionCreated:
-    created = services.billing.create_subscription(principal.user.id, body.plan, body.provider)
-    return SubscriptionCreated(
-        subscription=subscription_out(created.subscription),
-        invoice_id=created.invoice_id,
-        checkout_url=created.checkout_url,
-    )
+async def create_subscription(
+    body: SubscriptionCreate, principal: PrincipalDep, services: ServicesDep, idem: UserIdempotent
+) -> Response:
+    def create() -> SubscriptionCreated:
+        created = services.billing.create_subscription(principal.user.id, body.plan, body.provider)
+        return SubscriptionCreated(
+            subscription=subscription_out(created.subscription),
+            invoice_id=created.invoice_id,
+            checkout_url=created.checkout_url,
+        )
+
+    return await idem.run(create)
 
 
 @router.post(
@@ -83,12 +88,13 @@ def create_subscription(
     responses=_MOVE_ERRORS,
     summary="Cancel at the period's end (default) or now; what was paid stays in force",
 )
-def cancel_subscription(
-    body: SubscriptionCancel, principal: PrincipalDep, services: ServicesDep
-) -> SubscriptionStatus:
+async def cancel_subscription(
+    body: SubscriptionCancel, principal: PrincipalDep, services: ServicesDep, idem: UserIdempotent
+) -> Response:
     user = principal.user.id
-    view = services.billing.cancel(Actor.user(user), user, body.when)
-    return SubscriptionStatus(subscription=subscription_out(view))
+    return await idem.run(
+        lambda: _status(services.billing.cancel(Actor.user(user), user, body.when))
+    )
 
 
 @router.post(
@@ -97,11 +103,11 @@ def cancel_subscription(
     responses=_MOVE_ERRORS,
     summary="Pause renewals; what was paid stays in force until it runs out",
 )
-def pause_subscription(principal: PrincipalDep, services: ServicesDep) -> SubscriptionStatus:
+async def pause_subscription(
+    principal: PrincipalDep, services: ServicesDep, idem: UserIdempotent
+) -> Response:
     user = principal.user.id
-    return SubscriptionStatus(
-        subscription=subscription_out(services.billing.pause(Actor.user(user), user))
-    )
+    return await idem.run(lambda: _status(services.billing.pause(Actor.user(user), user)))
 
 
 @router.post(
@@ -110,8 +116,12 @@ def pause_subscription(principal: PrincipalDep, services: ServicesDep) -> Subscr
     responses=_MOVE_ERRORS,
     summary="Resume a paused subscription, or undo a cancel at period end",
 )
-def resume_subscription(principal: PrincipalDep, services: ServicesDep) -> SubscriptionStatus:
+async def resume_subscription(
+    principal: PrincipalDep, services: ServicesDep, idem: UserIdempotent
+) -> Response:
     user = principal.user.id
-    return SubscriptionStatus(
-        subscription=subscription_out(services.billing.resume(Actor.user(user), user))
-    )
+    return await idem.run(lambda: _status(services.billing.resume(Actor.user(user), user)))
+
+
+def _status(view: SubscriptionView) -> SubscriptionStatus:
+    return SubscriptionStatus(subscription=subscription_out(view))

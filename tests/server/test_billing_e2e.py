@@ -101,3 +101,23 @@ def test_a_cloudpayments_order_paid_makes_the_license_active(shop: Shop) -> None
     assert shop.services.webhooks.drain() >= 1
     lic = shop.license(token)
     assert (lic["plan"], lic["status"]) == ("pro", "active")
+
+
+def test_a_retried_subscribe_with_its_idempotency_key_opens_one_checkout(shop: Shop) -> None:
+    token = register(shop.client, "retry@example.com", fingerprint())["token"]
+    headers = {**bearer(token), "Idempotency-Key": "subscribe-7d0c1f"}
+    body = {"plan": "pro", "provider": "stripe"}
+    first = shop.client.post("/subscriptions/create", headers=headers, json=body)
+    again = shop.client.post("/subscriptions/create", headers=headers, json=body)
+    assert first.status_code == again.status_code == 201, first.text
+    assert again.content == first.content and again.headers["Idempotent-Replayed"] == "true"
+    assert len(shop.fakes.stripe.of_type("checkout.session")) == 1
+    other = shop.client.post(
+        "/subscriptions/create", headers=headers, json={**body, "provider": "cloudpayments"}
+    )
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+    cancel = {**bearer(token), "Idempotency-Key": "cancel-1"}
+    r1 = shop.client.post("/subscriptions/cancel", headers=cancel, json={"when": "now"})
+    r2 = shop.client.post("/subscriptions/cancel", headers=cancel, json={"when": "now"})
+    assert r1.status_code == r2.status_code and r1.content == r2.content
+    assert r2.headers.get("Idempotent-Replayed") == "true"
