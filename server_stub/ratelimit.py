@@ -29,7 +29,10 @@ from .services.marketplace import MarketplaceService
 
 log = logging.getLogger("tgflow.server.ratelimit")
 
-_EXEMPT = ("/healthz", "/metrics")
+#: Probes, and the providers' webhooks: those are authenticated by their signature (refused in
+#: constant time when forged) and come in bursts from a few provider addresses, which a per-IP
+#: limit meant for unauthenticated callers would turn into 429s and redelivery storms.
+_EXEMPT = ("/healthz", "/metrics", "/webhooks/")
 ACCESS_CLAIMS_STATE = "tgflow_access_claims"
 
 

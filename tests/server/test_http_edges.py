@@ -127,6 +127,9 @@ def test_ip_limit_without_a_token(make_backend: BackendFactory) -> None:
     assert_problem(r, 429, "rate_limited")
     assert 1 <= int(r.headers["retry-after"]) <= 60
     assert backend.client.get("/healthz").status_code == 200  # probes are never limited
+    # Nor are the providers' webhooks (signed; here unsigned, so refused, but never 429).
+    hooks = [backend.client.post("/webhooks/stripe", content=b"{}").status_code for _ in range(4)]
+    assert 429 not in hooks and len(set(hooks)) == 1 and hooks[0] in (401, 403)
     assert 'tgflow_rate_limited_total{scope="ip"} 2.0' in backend.client.get("/metrics").text
 
 
