@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -46,14 +45,6 @@ class Actor:
 
 def grace(ctx: ServiceContext) -> timedelta:
     return timedelta(days=ctx.settings.billing_grace_days)
-
-
-def add_interval(start: datetime, interval: str, count: int = 1) -> datetime:
-    """``start`` plus ``count`` billing periods (calendar months or years, like Stripe: the
-    31st of January plus a month is the 28th or 29th of February)."""
-    if Interval(interval) is Interval.YEAR:
-        return start + relativedelta(years=count)
-    return start + relativedelta(months=count)
 
 
 def move(
@@ -105,7 +96,7 @@ def record_creation(session: Session, sub: BillingSubscription, actor: Actor, re
 def settle(ctx: ServiceContext, session: Session, sub: BillingSubscription) -> None:
     """The end of every change: the entitlement follows, in the same transaction."""
     session.flush()
-    project(session, sub, grace(ctx))
+    project(session, sub.user_id, grace(ctx), ctx.clock.now())
 
 
 def current_subscription(
