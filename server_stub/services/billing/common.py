@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...billing_models import BillingSubscription, BillingTransition
@@ -15,7 +14,7 @@ from ...errors import NotFound
 from ...models import Plan
 from ..context import ServiceContext
 from .contract import Interval, SubscriptionState
-from .entitlement import entitlement_end, project
+from .entitlement import entitlement_end, newest_first, project
 from .states import TERMINAL, Trigger, transition
 
 
@@ -103,11 +102,7 @@ def current_subscription(
     session: Session, user_id: str, *, lock: bool = False
 ) -> BillingSubscription | None:
     """The user's subscription that still lives, else the newest one (or none)."""
-    query = (
-        select(BillingSubscription)
-        .where(BillingSubscription.user_id == user_id)
-        .order_by(BillingSubscription.created_at.desc(), BillingSubscription.id)
-    )
+    query = newest_first(user_id)
     if lock:
         query = query.with_for_update()
     subs = list(session.scalars(query))

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from ...billing_models import BillingSubscription
+from ...billing_models import BillingSubscription, BillingTransition
 from ...models import Subscription
 from .contract import SubscriptionState
 from .states import access_until
@@ -27,6 +27,22 @@ def entitlement_end(sub: BillingSubscription, grace: timedelta) -> datetime | No
         cancel_at_period_end=sub.cancel_at_period_end,
         grace_ends_at=sub.grace_ends_at,
         grace=grace,
+    )
+
+
+def newest_first(user_id: str) -> Select[BillingSubscription]:
+    """``user_id``'s subscriptions, the newest first. Two made at one instant (a checkout that
+    replaced another) are told apart by their creation's transition (its sequence grows); the
+    random ids alone would pick one at random."""
+    created = (
+        select(func.min(BillingTransition.seq))
+        .where(BillingTransition.subscription_id == BillingSubscription.id)
+        .scalar_subquery()
+    )
+    return (
+        select(BillingSubscription)
+        .where(BillingSubscription.user_id == user_id)
+        .order_by(BillingSubscription.created_at.desc(), created.desc(), BillingSubscription.id)
     )
 
 
@@ -46,11 +62,7 @@ def project(session: Session, user_id: str, grace: timedelta, now: datetime) -> 
     row = session.scalar(
         select(Subscription).where(Subscription.user_id == user_id).with_for_update()
     )
-    subs = session.scalars(
-        select(BillingSubscription)
-        .where(BillingSubscription.user_id == user_id)
-        .order_by(BillingSubscription.created_at.desc(), BillingSubscription.id)
-    )
+    subs = session.scalars(newest_first(user_id))
     ends = [(sub, until) for sub in subs if (until := entitlement_end(sub, grace)) is not None]
     if not ends:
         return
