@@ -8,17 +8,17 @@ import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from server_stub.billing_models import BillingInvoice, BillingSubscription
 from server_stub.clock import FakeClock
 from server_stub.config import Settings
 from server_stub.db import transaction
-from server_stub.models import Plan, User
+from server_stub.models import Base, Plan, Subscription, User
 from server_stub.services.billing.contract import (
     ChargeOutcome,
     Checkout,
@@ -35,6 +35,8 @@ from server_stub.services.billing.plans import PlanSpec
 from server_stub.wiring import Services, build_services
 
 _refs = itertools.count(1)
+#: The fake clock's first instant in every billing world.
+START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -116,6 +118,16 @@ class BillingWorld:
     def billing(self) -> Any:
         return self.services.billing
 
+    def reset(self) -> None:
+        """Back to the start: the clock at its first instant, no billing rows and no
+        entitlements (plans and users stay), so a run does not depend on the runs before it
+        (hypothesis replays and shrinks a failure only if each example starts alike)."""
+        self.clock.set(START)
+        tables = [t for t in Base.metadata.sorted_tables if t.name.startswith("billing_")]
+        with transaction(self.services.ctx.write) as session:
+            for table in reversed([*tables, Subscription.__table__]):
+                session.execute(delete(table))
+
     def new_user(self) -> str:
         email = f"payer-{secrets.token_hex(4)}@example.com"
         now = self.clock.now()
@@ -194,7 +206,7 @@ def billing_world(database_url: str, data_dir: Path, **settings: Any) -> Iterato
         "sweep_interval_seconds": 3600,
         **settings,
     }
-    clock = FakeClock()
+    clock = FakeClock(START)
     services = build_services(Settings(**values), clock)
     adapter = RecordingAdapter()
     services.billing.add_adapter(adapter)

@@ -367,3 +367,28 @@ def test_an_operator_plan_is_untouched_by_an_unpaid_checkout(world: BillingWorld
     sub_id, _ = world.subscribe(user.id)
     world.billing.apply_event(world.event(EventKind.CHECKOUT_EXPIRED, None, subscription_id=sub_id))
     assert world.entitled(user.id, world.clock.now() + timedelta(days=3650))
+
+
+def test_a_new_subscription_never_shortens_what_a_canceled_one_paid(world: BillingWorld) -> None:
+    """A yearly plan canceled now stays paid for a year; a new subscription (a 14-day trial)
+    taken after it must not cut that year short (the entitlement is the latest end over the
+    user's subscriptions), while its plan is the one in force."""
+    user = world.new_user()
+    yearly, invoice_id = world.subscribe(user, "pro-year")
+    world.pay(invoice_id)
+    year_end = world.sub(yearly).paid_through
+    assert year_end is not None
+    world.days(1)
+    world.billing.cancel(Actor.user(user), user, CancelWhen.NOW)
+    world.days(1)
+    newer, invoice_id = world.subscribe(user, "trial-pro")
+    world.pay(invoice_id)
+    newer_end = world.sub(newer).paid_through
+    assert newer_end is not None and newer_end < year_end
+    with transaction(world.services.ctx.read) as session:
+        row = session.scalar(select(Subscription).where(Subscription.user_id == user))
+        assert row is not None
+        assert row.entitled_until == year_end
+        assert row.plan_id == world.plan("trial-pro").id
+    assert world.entitled(user, newer_end + timedelta(days=30))
+    assert not world.entitled(user, year_end)

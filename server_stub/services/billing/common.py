@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from dateutil.relativedelta import relativedelta
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...billing_models import BillingSubscription, BillingTransition
@@ -16,7 +14,7 @@ from ...errors import NotFound
 from ...models import Plan
 from ..context import ServiceContext
 from .contract import Interval, SubscriptionState
-from .entitlement import entitlement_end, project
+from .entitlement import entitlement_end, newest_first, project
 from .states import TERMINAL, Trigger, transition
 
 
@@ -46,14 +44,6 @@ class Actor:
 
 def grace(ctx: ServiceContext) -> timedelta:
     return timedelta(days=ctx.settings.billing_grace_days)
-
-
-def add_interval(start: datetime, interval: str, count: int = 1) -> datetime:
-    """``start`` plus ``count`` billing periods (calendar months or years, like Stripe: the
-    31st of January plus a month is the 28th or 29th of February)."""
-    if Interval(interval) is Interval.YEAR:
-        return start + relativedelta(years=count)
-    return start + relativedelta(months=count)
 
 
 def move(
@@ -105,18 +95,14 @@ def record_creation(session: Session, sub: BillingSubscription, actor: Actor, re
 def settle(ctx: ServiceContext, session: Session, sub: BillingSubscription) -> None:
     """The end of every change: the entitlement follows, in the same transaction."""
     session.flush()
-    project(session, sub, grace(ctx))
+    project(session, sub.user_id, grace(ctx), ctx.clock.now())
 
 
 def current_subscription(
     session: Session, user_id: str, *, lock: bool = False
 ) -> BillingSubscription | None:
     """The user's subscription that still lives, else the newest one (or none)."""
-    query = (
-        select(BillingSubscription)
-        .where(BillingSubscription.user_id == user_id)
-        .order_by(BillingSubscription.created_at.desc(), BillingSubscription.id)
-    )
+    query = newest_first(user_id)
     if lock:
         query = query.with_for_update()
     subs = list(session.scalars(query))

@@ -29,8 +29,9 @@ from ...billing_models import (
 )
 from ...db import transaction
 from ..context import ServiceContext
-from .common import Actor, ActorKind, add_interval, grace, move, settle
-from .contract import EventKind, ProviderEvent, SubscriptionState
+from .calendar import add_interval
+from .common import Actor, ActorKind, grace, move, settle
+from .contract import EventKind, Interval, ProviderEvent, SubscriptionState
 from .invoices import void_open_invoices
 from .states import TERMINAL, Trigger, can, grace_end, later
 
@@ -293,7 +294,7 @@ class BillingEvents:
         paid, not when the checkout opened."""
         start = event.occurred_at
         trial = sub.trial_end - sub.created_at if sub.trial_end is not None else None
-        end = start + trial if trial is not None else add_interval(start, sub.interval)
+        end = start + trial if trial is not None else add_interval(start, Interval(sub.interval))
         target = S.TRIALING if trial is not None else S.ACTIVE
         trigger = (
             Trigger.CHECKOUT_COMPLETED

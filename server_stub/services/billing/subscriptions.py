@@ -28,10 +28,10 @@ from ...errors import AlreadyExists, NotFound, ServiceUnavailable, ValidationFai
 from ...models import Plan, User
 from ..audit import record
 from ..context import ServiceContext
+from .calendar import add_interval
 from .common import (
     Actor,
     SubscriptionView,
-    add_interval,
     current_subscription,
     move,
     record_creation,
@@ -41,6 +41,7 @@ from .common import (
 )
 from .contract import (
     Checkout,
+    Interval,
     ProviderAdapter,
     ProviderName,
     ProviderRefused,
@@ -153,7 +154,11 @@ class Subscriptions:
             session.flush()
             record_creation(session, sub, actor, f"checkout of plan {plan.name}")
             trial = trial_days > 0
-            end = now + timedelta(days=trial_days) if trial else add_interval(now, plan.interval)
+            end = (
+                now + timedelta(days=trial_days)
+                if trial
+                else add_interval(now, Interval(plan.interval))
+            )
             invoice = new_invoice(
                 session,
                 subscription_id=sub.id,
