@@ -367,6 +367,8 @@ class Subscriptions:
                 move(
                     session, sub, trigger, at=now, actor=actor, reason=trigger.value, target=target
                 )
+                if trigger in (Trigger.GRACE_EXPIRED, Trigger.PERIOD_ENDED):
+                    self._ctx.metrics.billing_dunning.labels(sub.provider, "ended").inc()
                 if S(sub.state) in TERMINAL:
                     sub.canceled_at = sub.canceled_at or now
                     sub.next_charge_at = None
