@@ -13,12 +13,15 @@ from sqlalchemy import select
 
 from server_stub.billing_models import BillingPayment
 from server_stub.db import transaction
+from server_stub.models import User
+from server_stub.portal_models import Notification
 from server_stub.services.billing.common import Actor
 from server_stub.services.billing.contract import EventKind, ProviderUnavailable
 from server_stub.services.billing.events import ApplyOutcome
 from server_stub.services.billing.renewals import DunningOutcome
 from server_stub.services.billing.subscriptions import CancelWhen
 from tests.helpers.billing import BillingWorld, billing_world
+from tests.helpers.fake_channels import FakeSmtpServer
 
 JAN31 = datetime(2028, 1, 31, 10, 0, tzinfo=UTC)  # 2028 is a leap year: Feb 29
 
@@ -220,3 +223,62 @@ def test_a_yearly_subscription_counts_a_twelfth_in_the_mrr(world: BillingWorld) 
     world.billing.renew_due()
     gauge = world.services.ctx.metrics.billing_mrr.labels("RUB")
     assert gauge._value.get() == 990_000 // 12
+
+
+def test_each_dunning_step_is_an_email_to_the_customer_in_the_outbox(
+    database_url: str, tmp_path: Path
+) -> None:
+    with (
+        FakeSmtpServer() as smtp,
+        billing_world(
+            database_url,
+            tmp_path / "data",
+            notify_smtp_host="127.0.0.1",
+            notify_smtp_port=smtp.port,
+            notify_smtp_starttls=False,
+            notify_smtp_from="billing@vendor.example",
+        ) as world,
+    ):
+        world.clock.set(JAN31)
+        user, sub_id = _subscribed(world)
+        paid = world.sub(sub_id).paid_through
+        assert paid is not None
+        world.clock.set(paid)
+        world.billing.renew_due()  # renewed
+        paid = world.sub(sub_id).paid_through
+        assert paid is not None
+        world.adapter.decline(2)
+        world.adapter.decline(1, code="stolen_card")
+        world.clock.set(paid)
+        world.billing.renew_due()  # failed, retry on day 1
+        world.clock.set(paid + timedelta(days=1))
+        world.billing.renew_due()  # failed, retry on day 3
+        world.clock.set(paid + timedelta(days=3))
+        world.billing.renew_due()  # hard: final notice
+        world.billing.renew_due()  # nothing more
+        world.clock.set(paid + timedelta(days=6))
+        world.billing.renew_due()  # the grace is over: ended
+        with transaction(world.services.ctx.read) as session:
+            rows = session.scalars(select(Notification).order_by(Notification.seq)).all()
+            kinds = [row.kind for row in rows]
+            assert {row.payload["to"] for row in rows} == {_email(world, user)}
+        assert kinds == [
+            "billing_renewed",
+            "billing_renewal_failed",
+            "billing_renewal_failed",
+            "billing_final_notice",
+            "billing_ended",
+        ]
+        assert world.services.notifications.deliver_due() == 5
+        assert [mail.rcpt_to for mail in smtp.mails] == [[_email(world, user)]] * 5
+        texts = [mail.message.get_content() for mail in smtp.mails]
+        assert "990.00 RUB" in texts[0] and "2028" in texts[0]
+        assert "Следующая попытка" in texts[1] or "next attempt" in texts[1]
+        assert world.sub(sub_id).paid_through == paid  # ended, the paid period kept
+
+
+def _email(world: BillingWorld, user_id: str) -> str:
+    with transaction(world.services.ctx.read) as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        return user.email

@@ -25,7 +25,9 @@ from sqlalchemy.orm import Session
 
 from ...billing_models import BillingAppliedEvent, BillingInvoice, BillingSubscription
 from ...db import transaction
+from ...models import User
 from ..context import ServiceContext
+from ..notifications import enqueue_to_user
 from .calendar import add_interval, period_containing
 from .common import grace, settle
 from .contract import (
@@ -98,6 +100,31 @@ def anchor_of(session: Session, sub: BillingSubscription) -> datetime:
             return start
     assert sub.paid_through is not None
     return sub.paid_through
+
+
+def notify_customer(
+    ctx: ServiceContext,
+    session: Session,
+    sub: BillingSubscription,
+    kind: str,
+    *,
+    dedupe: str,
+    date: datetime,
+    amount_minor: int | None = None,
+) -> None:
+    """A dunning step's e-mail to the subscription's user, in the notifications outbox (the
+    transaction of the step); nothing when SMTP is not configured (delivery is optional)."""
+    if not ctx.settings.notify_smtp_host:
+        return
+    user = session.get(User, sub.user_id)
+    if user is None:
+        return
+    payload: dict[str, object] = {"date": date.isoformat(), "currency": sub.currency}
+    if amount_minor is not None:
+        payload["amount_minor"] = amount_minor
+    enqueue_to_user(
+        session, kind=kind, to=user.email, dedupe=dedupe, payload=payload, now=ctx.clock.now()
+    )
 
 
 class Renewals:
@@ -181,6 +208,18 @@ class Renewals:
                     payment_ref=answer.payment_ref,
                 )
             )
+            with transaction(self._ctx.write) as session:
+                sub = session.get(BillingSubscription, attempt.subscription_id)
+                if sub is not None and sub.paid_through is not None:
+                    notify_customer(
+                        self._ctx,
+                        session,
+                        sub,
+                        "billing_renewed",
+                        dedupe=attempt.invoice_id,
+                        date=sub.paid_through,
+                        amount_minor=attempt.amount_minor,
+                    )
             return self._count(attempt.provider, DunningOutcome.RENEWED)
         decline = answer.decline_code if answer is not None else "provider_refused"
         hard = answer is not None and (
@@ -292,9 +331,20 @@ class Renewals:
             if retry is not None:
                 sub.next_charge_at = retry
                 sub.grace_ends_at = max(base, retry)
+                kind, dedupe = "billing_renewal_failed", f"{attempt.invoice_id}:{attempt.attempt}"
             else:
                 sub.next_charge_at = None
                 sub.grace_ends_at = max(base, now + grace(self._ctx))
+                kind, dedupe = "billing_final_notice", attempt.invoice_id
+            notify_customer(
+                self._ctx,
+                session,
+                sub,
+                kind,
+                dedupe=dedupe,
+                date=sub.next_charge_at or sub.grace_ends_at,
+                amount_minor=attempt.amount_minor,
+            )
             sub.updated_at = now
             settle(self._ctx, session, sub)  # the license follows the moved grace
         if retry is not None:
