@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from server_stub.billing_models import BillingPayment
+from server_stub.cli import main as cli_main
 from server_stub.db import transaction
 from server_stub.models import User
 from server_stub.portal_models import Notification
@@ -282,3 +283,9 @@ def _email(world: BillingWorld, user_id: str) -> str:
         user = session.get(User, user_id)
         assert user is not None
         return user.email
+
+
+def test_the_cli_runs_one_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(tmp_path / "d")
+    assert cli_main(["billing", "renew", "--data-dir", data]) == 0
+    assert capsys.readouterr().out.strip() == "billing renew: nothing was due"
