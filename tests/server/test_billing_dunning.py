@@ -41,6 +41,14 @@ def _subscribed(world: BillingWorld, plan: str = "pro") -> tuple[str, str]:
     return user, sub_id
 
 
+def _paid_once(world: BillingWorld) -> tuple[str, str, datetime]:
+    """A subscription paid for its first period: user, subscription, ``paid_through``."""
+    user, sub_id = _subscribed(world)
+    paid = world.sub(sub_id).paid_through
+    assert paid is not None
+    return user, sub_id, paid
+
+
 def _dunning_count(world: BillingWorld, outcome: str) -> float:
     metric = world.services.ctx.metrics.billing_dunning.labels("stripe", outcome)
     return float(metric._value.get())
@@ -102,9 +110,7 @@ def test_a_repeated_pass_never_charges_twice_and_the_late_webhook_changes_nothin
 def test_soft_declines_are_retried_on_schedule_then_end_after_the_grace(
     world: BillingWorld,
 ) -> None:
-    user, sub_id = _subscribed(world)
-    paid = world.sub(sub_id).paid_through
-    assert paid is not None
+    user, sub_id, paid = _paid_once(world)
     world.adapter.decline(5)
     world.clock.set(paid)
     assert world.billing.renew_due() == {DunningOutcome.RETRY_SCHEDULED: 1}
@@ -138,9 +144,7 @@ def test_soft_declines_are_retried_on_schedule_then_end_after_the_grace(
 def test_a_retry_that_pays_renews_from_the_paid_period_not_from_the_retry(
     world: BillingWorld,
 ) -> None:
-    _, sub_id = _subscribed(world)
-    paid = world.sub(sub_id).paid_through
-    assert paid is not None
+    _, sub_id, paid = _paid_once(world)
     world.adapter.decline(1)
     world.clock.set(paid)
     world.billing.renew_due()
@@ -152,9 +156,7 @@ def test_a_retry_that_pays_renews_from_the_paid_period_not_from_the_retry(
 
 
 def test_a_hard_decline_is_never_retried(world: BillingWorld) -> None:
-    user, sub_id = _subscribed(world)
-    paid = world.sub(sub_id).paid_through
-    assert paid is not None
+    user, sub_id, paid = _paid_once(world)
     world.adapter.decline(1, code="stolen_card")  # classified hard though the flag is not set
     world.clock.set(paid)
     assert world.billing.renew_due() == {DunningOutcome.HARD_DECLINED: 1}
@@ -171,9 +173,7 @@ def test_a_hard_decline_is_never_retried(world: BillingWorld) -> None:
 def test_an_unavailable_provider_changes_nothing_and_the_next_pass_charges(
     world: BillingWorld,
 ) -> None:
-    _, sub_id = _subscribed(world)
-    paid = world.sub(sub_id).paid_through
-    assert paid is not None
+    _, sub_id, paid = _paid_once(world)
     world.clock.set(paid)
     world.adapter.fail_with = ProviderUnavailable
     assert world.billing.renew_due() == {}
@@ -185,9 +185,7 @@ def test_an_unavailable_provider_changes_nothing_and_the_next_pass_charges(
 
 
 def test_cancel_at_period_end_ends_at_the_boundary_without_a_charge(world: BillingWorld) -> None:
-    user, sub_id = _subscribed(world)
-    paid = world.sub(sub_id).paid_through
-    assert paid is not None
+    user, sub_id, paid = _paid_once(world)
     world.billing.cancel(Actor.user(user), user, CancelWhen.PERIOD_END)
     world.clock.set(paid - timedelta(seconds=1))
     world.billing.renew_due()

@@ -74,29 +74,42 @@ def enqueue(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")
-    added = 0
-    for channel in configured_channels(session):
-        key = dedupe_key(kind, dedupe, channel)
-        if session.scalar(select(Notification.seq).where(Notification.dedupe_key == key)):
-            continue
-        try:
-            with session.begin_nested():
-                session.add(
-                    Notification(
-                        dedupe_key=key,
-                        kind=kind,
-                        channel=channel,
-                        license_id=license_id,
-                        payload=payload,
-                        created_at=now,
-                        attempts=0,
-                        next_attempt_at=now,
-                    )
+    return sum(
+        _add_once(session, kind, dedupe, channel, license_id, payload, now)
+        for channel in configured_channels(session)
+    )
+
+
+def _add_once(
+    session: Session,
+    kind: str,
+    dedupe: str,
+    channel: str,
+    license_id: str | None,
+    payload: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """One outbox row unless this occurrence is there already; whether it was added."""
+    key = dedupe_key(kind, dedupe, channel)
+    if session.scalar(select(Notification.seq).where(Notification.dedupe_key == key)):
+        return False
+    try:
+        with session.begin_nested():
+            session.add(
+                Notification(
+                    dedupe_key=key,
+                    kind=kind,
+                    channel=channel,
+                    license_id=license_id,
+                    payload=payload,
+                    created_at=now,
+                    attempts=0,
+                    next_attempt_at=now,
                 )
-            added += 1
-        except IntegrityError:
-            continue  # a concurrent scan added it first
-    return added
+            )
+    except IntegrityError:
+        return False  # a concurrent writer added it first
+    return True
 
 
 def enqueue_to_user(
@@ -107,26 +120,7 @@ def enqueue_to_user(
     was added."""
     if kind not in USER_KINDS:
         raise ValueError(f"{kind!r} is not addressed to a customer")
-    key = dedupe_key(kind, dedupe, "smtp")
-    if session.scalar(select(Notification.seq).where(Notification.dedupe_key == key)):
-        return False
-    try:
-        with session.begin_nested():
-            session.add(
-                Notification(
-                    dedupe_key=key,
-                    kind=kind,
-                    channel="smtp",
-                    license_id=None,
-                    payload={**payload, "to": to},
-                    created_at=now,
-                    attempts=0,
-                    next_attempt_at=now,
-                )
-            )
-    except IntegrityError:
-        return False  # a concurrent pass added it first
-    return True
+    return _add_once(session, kind, dedupe, "smtp", None, {**payload, "to": to}, now)
 
 
 def enqueue_many(
