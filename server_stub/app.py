@@ -84,9 +84,10 @@ async def _sweep_forever(
             services.activations.free_dead,
             services.notifications.scan_expiry,
             services.webhooks.prune,
-            # Last: they wait on the apps and the notification channels (a timeout per attempt,
-            # 50 attempts per round).
+            # Last: they wait on the apps, the payment providers and the notification channels
+            # (a timeout per attempt, 50 attempts per round).
             services.callbacks.deliver_due,
+            services.billing.renew_due,
             services.notifications.deliver_due,
         ):
             try:

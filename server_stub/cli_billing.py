@@ -1,6 +1,7 @@
 """``tgflow-server plans create|change|retire|list``: the plans' catalogue and prices on the
-local machine. Like ``tgflow-server staff``, the CLI acts as an Admin and every change is audited
-with the actor ``cli:<os user>``.
+local machine; ``tgflow-server billing renew``: one pass of renewals and dunning by hand. Like
+``tgflow-server staff``, the CLI acts as an Admin and every change is audited with the actor
+``cli:<os user>``.
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ def add_commands(
     p.add_argument("--interval", choices=[i.value for i in Interval], help="default month")
     p.add_argument("--trial-days", type=_whole, help="days of trial before the first charge")
     p.add_argument("--rank", type=int, help="the tier: a change to a higher rank is an upgrade")
+
+    def renew(args: argparse.Namespace) -> None:
+        counts = services(args).billing.renew_due()
+        done = ", ".join(f"{outcome.value} {n}" for outcome, n in sorted(counts.items()))
+        print(f"billing renew: {done or 'nothing was due'}")
+
+    text = "billing by hand: renew runs one pass of renewals and dunning (the sweeper's job)"
+    b = sub.add_parser("billing", parents=[common], help=text, description=text)
+    b.set_defaults(func=renew)
+    b.add_argument("action", choices=["renew"])
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -94,6 +94,20 @@ class Metrics:
             ["provider", "state"],
             registry=self.registry,
         )
+        # Renewals and dunning (docs/billing.md, "Renewals and dunning").
+        self.billing_dunning = Counter(
+            "tgflow_billing_dunning_total",
+            "Renewal attempts and ends: renewed, retry_scheduled, hard_declined, retries_spent, "
+            "ended",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.billing_mrr = Gauge(
+            "tgflow_billing_mrr_minor",
+            "Monthly recurring revenue of active subscriptions, minor units (yearly // 12)",
+            ["currency"],
+            registry=self.registry,
+        )
         self.webhooks_oldest_age = Gauge(
             "tgflow_webhooks_oldest_pending_age_seconds",
             "Age of the oldest inbox event still waiting to be applied (0 when none waits)",

@@ -47,6 +47,11 @@ class RecordingAdapter:
     name: ProviderName = ProviderName.STRIPE
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     fail_with: type[Exception] | None = None
+    #: What the next charges answer, in order (then: success); e.g. a soft or hard decline.
+    charge_answers: list[ChargeOutcome] = field(default_factory=list)
+    #: Answers already given, by idempotency key: a repeated key replays its answer, as a
+    #: provider does.
+    answered: dict[str, ChargeOutcome] = field(default_factory=dict)
 
     def _call(self, method: str, kwargs: dict[str, Any]) -> None:
         self.calls.append((method, kwargs))
@@ -61,7 +66,24 @@ class RecordingAdapter:
 
     def charge(self, **kwargs: Any) -> ChargeOutcome:
         self._call("charge", kwargs)
-        return ChargeOutcome(succeeded=True, payment_ref=f"pi_{next(_refs)}")
+        key = kwargs["idempotency_key"]
+        if key not in self.answered:
+            self.answered[key] = (
+                self.charge_answers.pop(0)
+                if self.charge_answers
+                else ChargeOutcome(succeeded=True, payment_ref=f"pi_{next(_refs)}")
+            )
+        return self.answered[key]
+
+    def decline(self, count: int = 1, code: str = "insufficient_funds", hard: bool = False) -> None:
+        """The next ``count`` charges are declined with ``code``."""
+        self.charge_answers.extend(
+            ChargeOutcome(succeeded=False, decline_code=code, hard_decline=hard)
+            for _ in range(count)
+        )
+
+    def charges(self) -> list[dict[str, Any]]:
+        return [kwargs for method, kwargs in self.calls if method == "charge"]
 
     def refund(self, **kwargs: Any) -> RefundOutcome:
         self._call("refund", kwargs)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ...db import transaction
 from ..context import ServiceContext
 from .contract import ProviderAdapter, ProviderName
 from .events import BillingEvents
 from .plans import BillingPlans
+from .renewals import DunningOutcome, Renewals, monthly_recurring_revenue
 from .subscriptions import Subscriptions
 
 
@@ -24,6 +26,8 @@ class BillingService:
         self.plans = BillingPlans(ctx)
         self.subscriptions = Subscriptions(ctx, self._adapters)
         self.events = BillingEvents(ctx)
+        self.renewals = Renewals(ctx, self._adapters, self.events)
+        self._ctx = ctx
 
         self.create_subscription = self.subscriptions.create
         self.cancel = self.subscriptions.cancel
@@ -34,6 +38,19 @@ class BillingService:
         self.tick = self.subscriptions.tick
         self.apply_event = self.events.apply_event
         self.check_invoice = self.events.check_invoice
+
+    def renew_due(self) -> dict[DunningOutcome, int]:
+        """One pass of renewals and dunning (the sweeper's job, ``tgflow-server billing renew``):
+        charge what is due, then let the clock end what ran out, then refresh the MRR gauge."""
+        counts = self.renewals.renew_due()
+        self.subscriptions.tick()
+        with transaction(self._ctx.read) as session:
+            mrr = monthly_recurring_revenue(session)
+        gauge = self._ctx.metrics.billing_mrr
+        gauge.clear()  # a currency with no active subscription left is no longer reported
+        for currency, amount in mrr.items():
+            gauge.labels(currency).set(amount)
+        return counts
 
     @property
     def adapters(self) -> Mapping[ProviderName, ProviderAdapter]:

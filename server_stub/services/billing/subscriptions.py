@@ -49,6 +49,7 @@ from .contract import (
     SubscriptionState,
 )
 from .invoices import add_line, lines_of, new_invoice, void_open_invoices
+from .renewals import notify_customer
 from .states import TERMINAL, IllegalTransition, Trigger, due_trigger
 
 log = logging.getLogger("tgflow.server.billing")
@@ -372,6 +373,11 @@ class Subscriptions:
                 move(
                     session, sub, trigger, at=now, actor=actor, reason=trigger.value, target=target
                 )
+                if trigger in (Trigger.GRACE_EXPIRED, Trigger.PERIOD_ENDED):
+                    self._ctx.metrics.billing_dunning.labels(sub.provider, "ended").inc()
+                    notify_customer(
+                        self._ctx, session, sub, "billing_ended", dedupe=sub.id, date=now
+                    )
                 if S(sub.state) in TERMINAL:
                     sub.canceled_at = sub.canceled_at or now
                     sub.next_charge_at = None

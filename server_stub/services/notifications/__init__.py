@@ -29,7 +29,14 @@ KINDS: Final = (
     "expired",
     "limit_exceeded",
     "revoked",
+    # Billing's dunning (docs/billing.md, "Renewals and dunning"): e-mailed to the customer.
+    "billing_renewed",
+    "billing_renewal_failed",
+    "billing_final_notice",
+    "billing_ended",
 )
+#: The kinds addressed to the customer (``payload["to"]``), by e-mail only.
+USER_KINDS: Final = frozenset(k for k in KINDS if k.startswith("billing_"))
 #: ``portal_settings`` key: ``{"channels": ["smtp", "webhook", "telegram"], ...}``.
 SETTING_KEY: Final = "notifications"
 #: Rows per multi-row INSERT of :func:`enqueue_many`.
@@ -67,29 +74,53 @@ def enqueue(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")
-    added = 0
-    for channel in configured_channels(session):
-        key = dedupe_key(kind, dedupe, channel)
-        if session.scalar(select(Notification.seq).where(Notification.dedupe_key == key)):
-            continue
-        try:
-            with session.begin_nested():
-                session.add(
-                    Notification(
-                        dedupe_key=key,
-                        kind=kind,
-                        channel=channel,
-                        license_id=license_id,
-                        payload=payload,
-                        created_at=now,
-                        attempts=0,
-                        next_attempt_at=now,
-                    )
+    return sum(
+        _add_once(session, kind, dedupe, channel, license_id, payload, now)
+        for channel in configured_channels(session)
+    )
+
+
+def _add_once(
+    session: Session,
+    kind: str,
+    dedupe: str,
+    channel: str,
+    license_id: str | None,
+    payload: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """One outbox row unless this occurrence is there already; whether it was added."""
+    key = dedupe_key(kind, dedupe, channel)
+    if session.scalar(select(Notification.seq).where(Notification.dedupe_key == key)):
+        return False
+    try:
+        with session.begin_nested():
+            session.add(
+                Notification(
+                    dedupe_key=key,
+                    kind=kind,
+                    channel=channel,
+                    license_id=license_id,
+                    payload=payload,
+                    created_at=now,
+                    attempts=0,
+                    next_attempt_at=now,
                 )
-            added += 1
-        except IntegrityError:
-            continue  # a concurrent scan added it first
-    return added
+            )
+    except IntegrityError:
+        return False  # a concurrent writer added it first
+    return True
+
+
+def enqueue_to_user(
+    session: Session, *, kind: str, to: str, dedupe: str, payload: dict[str, Any], now: datetime
+) -> bool:
+    """One e-mail of ``kind`` to the customer at ``to`` (the SMTP channel's row with the address
+    in its payload), unless this occurrence (``dedupe``) was enqueued before. Returns whether it
+    was added."""
+    if kind not in USER_KINDS:
+        raise ValueError(f"{kind!r} is not addressed to a customer")
+    return _add_once(session, kind, dedupe, "smtp", None, {**payload, "to": to}, now)
 
 
 def enqueue_many(

@@ -67,12 +67,13 @@ class SmtpSender:
 
     def send(self, message: Message, targets: Targets) -> None:
         s = self._s
-        if not (s.notify_smtp_host and s.notify_smtp_from and targets.smtp_to):
+        recipients = (message.to,) if message.to else targets.smtp_to
+        if not (s.notify_smtp_host and s.notify_smtp_from and recipients):
             raise DeliveryFailed("smtp is not configured")
         mail = EmailMessage()
         mail["Subject"] = message.subject
         mail["From"] = s.notify_smtp_from
-        mail["To"] = ", ".join(targets.smtp_to)
+        mail["To"] = ", ".join(recipients)
         mail.set_content(message.text)
         password = _secret(s.notify_smtp_password)
         try:

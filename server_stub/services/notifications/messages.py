@@ -35,6 +35,8 @@ class Message:
     text: str
     #: The generic webhook's JSON body (no secrets, no full key).
     data: dict[str, Any]
+    #: A customer's address (billing's kinds): sent there instead of the Admin's recipients.
+    to: str | None = None
 
 
 _SUBJECTS: Final[dict[Language, dict[str, str]]] = {
@@ -44,6 +46,10 @@ _SUBJECTS: Final[dict[Language, dict[str, str]]] = {
         "limit_exceeded": "Превышен лимит лицензии",
         "revoked": "Лицензия отозвана",
         TEST_KIND: "Проверка уведомлений",
+        "billing_renewed": "Подписка продлена",
+        "billing_renewal_failed": "Не удалось продлить подписку",
+        "billing_final_notice": "Последнее напоминание об оплате подписки",
+        "billing_ended": "Подписка завершена",
     },
     "en": {
         "expiring": "License expiring soon",
@@ -51,6 +57,10 @@ _SUBJECTS: Final[dict[Language, dict[str, str]]] = {
         "limit_exceeded": "License limit exceeded",
         "revoked": "License revoked",
         TEST_KIND: "Notification test",
+        "billing_renewed": "Subscription renewed",
+        "billing_renewal_failed": "Subscription renewal failed",
+        "billing_final_notice": "Final notice: subscription payment",
+        "billing_ended": "Subscription ended",
     },
 }
 
@@ -63,6 +73,12 @@ _BODIES: Final[dict[Language, dict[str, str]]] = {
         "revoked": "Лицензия клиента «{client}» (ключ …{key}) отозвана. {reason}",
         TEST_KIND: "Тестовое сообщение TGFlow: канал {channel} настроен.",
         "unknown": "Уведомление {kind} о лицензии, которой больше нет.",
+        "billing_renewed": "Подписка продлена до {date}. Списано: {amount}.",
+        "billing_renewal_failed": "Не удалось списать {amount} за подписку. Следующая попытка "
+        "{date}; проверьте карту.",
+        "billing_final_notice": "Не удалось списать {amount} за подписку, попыток больше не "
+        "будет. Доступ сохранится до {date}; оплатите, чтобы не потерять его.",
+        "billing_ended": "Подписка завершена {date}.",
     },
     "en": {
         "expiring": "The license of «{client}» (key …{key}) expires on {date}, days left: {days}.",
@@ -71,6 +87,12 @@ _BODIES: Final[dict[Language, dict[str, str]]] = {
         "revoked": "The license of «{client}» (key …{key}) was revoked. {reason}",
         TEST_KIND: "A TGFlow test message: channel {channel} works.",
         "unknown": "Notification {kind} about a license that no longer exists.",
+        "billing_renewed": "Your subscription is renewed until {date}. Charged: {amount}.",
+        "billing_renewal_failed": "We could not charge {amount} for your subscription. The next "
+        "attempt is on {date}; please check your card.",
+        "billing_final_notice": "We could not charge {amount} for your subscription and will "
+        "not try again. Access lasts until {date}; pay to keep it.",
+        "billing_ended": "Your subscription ended on {date}.",
     },
 }
 
@@ -95,6 +117,8 @@ def render(
     """The message of ``kind`` about the license of ``facts`` (None: it no longer exists)."""
     group = "expiring" if kind.startswith("expiring_") else kind
     days = kind.removeprefix("expiring_") if group == "expiring" else ""
+    if kind.startswith("billing_"):
+        return _billing(kind, payload, language)
     if facts is None and group != TEST_KIND:
         group = "unknown"
     values = {
@@ -121,3 +145,22 @@ def render(
         if value := _field(payload, name):
             data[name] = value
     return Message(kind=kind, subject=subject, text=text, data=data)
+
+
+def _billing(kind: str, payload: dict[str, Any], language: Language) -> Message:
+    """A dunning step's e-mail to the customer; ``payload`` holds ``to``, ``date`` (ISO) and
+    ``amount_minor`` + ``currency`` (shown in major units: 2 decimals, ISO 4217's usual)."""
+    raw = _field(payload, "date")
+    try:
+        date = _date(datetime.fromisoformat(raw), language) if raw else ""
+    except ValueError:
+        date = ""
+    minor = payload.get("amount_minor")
+    amount = ""
+    if isinstance(minor, int) and not isinstance(minor, bool):
+        amount = f"{minor // 100}.{minor % 100:02d} {_field(payload, 'currency')}".strip()
+    text = _BODIES[language][kind].format(date=date, amount=amount).strip()
+    subject = "TGFlow: " + _SUBJECTS[language][kind]
+    data: dict[str, Any] = {"event": kind, "text": text}
+    to = _field(payload, "to") or None
+    return Message(kind=kind, subject=subject, text=text, data=data, to=to)
