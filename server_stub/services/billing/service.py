@@ -12,6 +12,8 @@ from ..context import ServiceContext
 from .contract import ProviderAdapter, ProviderName
 from .events import BillingEvents
 from .plans import BillingPlans
+from .reconciler import Reconciler
+from .refunds import Refunds
 from .subscriptions import Subscriptions
 
 
@@ -24,6 +26,8 @@ class BillingService:
         self.plans = BillingPlans(ctx)
         self.subscriptions = Subscriptions(ctx, self._adapters)
         self.events = BillingEvents(ctx)
+        self.refunds = Refunds(ctx, self._adapters, self.events)
+        self.reconciler = Reconciler(ctx, self._adapters, self.events)
 
         self.create_subscription = self.subscriptions.create
         self.cancel = self.subscriptions.cancel
@@ -34,6 +38,9 @@ class BillingService:
         self.tick = self.subscriptions.tick
         self.apply_event = self.events.apply_event
         self.check_invoice = self.events.check_invoice
+        self.refund = self.refunds.refund
+        self.payments = self.refunds.payments
+        self.reconcile = self.reconciler.reconcile
 
     @property
     def adapters(self) -> Mapping[ProviderName, ProviderAdapter]:
