@@ -84,6 +84,8 @@ async def _sweep_forever(
             services.activations.free_dead,
             services.notifications.scan_expiry,
             services.webhooks.prune,
+            # Its own interval (billing_reconcile_interval_seconds); waits on the providers.
+            services.billing.reconciler.due,
             # Last: they wait on the apps, the payment providers and the notification channels
             # (a timeout per attempt, 50 attempts per round).
             services.callbacks.deliver_due,

@@ -1,7 +1,7 @@
 """``tgflow-server plans create|change|retire|list``: the plans' catalogue and prices on the
-local machine; ``tgflow-server billing renew``: one pass of renewals and dunning by hand. Like
-``tgflow-server staff``, the CLI acts as an Admin and every change is audited with the actor
-``cli:<os user>``.
+local machine; ``tgflow-server billing renew|refund|reconcile``: one pass of renewals and dunning,
+a refund through the payment's provider, and the reconciler, by hand. Like ``tgflow-server
+staff``, the CLI acts as an Admin and every change is audited with the actor ``cli:<os user>``.
 """
 
 from __future__ import annotations
@@ -75,6 +75,28 @@ def cmd_plans(args: argparse.Namespace, services: ReadOnlyServicesFactory) -> No
         print(f"plan {plan.name} retired: no longer offered; its subscribers keep it")
 
 
+def cmd_billing(args: argparse.Namespace, services: ServicesFactory) -> None:
+    billing = services(args).billing
+    if args.action == "renew":
+        counts = billing.renew_due()
+        done = ", ".join(f"{outcome.value} {n}" for outcome, n in sorted(counts.items()))
+        print(f"billing renew: {done or 'nothing was due'}")
+        return
+    if args.action == "reconcile":
+        report = billing.reconcile()
+        print(f"reconciled: {report.checked} checked, {report.repaired} repaired")
+        for provider, why in sorted(report.failed.items()):
+            print(f"  {provider}: not reachable ({why}); nothing of it changed")
+        return
+    result = billing.refund(cli_actor(), args.payment_id, args.amount)
+    p = result.payment
+    state = "refunded" if result.succeeded else "accepted, pending at the provider"
+    print(f"refund {result.refund_ref}: {result.amount_minor} {p.currency} {state}")
+    print(f"  payment {p.id}: {p.refunded_minor} of {p.amount_minor} {p.currency} refunded")
+    if result.entitlement_ended:
+        print("  the current period was refunded in full: the subscription ended now")
+
+
 def _whole(value: str) -> int:
     try:
         number = int(value)
@@ -107,15 +129,33 @@ def add_commands(
     p.add_argument("--trial-days", type=_whole, help="days of trial before the first charge")
     p.add_argument("--rank", type=int, help="the tier: a change to a higher rank is an upgrade")
 
-    def renew(args: argparse.Namespace) -> None:
-        counts = services(args).billing.renew_due()
-        done = ", ".join(f"{outcome.value} {n}" for outcome, n in sorted(counts.items()))
-        print(f"billing renew: {done or 'nothing was due'}")
+    def run_billing(args: argparse.Namespace) -> None:
+        cmd_billing(args, services)
 
-    text = "billing by hand: renew runs one pass of renewals and dunning (the sweeper's job)"
-    b = sub.add_parser("billing", parents=[common], help=text, description=text)
-    b.set_defaults(func=renew)
-    b.add_argument("action", choices=["renew"])
+    text = (
+        "billing by hand: renew (one pass of renewals and dunning), refund a payment (acts as "
+        "an Admin; audited), reconcile with the providers"
+    )
+    b = sub.add_parser("billing", help=text, description=text)
+    b.set_defaults(func=run_billing)
+    actions = b.add_subparsers(dest="action", required=True)
+    refund = actions.add_parser(
+        "refund",
+        parents=[common],
+        help="refund a payment through its provider (all that remains by default)",
+    )
+    refund.add_argument("payment_id", help="our payment's id (GET /staff/billing/payments)")
+    refund.add_argument("--amount", type=_whole, help="minor units; default: all not yet refunded")
+    actions.add_parser(
+        "reconcile",
+        parents=[common],
+        help="ask each provider for what lost webhooks left behind, and apply it",
+    )
+    actions.add_parser(
+        "renew",
+        parents=[common],
+        help="one pass of renewals and dunning (the sweeper's job)",
+    )
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     billing_retry_days: Annotated[tuple[int, ...], NoDecode, BeforeValidator(parse_retry_days)] = (
         DEFAULT_RETRY_DAYS
     )
+    #: Billing's reconciler (docs/billing.md, "Reconciler"): how often the sweeper asks each
+    #: provider for its truth (what a lost webhook left behind), and how many days back it looks
+    #: (undelivered events, and our open invoices younger than that).
+    billing_reconcile_interval_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    billing_reconcile_days: int = Field(default=3, ge=1, le=30)
     #: ``Idempotency-Key`` of money-moving POSTs (docs/billing.md, "Idempotency-Key"): how long
     #: the first response to a key is replayed (Stripe: 24 h); then the key is new again and the
     #: sweeper prunes it.

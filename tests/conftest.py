@@ -14,6 +14,7 @@ from server_stub.clock import FakeClock
 from server_stub.config import Settings
 from server_stub.wiring import Services, build_services
 from tests.helpers.backend import Backend, BackendFactory
+from tests.helpers.billing_shop import Shop, open_shop
 from tests.helpers.databases import postgres_database
 from tests.helpers.live_server import LiveServer
 
@@ -60,3 +61,10 @@ def make_backend(database_url: str, tmp_path: Path) -> Iterator[BackendFactory]:
 @pytest.fixture
 def backend(make_backend: BackendFactory) -> Backend:
     return make_backend()
+
+
+@pytest.fixture
+def shop(database_url: str, tmp_path: Path) -> Iterator[Shop]:
+    """Billing over real HTTP with the fake providers (tests/helpers/billing_shop.py)."""
+    with open_shop(database_url, tmp_path) as shop:
+        yield shop

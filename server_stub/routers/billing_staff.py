@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from agent.protocol import ErrorCode
 
 from ..deps import ServicesDep
+from ..errors import ValidationFailed
 from ..services.billing.plans import PLAN_NAME_PATTERN, PlanChanges, PlanSpec
 from ..services.staff import Permission
+from .billing_payment_schemas import PaymentList, PaymentOut, RefundIn, RefundOut
 from .billing_schemas import (
     PlanCreate,
     PlanPatch,
@@ -23,6 +25,7 @@ from .billing_schemas import (
     history_out,
     staff_plan_out,
 )
+from .idempotent import StaffIdempotent
 from .staff_auth import StaffDep, staff_endpoint
 
 router = APIRouter(prefix="/staff/billing", tags=["billing"])
@@ -107,3 +110,54 @@ def staff_subscription(
     subscription_id: SubscriptionId, services: ServicesDep
 ) -> SubscriptionHistoryOut:
     return history_out(services.billing.history(subscription_id))
+
+
+PaymentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+OptionalId = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+
+
+@staff_endpoint(
+    router,
+    "GET",
+    "/payments",
+    Permission.BILLING_READ,
+    ErrorCode.VALIDATION_ERROR,
+    response_model=PaymentList,
+    summary="A user's or a subscription's payments with what was refunded (one filter needed)",
+)
+def staff_list_payments(
+    services: ServicesDep, user: OptionalId = None, subscription: OptionalId = None
+) -> PaymentList:
+    if user is None and subscription is None:
+        raise ValidationFailed("name a user or a subscription")
+    payments = services.billing.payments(user_id=user, subscription_id=subscription)
+    return PaymentList(payments=[PaymentOut.of(p) for p in payments])
+
+
+@staff_endpoint(
+    router,
+    "POST",
+    "/payments/{payment_id}/refund",
+    Permission.BILLING_REFUND,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.VALIDATION_ERROR,
+    ErrorCode.SERVICE_UNAVAILABLE,
+    ErrorCode.IDEMPOTENCY_CONFLICT,
+    status_code=status.HTTP_200_OK,
+    response_model=RefundOut,
+    summary="Refund a payment through its provider, in full or in part (Admin)",
+    description="Without `amount_minor`, all that is not yet refunded. A full refund of the "
+    "current period's payment ends the subscription's entitlement now; a partial one does not. "
+    "A provider's refusal is 422 and nothing is booked.",
+)
+async def staff_refund_payment(
+    payment_id: PaymentId,
+    principal: StaffDep,
+    services: ServicesDep,
+    idem: StaffIdempotent,
+    body: RefundIn | None = None,
+) -> Response:
+    amount = body.amount_minor if body is not None else None
+    return await idem.run(
+        lambda: RefundOut.of(services.billing.refund(principal.actor, payment_id, amount))
+    )

@@ -5,71 +5,8 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import httpx
-import pytest
-
-from server_stub.app import create_app
-from server_stub.clock import SystemClock
-from server_stub.config import Settings
-from server_stub.fake_providers.demo import DemoProviders, demo_providers
-from server_stub.services.billing.plans import PlanSpec
-from server_stub.wiring import Services, build_services
 from tests.helpers.api import bearer, fingerprint, register
-from tests.helpers.live_server import LiveServer
-
-PLAN = PlanSpec(
-    name="pro", monthly_quota=5000, max_devices=3, features=["broadcast"], price_minor=99_000
-)
-
-
-@dataclass
-class Shop:
-    client: httpx.Client
-    services: Services
-    fakes: DemoProviders
-
-    def subscribe(self, provider: str) -> tuple[str, dict[str, Any]]:
-        token = register(self.client, f"{provider}@example.com", fingerprint())["token"]
-        r = self.client.post(
-            "/subscriptions/create",
-            headers=bearer(token),
-            json={"plan": "pro", "provider": provider},
-        )
-        assert r.status_code == 201, r.text
-        return token, r.json()
-
-    def license(self, token: str) -> dict[str, Any]:
-        r = self.client.get("/license", headers=bearer(token))
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
-        return body
-
-
-@pytest.fixture
-def shop(database_url: str, tmp_path: Path) -> Iterator[Shop]:
-    with demo_providers() as fakes:
-        settings = Settings(
-            data_dir=tmp_path / "server",
-            database_url=database_url,
-            rate_limit_enabled=False,
-            stripe_webhook_secrets=[fakes.stripe_webhook_secret],  # type: ignore[list-item]
-            **fakes.settings,  # type: ignore[arg-type]
-        )
-        services = build_services(settings, SystemClock())
-        services.billing.plans.create("test", PLAN)
-        # No sweeper: the test drives the webhook worker, so nothing races its assertions.
-        app = create_app(settings, services=services, sweeper=False)
-        with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
-            fakes.deliver_to(server.url)
-            try:
-                yield Shop(client, services, fakes)
-            finally:
-                services.ctx.engine.dispose()
+from tests.helpers.billing_shop import Shop
 
 
 def test_a_stripe_checkout_paid_makes_the_license_active(shop: Shop) -> None:

@@ -210,6 +210,10 @@ DOMAIN_RULE_422 = frozenset(
         "POST /subscriptions/cancel",
         "POST /subscriptions/pause",
         "POST /subscriptions/resume",
+        # One of its two filters (user, subscription) is required.
+        "GET /staff/billing/payments",
+        # More than remains unrefunded (or a payment refunded in full, or the provider refused).
+        "POST /staff/billing/payments/{payment_id}/refund",
         "PUT /staff/notifications/settings",
         "POST /staff/notifications/test",
         "POST /staff/notifications/outbox/{seq}/redrive",

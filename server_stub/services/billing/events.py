@@ -70,6 +70,37 @@ def _our_id(value: str | None) -> str | None:
     return value if value is not None and _OUR_ID.fullmatch(value) else None
 
 
+#: The marker of one provider refund in ``billing_applied_events`` (its event id): the operator's
+#: refund and every later event about the same refund (``refund.created``, ``charge.refunded``,
+#: the reconciler's truth) find it and change nothing.
+REFUND_MARK = "refund:"
+#: What a full refund of the current period's payment comes to.
+PERIOD_REFUNDED = "the current period refunded: entitlement ended"
+
+
+def refund_seen(session: Session, provider: str, refund_ref: str) -> bool:
+    key = (provider, f"{REFUND_MARK}{refund_ref}"[:255])
+    return session.get(BillingAppliedEvent, key) is not None
+
+
+def mark_refund(
+    session: Session, event: ProviderEvent, subscription_id: str | None, now: datetime
+) -> None:
+    assert event.refund_ref
+    session.add(
+        BillingAppliedEvent(
+            provider=event.provider.value,
+            event_id=f"{REFUND_MARK}{event.refund_ref}"[:255],
+            kind=EventKind.REFUNDED.value,
+            subscription_id=subscription_id,
+            occurred_at=event.occurred_at,
+            applied_at=now,
+            outcome=ApplyOutcome.APPLIED.value,
+            note=f"{event.amount_minor} of payment {event.payment_ref}"[:300],
+        )
+    )
+
+
 def _payment_of(session: Session, event: ProviderEvent) -> BillingPayment | None:
     """The payment ``event`` reports, if it names one and it is recorded."""
     if not event.payment_ref:
@@ -110,6 +141,11 @@ class BillingEvents:
             invoice_id = _our_id(event.invoice_id)
             invoice = session.get(BillingInvoice, invoice_id) if invoice_id else None
             sub_id = invoice.subscription_id if invoice else _our_id(event.subscription_id)
+            if sub_id is None and event.kind is EventKind.REFUNDED:
+                # A refund names the payment it returns, not always our ids (Stripe's Refund
+                # carries no metadata of ours).
+                payment = _payment_of(session, event)
+                sub_id = payment.subscription_id if payment is not None else None
             # The subscription's lock first: one subscription's events apply one at a time.
             sub = (
                 session.scalar(
@@ -321,16 +357,38 @@ class BillingEvents:
         payment = _payment_of(session, event)
         if payment is None or payment.status != "succeeded":
             return ApplyOutcome.IGNORED, "no such payment"
+        if event.refund_ref:
+            if refund_seen(session, event.provider.value, event.refund_ref):
+                return ApplyOutcome.DUPLICATE, "refund applied before"
+            mark_refund(session, event, sub.id, self._ctx.clock.now())
         amount = event.amount_minor if event.amount_minor is not None else payment.amount_minor
-        payment.refunded_minor = min(payment.amount_minor, payment.refunded_minor + max(amount, 0))
+        actor = Actor(ActorKind.PROVIDER, f"{event.provider.value}:{event.event_id}")
+        note = self.book_refund(session, sub, payment, amount, at=event.occurred_at, actor=actor)
+        return ApplyOutcome.APPLIED, note
+
+    def book_refund(
+        self,
+        session: Session,
+        sub: BillingSubscription,
+        payment: BillingPayment,
+        amount_minor: int,
+        *,
+        at: datetime,
+        actor: Actor,
+    ) -> str:
+        """Money went back (a webhook's or an operator's refund): the payment carries it, and a
+        FULL refund of the current period's payment ends the entitlement at ``at``. What came of
+        it, in words."""
+        payment.refunded_minor = min(
+            payment.amount_minor, payment.refunded_minor + max(amount_minor, 0)
+        )
         if payment.refunded_minor < payment.amount_minor:
-            return ApplyOutcome.APPLIED, "partial refund"
+            return "partial refund"
         invoice = session.get(BillingInvoice, payment.invoice_id) if payment.invoice_id else None
         if invoice is None or sub.paid_through is None or invoice.period_end < sub.paid_through:
-            return ApplyOutcome.APPLIED, "refund of a past period"
-        actor = Actor(ActorKind.PROVIDER, f"{event.provider.value}:{event.event_id}")
-        self.end_paid_period(session, sub, at=event.occurred_at, actor=actor)
-        return ApplyOutcome.APPLIED, "the current period refunded: entitlement ended"
+            return "refund of a past period"
+        self.end_paid_period(session, sub, at=at, actor=actor)
+        return PERIOD_REFUNDED
 
     def end_paid_period(
         self, session: Session, sub: BillingSubscription, *, at: datetime, actor: Actor

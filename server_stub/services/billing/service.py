@@ -13,6 +13,8 @@ from ..context import ServiceContext
 from .contract import ProviderAdapter, ProviderName
 from .events import BillingEvents
 from .plans import BillingPlans
+from .reconciler import Reconciler
+from .refunds import Refunds
 from .renewals import DunningOutcome, Renewals, monthly_recurring_revenue
 from .subscriptions import Subscriptions
 
@@ -28,6 +30,8 @@ class BillingService:
         self.events = BillingEvents(ctx)
         self.renewals = Renewals(ctx, self._adapters, self.events)
         self._ctx = ctx
+        self.refunds = Refunds(ctx, self._adapters, self.events)
+        self.reconciler = Reconciler(ctx, self._adapters, self.events)
 
         self.create_subscription = self.subscriptions.create
         self.cancel = self.subscriptions.cancel
@@ -38,6 +42,9 @@ class BillingService:
         self.tick = self.subscriptions.tick
         self.apply_event = self.events.apply_event
         self.check_invoice = self.events.check_invoice
+        self.refund = self.refunds.refund
+        self.payments = self.refunds.payments
+        self.reconcile = self.reconciler.reconcile
 
     def renew_due(self) -> dict[DunningOutcome, int]:
         """One pass of renewals and dunning (the sweeper's job, ``tgflow-server billing renew``):

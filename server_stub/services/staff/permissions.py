@@ -42,6 +42,8 @@ class Permission(StrEnum):
     #: Billing: plans, subscriptions, invoices and payments (read); the plans' catalogue (write).
     BILLING_READ = "billing.read"
     BILLING_PLANS_WRITE = "billing.plans.write"
+    #: Money back to a customer through the provider (Admin only).
+    BILLING_REFUND = "billing.refund"
 
 
 P = Permission
