@@ -45,6 +45,8 @@ class RecordingAdapter:
     name: ProviderName = ProviderName.STRIPE
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     fail_with: type[Exception] | None = None
+    #: A decline code: the next ``charge`` is declined with it (a synchronous refusal).
+    decline_next: str | None = None
 
     def _call(self, method: str, kwargs: dict[str, Any]) -> None:
         self.calls.append((method, kwargs))
@@ -59,6 +61,9 @@ class RecordingAdapter:
 
     def charge(self, **kwargs: Any) -> ChargeOutcome:
         self._call("charge", kwargs)
+        if self.decline_next is not None:
+            code, self.decline_next = self.decline_next, None
+            return ChargeOutcome(succeeded=False, decline_code=code)
         return ChargeOutcome(succeeded=True, payment_ref=f"pi_{next(_refs)}")
 
     def refund(self, **kwargs: Any) -> RefundOutcome:
@@ -79,6 +84,9 @@ class RecordingAdapter:
 
     def checkouts(self) -> list[dict[str, Any]]:
         return [kwargs for method, kwargs in self.calls if method == "create_checkout"]
+
+    def charges(self) -> list[dict[str, Any]]:
+        return [kwargs for method, kwargs in self.calls if method == "charge"]
 
 
 __all__ = ["ProviderRefused", "ProviderUnavailable", "RecordingAdapter"]

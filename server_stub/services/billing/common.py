@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ...billing_models import BillingSubscription, BillingTransition
+from ...billing_models import BillingCreditNote, BillingSubscription, BillingTransition
 from ...errors import NotFound
 from ...models import Plan
 from ..context import ServiceContext
@@ -152,6 +152,11 @@ class SubscriptionView:
     #: Until when the license is in force because of this subscription (None: never was).
     entitled_until: datetime | None
     created_at: datetime
+    #: Credit notes issued and not yet used by an invoice (a downgrade's credit, say).
+    pending_credit_minor: int = 0
+    #: A plan change at period end: the plan and when it takes effect.
+    scheduled_plan: str | None = None
+    scheduled_change_at: datetime | None = None
 
 
 def subscription_view(
@@ -159,6 +164,14 @@ def subscription_view(
 ) -> SubscriptionView:
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None  # a foreign key
+    scheduled = session.get(Plan, sub.scheduled_plan_id) if sub.scheduled_plan_id else None
+    credit = session.scalar(
+        select(func.coalesce(func.sum(BillingCreditNote.amount_minor), 0)).where(
+            BillingCreditNote.subscription_id == sub.id,
+            BillingCreditNote.status == "issued",
+            BillingCreditNote.applied_invoice_id.is_(None),
+        )
+    )
     return SubscriptionView(
         id=sub.id,
         plan=plan.name,
@@ -177,4 +190,7 @@ def subscription_view(
         grace_ends_at=sub.grace_ends_at,
         entitled_until=entitlement_end(sub, grace(ctx)),
         created_at=sub.created_at,
+        pending_credit_minor=int(credit or 0),
+        scheduled_plan=scheduled.name if scheduled else None,
+        scheduled_change_at=(sub.current_period_end or sub.paid_through) if scheduled else None,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..context import ServiceContext
+from .changes import SubscriptionChanges
 from .contract import ProviderAdapter, ProviderName
 from .events import BillingEvents
 from .plans import BillingPlans
@@ -24,6 +25,7 @@ class BillingService:
         self.plans = BillingPlans(ctx)
         self.subscriptions = Subscriptions(ctx, self._adapters)
         self.events = BillingEvents(ctx)
+        self.changes = SubscriptionChanges(ctx, self._adapters)
 
         self.create_subscription = self.subscriptions.create
         self.cancel = self.subscriptions.cancel
@@ -32,6 +34,8 @@ class BillingService:
         self.status = self.subscriptions.status
         self.history = self.subscriptions.history
         self.tick = self.subscriptions.tick
+        self.preview_change = self.changes.preview
+        self.change_plan = self.changes.change
         self.apply_event = self.events.apply_event
         self.check_invoice = self.events.check_invoice
 
