@@ -210,6 +210,10 @@ DOMAIN_RULE_422 = frozenset(
         "POST /subscriptions/cancel",
         "POST /subscriptions/pause",
         "POST /subscriptions/resume",
+        # The plan or the subscription refuses the change (same, retired, other currency, a
+        # state that cannot change, a card that declines).
+        "POST /subscriptions/change-plan",
+        "POST /subscriptions/change-plan/preview",
         "PUT /staff/notifications/settings",
         "POST /staff/notifications/test",
         "POST /staff/notifications/outbox/{seq}/redrive",
