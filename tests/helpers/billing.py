@@ -91,6 +91,22 @@ class RecordingAdapter:
 
 __all__ = ["ProviderRefused", "ProviderUnavailable", "RecordingAdapter"]
 
+
+def checkout_completed(invoice_id: str, at: datetime, amount_minor: int) -> ProviderEvent:
+    """Stripe's report that the checkout of ``invoice_id`` was paid (the card "pm|cus" kept)."""
+    return ProviderEvent(
+        provider=ProviderName.STRIPE,
+        event_id=f"evt-{invoice_id}",
+        kind=EventKind.CHECKOUT_COMPLETED,
+        occurred_at=at,
+        invoice_id=invoice_id,
+        payment_ref=f"pi-{invoice_id}",
+        payment_method_ref="pm|cus",
+        amount_minor=amount_minor,
+        currency="RUB",
+    )
+
+
 PRO = PlanSpec(
     name="pro",
     monthly_quota=5000,

@@ -14,11 +14,10 @@ from sqlalchemy import select
 from server_stub.billing_models import BillingSubscription
 from server_stub.db import transaction
 from server_stub.services.billing.changes import apply_scheduled_change
-from server_stub.services.billing.contract import EventKind, ProviderEvent, ProviderName
 from server_stub.services.billing.plans import PlanSpec
 from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint, register
 from tests.helpers.backend import Backend
-from tests.helpers.billing import PRO, YEARLY, RecordingAdapter
+from tests.helpers.billing import PRO, YEARLY, RecordingAdapter, checkout_completed
 
 TEAM = PlanSpec(name="team", monthly_quota=20_000, max_devices=5, price_minor=199_000, rank=3)
 BASIC = PlanSpec(name="basic", monthly_quota=500, max_devices=1, price_minor=49_000, rank=1)
@@ -64,18 +63,8 @@ def subscribed(backend: Backend, plan: str = "pro") -> Customer:
         "/subscriptions/create", headers=bearer(token), json={"plan": plan, "provider": "stripe"}
     )
     assert r.status_code == 201, r.text
-    invoice_id = r.json()["invoice_id"]
-    event = ProviderEvent(
-        provider=ProviderName.STRIPE,
-        event_id=f"evt-{invoice_id}",
-        kind=EventKind.CHECKOUT_COMPLETED,
-        occurred_at=backend.clock.now(),
-        invoice_id=invoice_id,
-        payment_ref=f"pi-{invoice_id}",
-        payment_method_ref="pm|cus",
-        amount_minor=r.json()["subscription"]["price_minor"],
-        currency="RUB",
-    )
+    price = r.json()["subscription"]["price_minor"]
+    event = checkout_completed(r.json()["invoice_id"], backend.clock.now(), price)
     backend.services.billing.apply_event(event)
     return customer
 

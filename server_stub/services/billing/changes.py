@@ -18,7 +18,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...billing_models import BillingInvoice, BillingPayment, BillingSubscription, BillingTransition
+from ...billing_models import BillingInvoice, BillingPayment, BillingSubscription
 from ...db import transaction
 from ...errors import NotFound, ServiceUnavailable, ValidationFailed
 from ...models import Plan
@@ -27,6 +27,7 @@ from ..context import ServiceContext
 from .common import (
     Actor,
     SubscriptionView,
+    record_transition,
     require_subscription,
     settle,
     subscription_view,
@@ -201,17 +202,7 @@ def _switch(
         if sub.next_charge_at is not None:
             sub.next_charge_at = new_period_end
     sub.updated_at = at
-    session.add(
-        BillingTransition(
-            subscription_id=sub.id,
-            from_state=sub.state,
-            to_state=sub.state,
-            at=at,
-            actor_kind=actor.kind.value,
-            actor_id=actor.id[:200],
-            reason=reason[:300],
-        )
-    )
+    record_transition(session, sub, sub.state, sub.state, at=at, actor=actor, reason=reason)
 
 
 def _audit(
@@ -317,16 +308,8 @@ class SubscriptionChanges:
             sub.updated_at = now
             reason = f"plan change to {plan.name} ({planned.direction.value}) scheduled at "
             reason += planned.effective_at.isoformat()
-            session.add(
-                BillingTransition(
-                    subscription_id=sub.id,
-                    from_state=sub.state,
-                    to_state=sub.state,
-                    at=now,
-                    actor_kind=actor.kind.value,
-                    actor_id=actor.id[:200],
-                    reason=reason[:300],
-                )
+            record_transition(
+                session, sub, sub.state, sub.state, at=now, actor=actor, reason=reason
             )
             _audit(session, now, actor, sub, {"plan": plan.name, "when": planned.when.value})
             settle(self._ctx, session, sub)

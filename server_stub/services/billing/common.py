@@ -71,17 +71,7 @@ def move(
     current = SubscriptionState(sub.state)
     new = transition(current, trigger, target)
     if new is not current:
-        session.add(
-            BillingTransition(
-                subscription_id=sub.id,
-                from_state=current.value,
-                to_state=new.value,
-                at=at,
-                actor_kind=actor.kind.value,
-                actor_id=actor.id[:200],
-                reason=reason[:300],
-            )
-        )
+        record_transition(session, sub, current.value, new.value, at=at, actor=actor, reason=reason)
         sub.state = new.value
     sub.updated_at = at
     return new
@@ -89,12 +79,27 @@ def move(
 
 def record_creation(session: Session, sub: BillingSubscription, actor: Actor, reason: str) -> None:
     transition(None, Trigger.CREATE, SubscriptionState(sub.state))
+    record_transition(session, sub, None, sub.state, at=sub.created_at, actor=actor, reason=reason)
+
+
+def record_transition(
+    session: Session,
+    sub: BillingSubscription,
+    from_state: str | None,
+    to_state: str,
+    *,
+    at: datetime,
+    actor: Actor,
+    reason: str,
+) -> None:
+    """A line of the subscription's history: a move of state, or (same state) a change such as
+    a new plan."""
     session.add(
         BillingTransition(
             subscription_id=sub.id,
-            from_state=None,
-            to_state=sub.state,
-            at=sub.created_at,
+            from_state=from_state,
+            to_state=to_state,
+            at=at,
             actor_kind=actor.kind.value,
             actor_id=actor.id[:200],
             reason=reason[:300],
