@@ -76,6 +76,9 @@ class BillingSubscription(Base):
     #: ``past_due`` keeps access until here (the paid period's end plus the grace).
     grace_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: A plan change at period end (changes.py): the renewal at ``current_period_end`` switches
+    #: to this plan. No foreign key: plans are retired, never deleted.
+    scheduled_plan_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -13,11 +13,15 @@ from ..deps import PrincipalDep, ServicesDep
 from ..problems import problem_responses
 from ..services.billing.common import Actor, SubscriptionView
 from .billing_schemas import (
+    PlanChangeDone,
+    PlanChangeOut,
+    PlanChangeRequest,
     PlanList,
     SubscriptionCancel,
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionStatus,
+    plan_change_out,
     plan_out,
     subscription_out,
 )
@@ -121,6 +125,51 @@ async def resume_subscription(
 ) -> Response:
     user = principal.user.id
     return await idem.run(lambda: _status(services.billing.resume(Actor.user(user), user)))
+
+
+@router.post(
+    "/subscriptions/change-plan/preview",
+    response_model=PlanChangeOut,
+    responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND),
+    summary="What a plan change would do: its direction and, now, the prorated amounts",
+    description="No side effects. The direction is stated from the plans' ranks. For `now` "
+    "the credit for the unused time, the charge for the new plan and their net, with the "
+    "lines and their periods (exactly what the change bills); for `period_end` the date it "
+    "takes effect and the new price. A change the subscription refuses is a 422.",
+)
+def preview_plan_change(
+    body: PlanChangeRequest, principal: PrincipalDep, services: ServicesDep
+) -> PlanChangeOut:
+    return plan_change_out(services.billing.preview_change(principal.user.id, body.plan, body.when))
+
+
+@router.post(
+    "/subscriptions/change-plan",
+    response_model=PlanChangeDone,
+    responses=problem_responses(
+        *_AUTH_ERRORS,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.SERVICE_UNAVAILABLE,
+        ErrorCode.IDEMPOTENCY_CONFLICT,
+    ),
+    summary="Change the plan now (prorated) or at the period's end (scheduled)",
+    description="`now`: a net to pay is charged on the kept card first and the plan switches "
+    "only if it succeeds (a decline is a 422 and changes nothing); a net credit becomes a "
+    "credit note for the next invoice. `period_end`: stored, applied at the renewal. Same, "
+    "retired or other-currency plan, or a subscription not active/trialing: 422.",
+)
+async def change_plan(
+    body: PlanChangeRequest, principal: PrincipalDep, services: ServicesDep, idem: UserIdempotent
+) -> Response:
+    user = principal.user.id
+
+    def change() -> PlanChangeDone:
+        done = services.billing.change_plan(Actor.user(user), user, body.plan, body.when)
+        return PlanChangeDone(
+            change=plan_change_out(done.change), subscription=subscription_out(done.subscription)
+        )
+
+    return await idem.run(change)
 
 
 def _status(view: SubscriptionView) -> SubscriptionStatus:

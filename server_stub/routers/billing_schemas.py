@@ -22,6 +22,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from ..billing_models import BillingInvoice, BillingInvoiceLine
 from ..models import Plan
+from ..services.billing.changes import ChangePlan, ChangeWhen
 from ..services.billing.common import SubscriptionView
 from ..services.billing.contract import Interval, ProviderName, SubscriptionState
 from ..services.billing.plans import (
@@ -30,6 +31,7 @@ from ..services.billing.plans import (
     MAX_TRIAL_DAYS,
     PLAN_NAME_PATTERN,
 )
+from ..services.billing.proration import ChangeDirection
 from ..services.billing.subscriptions import CancelWhen, SubscriptionHistory
 from .wire_numbers import json_integer
 
@@ -126,6 +128,11 @@ class SubscriptionOut(BaseModel):
         description="the license is in force until then because of this subscription"
     )
     created_at: datetime
+    pending_credit_minor: int = Field(
+        0, description="credit notes not yet used: the next invoice takes them off"
+    )
+    scheduled_plan: str | None = Field(None, description="the plan from the period's end")
+    scheduled_change_at: datetime | None = None
 
 
 class SubscriptionStatus(BaseModel):
@@ -217,4 +224,68 @@ def history_out(history: SubscriptionHistory) -> SubscriptionHistoryOut:
         user_id=history.user_id,
         transitions=[TransitionOut.model_validate(t) for t in history.transitions],
         invoices=[_invoice_out(invoice, lines) for invoice, lines in history.invoices],
+    )
+
+
+class PlanChangeRequest(_Request):
+    plan: PlanName
+    when: ChangeWhen = ChangeWhen.NOW
+
+
+class ProrationLineOut(BaseModel):
+    kind: Literal["proration_charge", "proration_credit"]
+    amount_minor: int = Field(description="a credit is negative")
+    period_start: datetime
+    period_end: datetime
+    seconds: int
+    description_key: str
+
+
+class PlanChangeOut(BaseModel):
+    plan: str
+    when: ChangeWhen
+    direction: ChangeDirection = Field(description="from the plans' ranks, never from prices")
+    effective_at: datetime
+    new_price_minor: int = Field(description="the new plan's price of one interval")
+    currency: str
+    interval: Interval
+    credit_minor: int = Field(description="the unused part of what was paid (now only)")
+    charge_minor: int
+    net_minor: int = Field(description="positive: charged now; negative: a credit note")
+    lines: list[ProrationLineOut]
+    period_end: datetime | None = Field(description="where the new plan's current period ends")
+    invoice_id: str | None = None
+
+
+class PlanChangeDone(BaseModel):
+    change: PlanChangeOut
+    subscription: SubscriptionOut
+
+
+def plan_change_out(change: ChangePlan) -> PlanChangeOut:
+    money = change.proration
+    return PlanChangeOut(
+        plan=change.plan,
+        when=change.when,
+        direction=change.direction,
+        effective_at=change.effective_at,
+        new_price_minor=change.new_price_minor,
+        currency=change.currency,
+        interval=change.interval,
+        credit_minor=money.credit_minor if money else 0,
+        charge_minor=money.charge_minor if money else 0,
+        net_minor=money.net_minor if money else 0,
+        lines=[
+            ProrationLineOut(
+                kind=line.kind.value,
+                amount_minor=line.amount_minor,
+                period_start=line.period_start,
+                period_end=line.period_end,
+                seconds=line.seconds,
+                description_key=line.description_key,
+            )
+            for line in (money.lines if money else ())
+        ],
+        period_end=money.period_end if money else None,
+        invoice_id=change.invoice_id,
     )

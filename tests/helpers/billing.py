@@ -52,6 +52,8 @@ class RecordingAdapter:
     #: Answers already given, by idempotency key: a repeated key replays its answer, as a
     #: provider does.
     answered: dict[str, ChargeOutcome] = field(default_factory=dict)
+    #: A decline code: the next ``charge`` is declined with it (a synchronous refusal).
+    decline_next: str | None = None
 
     def _call(self, method: str, kwargs: dict[str, Any]) -> None:
         self.calls.append((method, kwargs))
@@ -67,6 +69,9 @@ class RecordingAdapter:
     def charge(self, **kwargs: Any) -> ChargeOutcome:
         self._call("charge", kwargs)
         key = kwargs["idempotency_key"]
+        if key not in self.answered and self.decline_next is not None:
+            code, self.decline_next = self.decline_next, None
+            self.charge_answers.insert(0, ChargeOutcome(succeeded=False, decline_code=code))
         if key not in self.answered:
             self.answered[key] = (
                 self.charge_answers.pop(0)
@@ -106,6 +111,22 @@ class RecordingAdapter:
 
 
 __all__ = ["ProviderRefused", "ProviderUnavailable", "RecordingAdapter"]
+
+
+def checkout_completed(invoice_id: str, at: datetime, amount_minor: int) -> ProviderEvent:
+    """Stripe's report that the checkout of ``invoice_id`` was paid (the card "pm|cus" kept)."""
+    return ProviderEvent(
+        provider=ProviderName.STRIPE,
+        event_id=f"evt-{invoice_id}",
+        kind=EventKind.CHECKOUT_COMPLETED,
+        occurred_at=at,
+        invoice_id=invoice_id,
+        payment_ref=f"pi-{invoice_id}",
+        payment_method_ref="pm|cus",
+        amount_minor=amount_minor,
+        currency="RUB",
+    )
+
 
 PRO = PlanSpec(
     name="pro",

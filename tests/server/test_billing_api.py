@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 
 from server_stub.cli import main as cli_main
-from server_stub.services.billing.contract import EventKind, ProviderEvent, ProviderName
 from server_stub.services.billing.plans import PlanSpec
 from server_stub.services.staff import Role
 from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint, register
 from tests.helpers.backend import Backend
-from tests.helpers.billing import PRO, RecordingAdapter
+from tests.helpers.billing import PRO, RecordingAdapter, checkout_completed
 from tests.helpers.staff import new_staff
 
 
@@ -30,17 +29,7 @@ def adapter(backend: Backend) -> RecordingAdapter:
 
 def paid(backend: Backend, invoice_id: str) -> None:
     backend.services.billing.apply_event(
-        ProviderEvent(
-            provider=ProviderName.STRIPE,
-            event_id=f"evt-{invoice_id}",
-            kind=EventKind.CHECKOUT_COMPLETED,
-            occurred_at=backend.clock.now(),
-            invoice_id=invoice_id,
-            payment_ref=f"pi-{invoice_id}",
-            payment_method_ref="pm|cus",
-            amount_minor=99_000,
-            currency="RUB",
-        )
+        checkout_completed(invoice_id, backend.clock.now(), 99_000)
     )
 
 

@@ -214,6 +214,10 @@ DOMAIN_RULE_422 = frozenset(
         "GET /staff/billing/payments",
         # More than remains unrefunded (or a payment refunded in full, or the provider refused).
         "POST /staff/billing/payments/{payment_id}/refund",
+        # The plan or the subscription refuses the change (same, retired, other currency, a
+        # state that cannot change, a card that declines).
+        "POST /subscriptions/change-plan",
+        "POST /subscriptions/change-plan/preview",
         "PUT /staff/notifications/settings",
         "POST /staff/notifications/test",
         "POST /staff/notifications/outbox/{seq}/redrive",

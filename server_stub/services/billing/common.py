@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ...billing_models import BillingSubscription, BillingTransition
+from ...billing_models import BillingCreditNote, BillingSubscription, BillingTransition
 from ...errors import NotFound
 from ...models import Plan
 from ..context import ServiceContext
@@ -61,17 +62,7 @@ def move(
     current = SubscriptionState(sub.state)
     new = transition(current, trigger, target)
     if new is not current:
-        session.add(
-            BillingTransition(
-                subscription_id=sub.id,
-                from_state=current.value,
-                to_state=new.value,
-                at=at,
-                actor_kind=actor.kind.value,
-                actor_id=actor.id[:200],
-                reason=reason[:300],
-            )
-        )
+        record_transition(session, sub, current.value, new.value, at=at, actor=actor, reason=reason)
         sub.state = new.value
     sub.updated_at = at
     return new
@@ -79,12 +70,27 @@ def move(
 
 def record_creation(session: Session, sub: BillingSubscription, actor: Actor, reason: str) -> None:
     transition(None, Trigger.CREATE, SubscriptionState(sub.state))
+    record_transition(session, sub, None, sub.state, at=sub.created_at, actor=actor, reason=reason)
+
+
+def record_transition(
+    session: Session,
+    sub: BillingSubscription,
+    from_state: str | None,
+    to_state: str,
+    *,
+    at: datetime,
+    actor: Actor,
+    reason: str,
+) -> None:
+    """A line of the subscription's history: a move of state, or (same state) a change such as
+    a new plan."""
     session.add(
         BillingTransition(
             subscription_id=sub.id,
-            from_state=None,
-            to_state=sub.state,
-            at=sub.created_at,
+            from_state=from_state,
+            to_state=to_state,
+            at=at,
             actor_kind=actor.kind.value,
             actor_id=actor.id[:200],
             reason=reason[:300],
@@ -138,6 +144,11 @@ class SubscriptionView:
     #: Until when the license is in force because of this subscription (None: never was).
     entitled_until: datetime | None
     created_at: datetime
+    #: Credit notes issued and not yet used by an invoice (a downgrade's credit, say).
+    pending_credit_minor: int = 0
+    #: A plan change at period end: the plan and when it takes effect.
+    scheduled_plan: str | None = None
+    scheduled_change_at: datetime | None = None
 
 
 def subscription_view(
@@ -145,6 +156,14 @@ def subscription_view(
 ) -> SubscriptionView:
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None  # a foreign key
+    scheduled = session.get(Plan, sub.scheduled_plan_id) if sub.scheduled_plan_id else None
+    credit = session.scalar(
+        select(func.coalesce(func.sum(BillingCreditNote.amount_minor), 0)).where(
+            BillingCreditNote.subscription_id == sub.id,
+            BillingCreditNote.status == "issued",
+            BillingCreditNote.applied_invoice_id.is_(None),
+        )
+    )
     return SubscriptionView(
         id=sub.id,
         plan=plan.name,
@@ -163,4 +182,7 @@ def subscription_view(
         grace_ends_at=sub.grace_ends_at,
         entitled_until=entitlement_end(sub, grace(ctx)),
         created_at=sub.created_at,
+        pending_credit_minor=int(credit or 0),
+        scheduled_plan=scheduled.name if scheduled else None,
+        scheduled_change_at=(sub.current_period_end or sub.paid_through) if scheduled else None,
     )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from ...db import transaction
 from ..context import ServiceContext
+from .changes import SubscriptionChanges
 from .contract import ProviderAdapter, ProviderName
 from .events import BillingEvents
 from .plans import BillingPlans
@@ -32,6 +33,7 @@ class BillingService:
         self._ctx = ctx
         self.refunds = Refunds(ctx, self._adapters, self.events)
         self.reconciler = Reconciler(ctx, self._adapters, self.events)
+        self.changes = SubscriptionChanges(ctx, self._adapters)
 
         self.create_subscription = self.subscriptions.create
         self.cancel = self.subscriptions.cancel
@@ -40,6 +42,8 @@ class BillingService:
         self.status = self.subscriptions.status
         self.history = self.subscriptions.history
         self.tick = self.subscriptions.tick
+        self.preview_change = self.changes.preview
+        self.change_plan = self.changes.change
         self.apply_event = self.events.apply_event
         self.check_invoice = self.events.check_invoice
         self.refund = self.refunds.refund
