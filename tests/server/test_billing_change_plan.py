@@ -233,3 +233,28 @@ def test_refusals_are_problems(backend: Backend, adapter: RecordingAdapter) -> N
     r = post(backend, token, path, {"plan": "team"})
     assert_problem(r, 422, "validation_error")
     assert "past_due" in r.json()["detail"] and adapter.charges() == []
+
+
+def test_the_renewal_applies_a_change_scheduled_for_the_period_end(
+    backend: Backend, adapter: RecordingAdapter
+) -> None:
+    customer = subscribed(backend)
+    done = post(
+        backend,
+        customer.token,
+        "/subscriptions/change-plan",
+        {"plan": "basic", "when": "period_end"},
+    )
+    assert done.status_code == 200, done.text
+    before = status(backend, customer.token)
+    # Before the period's end nothing is due: no charge, still on pro.
+    backend.services.billing.renew_due()
+    assert adapter.charges() == []
+    token = customer.later(31)
+    backend.services.billing.renew_due()
+    (charge,) = adapter.charges()
+    assert charge["amount_minor"] == 49_000  # the new plan's price, not pro's 99_000
+    sub = status(backend, token)
+    assert (sub["plan"], sub["scheduled_plan"], sub["state"]) == ("basic", None, "active")
+    assert sub["paid_through"] > before["paid_through"]
+    assert license_of(backend, token) == ("basic", 1)

@@ -29,6 +29,7 @@ from ...models import User
 from ..context import ServiceContext
 from ..notifications import enqueue_to_user
 from .calendar import add_interval, period_containing
+from .changes import apply_scheduled_change
 from .common import grace, settle
 from .contract import (
     EventKind,
@@ -262,6 +263,10 @@ class Renewals:
                 )
             )
             if invoice is None:
+                # A change the customer scheduled for the period's end takes effect before the
+                # next period is billed: its price, its interval (a new interval anchors anew).
+                if apply_scheduled_change(session, sub, now):
+                    settle(self._ctx, session, sub)
                 _, end = period_containing(anchor_of(session, sub), Interval(sub.interval), start)
                 invoice = new_invoice(
                     session,
