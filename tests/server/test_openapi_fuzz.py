@@ -81,6 +81,24 @@ CONFORMANCE_CHECKS: list[CheckFunction] = [
 ]
 
 
+#: What rejects a schema-violating request (schemathesis' default list, plus 413).
+NEGATIVE_REJECTIONS = [
+    "400",
+    "401",
+    "403",
+    "404",
+    "405",
+    "406",
+    "409",
+    "413",
+    "415",
+    "422",
+    "428",
+    "429",
+    "5xx",
+]
+
+
 def _config(
     *,
     checks: dict[str, Any] | None = None,
@@ -101,7 +119,14 @@ def _config(
             },
             # Every built-in check is on by default; positive_data_acceptance is swapped for a
             # narrowed version (see positive_data_acceptance_with_known_rules).
-            "checks": checks or {"positive_data_acceptance": {"enabled": False}},
+            "checks": checks
+            or {
+                "positive_data_acceptance": {"enabled": False},
+                # A schema-violating body over the body-size cap is refused before it is read:
+                # the documented 413 payload_too_large is a rejection too (schemathesis' own
+                # list, plus 413).
+                "negative_data_rejection": {"expected-statuses": NEGATIVE_REJECTIONS},
+            },
             **({"phases": phases} if phases else {}),
         }
     )
