@@ -41,16 +41,14 @@ from bench.harness import (
     Result,
     Server,
     add_load_options,
-    get_request,
     load_options_valid,
+    measure_bare,
     postgres_database,
     prepare_run,
     print_table,
     print_targets,
     run_loop,
     run_scenario,
-    single_get,
-    start_bare,
     start_real,
 )
 from server_stub.config import Settings
@@ -186,25 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Result] = {}
     drains: dict[str, tuple[int, float]] = {}
     try:
-        servers: list[Server] = []
-        try:
-            bare = start_bare(work, env, "sync", servers)
-            print(f"  bare: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...")
-            results["bare"] = run_loop(
-                run_scenario(
-                    "GET /bare (baseline, sync)",
-                    "req",
-                    [bare.port],
-                    single_get(get_request("/bare", bare.port)),
-                    connections=args.connections,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    server_pids=[bare.process.pid],
-                )
-            )
-        finally:
-            for server in servers:
-                server.stop()
+        results["bare"] = measure_bare(work, env, args)
         results["sqlite"] = ingest("sqlite-1w", 1, None, args, work, env, secret)
         drains["sqlite"] = drain(work / "data-sqlite-1w", None, secret)
         if not args.no_postgres:

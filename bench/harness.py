@@ -557,6 +557,29 @@ def start_bare(work: Path, env: dict[str, str], handler: str, servers: list[Serv
     return bare
 
 
+def measure_bare(work: Path, env: dict[str, str], args: argparse.Namespace) -> Result:
+    """Start the sync baseline, drive ``GET /bare`` with the run's load options, stop it."""
+    servers: list[Server] = []
+    try:
+        bare = start_bare(work, env, "sync", servers)
+        print(f"  GET /bare: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...")
+        return run_loop(
+            run_scenario(
+                "GET /bare (baseline, sync)",
+                "req",
+                [bare.port],
+                single_get(get_request("/bare", bare.port)),
+                connections=args.connections,
+                warmup=args.warmup,
+                seconds=args.seconds,
+                server_pids=[bare.process.pid],
+            )
+        )
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def start_real(
     work: Path,
     data_dir: Path,

@@ -60,6 +60,7 @@ from bench.harness import (
     add_load_options,
     get_request,
     load_options_valid,
+    measure_bare,
     percentile,
     postgres_database,
     prepare_run,
@@ -68,8 +69,6 @@ from bench.harness import (
     request_series,
     run_loop,
     run_scenario,
-    single_get,
-    start_bare,
     start_real,
 )
 from server_stub.config import Settings
@@ -456,25 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome = Outcome({}, {}, {})
     labels = {"sqlite": "SQLite, 1 worker", "pg": "PostgreSQL, 1 worker"}
     try:
-        servers: list[Server] = []
-        try:
-            bare = start_bare(work, env, "sync", servers)
-            print(f"  GET /bare: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...")
-            outcome.throughput["bare"] = run_loop(
-                run_scenario(
-                    "GET /bare (baseline, sync)",
-                    "req",
-                    [bare.port],
-                    single_get(get_request("/bare", bare.port)),
-                    connections=args.connections,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    server_pids=[bare.process.pid],
-                )
-            )
-        finally:
-            for server in servers:
-                server.stop()
+        outcome.throughput["bare"] = measure_bare(work, env, args)
         run_backend("sqlite", labels["sqlite"], None, args, work, env, secret, outcome)
         if not args.no_postgres:
             with postgres_database(args.postgres) as url:
