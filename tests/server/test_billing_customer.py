@@ -184,6 +184,7 @@ def test_renew_pays_a_past_due_subscription_on_the_kept_card(
     assert body["amount_minor"] == PRO.price_minor and body["currency"] == "RUB"
     sub = body["subscription"]
     assert sub["state"] == "active" and sub["grace_ends_at"] is None
+    assert when(sub["entitled_until"]) > when(before["entitled_until"]) + timedelta(days=20)
     # Extended exactly as a renewal: to the end of the invoice's period, one month on.
     assert when(sub["paid_through"]) > when(before["paid_through"]) + timedelta(days=27)
     (charge,) = adapter.charges()[charges:]
