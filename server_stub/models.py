@@ -517,5 +517,6 @@ class AuditCheckpoint(Base):
 # so every user of this module sees the whole schema.
 from . import billing_models as billing_models  # noqa: E402
 from . import idempotency_models as idempotency_models  # noqa: E402
+from . import points_models as points_models  # noqa: E402
 from . import portal_models as portal_models  # noqa: E402
 from . import webhook_models as webhook_models  # noqa: E402

@@ -30,6 +30,7 @@ from .services.licensing import LicensingService
 from .services.marketplace import MarketplaceService
 from .services.notifications import NotificationService
 from .services.plans import PlanService
+from .services.points.service import PointsService
 from .services.reports import ReportService
 from .services.reservations import ReservationService
 from .services.staff import StaffService
@@ -79,6 +80,8 @@ class Services:
     #: Provider webhooks: verified, deduplicated, stored, and applied to billing by the worker
     #: (services/billing/webhook_bridge.py); CloudPayments' Check answered from our invoices.
     webhooks: WebhookInbox
+    #: The points wallet: a double-entry ledger of credits, spends and holds (docs/points.md).
+    points: PointsService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -149,4 +152,5 @@ def build_services(
             applier=BillingEventApplier(billing, adapters),
             checker=CloudPaymentsCheck(billing, configured=ProviderName.CLOUDPAYMENTS in adapters),
         ),
+        points=PointsService(ctx),
     )
