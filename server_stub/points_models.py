@@ -83,9 +83,7 @@ class PointsTransaction(Base):
         CheckConstraint(_one_of("kind", POINTS_KINDS), name="kind"),
         CheckConstraint("amount > 0", name="amount_positive"),
         # One outcome per key of one user; one credit (or claw-back) per store purchase.
-        UniqueConstraint(
-            "user_id", "idempotency_key", name="uq_points_transactions_user_key"
-        ),
+        UniqueConstraint("user_id", "idempotency_key", name="uq_points_transactions_user_key"),
         UniqueConstraint("kind", "external_ref", name="uq_points_transactions_kind_ref"),
         Index("ix_points_transactions_user_created", "user_id", "created_at", "id"),
     )
@@ -103,6 +101,8 @@ class PointsTransaction(Base):
     external_ref: Mapped[str | None] = mapped_column(String(255), nullable=True)
     #: ``user:<id>``, ``staff:<id>``, ``provider:<name>``, ``system``.
     actor: Mapped[str] = mapped_column(String(100))
+    #: How the spendable wallet moved (+ in, − out; 0 for a hold's commit): the history's amount.
+    wallet_delta: Mapped[int] = mapped_column(BigInteger)
     #: What the balance was right after (the history shows it; it never changes afterwards).
     balance_after: Mapped[int] = mapped_column(BigInteger)
     #: A credit's expiry (grants may carry one).

@@ -10,7 +10,8 @@ server code. Import from here (``from agent.protocol import X``); the submodules
 - :mod:`.marketplace`: the marketplace tokens, plans and models;
 - :mod:`.staff`: staff tokens and the hash-chained audit log;
 - :mod:`.documents`: signed documents, license files and revocation lists;
-- :mod:`.activation`: the license product API (activate, heartbeat, status, revoke).
+- :mod:`.activation`: the license product API (activate, heartbeat, status, revoke);
+- :mod:`.points`: the points wallet (balance, history, spends and holds).
 """
 
 from __future__ import annotations
@@ -188,6 +189,22 @@ from .marketplace import (
     MarketplacePlan,
     UserTokenResponse,
 )
+from .points import (
+    MAX_POINTS_HOLD_SECONDS,
+    MAX_POINTS_PER_REQUEST,
+    PointsAdjusted,
+    PointsAdjustRequest,
+    PointsBalance,
+    PointsEntryOut,
+    PointsHistory,
+    PointsHoldCommit,
+    PointsHoldOut,
+    PointsHoldRequest,
+    PointsHoldState,
+    PointsKind,
+    PointsSpendRequest,
+    PointsSpent,
+)
 from .staff import (
     AUDIT_CHECKPOINT_ALG,
     AUDIT_CHECKPOINT_TYP,
@@ -299,6 +316,8 @@ __all__ = [
     "MARKETPLACE_USER_SCOPE",
     "MARKETPLACE_USER_TYP",
     "MAX_LEEWAY_SECONDS",
+    "MAX_POINTS_HOLD_SECONDS",
+    "MAX_POINTS_PER_REQUEST",
     "PAID_PLANS",
     "PIN_PREFIX",
     "PROBLEM_CONTENT_TYPE",
@@ -395,6 +414,18 @@ __all__ = [
     "ModuleName",
     "OpaqueToken",
     "Password",
+    "PointsAdjustRequest",
+    "PointsAdjusted",
+    "PointsBalance",
+    "PointsEntryOut",
+    "PointsHistory",
+    "PointsHoldCommit",
+    "PointsHoldOut",
+    "PointsHoldRequest",
+    "PointsHoldState",
+    "PointsKind",
+    "PointsSpendRequest",
+    "PointsSpent",
     "Problem",
     "ProductVersion",
     "ProductVersionRange",

@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("request_hash", sa.String(length=64), nullable=True),
         sa.Column("external_ref", sa.String(length=255), nullable=True),
         sa.Column("actor", sa.String(length=100), nullable=False),
+        sa.Column("wallet_delta", sa.BigInteger(), nullable=False),
         sa.Column("balance_after", sa.BigInteger(), nullable=False),
         sa.Column("expires_at", _UTC(timezone=True), nullable=True),
         sa.Column("created_at", _UTC(timezone=True), nullable=False),

@@ -47,7 +47,7 @@ class CorrectionsMixin(WalletBase):
             wallet = lock_wallet(session, user_id, now)
             done = self._replay(session, user_id, kind, None, external_ref, "")
             if done is not None:
-                return Outcome(entry_of(done, -done.amount), balance_of(wallet), replayed=True)
+                return Outcome(entry_of(done), balance_of(wallet), replayed=True)
             taken = min(wallet.balance, amount)
             owed = amount - taken
             legs = [(Account.ISSUED, amount)]
@@ -62,7 +62,7 @@ class CorrectionsMixin(WalletBase):
                 Posting(kind, amount, legs, actor, reason, None, None, external_ref),
                 now,
             )
-            return Outcome(entry_of(tx, -taken), balance_of(wallet), replayed=False)
+            return Outcome(entry_of(tx), balance_of(wallet), replayed=False)
 
     def _expire_lots(self, user_id: str) -> int:
         now = self._now

@@ -21,6 +21,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from ...errors import NotFound
+from ...models import User
 from ...points_models import PointsEntry, PointsLot, PointsTransaction, PointsWallet
 
 
@@ -76,7 +78,19 @@ def request_hash(**fields: object) -> str:
 
 
 def lock_wallet(session: Session, user_id: str, now: datetime) -> PointsWallet:
-    """The user's wallet row, created on first use, locked for this transaction."""
+    """The user's wallet row, locked for this transaction; created on first use (a user that
+    does not exist has no wallet: ``NotFound``)."""
+    query = (
+        select(PointsWallet)
+        .where(PointsWallet.user_id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    wallet = session.scalar(query)
+    if wallet is not None:
+        return wallet
+    if session.get(User, user_id) is None:
+        raise NotFound("no such user")
     values = {"user_id": user_id, "balance": 0, "held": 0, "shortfall": 0, "updated_at": now}
     # The first two requests of a new user may race to create the row: the loser's is a no-op.
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
@@ -85,12 +99,7 @@ def lock_wallet(session: Session, user_id: str, now: datetime) -> PointsWallet:
         .values(**values)
         .on_conflict_do_nothing(index_elements=["user_id"])
     )
-    wallet = session.scalar(
-        select(PointsWallet)
-        .where(PointsWallet.user_id == user_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    wallet = session.scalar(query)
     assert wallet is not None
     return wallet
 
@@ -164,6 +173,7 @@ def post(
         request_hash=posting.request_hash,
         external_ref=posting.external_ref,
         actor=posting.actor,
+        wallet_delta=_sum(posting.legs, Account.WALLET),
         balance_after=wallet.balance,
         expires_at=posting.expires_at,
         created_at=now,

@@ -14,14 +14,17 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ...db import transaction
 from ...errors import (
     InsufficientPoints,
     ValidationFailed,
 )
-from ...points_models import PointsHold, PointsLot, PointsWallet
+from ...points_models import PointsHold, PointsLot, PointsTransaction, PointsWallet
+from ..audit import record
 from .corrections import CorrectionsMixin
+from .history import HistoryPage, history_page, wallet_object
 from .holds import HoldsMixin
 from .ledger import (
     CREDITS,
@@ -64,6 +67,7 @@ class PointsService(HoldsMixin, CorrectionsMixin):
         expires_at: datetime | None = None,
         idempotency_key: str | None = None,
         external_ref: str | None = None,
+        audit: str | None = None,
     ) -> Outcome:
         """Put ``amount`` new points into the wallet (a grant, a store purchase keyed by its
         ``external_ref``, or a positive adjustment), as a lot that may expire. What the user
@@ -75,72 +79,43 @@ class PointsService(HoldsMixin, CorrectionsMixin):
         if expires_at is not None and expires_at <= now:
             raise ValidationFailed("a credit's expiry must be in the future")
         digest = request_hash(kind=kind, amount=amount, expires_at=expires_at, reason=reason)
+        posting = Posting(
+            kind,
+            amount,
+            legs_of(kind, amount),
+            actor,
+            reason,
+            idempotency_key,
+            digest if idempotency_key else None,
+            external_ref,
+            expires_at,
+        )
         try:
-            return self._credit(
-                user_id,
-                amount,
-                kind,
-                actor,
-                reason,
-                expires_at,
-                idempotency_key,
-                external_ref,
-                digest,
-                now,
-            )
+            return self._credit(user_id, posting, now, audit)
         except IntegrityError:
             # Another account claimed the same store purchase at the same moment (the wallet
             # locks are per user): its row has committed now, and the replay check refuses.
-            return self._credit(
-                user_id,
-                amount,
-                kind,
-                actor,
-                reason,
-                expires_at,
-                idempotency_key,
-                external_ref,
-                digest,
-                now,
-            )
+            return self._credit(user_id, posting, now, audit)
 
-    def _credit(
-        self,
-        user_id: str,
-        amount: int,
-        kind: Kind,
-        actor: str,
-        reason: str | None,
-        expires_at: datetime | None,
-        idempotency_key: str | None,
-        external_ref: str | None,
-        digest: str,
-        now: datetime,
-    ) -> Outcome:
+    def _credit(self, user_id: str, posting: Posting, now: datetime, audit: str | None) -> Outcome:
         with transaction(self._ctx.write) as session:
             wallet = lock_wallet(session, user_id, now)
-            done = self._replay(session, user_id, kind, idempotency_key, external_ref, digest)
+            done = self._replay(
+                session,
+                user_id,
+                posting.kind,
+                posting.idempotency_key,
+                posting.external_ref,
+                posting.request_hash or "",
+            )
             if done is not None:
                 return Outcome(entry_of(done), balance_of(wallet), replayed=True)
-            tx = post(
-                session,
-                wallet,
-                Posting(
-                    kind,
-                    amount,
-                    legs_of(kind, amount),
-                    actor,
-                    reason,
-                    idempotency_key,
-                    digest if idempotency_key else None,
-                    external_ref,
-                    expires_at,
-                ),
-                now,
-            )
-            add_lot(session, tx, amount, expires_at, now)
+            tx = post(session, wallet, posting, now)
+            if audit is not None:
+                self._audit(session, tx, audit, now)
+            add_lot(session, tx, posting.amount, posting.expires_at, now)
             session.flush()
-            self._settle_shortfall(session, wallet, actor, now)
+            self._settle_shortfall(session, wallet, posting.actor, now)
             return Outcome(entry_of(tx), balance_of(wallet), replayed=False)
 
     # --- spending ----------------------------------------------------------------------------
@@ -164,7 +139,7 @@ class PointsService(HoldsMixin, CorrectionsMixin):
             wallet = lock_wallet(session, user_id, now)
             done = self._replay(session, user_id, kind, idempotency_key, None, digest)
             if done is not None:
-                return Outcome(entry_of(done, -done.amount), balance_of(wallet), replayed=True)
+                return Outcome(entry_of(done), balance_of(wallet), replayed=True)
             self._require(wallet, amount)
             take_lots(session, user_id, amount)
             tx = post(
@@ -181,7 +156,7 @@ class PointsService(HoldsMixin, CorrectionsMixin):
                 ),
                 now,
             )
-            return Outcome(entry_of(tx, -amount), balance_of(wallet), replayed=False)
+            return Outcome(entry_of(tx), balance_of(wallet), replayed=False)
 
     def adjust(
         self, user_id: str, delta: int, *, reason: str, actor: str, idempotency_key: str
@@ -198,6 +173,7 @@ class PointsService(HoldsMixin, CorrectionsMixin):
                 actor=actor,
                 reason=reason,
                 idempotency_key=idempotency_key,
+                audit="points.adjust",
             )
         amount = -delta
         check_amount(amount)
@@ -207,7 +183,7 @@ class PointsService(HoldsMixin, CorrectionsMixin):
             wallet = lock_wallet(session, user_id, now)
             done = self._replay(session, user_id, Kind.ADJUSTMENT, idempotency_key, None, digest)
             if done is not None:
-                return Outcome(entry_of(done, -done.amount), balance_of(wallet), replayed=True)
+                return Outcome(entry_of(done), balance_of(wallet), replayed=True)
             if wallet.balance < amount:
                 raise InsufficientPoints(
                     f"cannot take {amount} points, {wallet.balance} available",
@@ -228,7 +204,34 @@ class PointsService(HoldsMixin, CorrectionsMixin):
                 ),
                 now,
             )
-            return Outcome(entry_of(tx, -amount), balance_of(wallet), replayed=False)
+            self._audit(session, tx, "points.adjust", now)
+            return Outcome(entry_of(tx), balance_of(wallet), replayed=False)
+
+    @staticmethod
+    def _audit(session: Session, tx: PointsTransaction, action: str, now: datetime) -> None:
+        """An operator's change goes into the audit log with the ledger's transaction."""
+        record(
+            session,
+            now,
+            tx.actor,
+            action,
+            wallet_object(tx.user_id),
+            {"transaction": tx.id, "points": tx.wallet_delta, "reason": tx.reason},
+        )
+
+    def history(
+        self,
+        user_id: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        kinds: frozenset[str] = frozenset(),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> HistoryPage:
+        """The user's changes, newest first, ``limit`` a page (see :mod:`.history`)."""
+        with self._ctx.read() as session:
+            return history_page(session, user_id, limit, cursor, kinds, since, until)
 
     def expire(self, limit: int = 500) -> tuple[int, int]:
         """The sweeper's pass: release holds past their TTL and book expired lots' points as

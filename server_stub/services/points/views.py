@@ -61,11 +61,11 @@ def balance_of(wallet: PointsWallet) -> Balance:
     return Balance(wallet.balance, wallet.held, wallet.shortfall)
 
 
-def entry_of(tx: PointsTransaction, signed: int | None = None) -> Entry:
+def entry_of(tx: PointsTransaction) -> Entry:
     return Entry(
         id=tx.id,
         kind=tx.kind,
-        amount=signed if signed is not None else tx.amount,
+        amount=tx.wallet_delta,
         balance_after=tx.balance_after,
         reason=tx.reason,
         external_ref=tx.external_ref,
