@@ -41,6 +41,7 @@ from .routers import (
     portal_payments,
     portal_products,
     portal_reports,
+    profile,
     staff,
     system,
     telemetry,
@@ -175,6 +176,7 @@ def create_app(
         billing_staff.router,
         points.router,
         points_staff.router,
+        profile.router,
         webhooks.router,
         system.router,
     ):

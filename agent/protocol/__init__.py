@@ -11,7 +11,8 @@ server code. Import from here (``from agent.protocol import X``); the submodules
 - :mod:`.staff`: staff tokens and the hash-chained audit log;
 - :mod:`.documents`: signed documents, license files and revocation lists;
 - :mod:`.activation`: the license product API (activate, heartbeat, status, revoke);
-- :mod:`.points`: the points wallet (balance, history, spends and holds).
+- :mod:`.points`: the points wallet (balance, history, spends and holds);
+- :mod:`.profile`: the customer's profile.
 """
 
 from __future__ import annotations
@@ -205,6 +206,7 @@ from .points import (
     PointsSpendRequest,
     PointsSpent,
 )
+from .profile import ProfileOut, ProfileSubscription, ProfileUpdate
 from .staff import (
     AUDIT_CHECKPOINT_ALG,
     AUDIT_CHECKPOINT_TYP,
@@ -429,6 +431,9 @@ __all__ = [
     "Problem",
     "ProductVersion",
     "ProductVersionRange",
+    "ProfileOut",
+    "ProfileSubscription",
+    "ProfileUpdate",
     "PropertyKey",
     "PropertyString",
     "PropertyValue",
