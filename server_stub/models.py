@@ -78,6 +78,9 @@ class Plan(Base):
     interval: Mapped[str] = mapped_column(String(8), default="month", server_default="month")
     trial_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The points wallet (docs/points.md, "Buying messages with points"): how many extra
+    # messages of the current period one point buys; 0: the plan sells none.
+    topup_messages_per_point: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (

@@ -105,6 +105,8 @@ class PointsTransaction(Base):
     wallet_delta: Mapped[int] = mapped_column(BigInteger)
     #: What the balance was right after (the history shows it; it never changes afterwards).
     balance_after: Mapped[int] = mapped_column(BigInteger)
+    #: The messages a top-up bought (``topup`` only): what a replay answers.
+    messages: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: A credit's expiry (grants may carry one).
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -205,6 +205,9 @@ from .points import (
     PointsKind,
     PointsSpendRequest,
     PointsSpent,
+    TopupOut,
+    TopupQuota,
+    TopupRequest,
 )
 from .profile import ProfileOut, ProfileSubscription, ProfileUpdate
 from .staff import (
@@ -456,6 +459,9 @@ __all__ = [
     "TelemetryBatch",
     "TelemetryEvent",
     "TokenResponse",
+    "TopupOut",
+    "TopupQuota",
+    "TopupRequest",
     "UserOut",
     "UserTokenResponse",
     "ValidationIssue",

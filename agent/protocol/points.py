@@ -132,3 +132,25 @@ class PointsAdjusted(_Response):
     entry: PointsEntryOut
     balance: PointsBalance
     replayed: bool
+
+
+class TopupRequest(_Request):
+    """Convert points into extra messages of the current period (the plan's rate)."""
+
+    points: Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(json_integer)]
+    idempotency_key: PointsKey
+
+
+class TopupQuota(_Response):
+    limit: int
+    remaining: int
+    period_end: datetime
+
+
+class TopupOut(_Response):
+    entry: PointsEntryOut
+    balance: PointsBalance
+    #: The messages these points bought.
+    messages: int
+    quota: TopupQuota
+    replayed: bool

@@ -21,6 +21,9 @@ from agent.protocol import (
     PointsSpendRequest,
     PointsSpent,
     Rfc3339DateTime,
+    TopupOut,
+    TopupQuota,
+    TopupRequest,
 )
 
 from ..deps import PrincipalDep, ServicesDep
@@ -28,7 +31,7 @@ from ..problems import problem_responses
 from ..services.points.history import MAX_PAGE, HistoryPage
 from ..services.points.views import Balance, Entry, HoldView
 
-router = APIRouter(prefix="/points", tags=["points"])
+router = APIRouter(tags=["points"])
 
 _AUTH = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 HoldId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
@@ -70,7 +73,7 @@ def _hold_out(hold: HoldView) -> PointsHoldOut:
 
 
 @router.get(
-    "/balance",
+    "/points/balance",
     response_model=PointsBalance,
     responses=problem_responses(*_AUTH),
     summary="The points that can be spent, those on hold, and any owed after a store refund",
@@ -80,7 +83,7 @@ def points_balance(principal: PrincipalDep, services: ServicesDep) -> PointsBala
 
 
 @router.get(
-    "/history",
+    "/points/history",
     response_model=PointsHistory,
     responses=problem_responses(*_AUTH, ErrorCode.VALIDATION_ERROR),
     summary="Every change of the balance, newest first (a cursor for the next page)",
@@ -106,7 +109,7 @@ def points_history(
 
 
 @router.post(
-    "/spend",
+    "/points/spend",
     response_model=PointsSpent,
     responses=problem_responses(
         *_AUTH, ErrorCode.INSUFFICIENT_POINTS, ErrorCode.IDEMPOTENCY_CONFLICT
@@ -130,7 +133,7 @@ def points_spend(
 
 
 @router.post(
-    "/holds",
+    "/points/holds",
     status_code=status.HTTP_201_CREATED,
     response_model=PointsHoldOut,
     responses=problem_responses(
@@ -165,7 +168,7 @@ _HOLD_ERRORS = problem_responses(
 
 
 @router.post(
-    "/holds/{hold_id}/commit",
+    "/points/holds/{hold_id}/commit",
     response_model=PointsHoldOut,
     responses=_HOLD_ERRORS,
     summary="Spend what the work used of a hold (all by default); the rest goes back",
@@ -181,7 +184,7 @@ def points_commit(
 
 
 @router.post(
-    "/holds/{hold_id}/release",
+    "/points/holds/{hold_id}/release",
     response_model=PointsHoldOut,
     responses=_HOLD_ERRORS,
     summary="Give a hold's points back to the wallet",
@@ -190,3 +193,34 @@ def points_release(
     hold_id: HoldId, principal: PrincipalDep, services: ServicesDep
 ) -> PointsHoldOut:
     return _hold_out(services.points.release_hold(principal.user.id, hold_id))
+
+
+@router.post(
+    "/usage/topup",
+    response_model=TopupOut,
+    responses=problem_responses(
+        *_AUTH,
+        ErrorCode.LICENSE_INACTIVE,
+        ErrorCode.INSUFFICIENT_POINTS,
+        ErrorCode.IDEMPOTENCY_CONFLICT,
+        ErrorCode.VALIDATION_ERROR,
+    ),
+    summary="Buy extra messages of the current period with points (the plan's rate)",
+    description="Points leave the wallet and the period's quota grows in one transaction. A "
+    "plan that sells no messages is 422; no license is 403 `license_inactive`; the same key "
+    "again answers the first outcome.",
+)
+def usage_topup(body: TopupRequest, principal: PrincipalDep, services: ServicesDep) -> TopupOut:
+    done = services.points.topup(
+        principal.user.id, body.points, idempotency_key=body.idempotency_key
+    )
+    assert done.outcome.entry is not None
+    return TopupOut(
+        entry=entry_out(done.outcome.entry),
+        balance=balance_out(done.outcome.balance),
+        messages=done.messages,
+        quota=TopupQuota(
+            limit=done.quota_limit, remaining=done.quota_remaining, period_end=done.period_end
+        ),
+        replayed=done.outcome.replayed,
+    )

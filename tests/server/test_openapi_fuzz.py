@@ -254,6 +254,8 @@ DOMAIN_RULE_422 = frozenset(
         "GET /staff/points/{user_id}/history",
         "POST /staff/points/{user_id}/adjust",
         "POST /points/holds/{hold_id}/commit",
+        # The plan sells no extra messages, or the period's counter would overflow.
+        "POST /usage/topup",
     }
 )
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from server_stub.db import transaction
-from server_stub.models import AuditEntry
+from server_stub.models import AuditEntry, Plan
 from server_stub.services.points.ledger import Kind
 from server_stub.services.staff import Role
 from tests.helpers.api import assert_problem, bearer, register
@@ -154,3 +154,45 @@ def test_an_admin_adjusts_with_a_reason_and_it_is_audited(
     # The customer sees the operator's change in the history like any other.
     mine = client.get("/points/history", headers=account["headers"]).json()
     assert mine["entries"][0]["kind"] == "adjustment"
+
+
+def sell_messages(backend: Backend, rate: int) -> None:
+    with transaction(backend.services.ctx.write) as session:
+        plan = session.scalar(select(Plan).where(Plan.name == backend.settings.default_plan))
+        assert plan is not None
+        plan.topup_messages_per_point = rate
+
+
+def test_points_buy_messages_of_the_current_period(
+    backend: Backend, account: dict[str, Any]
+) -> None:
+    client, h = backend.client, account["headers"]
+    grant(backend, account["id"], 10)
+    body = {"points": 4, "idempotency_key": "topup-0001"}
+    assert_problem(client.post("/usage/topup", headers=h, json=body), 422, "validation_error")
+    sell_messages(backend, 25)
+    before = client.get("/license", headers=h).json()["quota"]
+    r = client.post("/usage/topup", headers=h, json=body)
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert (done["messages"], done["balance"]["balance"], done["entry"]["kind"]) == (
+        100,
+        6,
+        "topup",
+    )
+    after = client.get("/license", headers=h).json()["quota"]
+    assert after["limit"] == before["limit"] + 100 == done["quota"]["limit"]
+    assert after["remaining"] == before["remaining"] + 100
+    # Once per key, even if the rate changes meanwhile; not more points than there are.
+    sell_messages(backend, 1)
+    again = client.post("/usage/topup", headers=h, json=body).json()
+    assert (again["replayed"], again["messages"], again["quota"]["limit"]) == (
+        True,
+        100,
+        after["limit"],
+    )
+    too_many = client.post(
+        "/usage/topup", headers=h, json={"points": 7, "idempotency_key": "topup-0002"}
+    )
+    assert_problem(too_many, 409, "insufficient_points")
+    assert client.get("/license", headers=h).json()["quota"]["limit"] == after["limit"]

@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=100), nullable=False),
         sa.Column("wallet_delta", sa.BigInteger(), nullable=False),
         sa.Column("balance_after", sa.BigInteger(), nullable=False),
+        sa.Column("messages", sa.BigInteger(), nullable=True),
         sa.Column("expires_at", _UTC(timezone=True), nullable=True),
         sa.Column("created_at", _UTC(timezone=True), nullable=False),
         sa.CheckConstraint(
@@ -176,8 +177,15 @@ def upgrade() -> None:
         "ix_points_lots_user_open", "points_lots", ["user_id", "remaining"], unique=False
     )
 
+    with op.batch_alter_table("plans") as batch:
+        batch.add_column(
+            sa.Column("topup_messages_per_point", sa.Integer(), server_default="0", nullable=False)
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("plans") as batch:
+        batch.drop_column("topup_messages_per_point")
     op.drop_index("ix_points_lots_user_open", table_name="points_lots")
     op.drop_index("ix_points_lots_expires_at", table_name="points_lots")
     op.drop_table("points_lots")

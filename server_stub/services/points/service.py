@@ -37,6 +37,7 @@ from .ledger import (
     request_hash,
     take_lots,
 )
+from .topup import TopupMixin
 from .views import (
     Balance,
     Outcome,
@@ -46,7 +47,7 @@ from .views import (
 )
 
 
-class PointsService(HoldsMixin, CorrectionsMixin):
+class PointsService(HoldsMixin, CorrectionsMixin, TopupMixin):
     # --- reading -----------------------------------------------------------------------------
 
     def balance(self, user_id: str) -> Balance:
