@@ -28,6 +28,7 @@ PROBLEM_KEYS: Final = {
     "reservation_conflict": N_("problem.reservation_conflict"),
     "reservation_expired": N_("problem.reservation_expired"),
     "quota_exceeded": N_("problem.quota_exceeded"),
+    "insufficient_points": N_("problem.insufficient_points"),
     "payload_too_large": N_("problem.payload_too_large"),
     "rate_limited": N_("problem.rate_limited"),
     "service_unavailable": N_("problem.service_unavailable"),

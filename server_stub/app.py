@@ -31,6 +31,8 @@ from .routers import (
     license,
     licensing,
     marketplace,
+    points,
+    points_staff,
     portal_activations,
     portal_clients,
     portal_license_transfer,
@@ -39,6 +41,7 @@ from .routers import (
     portal_payments,
     portal_products,
     portal_reports,
+    profile,
     staff,
     system,
     telemetry,
@@ -84,6 +87,8 @@ async def _sweep_forever(
             services.activations.free_dead,
             services.notifications.scan_expiry,
             services.webhooks.prune,
+            # Holds past their TTL go back to the wallets; granted points past their expiry go.
+            services.points.expire,
             # Its own interval (billing_reconcile_interval_seconds); waits on the providers.
             services.billing.reconciler.due,
             # Last: they wait on the apps, the payment providers and the notification channels
@@ -169,6 +174,9 @@ def create_app(
         portal_reports.router,
         billing.router,
         billing_staff.router,
+        points.router,
+        points_staff.router,
+        profile.router,
         webhooks.router,
         system.router,
     ):

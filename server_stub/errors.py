@@ -92,6 +92,11 @@ class QuotaExceeded(DomainError):
     title = "Quota exceeded"
 
 
+class InsufficientPoints(DomainError):
+    code = ErrorCode.INSUFFICIENT_POINTS
+    title = "Not enough points"
+
+
 class RateLimited(DomainError):
     code = ErrorCode.RATE_LIMITED
     title = "Too many requests"

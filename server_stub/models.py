@@ -78,6 +78,9 @@ class Plan(Base):
     interval: Mapped[str] = mapped_column(String(8), default="month", server_default="month")
     trial_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The points wallet (docs/points.md, "Buying messages with points"): how many extra
+    # messages of the current period one point buys; 0: the plan sells none.
+    topup_messages_per_point: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
@@ -517,5 +520,6 @@ class AuditCheckpoint(Base):
 # so every user of this module sees the whole schema.
 from . import billing_models as billing_models  # noqa: E402
 from . import idempotency_models as idempotency_models  # noqa: E402
+from . import points_models as points_models  # noqa: E402
 from . import portal_models as portal_models  # noqa: E402
 from . import webhook_models as webhook_models  # noqa: E402

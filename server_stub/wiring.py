@@ -30,6 +30,8 @@ from .services.licensing import LicensingService
 from .services.marketplace import MarketplaceService
 from .services.notifications import NotificationService
 from .services.plans import PlanService
+from .services.points.service import PointsService
+from .services.profile import ProfileService
 from .services.reports import ReportService
 from .services.reservations import ReservationService
 from .services.staff import StaffService
@@ -79,6 +81,10 @@ class Services:
     #: Provider webhooks: verified, deduplicated, stored, and applied to billing by the worker
     #: (services/billing/webhook_bridge.py); CloudPayments' Check answered from our invoices.
     webhooks: WebhookInbox
+    #: The points wallet: a double-entry ledger of credits, spends and holds (docs/points.md).
+    points: PointsService
+    #: The customer's profile: plan, subscription and points; e-mail and password changes.
+    profile: ProfileService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -122,6 +128,7 @@ def build_services(
     # Only the providers whose credentials are set (an unconfigured one is absent: fail closed).
     adapters = build_adapters(settings)
     billing = BillingService(ctx, adapters)
+    points = PointsService(ctx)
     sessions = make_session_bus(database_url, settings.session_cache_ttl_seconds)
     return Services(
         ctx=ctx,
@@ -149,4 +156,6 @@ def build_services(
             applier=BillingEventApplier(billing, adapters),
             checker=CloudPaymentsCheck(billing, configured=ProviderName.CLOUDPAYMENTS in adapters),
         ),
+        points=points,
+        profile=ProfileService(ctx, sessions, billing, points),
     )

@@ -11,7 +11,9 @@ server code. Import from here (``from agent.protocol import X``); the submodules
 - :mod:`.staff`: staff tokens and the hash-chained audit log;
 - :mod:`.documents`: signed documents, license files and revocation lists;
 - :mod:`.activation`: the license product API (activate, heartbeat, status, revoke);
-- :mod:`.billing`: subscription billing (plans, subscriptions, plan changes, invoices).
+- :mod:`.billing`: subscription billing (plans, subscriptions, plan changes, invoices);
+- :mod:`.points`: the points wallet (balance, history, spends and holds);
+- :mod:`.profile`: the customer's profile.
 """
 
 from __future__ import annotations
@@ -225,6 +227,26 @@ from .marketplace import (
     MarketplacePlan,
     UserTokenResponse,
 )
+from .points import (
+    MAX_POINTS_HOLD_SECONDS,
+    MAX_POINTS_PER_REQUEST,
+    PointsAdjusted,
+    PointsAdjustRequest,
+    PointsBalance,
+    PointsEntryOut,
+    PointsHistory,
+    PointsHoldCommit,
+    PointsHoldOut,
+    PointsHoldRequest,
+    PointsHoldState,
+    PointsKind,
+    PointsSpendRequest,
+    PointsSpent,
+    TopupOut,
+    TopupQuota,
+    TopupRequest,
+)
+from .profile import ProfileOut, ProfileSubscription, ProfileUpdate
 from .staff import (
     AUDIT_CHECKPOINT_ALG,
     AUDIT_CHECKPOINT_TYP,
@@ -339,6 +361,8 @@ __all__ = [
     "MARKETPLACE_USER_SCOPE",
     "MARKETPLACE_USER_TYP",
     "MAX_LEEWAY_SECONDS",
+    "MAX_POINTS_HOLD_SECONDS",
+    "MAX_POINTS_PER_REQUEST",
     "PAID_PLANS",
     "PIN_PREFIX",
     "PLAN_NAME_PATTERN",
@@ -457,9 +481,24 @@ __all__ = [
     "PlanList",
     "PlanName",
     "PlanOut",
+    "PointsAdjustRequest",
+    "PointsAdjusted",
+    "PointsBalance",
+    "PointsEntryOut",
+    "PointsHistory",
+    "PointsHoldCommit",
+    "PointsHoldOut",
+    "PointsHoldRequest",
+    "PointsHoldState",
+    "PointsKind",
+    "PointsSpendRequest",
+    "PointsSpent",
     "Problem",
     "ProductVersion",
     "ProductVersionRange",
+    "ProfileOut",
+    "ProfileSubscription",
+    "ProfileUpdate",
     "PropertyKey",
     "PropertyString",
     "PropertyValue",
@@ -491,6 +530,9 @@ __all__ = [
     "TelemetryBatch",
     "TelemetryEvent",
     "TokenResponse",
+    "TopupOut",
+    "TopupQuota",
+    "TopupRequest",
     "UserOut",
     "UserTokenResponse",
     "ValidationIssue",

@@ -85,6 +85,8 @@ class ErrorCode(StrEnum):
     RESERVATION_CONFLICT = "reservation_conflict"
     RESERVATION_EXPIRED = "reservation_expired"
     QUOTA_EXCEEDED = "quota_exceeded"
+    #: The points wallet cannot pay: too few points, or a store refund left points owed.
+    INSUFFICIENT_POINTS = "insufficient_points"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     RATE_LIMITED = "rate_limited"
     SERVICE_UNAVAILABLE = "service_unavailable"
@@ -108,6 +110,7 @@ ERROR_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.RESERVATION_CONFLICT: 409,
     ErrorCode.RESERVATION_EXPIRED: 409,
     ErrorCode.QUOTA_EXCEEDED: 409,
+    ErrorCode.INSUFFICIENT_POINTS: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
@@ -136,6 +139,17 @@ OpaqueToken = Annotated[
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
 ]
+
+
+def json_integer(value: object) -> object:
+    """A JSON integer: ``5`` or ``5.0`` (JSON Schema's integers), never ``true`` or ``"5"``.
+
+    Pydantic's lax ``int`` then refuses a fractional ``5.5``; strict mode would refuse ``5.0``,
+    which every JSON Schema client may send for an integer.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
 
 
 class _Request(BaseModel):

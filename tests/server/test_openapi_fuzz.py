@@ -251,6 +251,13 @@ DOMAIN_RULE_422 = frozenset(
         "GET /staff/reports/licenses-by-month",
         "GET /staff/reports/module-usage",
         "GET /staff/reports/sales-by-module",
+        # A cursor this server never gave out; a zero or blank adjustment; more used than held.
+        "GET /points/history",
+        "GET /staff/points/{user_id}/history",
+        "POST /staff/points/{user_id}/adjust",
+        "POST /points/holds/{hold_id}/commit",
+        # The plan sells no extra messages, or the period's counter would overflow.
+        "POST /usage/topup",
     }
 )
 

@@ -36,6 +36,10 @@ def plan_object(name: str) -> str:
     return f"billing/plan/{name}"
 
 
+#: The most messages one point may buy (keeps a top-up's messages within the period's counter).
+MAX_TOPUP_RATE = 10_000
+
+
 @dataclass(frozen=True)
 class PlanSpec:
     name: str
@@ -47,6 +51,8 @@ class PlanSpec:
     interval: Interval = Interval.MONTH
     trial_days: int = 0
     rank: int = 0
+    #: Extra messages one point buys (``POST /usage/topup``); 0: none are sold.
+    topup_messages_per_point: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class PlanChanges:
     interval: Interval | None = None
     trial_days: int | None = None
     rank: int | None = None
+    topup_messages_per_point: int | None = None
 
     def given(self) -> dict[str, Any]:
         return {
@@ -83,6 +90,8 @@ def _check(values: dict[str, Any]) -> None:
         problems.append("the currency is an ISO 4217 code (three capital letters)")
     if not 0 <= values.get("trial_days", 0) <= MAX_TRIAL_DAYS:
         problems.append(f"a trial lasts 0 to {MAX_TRIAL_DAYS} days")
+    if not 0 <= values.get("topup_messages_per_point", 0) <= MAX_TOPUP_RATE:
+        problems.append(f"one point buys 0 to {MAX_TOPUP_RATE} messages")
     if problems:
         raise ValidationFailed("; ".join(problems))
 
@@ -97,6 +106,7 @@ def _details(plan: Plan) -> dict[str, Any]:
         "interval": plan.interval,
         "trial_days": plan.trial_days,
         "rank": plan.rank,
+        "topup_messages_per_point": plan.topup_messages_per_point,
     }
 
 

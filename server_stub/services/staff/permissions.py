@@ -44,6 +44,9 @@ class Permission(StrEnum):
     BILLING_PLANS_WRITE = "billing.plans.write"
     #: Money back to a customer through the provider (Admin only).
     BILLING_REFUND = "billing.refund"
+    #: The points wallets: balances and histories (read); an operator's adjustment (Admin only).
+    POINTS_READ = "points.read"
+    POINTS_ADJUST = "points.adjust"
 
 
 P = Permission
@@ -68,6 +71,7 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             P.NOTES_WRITE,
             P.REPORTS_READ,
             P.BILLING_READ,
+            P.POINTS_READ,
         }
     ),
     Role.IMPLEMENTATION: frozenset(
@@ -88,10 +92,19 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             P.ACTIVATIONS_READ,
             P.NOTES_WRITE,
             P.BILLING_READ,
+            P.POINTS_READ,
         }
     ),
     Role.AUDIT: frozenset(
-        {P.SELF, P.CONTRACTS_READ, P.PAYMENTS_READ, P.AUDIT_READ, P.REPORTS_READ, P.BILLING_READ}
+        {
+            P.SELF,
+            P.CONTRACTS_READ,
+            P.PAYMENTS_READ,
+            P.AUDIT_READ,
+            P.REPORTS_READ,
+            P.BILLING_READ,
+            P.POINTS_READ,
+        }
     ),
 }
 
