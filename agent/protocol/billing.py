@@ -96,6 +96,9 @@ class PlanOut(BaseModel):
     interval: Interval
     trial_days: int
     rank: int = Field(description="the tier: a change to a higher rank is an upgrade")
+    topup_messages_per_point: int = Field(
+        0, description="extra messages one point buys (POST /usage/topup); 0: none are sold"
+    )
 
 
 class PlanList(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ConfigDict, EmailStr, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from .billing import SubscriptionState
 from .core import LoginPassword, Password, _Request, _Response
 from .points import PointsBalance
 
@@ -16,8 +17,7 @@ NoNull = SkipJsonSchema[None]
 
 class ProfileSubscription(_Response):
     plan: str
-    #: One of Stripe's states (docs/billing.md, "The states").
-    state: str
+    state: SubscriptionState
     current_period_end: datetime | None
     cancel_at_period_end: bool
     entitled_until: datetime | None

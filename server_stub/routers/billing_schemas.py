@@ -44,7 +44,7 @@ from ..models import Plan
 from ..services.billing.changes import ChangePlan
 from ..services.billing.common import SubscriptionView
 from ..services.billing.manual_renewal import ManualRenewal
-from ..services.billing.plans import MAX_PRICE_MINOR, MAX_TRIAL_DAYS
+from ..services.billing.plans import MAX_PRICE_MINOR, MAX_TOPUP_RATE, MAX_TRIAL_DAYS
 from ..services.billing.statements import StatementPage
 from ..services.billing.subscriptions import SubscriptionHistory
 from .wire_numbers import json_integer
@@ -56,6 +56,7 @@ Quota = Annotated[int, Field(ge=0, le=10**12), BeforeValidator(json_integer)]
 Devices = Annotated[int, Field(ge=1, le=10_000), BeforeValidator(json_integer)]
 TrialDays = Annotated[int, Field(ge=0, le=MAX_TRIAL_DAYS), BeforeValidator(json_integer)]
 Rank = Annotated[int, Field(ge=-1_000_000, le=1_000_000), BeforeValidator(json_integer)]
+TopupRate = Annotated[int, Field(ge=0, le=MAX_TOPUP_RATE), BeforeValidator(json_integer)]
 NoNull = SkipJsonSchema[None]
 
 
@@ -82,6 +83,7 @@ class PlanCreate(_Request):
     interval: Interval = Interval.MONTH
     trial_days: TrialDays = 0
     rank: Rank = 0
+    topup_messages_per_point: TopupRate = 0
 
 
 class PlanPatch(_Request):
@@ -95,6 +97,7 @@ class PlanPatch(_Request):
     interval: Interval | NoNull = None
     trial_days: TrialDays | NoNull = None
     rank: Rank | NoNull = None
+    topup_messages_per_point: TopupRate | NoNull = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> PlanPatch:

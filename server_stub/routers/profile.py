@@ -29,7 +29,7 @@ def profile_out(profile: Profile) -> ProfileOut:
         if sub is None
         else ProfileSubscription(
             plan=sub.plan,
-            state=sub.state.value,
+            state=sub.state,
             current_period_end=sub.current_period_end,
             cancel_at_period_end=sub.cancel_at_period_end,
             entitled_until=sub.entitled_until,

@@ -61,6 +61,7 @@ def test_plans_are_public_with_their_prices(backend: Backend, adapter: Recording
         "interval": "month",
         "trial_days": 0,
         "rank": 2,
+        "topup_messages_per_point": 0,
     }
 
 
