@@ -196,6 +196,7 @@ def _add_middleware(app: FastAPI, settings: Settings, services: Services) -> Non
             storage=make_storage(redis_url, settings.redis_key_prefix + "-rl"),
             per_token=settings.rate_limit_per_token,
             per_ip=settings.rate_limit_per_ip,
+            wallet_per_ip=settings.rate_limit_wallet_per_ip,
             auth=services.auth,
             marketplace=services.marketplace,
             metrics=metrics,

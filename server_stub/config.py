@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_per_token: str = "20/second"
     rate_limit_per_ip: str = "100/minute"
+    #: The points wallet's and the stores' endpoints, per IP even with a token (seed 001).
+    rate_limit_wallet_per_ip: str = "100/minute"
     #: Trust ``X-Forwarded-For`` for the client address (only behind a trusted proxy).
     trust_forwarded_for: bool = False
 

@@ -1,4 +1,5 @@
-"""Rate limits: 20 requests/s per token, 100 requests/min per IP without one.
+"""Rate limits: 20 requests/s per token, 100 requests/min per IP without one; and on the points
+wallet's and the stores' endpoints (seed 001) 100 requests/min per IP whatever the token.
 
 A token is an access token or a marketplace Backend Admin or User Token, each counted by its
 ``jti``; a token that fails its signature check counts against the IP.
@@ -33,6 +34,15 @@ log = logging.getLogger("tgflow.server.ratelimit")
 #: constant time when forged) and come in bursts from a few provider addresses, which a per-IP
 #: limit meant for unauthenticated callers would turn into 429s and redelivery storms.
 _EXEMPT = ("/healthz", "/metrics", "/webhooks/")
+#: Seed 001's endpoints, limited per IP even for signed-in callers (docs/points.md).
+WALLET_PREFIXES = (
+    "/points/",
+    "/payments/",
+    "/products",
+    "/user/",
+    "/usage/topup",
+    "/subscriptions/verify",
+)
 ACCESS_CLAIMS_STATE = "tgflow_access_claims"
 
 
@@ -52,6 +62,7 @@ class RateLimitMiddleware:
         per_token: str,
         per_ip: str,
         auth: AuthService,
+        wallet_per_ip: str | None = None,
         marketplace: MarketplaceService,
         metrics: Metrics,
         trust_forwarded_for: bool,
@@ -60,6 +71,7 @@ class RateLimitMiddleware:
         self.limiter = MovingWindowRateLimiter(storage)
         self.per_token: RateLimitItem = parse(per_token)
         self.per_ip: RateLimitItem = parse(per_ip)
+        self.wallet_per_ip: RateLimitItem | None = parse(wallet_per_ip) if wallet_per_ip else None
         self.auth = auth
         self.marketplace = marketplace
         self.metrics = metrics
@@ -78,6 +90,18 @@ class RateLimitMiddleware:
             return "mkt:" + self.marketplace.verify_token(token).jti
         except DomainError:
             return ""
+
+    def _wallet(self, scope: Scope) -> bool:
+        return self.wallet_per_ip is not None and str(scope.get("path", "")).startswith(
+            WALLET_PREFIXES
+        )
+
+    async def _hit(self, item: RateLimitItem, key: str) -> bool:
+        try:
+            return await self.limiter.hit(item, key)
+        except Exception:  # the shared store is down: serve rather than lock everyone out
+            log.warning("rate-limit store unavailable; request allowed", exc_info=True)
+            return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "").startswith(_EXEMPT):
@@ -99,13 +123,14 @@ class RateLimitMiddleware:
                 key = self._marketplace_key(token)
                 if key:
                     item, kind = self.per_token, "token"
+        address = client_address(scope, trust_forwarded_for=self.trust_forwarded_for)
         if not key:
-            key = "ip:" + client_address(scope, trust_forwarded_for=self.trust_forwarded_for)
-        try:
-            allowed = await self.limiter.hit(item, key)
-        except Exception:  # the shared store is down: serve rather than lock everyone out
-            log.warning("rate-limit store unavailable; request allowed", exc_info=True)
-            allowed = True
+            key = "ip:" + address
+        allowed = await self._hit(item, key)
+        if allowed and kind == "token" and self._wallet(scope):
+            assert self.wallet_per_ip is not None
+            item, key, kind = self.wallet_per_ip, "wallet-ip:" + address, "ip"
+            allowed = await self._hit(item, key)
         if allowed:
             await self.app(scope, receive, send)
             return

@@ -151,6 +151,22 @@ def test_token_limit_is_per_token(make_backend: BackendFactory) -> None:
     assert backend.client.get("/license", headers=forged).status_code == 401
 
 
+def test_the_wallet_is_limited_per_ip_even_with_tokens(make_backend: BackendFactory) -> None:
+    backend = make_backend(
+        rate_limit_enabled=True,
+        rate_limit_per_ip="100/minute",
+        rate_limit_per_token="100/minute",
+        rate_limit_wallet_per_ip="3/minute",
+    )
+    a = bearer(register(backend.client)["token"])
+    b = bearer(register(backend.client)["token"])
+    seen = [backend.client.get("/points/balance", headers=h).status_code for h in (a, b, a, b)]
+    assert seen == [200, 200, 200, 429]  # one IP, two accounts: one bucket
+    assert_problem(backend.client.get("/user/profile", headers=a), 429, "rate_limited")
+    # The rest of the API keeps its own limits.
+    assert backend.client.get("/license", headers=a).status_code == 200
+
+
 def test_marketplace_tokens_are_limited_per_token_not_per_ip(make_backend: BackendFactory) -> None:
     backend = make_backend(
         rate_limit_enabled=True, rate_limit_per_ip="100/minute", rate_limit_per_token="3/minute"
