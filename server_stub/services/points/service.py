@@ -24,6 +24,7 @@ from ...errors import (
 from ...points_models import PointsHold, PointsLot, PointsTransaction, PointsWallet
 from ..audit import record
 from .corrections import CorrectionsMixin
+from .fast_spend import Declined, fast_spend
 from .history import HistoryPage, history_page, wallet_object
 from .holds import HoldsMixin
 from .ledger import (
@@ -136,6 +137,19 @@ class PointsService(HoldsMixin, CorrectionsMixin, TopupMixin):
         check_amount(amount)
         now = self._now
         digest = request_hash(kind=kind, amount=amount, reason=reason)
+        try:
+            return fast_spend(
+                self._ctx,
+                user_id,
+                amount,
+                kind=kind,
+                key=idempotency_key,
+                digest=digest,
+                reason=reason,
+                now=now,
+            )
+        except Declined:
+            pass  # not the common case: decided below, with the same rules
         with transaction(self._ctx.write) as session:
             wallet = lock_wallet(session, user_id, now)
             done = self._replay(session, user_id, kind, idempotency_key, None, digest)
