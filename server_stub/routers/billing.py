@@ -7,12 +7,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from agent.protocol import ErrorCode
-
-from ..deps import PrincipalDep, ServicesDep
-from ..problems import problem_responses
-from ..services.billing.common import Actor, SubscriptionView
-from .billing_schemas import (
+from agent.protocol import (
+    ErrorCode,
     PlanChangeDone,
     PlanChangeOut,
     PlanChangeRequest,
@@ -21,10 +17,12 @@ from .billing_schemas import (
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionStatus,
-    plan_change_out,
-    plan_out,
-    subscription_out,
 )
+
+from ..deps import PrincipalDep, ServicesDep
+from ..problems import problem_responses
+from ..services.billing.common import Actor, SubscriptionView
+from .billing_schemas import plan_change_out, plan_out, subscription_out
 from .idempotent import UserIdempotent
 
 router = APIRouter(tags=["billing"])

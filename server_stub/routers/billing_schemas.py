@@ -1,4 +1,5 @@
-"""Request and response models of billing's plans and subscriptions (customer and staff).
+"""Billing's staff models and the converters of both sides' models (the customer's wire models
+are agent.protocol's).
 
 The edge bounds the shapes and sizes; the billing service owns the rules (a retired plan is not
 offered, a state refuses a move) and answers them as problem details.
@@ -20,23 +21,27 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from agent.protocol import (
+    Currency,
+    Interval,
+    InvoiceLineOut,
+    InvoiceOut,
+    PlanChangeOut,
+    PlanName,
+    PlanOut,
+    ProrationLineOut,
+    SubscriptionOut,
+    SubscriptionState,
+)
+
 from ..billing_models import BillingInvoice, BillingInvoiceLine
 from ..models import Plan
-from ..services.billing.changes import ChangePlan, ChangeWhen
+from ..services.billing.changes import ChangePlan
 from ..services.billing.common import SubscriptionView
-from ..services.billing.contract import Interval, ProviderName, SubscriptionState
-from ..services.billing.plans import (
-    CURRENCY_PATTERN,
-    MAX_PRICE_MINOR,
-    MAX_TRIAL_DAYS,
-    PLAN_NAME_PATTERN,
-)
-from ..services.billing.proration import ChangeDirection
-from ..services.billing.subscriptions import CancelWhen, SubscriptionHistory
+from ..services.billing.plans import MAX_PRICE_MINOR, MAX_TRIAL_DAYS
+from ..services.billing.subscriptions import SubscriptionHistory
 from .wire_numbers import json_integer
 
-PlanName = Annotated[str, StringConstraints(pattern=PLAN_NAME_PATTERN)]
-Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
 Feature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Features = Annotated[list[Feature], Field(max_length=64)]
 PriceMinor = Annotated[int, Field(ge=0, le=MAX_PRICE_MINOR), BeforeValidator(json_integer)]
@@ -51,25 +56,9 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class PlanOut(BaseModel):
-    name: str
-    monthly_quota: int
-    max_devices: int
-    features: list[str]
-    price_minor: int = Field(description="the price of one interval, integer minor units")
-    currency: str
-    interval: Interval
-    trial_days: int
-    rank: int = Field(description="the tier: a change to a higher rank is an upgrade")
-
-
 class StaffPlanOut(PlanOut):
     retired_at: datetime | None
     created_at: datetime
-
-
-class PlanList(BaseModel):
-    plans: list[PlanOut]
 
 
 class StaffPlanList(BaseModel):
@@ -108,53 +97,6 @@ class PlanPatch(_Request):
         return self
 
 
-class SubscriptionOut(BaseModel):
-    id: str
-    plan: str
-    state: SubscriptionState
-    provider: ProviderName
-    price_minor: int
-    currency: str
-    interval: Interval
-    current_period_start: datetime | None
-    current_period_end: datetime | None
-    paid_through: datetime | None = Field(description="the end of what was paid (or the trial)")
-    trial_end: datetime | None
-    cancel_at_period_end: bool
-    canceled_at: datetime | None
-    paused_at: datetime | None
-    grace_ends_at: datetime | None
-    entitled_until: datetime | None = Field(
-        description="the license is in force until then because of this subscription"
-    )
-    created_at: datetime
-    pending_credit_minor: int = Field(
-        0, description="credit notes not yet used: the next invoice takes them off"
-    )
-    scheduled_plan: str | None = Field(None, description="the plan from the period's end")
-    scheduled_change_at: datetime | None = None
-
-
-class SubscriptionStatus(BaseModel):
-    #: ``null``: the account never subscribed.
-    subscription: SubscriptionOut | None
-
-
-class SubscriptionCreate(_Request):
-    plan: PlanName
-    provider: ProviderName
-
-
-class SubscriptionCreated(BaseModel):
-    subscription: SubscriptionOut
-    invoice_id: str
-    checkout_url: str = Field(description="open in the browser to pay the first invoice")
-
-
-class SubscriptionCancel(_Request):
-    when: CancelWhen = CancelWhen.PERIOD_END
-
-
 class TransitionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -165,33 +107,6 @@ class TransitionOut(BaseModel):
     actor_kind: Literal["user", "staff", "provider", "system"]
     actor_id: str
     reason: str
-
-
-class InvoiceLineOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    kind: Literal["charge", "proration_charge", "proration_credit"]
-    amount_minor: int = Field(description="a credit is negative")
-    currency: str
-    description: str
-    period_start: datetime
-    period_end: datetime
-
-
-class InvoiceOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    status: Literal["draft", "open", "paid", "void", "uncollectible"]
-    currency: str
-    total_minor: int
-    amount_due_minor: int
-    amount_paid_minor: int
-    period_start: datetime
-    period_end: datetime
-    created_at: datetime
-    paid_at: datetime | None
-    lines: list[InvoiceLineOut]
 
 
 class SubscriptionHistoryOut(BaseModel):
@@ -225,41 +140,6 @@ def history_out(history: SubscriptionHistory) -> SubscriptionHistoryOut:
         transitions=[TransitionOut.model_validate(t) for t in history.transitions],
         invoices=[_invoice_out(invoice, lines) for invoice, lines in history.invoices],
     )
-
-
-class PlanChangeRequest(_Request):
-    plan: PlanName
-    when: ChangeWhen = ChangeWhen.NOW
-
-
-class ProrationLineOut(BaseModel):
-    kind: Literal["proration_charge", "proration_credit"]
-    amount_minor: int = Field(description="a credit is negative")
-    period_start: datetime
-    period_end: datetime
-    seconds: int
-    description_key: str
-
-
-class PlanChangeOut(BaseModel):
-    plan: str
-    when: ChangeWhen
-    direction: ChangeDirection = Field(description="from the plans' ranks, never from prices")
-    effective_at: datetime
-    new_price_minor: int = Field(description="the new plan's price of one interval")
-    currency: str
-    interval: Interval
-    credit_minor: int = Field(description="the unused part of what was paid (now only)")
-    charge_minor: int
-    net_minor: int = Field(description="positive: charged now; negative: a credit note")
-    lines: list[ProrationLineOut]
-    period_end: datetime | None = Field(description="where the new plan's current period ends")
-    invoice_id: str | None = None
-
-
-class PlanChangeDone(BaseModel):
-    change: PlanChangeOut
-    subscription: SubscriptionOut
 
 
 def plan_change_out(change: ChangePlan) -> PlanChangeOut:

@@ -9,11 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from agent.protocol import ErrorCode
+from agent.protocol import PLAN_NAME_PATTERN, ErrorCode
 
 from ..deps import ServicesDep
 from ..errors import ValidationFailed
-from ..services.billing.plans import PLAN_NAME_PATTERN, PlanChanges, PlanSpec
+from ..services.billing.plans import PlanChanges, PlanSpec
 from ..services.staff import Permission
 from .billing_payment_schemas import PaymentList, PaymentOut, RefundIn, RefundOut
 from .billing_schemas import (

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from agent.protocol import CancelWhen
 from server_stub.billing_models import BillingPayment
 from server_stub.cli import main as cli_main
 from server_stub.db import transaction
@@ -20,7 +21,6 @@ from server_stub.services.billing.common import Actor
 from server_stub.services.billing.contract import EventKind, ProviderUnavailable
 from server_stub.services.billing.events import ApplyOutcome
 from server_stub.services.billing.renewals import DunningOutcome
-from server_stub.services.billing.subscriptions import CancelWhen
 from tests.helpers.billing import BillingWorld, billing_world
 from tests.helpers.fake_channels import FakeSmtpServer
 

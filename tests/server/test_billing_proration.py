@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.protocol import ChangeDirection
 from server_stub.services.billing.calendar import add_interval
 from server_stub.services.billing.contract import Interval
 from server_stub.services.billing.proration import (
     CHARGE_NEW_PERIOD,
     CHARGE_REMAINING_TIME,
     CREDIT_UNUSED_TIME,
-    ChangeDirection,
     CurrencyMismatch,
     LineKind,
     OutsidePeriod,

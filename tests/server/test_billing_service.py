@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from agent.protocol import CancelWhen
 from server_stub.billing_models import (
     BillingAppliedEvent,
     BillingInvoiceLine,
@@ -24,7 +25,7 @@ from server_stub.services.billing.contract import EventKind, ProviderName, Subsc
 from server_stub.services.billing.events import ApplyOutcome, CheckVerdict
 from server_stub.services.billing.plans import PlanChanges
 from server_stub.services.billing.states import IllegalTransition
-from server_stub.services.billing.subscriptions import CancelWhen, ProviderNotConfigured
+from server_stub.services.billing.subscriptions import ProviderNotConfigured
 from tests.helpers.billing import (
     BillingWorld,
     ProviderRefused,

@@ -25,6 +25,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
+from agent.protocol import CancelWhen
 from server_stub.billing_models import (
     BillingInvoice,
     BillingPayment,
@@ -39,7 +40,6 @@ from server_stub.services.billing.contract import EventKind, Interval, Subscript
 from server_stub.services.billing.entitlement import entitled_now, entitlement_end
 from server_stub.services.billing.invoices import add_line, new_invoice
 from server_stub.services.billing.states import TRANSITIONS, IllegalTransition
-from server_stub.services.billing.subscriptions import CancelWhen
 from tests.helpers.billing import BillingWorld, billing_world
 from tests.helpers.databases import postgres_database
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from agent.protocol import ChangeDirection, ChangeWhen
 
 from ...billing_models import BillingInvoice, BillingPayment, BillingSubscription
 from ...db import transaction
@@ -42,7 +43,6 @@ from .contract import (
 )
 from .invoices import add_line, new_invoice
 from .proration import (
-    ChangeDirection,
     Proration,
     ProrationError,
     ScheduledChange,
@@ -54,11 +54,6 @@ from .proration import (
 S = SubscriptionState
 #: Only a subscription in good standing changes plan (a past_due one pays what it owes first).
 CHANGEABLE = frozenset({S.ACTIVE, S.TRIALING})
-
-
-class ChangeWhen(StrEnum):
-    NOW = "now"
-    PERIOD_END = "period_end"
 
 
 class ChargeDeclined(ValidationFailed):

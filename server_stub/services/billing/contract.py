@@ -19,28 +19,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-
-class SubscriptionState(StrEnum):
-    """Stripe's subscription states (docs/billing.md draws the machine)."""
-
-    INCOMPLETE = "incomplete"
-    INCOMPLETE_EXPIRED = "incomplete_expired"
-    TRIALING = "trialing"
-    ACTIVE = "active"
-    PAST_DUE = "past_due"
-    UNPAID = "unpaid"
-    CANCELED = "canceled"
-    PAUSED = "paused"
-
-
-class Interval(StrEnum):
-    MONTH = "month"
-    YEAR = "year"
-
-
-class ProviderName(StrEnum):
-    STRIPE = "stripe"
-    CLOUDPAYMENTS = "cloudpayments"
+# The states, intervals and providers are wire values: their one home is agent.protocol; billing
+# keeps importing them from here, its vocabulary.
+from agent.protocol import Interval as Interval
+from agent.protocol import ProviderName as ProviderName
+from agent.protocol import SubscriptionState as SubscriptionState
 
 
 class EventKind(StrEnum):

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from agent.protocol import CURRENCY_PATTERN, PLAN_NAME_PATTERN
+
 from ...db import transaction
 from ...errors import AlreadyExists, NotFound, ValidationFailed
 from ...models import Plan
@@ -23,9 +25,6 @@ from ..audit import record
 from ..context import ServiceContext
 from .contract import Interval
 
-#: A plan's name: what the CLI, ``/plans`` and ``/subscriptions/create`` call it.
-PLAN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
 #: The most a plan may cost per interval (minor units): far above any real price, far below
 #: what an integer column or a provider can hold.
 MAX_PRICE_MINOR = 10**11

@@ -22,20 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from agent.protocol import ChangeDirection
+
 from .calendar import add_interval, require_utc
 from .contract import Interval
 
 SECOND = timedelta(seconds=1)
 _TINY = timedelta(microseconds=1)
-
-
-class ChangeDirection(StrEnum):
-    """What the change is, from the plans' ranks (stated, never inferred from prices)."""
-
-    UPGRADE = "upgrade"
-    DOWNGRADE = "downgrade"
-    #: Month ↔ year: the new plan's period starts at the change.
-    INTERVAL_CHANGE = "interval_change"
 
 
 class LineKind(StrEnum):

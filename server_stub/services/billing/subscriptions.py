@@ -12,10 +12,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
+
+from agent.protocol import CancelWhen
 
 from ...billing_models import (
     BillingInvoice,
@@ -54,11 +55,6 @@ from .states import TERMINAL, IllegalTransition, Trigger, due_trigger
 
 log = logging.getLogger("tgflow.server.billing")
 S = SubscriptionState
-
-
-class CancelWhen(StrEnum):
-    PERIOD_END = "period_end"
-    NOW = "now"
 
 
 class ProviderNotConfigured(ServiceUnavailable):
