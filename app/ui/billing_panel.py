@@ -1,0 +1,476 @@
+"""The "Plans & billing" panel: the subscription and its dates, the plans on offer with Subscribe
+and Change plan (its prorated amount shown before it is confirmed), Cancel and Resume, and the
+invoices with their payments. It only shows and forwards; :mod:`app.viewmodels.billing` works."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QShowEvent
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from agent.protocol import ChangeWhen, Interval, SubscriptionState
+from app.core_billing import PROVIDER_NAMES
+from app.i18n import N_, Translator
+from app.viewmodels.billing import BillingViewModel
+from app.viewmodels.formatting import format_count, format_datetime, format_price
+
+from .error_line import reserve_space
+
+if TYPE_CHECKING:
+    from agent.protocol import CustomerInvoiceOut, PlanChangeOut, PlanOut, SubscriptionOut
+    from app.core_billing import BillingSnapshot
+
+_STATE_KEYS = {
+    SubscriptionState.INCOMPLETE: N_("billing.state.incomplete"),
+    SubscriptionState.INCOMPLETE_EXPIRED: N_("billing.state.incomplete_expired"),
+    SubscriptionState.TRIALING: N_("billing.state.trialing"),
+    SubscriptionState.ACTIVE: N_("billing.state.active"),
+    SubscriptionState.PAST_DUE: N_("billing.state.past_due"),
+    SubscriptionState.UNPAID: N_("billing.state.unpaid"),
+    SubscriptionState.CANCELED: N_("billing.state.canceled"),
+    SubscriptionState.PAUSED: N_("billing.state.paused"),
+}
+#: The subscription's rows: their labels.
+_FIELD_KEYS = {
+    "plan": N_("billing.field.plan"),
+    "state": N_("billing.field.state"),
+    "period": N_("billing.field.period"),
+    "entitled": N_("billing.field.entitled"),
+    "trial": N_("billing.field.trial"),
+}
+_INVOICE_COLUMNS = (
+    N_("billing.invoice.date"),
+    N_("billing.invoice.period"),
+    N_("billing.invoice.status"),
+    N_("billing.invoice.total"),
+    N_("billing.invoice.paid_amount"),
+    N_("billing.invoice.payments"),
+)
+_INVOICE_KEYS = {
+    "draft": N_("billing.invoice.draft"),
+    "open": N_("billing.invoice.open"),
+    "paid": N_("billing.invoice.paid"),
+    "void": N_("billing.invoice.void"),
+    "uncollectible": N_("billing.invoice.uncollectible"),
+}
+_PAYMENT_KEYS = {
+    "succeeded": N_("billing.payment.succeeded"),
+    "failed": N_("billing.payment.failed"),
+}
+_DIRECTION_KEYS = {
+    "upgrade": N_("billing.direction.upgrade"),
+    "downgrade": N_("billing.direction.downgrade"),
+    "interval_change": N_("billing.direction.interval_change"),
+}
+_PER_KEYS = {Interval.MONTH: N_("billing.per_month"), Interval.YEAR: N_("billing.per_year")}
+#: States whose period still runs: the plan can change, the subscription can be canceled.
+_LIVE = frozenset({SubscriptionState.ACTIVE, SubscriptionState.TRIALING})
+#: States after which subscribing again makes a new subscription.
+_OVER = frozenset(
+    {
+        SubscriptionState.INCOMPLETE,
+        SubscriptionState.INCOMPLETE_EXPIRED,
+        SubscriptionState.CANCELED,
+    }
+)
+
+
+def _table(columns: int, name: str) -> QTableWidget:
+    table = QTableWidget(0, columns)
+    table.setObjectName(name)
+    table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    header = table.horizontalHeader()
+    assert header is not None
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(True)
+    return table
+
+
+class BillingPanel(QWidget):
+    def __init__(
+        self, model: BillingViewModel, translator: Translator, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("billingPanel")
+        self._vm = model
+        self._tr = translator
+
+        # --- the subscription
+        self._subscription_box = QGroupBox()
+        form = QFormLayout(self._subscription_box)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        names = tuple(_FIELD_KEYS)
+        self._labels = {name: QLabel() for name in names}
+        self.values = {name: QLabel() for name in names}
+        self.values["plan"].setObjectName("emphasis")
+        for name in names:
+            form.addRow(self._labels[name], self.values[name])
+        self.note = QLabel()
+        self.note.setObjectName("hint")
+        self.note.setWordWrap(True)
+        self.cancel_button = QPushButton()
+        self.cancel_button.clicked.connect(lambda: self._vm.cancel())
+        self.resume_button = QPushButton()
+        self.resume_button.clicked.connect(lambda: self._vm.resume())
+        moves = QHBoxLayout()
+        moves.addWidget(self.note, 1)
+        moves.addWidget(self.cancel_button)
+        moves.addWidget(self.resume_button)
+        form.addRow(moves)
+
+        # --- the plans on offer
+        self._plans_box = QGroupBox()
+        plans = QVBoxLayout(self._plans_box)
+        self.plans = _table(4, "plans")
+        self.plans.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.plans.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.plans.itemSelectionChanged.connect(self._enable)
+        self.provider = QComboBox()
+        for provider, name in PROVIDER_NAMES.items():
+            self.provider.addItem(name, provider)
+        self.subscribe_button = QPushButton()
+        self.subscribe_button.setObjectName("primary")
+        self.subscribe_button.clicked.connect(self._subscribe)
+        self.when = QComboBox()
+        self.when.addItem("", ChangeWhen.NOW)
+        self.when.addItem("", ChangeWhen.PERIOD_END)
+        self.change_button = QPushButton()
+        self.change_button.clicked.connect(self._preview)
+        self._provider_label = QLabel()
+        self._when_label = QLabel()
+        offer = QHBoxLayout()
+        offer.addWidget(self._provider_label)
+        offer.addWidget(self.provider)
+        offer.addWidget(self.subscribe_button)
+        offer.addStretch(1)
+        offer.addWidget(self._when_label)
+        offer.addWidget(self.when)
+        offer.addWidget(self.change_button)
+        # The priced change, shown before anything is charged.
+        self.preview_box = QFrame()
+        self.preview_box.setObjectName("previewBox")
+        self.preview_box.setFrameShape(QFrame.Shape.StyledPanel)
+        self.preview_text = QLabel()
+        self.preview_text.setWordWrap(True)
+        self.confirm_button = QPushButton()
+        self.confirm_button.setObjectName("primary")
+        self.confirm_button.clicked.connect(self._confirm)
+        self.back_button = QPushButton()
+        self.back_button.clicked.connect(self._drop_preview)
+        preview = QHBoxLayout(self.preview_box)
+        preview.addWidget(self.preview_text, 1)
+        preview.addWidget(self.confirm_button)
+        preview.addWidget(self.back_button)
+        self.preview_box.hide()
+        plans.addWidget(self.plans)
+        plans.addLayout(offer)
+        plans.addWidget(self.preview_box)
+
+        # --- invoices and payments
+        self._invoices_box = QGroupBox()
+        invoices = QVBoxLayout(self._invoices_box)
+        self.invoices = _table(6, "invoices")
+        self.invoices.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        invoices.addWidget(self.invoices)
+
+        # --- the tab's own line
+        self.waiting = QLabel()
+        self.waiting.setObjectName("hint")
+        self.waiting.hide()
+        self.error = reserve_space(QLabel())
+        self.error.setObjectName("error")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        self.refresh_button = QPushButton()
+        self.refresh_button.clicked.connect(self._vm.refresh)
+        actions = QHBoxLayout()
+        actions.addWidget(self.error, 1)
+        actions.addWidget(self.waiting)
+        actions.addWidget(self.refresh_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._subscription_box)
+        layout.addWidget(self._plans_box, 1)
+        layout.addWidget(self._invoices_box, 1)
+        layout.addLayout(actions)
+
+        self._vm.changed.connect(self._show)
+        self._vm.failed.connect(self._failed)
+        self._vm.preview_ready.connect(self._show_preview)
+        self._vm.busy_changed.connect(lambda _busy: self._enable())
+        self._vm.polling_changed.connect(self.waiting.setVisible)
+        translator.language_changed.connect(self._retranslate)
+        self._retranslate()
+
+    def showEvent(self, event: QShowEvent | None) -> None:
+        # Shown again: what changed meanwhile (a payment made, a renewal) shows now.
+        if event is not None and not event.spontaneous():
+            self._vm.refresh()
+        super().showEvent(event)
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def selected_plan(self) -> PlanOut | None:
+        snapshot = self._vm.snapshot
+        selection = self.plans.selectionModel()
+        rows = [] if selection is None else selection.selectedRows()
+        if snapshot is None or not rows:
+            return None
+        return snapshot.plans[rows[0].row()]
+
+    def select_plan(self, name: str) -> None:
+        snapshot = self._vm.snapshot
+        names = [] if snapshot is None else [plan.name for plan in snapshot.plans]
+        self.plans.selectRow(names.index(name))
+
+    def _subscribe(self) -> None:
+        plan = self.selected_plan()
+        if plan is not None:
+            self.error.hide()
+            self._vm.subscribe(plan.name, self.provider.currentData())
+
+    def _preview(self) -> None:
+        plan = self.selected_plan()
+        if plan is not None:
+            self.error.hide()
+            self._vm.preview_change(plan.name, self.when.currentData())
+
+    def _confirm(self) -> None:
+        self.preview_box.hide()
+        self._vm.confirm_change()
+
+    def _drop_preview(self) -> None:
+        self.preview_box.hide()
+        self._vm.drop_preview()
+
+    # --- display --------------------------------------------------------------------------------
+
+    def _retranslate(self, _language: str = "") -> None:
+        tr = self._tr.tr
+        self._subscription_box.setTitle(tr("billing.subscription"))
+        for name, label in self._labels.items():
+            label.setText(tr(_FIELD_KEYS[name]))
+        self.cancel_button.setText(tr("billing.cancel"))
+        self.resume_button.setText(tr("billing.resume"))
+        self._plans_box.setTitle(tr("billing.plans"))
+        self.plans.setHorizontalHeaderLabels(
+            [
+                tr("billing.plan.name"),
+                tr("billing.plan.price"),
+                tr("billing.plan.quota"),
+                tr("billing.plan.devices"),
+            ]
+        )
+        self._provider_label.setText(tr("billing.provider"))
+        self.subscribe_button.setText(tr("billing.subscribe"))
+        self._when_label.setText(tr("billing.when"))
+        self.when.setItemText(0, tr("billing.when.now"))
+        self.when.setItemText(1, tr("billing.when.period_end"))
+        self.change_button.setText(tr("billing.change"))
+        self.confirm_button.setText(tr("billing.confirm"))
+        self.back_button.setText(tr("billing.back"))
+        self._invoices_box.setTitle(tr("billing.invoices"))
+        self.invoices.setHorizontalHeaderLabels([tr(key) for key in _INVOICE_COLUMNS])
+        self.waiting.setText(tr("billing.waiting"))
+        self.refresh_button.setText(tr("billing.refresh"))
+        self._show(self._vm.snapshot)
+        if self._vm.preview is not None:
+            self._show_preview(self._vm.preview)
+
+    def _money(self, minor: int, currency: str) -> str:
+        return format_price(minor, currency, self._tr, zero_is_free=False)
+
+    def _price(self, price_minor: int, currency: str, interval: Interval) -> str:
+        price = format_price(price_minor, currency, self._tr)
+        return self._tr.tr(_PER_KEYS[interval], price=price) if price_minor else price
+
+    def _date(self, when: object) -> str:
+        return format_datetime(when, self._tr)  # type: ignore[arg-type]
+
+    def _show(self, snapshot: BillingSnapshot | None) -> None:
+        self.error.hide()
+        sub = None if snapshot is None else snapshot.subscription
+        self._show_subscription(snapshot, sub)
+        selected = self.selected_plan()
+        self.plans.setRowCount(0)
+        for plan in () if snapshot is None else snapshot.plans:
+            row = self.plans.rowCount()
+            self.plans.insertRow(row)
+            cells = (
+                plan.name,
+                self._price(plan.price_minor, plan.currency, plan.interval),
+                format_count(plan.monthly_quota, self._tr),
+                str(plan.max_devices),
+            )
+            for column, text in enumerate(cells):
+                self.plans.setItem(row, column, QTableWidgetItem(text))
+        if selected is not None and snapshot is not None:
+            names = [plan.name for plan in snapshot.plans]
+            if selected.name in names:
+                self.plans.selectRow(names.index(selected.name))
+        self.invoices.setRowCount(0)
+        for invoice in () if snapshot is None else snapshot.invoices:
+            self._add_invoice(invoice)
+        self._enable()
+
+    def _show_subscription(
+        self, snapshot: BillingSnapshot | None, sub: SubscriptionOut | None
+    ) -> None:
+        tr = self._tr.tr
+        values = self.values
+        if sub is None or sub.state == SubscriptionState.INCOMPLETE_EXPIRED:
+            plan = None if snapshot is None else snapshot.license_plan
+            values["plan"].setText(plan or "—")
+            values["state"].setText(tr("billing.state.none"))
+            for name in ("period", "entitled", "trial"):
+                values[name].setText("—")
+            self.note.setText(tr("billing.note.none") if snapshot is not None else "")
+            return
+        values["plan"].setText(
+            tr(
+                "billing.plan_price",
+                plan=sub.plan,
+                price=self._price(sub.price_minor, sub.currency, sub.interval),
+            )
+        )
+        values["state"].setText(tr(_STATE_KEYS[sub.state]))
+        values["state"].setObjectName("ok" if sub.state in _LIVE else "warning")
+        style = values["state"].style()
+        if style is not None:
+            style.unpolish(values["state"])
+            style.polish(values["state"])
+        if sub.current_period_start is not None:
+            values["period"].setText(
+                tr(
+                    "billing.period_value",
+                    start=self._date(sub.current_period_start),
+                    end=self._date(sub.current_period_end),
+                )
+            )
+        else:
+            values["period"].setText("—")
+        values["entitled"].setText(self._date(sub.entitled_until))
+        values["trial"].setText(self._date(sub.trial_end))
+        self.note.setText(self._note(sub))
+
+    def _note(self, sub: SubscriptionOut) -> str:
+        tr = self._tr.tr
+        notes = []
+        if sub.state == SubscriptionState.INCOMPLETE:
+            notes.append(tr("billing.note.incomplete"))
+        if sub.cancel_at_period_end:
+            notes.append(tr("billing.note.cancel_at_period_end", when=self._date(sub.paid_through)))
+        if sub.state == SubscriptionState.PAST_DUE:
+            notes.append(tr("billing.note.past_due", when=self._date(sub.grace_ends_at)))
+        if sub.scheduled_plan is not None:
+            notes.append(
+                tr(
+                    "billing.note.scheduled",
+                    plan=sub.scheduled_plan,
+                    when=self._date(sub.scheduled_change_at),
+                )
+            )
+        if sub.pending_credit_minor:
+            credit = self._money(sub.pending_credit_minor, sub.currency)
+            notes.append(tr("billing.note.credit", amount=credit))
+        return " ".join(notes)
+
+    def _add_invoice(self, invoice: CustomerInvoiceOut) -> None:
+        tr = self._tr.tr
+        row = self.invoices.rowCount()
+        self.invoices.insertRow(row)
+        payments = [
+            tr(
+                "billing.payment",
+                amount=self._money(payment.amount_minor, payment.currency),
+                provider=PROVIDER_NAMES.get(payment.provider, payment.provider.value),
+                status=tr(_PAYMENT_KEYS[payment.status]),
+            )
+            for payment in invoice.payments
+        ]
+        cells = (
+            self._date(invoice.created_at),
+            tr(
+                "billing.period_value",
+                start=self._date(invoice.period_start),
+                end=self._date(invoice.period_end),
+            ),
+            tr(_INVOICE_KEYS[invoice.status]),
+            self._money(invoice.total_minor, invoice.currency),
+            self._money(invoice.amount_paid_minor, invoice.currency),
+            "; ".join(payments) or "—",
+        )
+        for column, text in enumerate(cells):
+            self.invoices.setItem(row, column, QTableWidgetItem(text))
+
+    def _show_preview(self, change: PlanChangeOut) -> None:
+        tr = self._tr.tr
+        direction = tr(_DIRECTION_KEYS[change.direction.value])
+        if change.when == ChangeWhen.PERIOD_END:
+            text = tr(
+                "billing.preview.period_end",
+                plan=change.plan,
+                direction=direction,
+                when=self._date(change.effective_at),
+                price=self._price(change.new_price_minor, change.currency, change.interval),
+            )
+        else:
+            money = {
+                "credit": self._money(change.credit_minor, change.currency),
+                "charge": self._money(change.charge_minor, change.currency),
+                "net": self._money(abs(change.net_minor), change.currency),
+            }
+            if change.net_minor > 0:
+                key = N_("billing.preview.pay")
+            elif change.net_minor < 0:
+                key = N_("billing.preview.credit")
+            else:
+                key = N_("billing.preview.even")
+            text = tr(key, plan=change.plan, direction=direction, **money)
+        self.preview_text.setText(text)
+        self.preview_box.show()
+        self._enable()
+
+    def _enable(self) -> None:
+        snapshot = self._vm.snapshot
+        sub = None if snapshot is None else snapshot.subscription
+        plan = self.selected_plan()
+        idle = not self._vm.busy
+        live = sub is not None and sub.state in _LIVE
+        self.subscribe_button.setEnabled(
+            idle
+            and plan is not None
+            and plan.price_minor > 0
+            and (sub is None or sub.state in _OVER)
+        )
+        self.change_button.setEnabled(idle and live and plan is not None and plan.name != sub.plan)  # type: ignore[union-attr]
+        self.confirm_button.setEnabled(idle and self._vm.preview is not None)
+        can_cancel = sub is not None and sub.state not in _OVER and not sub.cancel_at_period_end
+        self.cancel_button.setEnabled(idle and can_cancel)
+        can_resume = sub is not None and (
+            sub.cancel_at_period_end or sub.state == SubscriptionState.PAUSED
+        )
+        self.resume_button.setEnabled(idle and can_resume)
+        self.refresh_button.setEnabled(idle)
+
+    def _failed(self, message: str) -> None:
+        self.error.setText(message)
+        self.error.show()
+        self._enable()
