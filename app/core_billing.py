@@ -23,6 +23,7 @@ from agent.protocol import (
 )
 
 from .catalog import N_, story
+from .core_types import NotSignedIn
 
 if TYPE_CHECKING:
     from agent.client import AsyncLicenseClient
@@ -55,11 +56,13 @@ class CoreBilling:
     """The billing part of the core (see :class:`app.core.Core`)."""
 
     client: AsyncLicenseClient
+    _signed_in: bool
     _billing_client: AsyncBillingClient | None = None
 
-    if TYPE_CHECKING:
-        # Defined by Core; declared only, so nothing here can shadow it.
-        def _need_session(self) -> None: ...
+    def _need_account(self) -> None:
+        # A license file (no account) is paid for outside the program: nothing to bill.
+        if not self._signed_in:
+            raise NotSignedIn("sign in with an account first")
 
     @property
     def billing(self) -> AsyncBillingClient:
@@ -72,7 +75,7 @@ class CoreBilling:
 
     async def billing_snapshot(self) -> BillingSnapshot:
         """The plans, the subscription, the newest invoices and the license's plan."""
-        self._need_session()
+        self._need_account()
         plans = await self.billing.plans()
         subscription = await self.billing.status()
         page = await self.billing.invoices(limit=INVOICES_SHOWN)
@@ -86,36 +89,36 @@ class CoreBilling:
 
     async def billing_status(self) -> SubscriptionOut | None:
         """Only the subscription (what the tab polls while a payment is awaited)."""
-        self._need_session()
+        self._need_account()
         return (await self.billing.status()).subscription
 
     async def subscribe(self, plan: str, provider: ProviderName) -> str:
         """Open a checkout for ``plan`` with ``provider``; returns its URL (for the browser).
         The subscription is ``incomplete`` until the provider reports the payment."""
-        self._need_session()
+        self._need_account()
         created = await self.billing.create(plan, provider)
         story(log, N_("log.billing.checkout"), plan=plan, provider=PROVIDER_NAMES[provider])
         return created.checkout_url
 
     async def preview_plan_change(self, plan: str, when: ChangeWhen) -> PlanChangeOut:
         """What changing to ``plan`` would bill (nothing changes)."""
-        self._need_session()
+        self._need_account()
         return await self.billing.preview_change(plan, when)
 
     async def change_plan(self, plan: str, when: ChangeWhen) -> BillingSnapshot:
-        self._need_session()
+        self._need_account()
         await self.billing.change_plan(plan, when)
         story(log, N_("log.billing.plan_changed"), plan=plan)
         return await self.billing_snapshot()
 
     async def cancel_subscription(self, when: CancelWhen) -> BillingSnapshot:
-        self._need_session()
+        self._need_account()
         await self.billing.cancel(when)
         story(log, N_("log.billing.canceled"))
         return await self.billing_snapshot()
 
     async def resume_subscription(self) -> BillingSnapshot:
-        self._need_session()
+        self._need_account()
         await self.billing.resume()
         story(log, N_("log.billing.resumed"))
         return await self.billing_snapshot()

@@ -91,7 +91,7 @@ _OVER = frozenset(
 )
 
 
-def _table(columns: int, name: str) -> QTableWidget:
+def _table(columns: int, name: str, stretch: int) -> QTableWidget:
     table = QTableWidget(0, columns)
     table.setObjectName(name)
     table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
@@ -99,8 +99,16 @@ def _table(columns: int, name: str) -> QTableWidget:
     header = table.horizontalHeader()
     assert header is not None
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header.setStretchLastSection(True)
+    header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
     return table
+
+
+def _fit_rows(table: QTableWidget) -> None:
+    """As tall as its rows (a few plans): nothing to scroll to."""
+    header = table.horizontalHeader()
+    rows = sum(table.rowHeight(row) for row in range(table.rowCount()))
+    extra = 2 * table.frameWidth() + (0 if header is None else header.height())
+    table.setFixedHeight(rows + extra)
 
 
 class BillingPanel(QWidget):
@@ -138,7 +146,7 @@ class BillingPanel(QWidget):
         # --- the plans on offer
         self._plans_box = QGroupBox()
         plans = QVBoxLayout(self._plans_box)
-        self.plans = _table(4, "plans")
+        self.plans = _table(4, "plans", stretch=0)
         self.plans.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.plans.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.plans.itemSelectionChanged.connect(self._enable)
@@ -186,7 +194,7 @@ class BillingPanel(QWidget):
         # --- invoices and payments
         self._invoices_box = QGroupBox()
         invoices = QVBoxLayout(self._invoices_box)
-        self.invoices = _table(6, "invoices")
+        self.invoices = _table(6, "invoices", stretch=5)
         self.invoices.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         invoices.addWidget(self.invoices)
 
@@ -207,7 +215,7 @@ class BillingPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._subscription_box)
-        layout.addWidget(self._plans_box, 1)
+        layout.addWidget(self._plans_box)
         layout.addWidget(self._invoices_box, 1)
         layout.addLayout(actions)
 
@@ -321,6 +329,8 @@ class BillingPanel(QWidget):
             )
             for column, text in enumerate(cells):
                 self.plans.setItem(row, column, QTableWidgetItem(text))
+        self.plans.resizeRowsToContents()
+        _fit_rows(self.plans)
         if selected is not None and snapshot is not None:
             names = [plan.name for plan in snapshot.plans]
             if selected.name in names:

@@ -302,7 +302,7 @@ class MainWindow(QMainWindow):
             if line.text() == not_signed_in:
                 line.hide()
         self.license.set_snapshot(snapshot)
-        if self.billing is not None:
+        if self.billing is not None and snapshot.license_file is None:
             self.billing.refresh()
         self.accounts.refresh()
         self.broadcast.refresh_broadcasts()

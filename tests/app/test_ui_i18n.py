@@ -127,7 +127,7 @@ def test_switching_the_language_relabels_the_window_and_is_kept(
         "Accounts",
         "Broadcast",
         "Marketplace",
-        "Plans & billing",
+        "Plans and billing",
         "Logs",
         "Settings",
     ]
