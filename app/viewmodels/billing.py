@@ -190,6 +190,11 @@ class BillingViewModel(QueuedWork):
         self._stale = True
         self._next()
 
+    def _failed(self, message: str) -> None:
+        # A reload that failed does not end the wait for a payment: ask again later.
+        self._set_polling(self._polling)
+        super()._failed(message)
+
     def _previewed(self, preview: PlanChangeOut) -> None:
         self._preview = preview
         self.preview_ready.emit(preview)
