@@ -221,7 +221,7 @@ class CustomerPaymentOut(BaseModel):
     currency: str
     status: PaymentStatus
     decline_code: str | None = Field(description="why a failed charge was declined")
-    created_at: datetime
+    created_at: datetime = Field(description="when the charge was made (the provider's time)")
 
 
 class CustomerInvoiceOut(InvoiceOut):

@@ -5,9 +5,14 @@ transactions; each route is one call, so a wrapper (Idempotency-Key) fits around
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
 
 from agent.protocol import (
+    INVOICES_PAGE_DEFAULT,
+    INVOICES_PAGE_MAX,
+    CustomerInvoiceList,
     ErrorCode,
     PlanChangeDone,
     PlanChangeOut,
@@ -16,13 +21,20 @@ from agent.protocol import (
     SubscriptionCancel,
     SubscriptionCreate,
     SubscriptionCreated,
+    SubscriptionRenewed,
     SubscriptionStatus,
 )
 
 from ..deps import PrincipalDep, ServicesDep
 from ..problems import problem_responses
 from ..services.billing.common import Actor, SubscriptionView
-from .billing_schemas import plan_change_out, plan_out, subscription_out
+from .billing_schemas import (
+    customer_invoices_out,
+    plan_change_out,
+    plan_out,
+    renewed_out,
+    subscription_out,
+)
 from .idempotent import UserIdempotent
 
 router = APIRouter(tags=["billing"])
@@ -51,6 +63,28 @@ def list_plans(services: ServicesDep) -> PlanList:
 def subscription_status(principal: PrincipalDep, services: ServicesDep) -> SubscriptionStatus:
     view = services.billing.status(principal.user.id)
     return SubscriptionStatus(subscription=subscription_out(view) if view else None)
+
+
+@router.get(
+    "/subscriptions/invoices",
+    response_model=CustomerInvoiceList,
+    responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND),
+    summary="This account's invoices, newest first, with their lines, credit notes and payments",
+    description="One page of at most `limit` invoices. Amounts are integer minor units of the "
+    "invoice's currency; a credit line is negative. For the next (older) page pass the "
+    "answer's `next_before` as `before`; a `before` that is not one of this account's "
+    "invoices is a 404.",
+)
+def list_invoices(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=INVOICES_PAGE_MAX)] = INVOICES_PAGE_DEFAULT,
+    before: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z0-9-]{1,64}$", description="an invoice's id")
+    ] = None,
+) -> CustomerInvoiceList:
+    page = services.billing.invoices(principal.user.id, limit=limit, before=before)
+    return customer_invoices_out(page)
 
 
 @router.post(
@@ -168,6 +202,31 @@ async def change_plan(
         )
 
     return await idem.run(change)
+
+
+@router.post(
+    "/subscriptions/renew",
+    response_model=SubscriptionRenewed,
+    responses=problem_responses(
+        *_AUTH_ERRORS,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.SERVICE_UNAVAILABLE,
+        ErrorCode.IDEMPOTENCY_CONFLICT,
+    ),
+    summary="Pay the renewal that is due now: on the kept card, else at the provider's checkout",
+    description="For a `past_due` or `unpaid` subscription: the kept card is charged for the "
+    "open renewal invoice (as a dunning retry is); paid, the subscription is `active` and "
+    "entitled to the invoice's period end (`paid: true`). Declined, or no card kept: "
+    "`paid: false` with the provider's `checkout_url` for that invoice, to pay with another "
+    "card. Nothing due (active, trialing, paused, ended): 422 `validation_error`; no "
+    "subscription: 404.",
+)
+async def renew_subscription(
+    principal: PrincipalDep, services: ServicesDep, idem: UserIdempotent
+) -> Response:
+    user = principal.user.id
+
+    return await idem.run(lambda: renewed_out(services.billing.renew_now(user)))
 
 
 def _status(view: SubscriptionView) -> SubscriptionStatus:

@@ -7,7 +7,7 @@ offered, a state refuses a move) and answers them as problem details.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -22,7 +22,11 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from agent.protocol import (
+    CreditNoteOut,
     Currency,
+    CustomerInvoiceList,
+    CustomerInvoiceOut,
+    CustomerPaymentOut,
     Interval,
     InvoiceLineOut,
     InvoiceOut,
@@ -31,6 +35,7 @@ from agent.protocol import (
     PlanOut,
     ProrationLineOut,
     SubscriptionOut,
+    SubscriptionRenewed,
     SubscriptionState,
 )
 
@@ -38,7 +43,9 @@ from ..billing_models import BillingInvoice, BillingInvoiceLine
 from ..models import Plan
 from ..services.billing.changes import ChangePlan
 from ..services.billing.common import SubscriptionView
+from ..services.billing.manual_renewal import ManualRenewal
 from ..services.billing.plans import MAX_PRICE_MINOR, MAX_TRIAL_DAYS
+from ..services.billing.statements import StatementPage
 from ..services.billing.subscriptions import SubscriptionHistory
 from .wire_numbers import json_integer
 
@@ -169,3 +176,36 @@ def plan_change_out(change: ChangePlan) -> PlanChangeOut:
         period_end=money.period_end if money else None,
         invoice_id=change.invoice_id,
     )
+
+
+def customer_invoices_out(page: StatementPage) -> CustomerInvoiceList:
+    out = []
+    for statement in page.statements:
+        invoice = statement.invoice
+        out.append(
+            CustomerInvoiceOut(
+                **dict(_invoice_out(invoice, statement.lines)),
+                credit_applied_minor=invoice.credit_applied_minor,
+                credit_notes=[CreditNoteOut.model_validate(n) for n in statement.credit_notes],
+                payments=[
+                    CustomerPaymentOut(
+                        id=p.id,
+                        invoice_id=p.invoice_id,
+                        provider=p.provider,
+                        amount_minor=p.amount_minor,
+                        refunded_minor=p.refunded_minor,
+                        currency=p.currency,
+                        status=p.status,
+                        decline_code=p.decline_code,
+                        created_at=p.occurred_at,
+                    )
+                    for p in statement.payments
+                ],
+            )
+        )
+    return CustomerInvoiceList(invoices=out, next_before=page.next_before)
+
+
+def renewed_out(done: ManualRenewal) -> SubscriptionRenewed:
+    rest = {f.name: getattr(done, f.name) for f in fields(done) if f.name != "subscription"}
+    return SubscriptionRenewed(subscription=subscription_out(done.subscription), **rest)

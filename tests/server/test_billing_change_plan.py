@@ -4,8 +4,6 @@ neither; at period end it is stored for the renewal; a decline changes nothing."
 
 from __future__ import annotations
 
-import secrets
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +13,10 @@ from server_stub.billing_models import BillingSubscription
 from server_stub.db import transaction
 from server_stub.services.billing.changes import apply_scheduled_change
 from server_stub.services.billing.plans import PlanSpec
-from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint, register
+from tests.helpers.api import assert_problem, bearer, register
 from tests.helpers.backend import Backend
-from tests.helpers.billing import PRO, YEARLY, RecordingAdapter, checkout_completed
+from tests.helpers.billing import PRO, YEARLY, RecordingAdapter
+from tests.helpers.billing_customers import subscribed
 
 TEAM = PlanSpec(name="team", monthly_quota=20_000, max_devices=5, price_minor=199_000, rank=3)
 BASIC = PlanSpec(name="basic", monthly_quota=500, max_devices=1, price_minor=49_000, rank=1)
@@ -36,37 +35,6 @@ def adapter(backend: Backend) -> RecordingAdapter:
         billing.plans.create("test", spec)
     billing.plans.retire("test", "old")
     return adapter
-
-
-class Customer:
-    """An account that logs in again after the clock moves (tokens expire)."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.email, self.fp = f"c-{secrets.token_hex(4)}@example.com", fingerprint()
-        self._backend = backend
-        self.token = register(backend.client, self.email, self.fp)["token"]
-
-    def later(self, days: float) -> str:
-        self._backend.clock.advance(timedelta(days=days).total_seconds())
-        login = {"email": self.email, "password": PASSWORD, "device_fingerprint": self.fp}
-        r = self._backend.client.post("/auth/login", json=login)
-        assert r.status_code == 200, r.text
-        self.token = r.json()["token"]
-        return self.token
-
-
-def subscribed(backend: Backend, plan: str = "pro") -> Customer:
-    """A new account with a paid subscription to ``plan``."""
-    customer = Customer(backend)
-    token = customer.token
-    r = backend.client.post(
-        "/subscriptions/create", headers=bearer(token), json={"plan": plan, "provider": "stripe"}
-    )
-    assert r.status_code == 201, r.text
-    price = r.json()["subscription"]["price_minor"]
-    event = checkout_completed(r.json()["invoice_id"], backend.clock.now(), price)
-    backend.services.billing.apply_event(event)
-    return customer
 
 
 def post(backend: Backend, token: str, path: str, body: dict[str, Any], **headers: str) -> Any:

@@ -235,6 +235,8 @@ DOMAIN_RULE_422 = frozenset(
         "POST /subscriptions/cancel",
         "POST /subscriptions/pause",
         "POST /subscriptions/resume",
+        # Nothing is due (an active subscription has no renewal to pay now).
+        "POST /subscriptions/renew",
         # One of its two filters (user, subscription) is required.
         "GET /staff/billing/payments",
         # More than remains unrefunded (or a payment refunded in full, or the provider refused).

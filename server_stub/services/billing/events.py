@@ -204,10 +204,14 @@ class BillingEvents:
         ):
             if event.payment_method_ref:
                 sub.payment_method_ref = event.payment_method_ref[:255]
-            if state is not S.INCOMPLETE:
+            if state is S.INCOMPLETE:
+                self._start(session, sub, invoice, event, actor)
+                return ApplyOutcome.APPLIED, None
+            if not (event.payment_ref and invoice is not None and invoice.status == "open"):
                 return ApplyOutcome.APPLIED, "card kept"
-            self._start(session, sub, invoice, event, actor)
-            return ApplyOutcome.APPLIED, None
+            # A checkout that paid an open invoice of a live subscription (a renewal paid with
+            # another card, POST /subscriptions/renew) pays it as any payment does.
+            kind = EventKind.PAYMENT_SUCCEEDED
         if kind is EventKind.PAYMENT_SUCCEEDED:
             if not can(state, Trigger.PAYMENT_SUCCEEDED):
                 return ApplyOutcome.IGNORED, f"a payment for a {state.value} subscription"

@@ -66,7 +66,7 @@ class DunningOutcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class _Attempt:
+class Attempt:
     """What to charge, decided under the subscription's lock and charged outside it."""
 
     subscription_id: str
@@ -82,8 +82,58 @@ class _Attempt:
     description: str
 
 
+@dataclass(frozen=True)
+class Charged:
+    """What one attempt came to: its dunning outcome, and the decline when it failed."""
+
+    outcome: DunningOutcome
+    decline_code: str | None = None
+
+    @property
+    def paid(self) -> bool:
+        return self.outcome is DunningOutcome.RENEWED
+
+
 def _failure_prefix(invoice_id: str) -> str:
     return f"renewal:{invoice_id}:"
+
+
+def open_renewal_invoice(session: Session, sub: BillingSubscription) -> BillingInvoice | None:
+    """The open invoice of the period after what was paid: the renewal being collected."""
+    if sub.paid_through is None:
+        return None
+    return session.scalar(
+        select(BillingInvoice).where(
+            BillingInvoice.subscription_id == sub.id,
+            BillingInvoice.status == "open",
+            BillingInvoice.period_start == sub.paid_through,
+        )
+    )
+
+
+def attempt_of(session: Session, sub: BillingSubscription, invoice: BillingInvoice) -> Attempt:
+    """The next charge of ``invoice`` on the kept card: its number counts the failures so far,
+    so a retry has a new idempotency key and a replay of the same attempt has the same one."""
+    assert sub.payment_method_ref is not None
+    failures = session.scalar(
+        select(func.count())
+        .select_from(BillingAppliedEvent)
+        .where(
+            BillingAppliedEvent.provider == sub.provider,
+            BillingAppliedEvent.event_id.startswith(_failure_prefix(invoice.id)),
+        )
+    )
+    return Attempt(
+        subscription_id=sub.id,
+        invoice_id=invoice.id,
+        attempt=int(failures or 0),
+        first_attempt_at=invoice.created_at,
+        provider=ProviderName(sub.provider),
+        payment_method_ref=sub.payment_method_ref,
+        amount_minor=invoice.amount_due_minor,
+        currency=invoice.currency,
+        description=f"TGFlow renewal {invoice.period_start.date()}",
+    )
 
 
 def anchor_of(session: Session, sub: BillingSubscription) -> datetime:
@@ -172,10 +222,16 @@ class Renewals:
         attempt = self._prepare(sub_id, now)
         if attempt is None:
             return None
-        adapter = self._adapters.get(attempt.provider)
-        if adapter is None:
+        if attempt.provider not in self._adapters:
             log.warning("billing renewal of %s: %s not configured", sub_id, attempt.provider)
             return None
+        return self.charge(attempt, now).outcome
+
+    def charge(self, attempt: Attempt, now: datetime) -> Charged:
+        """Charge one attempt on the kept card and apply its answer (a renewal, a dunning retry
+        or the customer's renewal now): a success pays the invoice, a failure schedules the next
+        retry or starts the grace. Raises ``ProviderUnavailable`` (nothing changed)."""
+        adapter = self._adapters[attempt.provider]
         try:
             answer = adapter.charge(
                 invoice_id=attempt.invoice_id,
@@ -221,7 +277,7 @@ class Renewals:
                         date=sub.paid_through,
                         amount_minor=attempt.amount_minor,
                     )
-            return self._count(attempt.provider, DunningOutcome.RENEWED)
+            return Charged(self._count(attempt.provider, DunningOutcome.RENEWED))
         decline = answer.decline_code if answer is not None else "provider_refused"
         hard = answer is not None and (
             answer.hard_decline or classify_decline(answer.decline_code) is DeclineClass.HARD
@@ -234,9 +290,10 @@ class Renewals:
                 hard_decline=hard,
             )
         )
-        return self._count(attempt.provider, self._schedule(attempt, now, decline, hard))
+        outcome = self._schedule(attempt, now, decline, hard)
+        return Charged(self._count(attempt.provider, outcome), decline)
 
-    def _prepare(self, sub_id: str, now: datetime) -> _Attempt | None:
+    def _prepare(self, sub_id: str, now: datetime) -> Attempt | None:
         """The renewal's invoice (opened on the first attempt, the same one on each retry)."""
         with transaction(self._ctx.write) as session:
             sub = session.scalar(
@@ -255,13 +312,7 @@ class Renewals:
             ):
                 return None
             start = sub.paid_through
-            invoice = session.scalar(
-                select(BillingInvoice).where(
-                    BillingInvoice.subscription_id == sub.id,
-                    BillingInvoice.status == "open",
-                    BillingInvoice.period_start == start,
-                )
-            )
+            invoice = open_renewal_invoice(session, sub)
             if invoice is None:
                 # A change the customer scheduled for the period's end takes effect before the
                 # next period is billed: its price, its interval (a new interval anchors anew).
@@ -288,28 +339,10 @@ class Renewals:
                     plan_id=sub.plan_id,
                     now=now,
                 )
-            failures = session.scalar(
-                select(func.count())
-                .select_from(BillingAppliedEvent)
-                .where(
-                    BillingAppliedEvent.provider == sub.provider,
-                    BillingAppliedEvent.event_id.startswith(_failure_prefix(invoice.id)),
-                )
-            )
-            return _Attempt(
-                subscription_id=sub.id,
-                invoice_id=invoice.id,
-                attempt=int(failures or 0),
-                first_attempt_at=invoice.created_at,
-                provider=ProviderName(sub.provider),
-                payment_method_ref=sub.payment_method_ref,
-                amount_minor=invoice.amount_due_minor,
-                currency=invoice.currency,
-                description=f"TGFlow renewal {invoice.period_start.date()}",
-            )
+            return attempt_of(session, sub, invoice)
 
     def _schedule(
-        self, attempt: _Attempt, now: datetime, decline: str | None, hard: bool
+        self, attempt: Attempt, now: datetime, decline: str | None, hard: bool
     ) -> DunningOutcome:
         """After a failure: the next retry, or (hard, or the schedule spent) the grace from now.
         While a retry is pending the grace lasts at least until it, so the tick does not end a

@@ -13,10 +13,12 @@ from ..context import ServiceContext
 from .changes import SubscriptionChanges
 from .contract import ProviderAdapter, ProviderName
 from .events import BillingEvents
+from .manual_renewal import ManualRenewals
 from .plans import BillingPlans
 from .reconciler import Reconciler
 from .refunds import Refunds
 from .renewals import DunningOutcome, Renewals, monthly_recurring_revenue
+from .statements import Statements
 from .subscriptions import Subscriptions
 
 
@@ -34,6 +36,8 @@ class BillingService:
         self.refunds = Refunds(ctx, self._adapters, self.events)
         self.reconciler = Reconciler(ctx, self._adapters, self.events)
         self.changes = SubscriptionChanges(ctx, self._adapters)
+        self.statements = Statements(ctx)
+        self.manual = ManualRenewals(ctx, self._adapters, self.renewals, self.subscriptions)
 
         self.create_subscription = self.subscriptions.create
         self.cancel = self.subscriptions.cancel
@@ -48,6 +52,8 @@ class BillingService:
         self.check_invoice = self.events.check_invoice
         self.refund = self.refunds.refund
         self.payments = self.refunds.payments
+        self.invoices = self.statements.page
+        self.renew_now = self.manual.renew
         self.reconcile = self.reconciler.reconcile
 
     def renew_due(self) -> dict[DunningOutcome, int]:

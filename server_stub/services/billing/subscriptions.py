@@ -80,6 +80,17 @@ class _Opened:
     amount_minor: int
     currency: str
 
+    @classmethod
+    def of(cls, invoice: BillingInvoice, email: str, description: str) -> _Opened:
+        return cls(
+            invoice_id=invoice.id,
+            subscription_id=invoice.subscription_id,
+            customer_email=email,
+            description=description,
+            amount_minor=invoice.amount_due_minor,
+            currency=invoice.currency,
+        )
+
 
 @dataclass(frozen=True)
 class SubscriptionHistory:
@@ -185,16 +196,34 @@ class Subscriptions:
                 subscription_object(sub.id),
                 {"plan": plan.name, "provider": provider.value, "invoice": invoice.id},
             )
-            opened = _Opened(
-                invoice_id=invoice.id,
-                subscription_id=sub.id,
-                customer_email=user.email,
-                description=f"TGFlow {what}",
-                amount_minor=invoice.amount_due_minor,
-                currency=invoice.currency,
-            )
+            opened = _Opened.of(invoice, user.email, f"TGFlow {what}")
         # Outside any transaction: a provider's round trip must not hold the user's lock.
-        checkout = self._checkout(adapter, opened)
+        checkout = self._checkout(adapter, opened, f"checkout-{opened.invoice_id}")
+        view = self._keep_checkout(opened, checkout)
+        return CreatedSubscription(view, opened.invoice_id, checkout.url)
+
+    def checkout_open_invoice(self, invoice_id: str, idempotency_key: str) -> str:
+        """The provider's checkout for an open invoice of a live subscription (a renewal the
+        kept card did not pay): the customer pays it with another card, and that card is kept.
+        Returns its URL. Call it outside any transaction."""
+        with transaction(self._ctx.read) as session:
+            invoice = session.get(BillingInvoice, invoice_id)
+            sub = session.get(BillingSubscription, invoice.subscription_id) if invoice else None
+            user = session.get(User, sub.user_id) if sub else None
+            if invoice is None or sub is None or user is None or invoice.status != "open":
+                raise NotFound("no such open invoice")
+            provider = ProviderName(sub.provider)
+            opened = _Opened.of(
+                invoice, user.email, f"TGFlow renewal {invoice.period_start.date()}"
+            )
+        adapter = self._adapters.get(provider)
+        if adapter is None:
+            raise ProviderNotConfigured(f"payments through {provider.value} are not configured")
+        checkout = self._checkout(adapter, opened, idempotency_key)
+        self._keep_checkout(opened, checkout)
+        return checkout.url
+
+    def _keep_checkout(self, opened: _Opened, checkout: Checkout) -> SubscriptionView:
         with transaction(self._ctx.write) as session:
             row = session.get(BillingInvoice, opened.invoice_id)
             assert row is not None
@@ -202,10 +231,9 @@ class Subscriptions:
             row.checkout_url = checkout.url[:2048]
             fresh = session.get(BillingSubscription, opened.subscription_id)
             assert fresh is not None
-            view = subscription_view(self._ctx, session, fresh)
-        return CreatedSubscription(view, opened.invoice_id, checkout.url)
+            return subscription_view(self._ctx, session, fresh)
 
-    def _checkout(self, adapter: ProviderAdapter, opened: _Opened) -> Checkout:
+    def _checkout(self, adapter: ProviderAdapter, opened: _Opened, key: str) -> Checkout:
         settings = self._ctx.settings
         base = settings.public_url.rstrip("/")
         try:
@@ -218,7 +246,7 @@ class Subscriptions:
                 currency=opened.currency,
                 success_url=settings.billing_success_url or f"{base}/billing/checkout/success",
                 cancel_url=settings.billing_cancel_url or f"{base}/billing/checkout/cancel",
-                idempotency_key=f"checkout-{opened.invoice_id}",
+                idempotency_key=key,
             )
         except ProviderUnavailable as exc:
             raise ServiceUnavailable(
