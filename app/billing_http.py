@@ -11,7 +11,7 @@ import httpx
 from pydantic import BaseModel
 
 from agent.client import AsyncLicenseClient
-from agent.errors import NotFound, Offline, TokenExpired
+from agent.errors import Offline, TokenExpired
 from agent.protocol import (
     CancelWhen,
     ChangeWhen,
@@ -59,12 +59,9 @@ class AsyncBillingClient:
 
     async def invoices(self, limit: int = 20, before: str | None = None) -> CustomerInvoiceList:
         params = {"limit": str(limit)} | ({"before": before} if before else {})
-        try:
-            return await self._call(
-                "GET", "/subscriptions/invoices", None, CustomerInvoiceList, params=params
-            )
-        except NotFound:  # a server without the list yet
-            return CustomerInvoiceList(invoices=[], next_before=None)
+        return await self._call(
+            "GET", "/subscriptions/invoices", None, CustomerInvoiceList, params=params
+        )
 
     async def _call(
         self,
