@@ -4,7 +4,9 @@ Connection errors, 5xx and 429 are retried with exponential backoff and jitter (
 honoured), and the very same request (same body, so the same ``correlation_id``) is sent again.
 Requests that are not idempotent (login, register, refresh) carry :data:`NOT_IDEMPOTENT` and are
 retried only when they cannot have reached the server (connection refused) or the server says it
-did not handle them (429, 503). :mod:`agent.client` re-exports every name.
+did not handle them (429, 503). A POST that carries an ``Idempotency-Key`` (the billing client's)
+is not marked: the server answers a repeat of the same key with its first answer, so retrying it
+is safe. :mod:`agent.client` re-exports every name.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -258,6 +258,31 @@ class AsyncLicenseClient:
         """``POST /usage/rollback``: release the whole hold (idempotent)."""
         return await self._with_refresh(lambda: self._usage.rollback(reservation_id))
 
+    # --- other authenticated calls --------------------------------------------------------------
+
+    async def authed(
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | None,
+        model: type[_Model] | None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> _Model | None:
+        """One call with this session's access token, for the agent's other clients (billing).
+
+        The token is refreshed once on ``token_expired`` and the call made again, with the same
+        ``headers`` (an ``Idempotency-Key`` in them stays the same). Transient failures are retried
+        below (:mod:`agent.http_retry`). Answers ``model`` parsed from the body (``None`` when
+        ``model`` is ``None``); raises the :class:`agent.errors.LicenseError` of the problem.
+        """
+        return await self._with_refresh(
+            lambda: self._call(
+                method, path, body, model, bearer=True, headers=headers, params=params
+            )
+        )
+
     # --- internals ------------------------------------------------------------------------------
 
     def _current_token(self) -> str:
@@ -316,7 +341,7 @@ class AsyncLicenseClient:
     async def _authed(
         self, method: str, path: str, body: BaseModel | None, model: type[_Model] | None
     ) -> _Model | None:
-        return await self._with_refresh(lambda: self._call(method, path, body, model, bearer=True))
+        return await self.authed(method, path, body, model)
 
     async def _call(
         self,
@@ -327,14 +352,19 @@ class AsyncLicenseClient:
         *,
         bearer: bool = False,
         not_idempotent: bool = False,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str | int] | None = None,
     ) -> _Model | None:
-        headers = {"Authorization": f"Bearer {self._current_token()}"} if bearer else {}
+        sent = dict(headers or {})
+        if bearer:
+            sent["Authorization"] = f"Bearer {self._current_token()}"
         try:
             response = await self._http.request(
                 method,
                 path,
                 json=None if body is None else body.model_dump(mode="json", exclude_none=True),
-                headers=headers,
+                headers=sent,
+                params=params,
                 extensions={NOT_IDEMPOTENT: True} if not_idempotent else None,
             )
         except httpx.TransportError as exc:

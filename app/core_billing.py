@@ -26,9 +26,8 @@ from .catalog import N_, story
 from .core_types import NotSignedIn
 
 if TYPE_CHECKING:
+    from agent.billing_client import AsyncBillingClient
     from agent.client import AsyncLicenseClient
-
-    from .billing_http import AsyncBillingClient
 
 log = logging.getLogger("tgflow.core")
 
@@ -68,7 +67,7 @@ class CoreBilling:
     def billing(self) -> AsyncBillingClient:
         """The billing client, on the license client's session (built on first use)."""
         if self._billing_client is None:
-            from .billing_http import AsyncBillingClient
+            from agent.billing_client import AsyncBillingClient
 
             self._billing_client = AsyncBillingClient(self.client)
         return self._billing_client
@@ -82,7 +81,7 @@ class CoreBilling:
         license_plan = (await self.client.license()).info.plan
         return BillingSnapshot(
             plans=tuple(plans.plans),
-            subscription=subscription.subscription,
+            subscription=subscription,
             invoices=tuple(page.invoices),
             license_plan=license_plan,
         )
@@ -90,7 +89,7 @@ class CoreBilling:
     async def billing_status(self) -> SubscriptionOut | None:
         """Only the subscription (what the tab polls while a payment is awaited)."""
         self._need_account()
-        return (await self.billing.status()).subscription
+        return await self.billing.status()
 
     async def subscribe(self, plan: str, provider: ProviderName) -> str:
         """Open a checkout for ``plan`` with ``provider``; returns its URL (for the browser).
