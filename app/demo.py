@@ -262,7 +262,7 @@ def start_demo_backend(
     offered (:mod:`app.demo_billing`), and the fakes' webhooks are aimed at the backend once it
     listens; the backend's own webhook worker applies them. ``settings`` override any of it.
     """
-    from .demo_billing import seed_demo_plans, start_demo_providers
+    from .demo_billing import keep_paid_plan, seed_demo_plans, start_demo_providers
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # Everything that runs beside the backend, closed (in reverse) by DemoBackend.stop(), or
@@ -289,6 +289,7 @@ def start_demo_backend(
         )
         if payments:
             seed_demo_plans(services)
+            keep_paid_plan(services, email)
         pins = tuple(key.pin for key in services.ctx.keys.published())
         market = seed_demo_marketplace(services, data_dir, artifacts) if marketplace else None
         server = EmbeddedServer(create_app(server_settings, clock=clock, services=services)).start()

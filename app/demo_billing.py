@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from contextlib import ExitStack, suppress
 from dataclasses import fields
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
+from sqlalchemy import select
+
+from server_stub.db import transaction
 from server_stub.errors import NotFound
 from server_stub.fake_providers.demo import DemoProviders, demo_providers
+from server_stub.models import User
+from server_stub.services.auth import normalise_email
 from server_stub.services.billing.contract import Interval
+from server_stub.services.billing.entitlement import project
 from server_stub.services.billing.plans import PlanChanges, PlanSpec
 
 if TYPE_CHECKING:
@@ -82,6 +89,17 @@ def seed_demo_plans(services: Services) -> None:
         plans.change(DEMO_ACTOR, spec.name, PlanChanges(**values))
     with suppress(NotFound):
         plans.retire(DEMO_ACTOR, _ASSIGNED_PLAN)
+
+
+def keep_paid_plan(services: Services, email: str) -> None:
+    """Give the demo user back what billing entitles them to: seeding the user (on every start)
+    assigns the demo plan, which would otherwise hide a subscription paid on an earlier run."""
+    ctx = services.ctx
+    grace = timedelta(days=ctx.settings.billing_grace_days)
+    with transaction(ctx.write) as session:
+        user_id = session.scalar(select(User.id).where(User.email == normalise_email(email)))
+        if user_id is not None:
+            project(session, user_id, grace, ctx.clock.now())
 
 
 def start_demo_providers(
