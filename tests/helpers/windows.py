@@ -73,9 +73,11 @@ def billing_window(
     )
     with qtbot.wait_signal(window.session.signed_in, timeout=30_000):
         window.start()
-    panel = window.open_billing()
-    assert window.billing is not None
-    with qtbot.wait_signal(window.billing.changed, timeout=30_000):
-        window.tabs.setCurrentWidget(window.billing_tab)
-    assert panel.isVisible()
+    # Built when its tab is first shown, and loaded because it is shown.
+    assert window.billing is None and window.billing_panel is None
+    window.tabs.setCurrentWidget(window.billing_tab)
+    qtbot.wait_until(
+        lambda: window.billing is not None and window.billing.snapshot is not None, timeout=30_000
+    )
+    assert window.billing_panel is not None and window.billing_panel.isVisible()
     return window
