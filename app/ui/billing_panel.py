@@ -33,6 +33,8 @@ from app.viewmodels.formatting import format_count, format_datetime, format_pric
 from .error_line import reserve_space
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from agent.protocol import CustomerInvoiceOut, PlanChangeOut, PlanOut, SubscriptionOut
     from app.core_billing import BillingSnapshot
 
@@ -244,6 +246,7 @@ class BillingPanel(QWidget):
         return snapshot.plans[rows[0].row()]
 
     def select_plan(self, name: str) -> None:
+        """Select the plan called ``name`` (one on offer) in the table."""
         snapshot = self._vm.snapshot
         names = [] if snapshot is None else [plan.name for plan in snapshot.plans]
         self.plans.selectRow(names.index(name))
@@ -309,8 +312,8 @@ class BillingPanel(QWidget):
         price = format_price(price_minor, currency, self._tr)
         return self._tr.tr(_PER_KEYS[interval], price=price) if price_minor else price
 
-    def _date(self, when: object) -> str:
-        return format_datetime(when, self._tr)  # type: ignore[arg-type]
+    def _date(self, when: datetime | None) -> str:
+        return format_datetime(when, self._tr)
 
     def _show(self, snapshot: BillingSnapshot | None) -> None:
         self.error.hide()
@@ -470,7 +473,8 @@ class BillingPanel(QWidget):
             and plan.price_minor > 0
             and (sub is None or sub.state in _OVER)
         )
-        self.change_button.setEnabled(idle and live and plan is not None and plan.name != sub.plan)  # type: ignore[union-attr]
+        other_plan = plan is not None and sub is not None and plan.name != sub.plan
+        self.change_button.setEnabled(idle and live and other_plan)
         self.confirm_button.setEnabled(idle and self._vm.preview is not None)
         can_cancel = sub is not None and sub.state not in _OVER and not sub.cancel_at_period_end
         self.cancel_button.setEnabled(idle and can_cancel)
