@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import Qt
-from PyQt6.QtGui import QShowEvent
+from PyQt6.QtGui import QHideEvent, QShowEvent
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -232,8 +232,14 @@ class BillingPanel(QWidget):
     def showEvent(self, event: QShowEvent | None) -> None:
         # Shown again: what changed meanwhile (a payment made, a renewal) shows now.
         if event is not None and not event.spontaneous():
+            self._vm.set_watched(True)
             self._vm.refresh()
         super().showEvent(event)
+
+    def hideEvent(self, event: QHideEvent | None) -> None:
+        if event is not None and not event.spontaneous():
+            self._vm.set_watched(False)
+        super().hideEvent(event)
 
     # --- actions --------------------------------------------------------------------------------
 

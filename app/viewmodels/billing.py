@@ -83,6 +83,8 @@ class BillingViewModel(QueuedWork):
         #: A checkout was opened and its payment has not been seen yet.
         self._awaiting_checkout = False
         self._polling = False
+        #: The tab is on screen (a view-model without a window counts as watched).
+        self._watched = True
         #: A status request is on its way (the timer waits for its answer).
         self._asking = False
         self._poll = QTimer(self)
@@ -163,6 +165,13 @@ class BillingViewModel(QueuedWork):
             )
         )
 
+    def set_watched(self, watched: bool) -> None:
+        """Whether the tab is on screen: polls wait while it is not (a long dunning would poll
+        for days), and showing it reloads (:meth:`refresh`), which polls on if still needed."""
+        self._watched = watched
+        if not watched:
+            self._poll.stop()
+
     def stop_polling(self) -> None:
         """Stop asking (signed out, or the window closes)."""
         self._awaiting_checkout = False
@@ -203,7 +212,7 @@ class BillingViewModel(QueuedWork):
     # --- polling ------------------------------------------------------------------------------
 
     def _set_polling(self, on: bool) -> None:
-        if on and not self._poll.isActive() and not self._asking:
+        if on and self._watched and not self._poll.isActive() and not self._asking:
             self._poll.start()
         elif not on:
             self._poll.stop()
@@ -212,7 +221,7 @@ class BillingViewModel(QueuedWork):
             self.polling_changed.emit(on)
 
     def _ask_status(self) -> None:
-        if not self._polling:
+        if not self._polling or not self._watched:
             return
         if self._busy:  # the work running ends in a reload or an answer: ask after it
             self._poll.start()

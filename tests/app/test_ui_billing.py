@@ -64,28 +64,27 @@ def state_is(state: SubscriptionState, plan: str | None = None) -> object:
     return check
 
 
-def subscribe_and_pay(
-    qtbot: QtBot, window: MainWindow, provider: ProviderName, opened: list[str]
-) -> str:
-    """Subscribe to "basic" with ``provider`` in the tab, pay on the fake's page over HTTP (as
-    the browser would) and wait until the tab shows the subscription active by itself; returns
-    the checkout URL."""
+def subscribe(qtbot: QtBot, window: MainWindow, provider: ProviderName, opened: list[str]) -> str:
+    """Subscribe to "basic" with ``provider`` in the tab; returns the checkout URL the
+    "browser" was given, once the tab shows the subscription waiting for its payment."""
     panel, model = window.billing_panel, window.billing
     assert panel is not None and model is not None
     panel.select_plan("basic")
     panel.provider.setCurrentIndex(panel.provider.findData(provider))
-    with qtbot.wait_signal(model.checkout_opened, timeout=30_000) as checkout:
+    with qtbot.wait_signal(
+        model.changed, timeout=30_000, check_params_cb=state_is(SubscriptionState.INCOMPLETE)
+    ):
         panel.subscribe_button.click()
-    url = checkout.args[0]
-    assert opened == [url]
+    (url,) = opened
     page = httpx.get(url)
     assert page.status_code == 200 and "Pay" in page.text
-    with qtbot.wait_signal(
-        model.changed, timeout=30_000, check_params_cb=state_is(SubscriptionState.ACTIVE)
-    ):
-        paid = httpx.post(url, data={"outcome": "pay"})
-        assert paid.status_code == 303
     return url
+
+
+def pay(url: str) -> None:
+    """Press Pay on the fake provider's page (as the browser would post its form)."""
+    paid = httpx.post(url, data={"outcome": "pay"})
+    assert paid.status_code == 303
 
 
 def test_a_checkout_paid_in_the_browser_shows_by_itself(
@@ -98,8 +97,20 @@ def test_a_checkout_paid_in_the_browser_shows_by_itself(
     assert "9.90 USD a month" in shown and "299.00 USD a year" in shown
     assert panel.values["state"].text() == "No subscription"
 
-    url = subscribe_and_pay(qtbot, window, ProviderName.STRIPE, opened)
+    url = subscribe(qtbot, window, ProviderName.STRIPE, opened)
     assert url.startswith(demo_backend.payments.stripe.base_url + "/c/pay/")
+    assert panel.values["state"].text() == "Waiting for the payment"
+    assert model.polling and panel.waiting.isVisible()
+    # Another tab in front: the billing tab does not ask meanwhile...
+    window.tabs.setCurrentWidget(window.license_panel)
+    with qtbot.assert_not_emitted(model.changed, wait=300):
+        pay(url)
+        demo_backend.payments.stripe.flush_webhooks()
+    # ...and shown again it catches up, then sees the payment by itself.
+    with qtbot.wait_signal(
+        model.changed, timeout=30_000, check_params_cb=state_is(SubscriptionState.ACTIVE)
+    ):
+        window.tabs.setCurrentWidget(window.billing_tab)
     assert panel.values["state"].text() == "Active"
     assert panel.values["plan"].text() == "basic · 9.90 USD a month"
     assert not model.polling and not panel.waiting.isVisible()
@@ -112,7 +123,12 @@ def test_a_checkout_paid_in_the_browser_shows_by_itself(
 
 def test_change_priced_first_then_cancel_resume_and_a_refusal(qtbot: QtBot, tab: Tab) -> None:
     window, panel, model, opened = tab
-    subscribe_and_pay(qtbot, window, ProviderName.CLOUDPAYMENTS, opened)
+    url = subscribe(qtbot, window, ProviderName.CLOUDPAYMENTS, opened)
+    # The tab in front sees the payment by itself.
+    with qtbot.wait_signal(
+        model.changed, timeout=30_000, check_params_cb=state_is(SubscriptionState.ACTIVE)
+    ):
+        pay(url)
     tr = window.translator
 
     # Change plan: the prorated amount is shown, and nothing has changed yet.
