@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from server_stub.billing_models import BillingCreditNote
+from server_stub.db import transaction
 from server_stub.services.billing.plans import PlanSpec
 from tests.helpers.api import assert_problem, bearer
 from tests.helpers.backend import Backend
@@ -100,7 +102,7 @@ def test_invoices_newest_first_in_pages_with_payments(
     assert_problem(backend.client.get("/subscriptions/invoices"), 401, "token_invalid")
 
 
-def test_a_credit_note_shows_on_the_invoice_that_issued_it(
+def test_a_credit_note_shows_where_it_was_issued_and_where_it_was_used(
     backend: Backend, adapter: RecordingAdapter
 ) -> None:
     token = subscribed(backend)
@@ -120,6 +122,51 @@ def test_a_credit_note_shows_on_the_invoice_that_issued_it(
     )
     assert note["applied_invoice_id"] is None
     assert status(backend, token)["pending_credit_minor"] == credit
+    # The renewal takes the credit off what it charges; the note shows where it went.
+    sub = status(backend, token)
+    token.later((when(sub["paid_through"]) - backend.clock.now()) / timedelta(days=1) + 0.001)
+    backend.services.billing.renew_due()
+    renewal = invoices(backend, token, limit=1).json()["invoices"][0]
+    assert renewal["status"] == "paid" and renewal["credit_applied_minor"] == credit
+    assert renewal["amount_due_minor"] == BASIC.price_minor - credit
+    (used,) = renewal["credit_notes"]
+    assert (used["id"], used["status"], used["applied_invoice_id"]) == (
+        note["id"],
+        "applied",
+        renewal["id"],
+    )
+    assert adapter.charges()[-1]["amount_minor"] == BASIC.price_minor - credit
+    assert status(backend, token)["pending_credit_minor"] == 0
+
+
+def test_a_credit_beyond_the_renewal_pays_it_all_and_the_rest_stays_issued(
+    backend: Backend, adapter: RecordingAdapter
+) -> None:
+    token = subscribed(backend)
+    sub = status(backend, token)
+    with transaction(backend.services.ctx.write) as session:  # a goodwill credit, say
+        session.add(
+            BillingCreditNote(
+                subscription_id=sub["id"],
+                amount_minor=150_000,
+                currency="RUB",
+                reason="goodwill",
+                status="issued",
+                created_at=backend.clock.now(),
+            )
+        )
+    token.later((when(sub["paid_through"]) - backend.clock.now()) / timedelta(days=1) + 0.001)
+    charges = len(adapter.charges())
+    backend.services.billing.renew_due()
+    assert len(adapter.charges()) == charges  # nothing left to charge
+    renewal = invoices(backend, token, limit=1).json()["invoices"][0]
+    assert (renewal["status"], renewal["amount_due_minor"]) == ("paid", 0)
+    assert renewal["credit_applied_minor"] == PRO.price_minor
+    (used,) = renewal["credit_notes"]
+    assert (used["amount_minor"], used["status"]) == (PRO.price_minor, "applied")
+    after = status(backend, token)
+    assert after["state"] == "active" and after["paid_through"] > sub["paid_through"]
+    assert after["pending_credit_minor"] == 150_000 - PRO.price_minor
 
 
 def test_renew_pays_a_past_due_subscription_on_the_kept_card(
@@ -137,6 +184,7 @@ def test_renew_pays_a_past_due_subscription_on_the_kept_card(
     assert body["amount_minor"] == PRO.price_minor and body["currency"] == "RUB"
     sub = body["subscription"]
     assert sub["state"] == "active" and sub["grace_ends_at"] is None
+    assert when(sub["entitled_until"]) > when(before["entitled_until"]) + timedelta(days=20)
     # Extended exactly as a renewal: to the end of the invoice's period, one month on.
     assert when(sub["paid_through"]) > when(before["paid_through"]) + timedelta(days=27)
     (charge,) = adapter.charges()[charges:]

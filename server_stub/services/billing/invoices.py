@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ...billing_models import LINE_KINDS, BillingCreditNote, BillingInvoice, BillingInvoiceLine
@@ -119,6 +119,51 @@ def _retotal(session: Session, invoice: BillingInvoice, now: datetime) -> None:
     elif note is not None:
         note.status = "void"
     session.flush()
+
+
+def apply_credit(session: Session, invoice: BillingInvoice, now: datetime) -> int:
+    """Take the subscription's issued credit notes (oldest first, same currency) off an open
+    invoice, up to what it still charges; returns the credit applied. A note used in part is
+    split: the used part is applied to this invoice, the rest is a new issued note, so a note
+    keeps one amount and one fate."""
+    room = invoice.total_minor - invoice.credit_applied_minor
+    used = 0
+    notes = session.scalars(
+        select(BillingCreditNote)
+        .where(
+            BillingCreditNote.subscription_id == invoice.subscription_id,
+            BillingCreditNote.status == "issued",
+            BillingCreditNote.applied_invoice_id.is_(None),
+            BillingCreditNote.currency == invoice.currency,
+            or_(BillingCreditNote.invoice_id.is_(None), BillingCreditNote.invoice_id != invoice.id),
+        )
+        .order_by(BillingCreditNote.created_at, BillingCreditNote.id)
+    )
+    for note in list(notes):
+        if room <= 0:
+            break
+        part = min(note.amount_minor, room)
+        if part < note.amount_minor:
+            session.add(
+                BillingCreditNote(
+                    subscription_id=note.subscription_id,
+                    invoice_id=note.invoice_id,
+                    amount_minor=note.amount_minor - part,
+                    currency=note.currency,
+                    reason=f"rest of credit note {note.id}"[:300],
+                    status="issued",
+                    created_at=now,
+                )
+            )
+            note.amount_minor = part
+        note.status = "applied"
+        note.applied_invoice_id = invoice.id
+        room -= part
+        used += part
+    if used:
+        invoice.credit_applied_minor += used
+        _retotal(session, invoice, now)
+    return used
 
 
 def lines_of(session: Session, invoice_id: str) -> list[BillingInvoiceLine]:

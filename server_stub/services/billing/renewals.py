@@ -32,6 +32,7 @@ from .calendar import add_interval, period_containing
 from .changes import apply_scheduled_change
 from .common import grace, settle
 from .contract import (
+    ChargeOutcome,
     EventKind,
     Interval,
     ProviderAdapter,
@@ -43,7 +44,7 @@ from .contract import (
 )
 from .dunning_schedule import DeclineClass, classify_decline, next_retry_at
 from .events import BillingEvents
-from .invoices import add_line, new_invoice
+from .invoices import add_line, apply_credit, new_invoice
 from .states import grace_end
 
 log = logging.getLogger("tgflow.server.billing")
@@ -231,9 +232,18 @@ class Renewals:
         """Charge one attempt on the kept card and apply its answer (a renewal, a dunning retry
         or the customer's renewal now): a success pays the invoice, a failure schedules the next
         retry or starts the grace. Raises ``ProviderUnavailable`` (nothing changed)."""
+        if attempt.amount_minor == 0:
+            # Credit paid it all: nothing to charge, the invoice is paid as a charge would pay it.
+            answer: ChargeOutcome | None = ChargeOutcome(succeeded=True)
+        else:
+            answer = self._charge_card(attempt)
+        return self._apply_answer(attempt, answer, now)
+
+    def _charge_card(self, attempt: Attempt) -> ChargeOutcome | None:
+        """The provider's answer (``None``: it refused the request itself, a soft decline)."""
         adapter = self._adapters[attempt.provider]
         try:
-            answer = adapter.charge(
+            return adapter.charge(
                 invoice_id=attempt.invoice_id,
                 subscription_id=attempt.subscription_id,
                 payment_method_ref=attempt.payment_method_ref,
@@ -244,7 +254,11 @@ class Renewals:
             )
         except ProviderRefused:
             # The provider refused the request itself: a soft decline, retried on the schedule.
-            answer = None
+            return None
+
+    def _apply_answer(
+        self, attempt: Attempt, answer: ChargeOutcome | None, now: datetime
+    ) -> Charged:
         # Applied as the provider's webhook would be: its own event id, the same payment_ref.
         base = ProviderEvent(
             provider=attempt.provider,
@@ -339,6 +353,7 @@ class Renewals:
                     plan_id=sub.plan_id,
                     now=now,
                 )
+                apply_credit(session, invoice, now)  # a downgrade's credit note, say
             return attempt_of(session, sub, invoice)
 
     def _schedule(
