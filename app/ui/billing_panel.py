@@ -24,30 +24,18 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from agent.protocol import ChangeWhen, Interval, SubscriptionState
+from agent.protocol import ChangeWhen, SubscriptionState
 from app.core_billing import PROVIDER_NAMES
 from app.i18n import N_, Translator
 from app.viewmodels.billing import BillingViewModel
-from app.viewmodels.formatting import format_count, format_datetime, format_price
+from app.viewmodels.billing_text import BillingText
 
 from .error_line import reserve_space
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from agent.protocol import CustomerInvoiceOut, PlanChangeOut, PlanOut, SubscriptionOut
     from app.core_billing import BillingSnapshot
 
-_STATE_KEYS = {
-    SubscriptionState.INCOMPLETE: N_("billing.state.incomplete"),
-    SubscriptionState.INCOMPLETE_EXPIRED: N_("billing.state.incomplete_expired"),
-    SubscriptionState.TRIALING: N_("billing.state.trialing"),
-    SubscriptionState.ACTIVE: N_("billing.state.active"),
-    SubscriptionState.PAST_DUE: N_("billing.state.past_due"),
-    SubscriptionState.UNPAID: N_("billing.state.unpaid"),
-    SubscriptionState.CANCELED: N_("billing.state.canceled"),
-    SubscriptionState.PAUSED: N_("billing.state.paused"),
-}
 #: The subscription's rows: their labels.
 _FIELD_KEYS = {
     "plan": N_("billing.field.plan"),
@@ -64,23 +52,6 @@ _INVOICE_COLUMNS = (
     N_("billing.invoice.paid_amount"),
     N_("billing.invoice.payments"),
 )
-_INVOICE_KEYS = {
-    "draft": N_("billing.invoice.draft"),
-    "open": N_("billing.invoice.open"),
-    "paid": N_("billing.invoice.paid"),
-    "void": N_("billing.invoice.void"),
-    "uncollectible": N_("billing.invoice.uncollectible"),
-}
-_PAYMENT_KEYS = {
-    "succeeded": N_("billing.payment.succeeded"),
-    "failed": N_("billing.payment.failed"),
-}
-_DIRECTION_KEYS = {
-    "upgrade": N_("billing.direction.upgrade"),
-    "downgrade": N_("billing.direction.downgrade"),
-    "interval_change": N_("billing.direction.interval_change"),
-}
-_PER_KEYS = {Interval.MONTH: N_("billing.per_month"), Interval.YEAR: N_("billing.per_year")}
 #: States whose period still runs: the plan can change, the subscription can be canceled.
 _LIVE = frozenset({SubscriptionState.ACTIVE, SubscriptionState.TRIALING})
 #: States after which subscribing again makes a new subscription.
@@ -121,6 +92,7 @@ class BillingPanel(QWidget):
         self.setObjectName("billingPanel")
         self._vm = model
         self._tr = translator
+        self._text = BillingText(translator)
 
         # --- the subscription
         self._subscription_box = QGroupBox()
@@ -311,16 +283,6 @@ class BillingPanel(QWidget):
         if self._vm.preview is not None:
             self._show_preview(self._vm.preview)
 
-    def _money(self, minor: int, currency: str) -> str:
-        return format_price(minor, currency, self._tr, zero_is_free=False)
-
-    def _price(self, price_minor: int, currency: str, interval: Interval) -> str:
-        price = format_price(price_minor, currency, self._tr)
-        return self._tr.tr(_PER_KEYS[interval], price=price) if price_minor else price
-
-    def _date(self, when: datetime | None) -> str:
-        return format_datetime(when, self._tr)
-
     def _show(self, snapshot: BillingSnapshot | None) -> None:
         self.error.hide()
         sub = None if snapshot is None else snapshot.subscription
@@ -330,13 +292,7 @@ class BillingPanel(QWidget):
         for plan in () if snapshot is None else snapshot.plans:
             row = self.plans.rowCount()
             self.plans.insertRow(row)
-            cells = (
-                plan.name,
-                self._price(plan.price_minor, plan.currency, plan.interval),
-                format_count(plan.monthly_quota, self._tr),
-                str(plan.max_devices),
-            )
-            for column, text in enumerate(cells):
+            for column, text in enumerate(self._text.plan_cells(plan)):
                 self.plans.setItem(row, column, QTableWidgetItem(text))
         self.plans.resizeRowsToContents()
         _fit_rows(self.plans)
@@ -362,108 +318,36 @@ class BillingPanel(QWidget):
                 values[name].setText("—")
             self.note.setText(tr("billing.note.none") if snapshot is not None else "")
             return
+        text = self._text
         values["plan"].setText(
             tr(
                 "billing.plan_price",
                 plan=sub.plan,
-                price=self._price(sub.price_minor, sub.currency, sub.interval),
+                price=text.price(sub.price_minor, sub.currency, sub.interval),
             )
         )
-        values["state"].setText(tr(_STATE_KEYS[sub.state]))
+        values["state"].setText(text.state(sub.state))
         values["state"].setObjectName("ok" if sub.state in _LIVE else "warning")
         style = values["state"].style()
         if style is not None:
             style.unpolish(values["state"])
             style.polish(values["state"])
         if sub.current_period_start is not None:
-            values["period"].setText(
-                tr(
-                    "billing.period_value",
-                    start=self._date(sub.current_period_start),
-                    end=self._date(sub.current_period_end),
-                )
-            )
+            values["period"].setText(text.period(sub.current_period_start, sub.current_period_end))
         else:
             values["period"].setText("—")
-        values["entitled"].setText(self._date(sub.entitled_until))
-        values["trial"].setText(self._date(sub.trial_end))
-        self.note.setText(self._note(sub))
-
-    def _note(self, sub: SubscriptionOut) -> str:
-        tr = self._tr.tr
-        notes = []
-        if sub.state == SubscriptionState.INCOMPLETE:
-            notes.append(tr("billing.note.incomplete"))
-        if sub.cancel_at_period_end:
-            notes.append(tr("billing.note.cancel_at_period_end", when=self._date(sub.paid_through)))
-        if sub.state == SubscriptionState.PAST_DUE:
-            notes.append(tr("billing.note.past_due", when=self._date(sub.grace_ends_at)))
-        if sub.scheduled_plan is not None:
-            notes.append(
-                tr(
-                    "billing.note.scheduled",
-                    plan=sub.scheduled_plan,
-                    when=self._date(sub.scheduled_change_at),
-                )
-            )
-        if sub.pending_credit_minor:
-            credit = self._money(sub.pending_credit_minor, sub.currency)
-            notes.append(tr("billing.note.credit", amount=credit))
-        return " ".join(notes)
+        values["entitled"].setText(text.date(sub.entitled_until))
+        values["trial"].setText(text.date(sub.trial_end))
+        self.note.setText(text.note(sub))
 
     def _add_invoice(self, invoice: CustomerInvoiceOut) -> None:
-        tr = self._tr.tr
         row = self.invoices.rowCount()
         self.invoices.insertRow(row)
-        payments = [
-            tr(
-                "billing.payment",
-                amount=self._money(payment.amount_minor, payment.currency),
-                provider=PROVIDER_NAMES.get(payment.provider, payment.provider.value),
-                status=tr(_PAYMENT_KEYS[payment.status]),
-            )
-            for payment in invoice.payments
-        ]
-        cells = (
-            self._date(invoice.created_at),
-            tr(
-                "billing.period_value",
-                start=self._date(invoice.period_start),
-                end=self._date(invoice.period_end),
-            ),
-            tr(_INVOICE_KEYS[invoice.status]),
-            self._money(invoice.total_minor, invoice.currency),
-            self._money(invoice.amount_paid_minor, invoice.currency),
-            "; ".join(payments) or "—",
-        )
-        for column, text in enumerate(cells):
+        for column, text in enumerate(self._text.invoice_cells(invoice)):
             self.invoices.setItem(row, column, QTableWidgetItem(text))
 
     def _show_preview(self, change: PlanChangeOut) -> None:
-        tr = self._tr.tr
-        direction = tr(_DIRECTION_KEYS[change.direction.value])
-        if change.when == ChangeWhen.PERIOD_END:
-            text = tr(
-                "billing.preview.period_end",
-                plan=change.plan,
-                direction=direction,
-                when=self._date(change.effective_at),
-                price=self._price(change.new_price_minor, change.currency, change.interval),
-            )
-        else:
-            money = {
-                "credit": self._money(change.credit_minor, change.currency),
-                "charge": self._money(change.charge_minor, change.currency),
-                "net": self._money(abs(change.net_minor), change.currency),
-            }
-            if change.net_minor > 0:
-                key = N_("billing.preview.pay")
-            elif change.net_minor < 0:
-                key = N_("billing.preview.credit")
-            else:
-                key = N_("billing.preview.even")
-            text = tr(key, plan=change.plan, direction=direction, **money)
-        self.preview_text.setText(text)
+        self.preview_text.setText(self._text.preview(change))
         self.preview_box.show()
         self._enable()
 
