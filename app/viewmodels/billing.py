@@ -238,12 +238,11 @@ class BillingViewModel(QueuedWork):
         self._asking = False
         if status != known:
             self.refresh()  # the answer decides whether to poll on
-        elif self._polling:
-            self._poll.start()
+        else:
+            self._set_polling(self._polling)  # ask again (unless the tab was left meanwhile)
 
     def _poll_failed(self, message: str) -> None:
         # A poll is not the user's request: the line under the tab stays quiet; ask again.
         log.info("billing status not read: %s", message)
         self._asking = False
-        if self._polling:
-            self._poll.start()
+        self._set_polling(self._polling)
