@@ -110,6 +110,16 @@ class CoreBilling:
         story(log, N_("log.billing.plan_changed"), plan=plan)
         return await self.billing_snapshot()
 
+    async def renew_subscription(self) -> str | None:
+        """Pay the renewal that is due (past due or unpaid): on the kept card (``None``), else
+        the URL of a checkout to pay with another card."""
+        self._need_account()
+        renewed = await self.billing.renew()
+        key = N_("log.billing.renewal_paid") if renewed.paid else N_("log.billing.checkout")
+        sub = renewed.subscription
+        story(log, key, plan=sub.plan, provider=PROVIDER_NAMES[sub.provider])
+        return None if renewed.paid else renewed.checkout_url
+
     async def cancel_subscription(self, when: CancelWhen) -> BillingSnapshot:
         self._need_account()
         await self.billing.cancel(when)

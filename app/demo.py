@@ -275,7 +275,7 @@ def start_demo_backend(
         fakes: DemoProviders | None = None
         payment_settings: dict[str, object] = {}
         if payments:
-            fakes, payment_settings = start_demo_providers(resources, artifacts)
+            fakes, payment_settings = start_demo_providers(resources, artifacts, clock)
         server_settings = ServerSettings(
             data_dir=data_dir,
             log_json=False,

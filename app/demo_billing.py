@@ -26,6 +26,7 @@ from server_stub.services.billing.entitlement import project
 from server_stub.services.billing.plans import PlanChanges, PlanSpec
 
 if TYPE_CHECKING:
+    from server_stub.clock import Clock
     from server_stub.wiring import Services
 
     from .demo import ArtifactServer
@@ -103,11 +104,12 @@ def keep_paid_plan(services: Services, email: str) -> None:
 
 
 def start_demo_providers(
-    stack: ExitStack, pages: ArtifactServer
+    stack: ExitStack, pages: ArtifactServer, clock: Clock | None = None
 ) -> tuple[DemoProviders, dict[str, object]]:
-    """Serve both fake providers (closed with ``stack``) and the return pages; returns them with
-    the backend ``Settings`` fields that point billing at them, the webhook secrets included."""
-    fakes = stack.enter_context(demo_providers())
+    """Serve both fake providers (closed with ``stack``; on the backend's ``clock``, so their
+    events' times and signatures agree with it) and the return pages; returns them with the
+    backend ``Settings`` fields that point billing at them, the webhook secrets included."""
+    fakes = stack.enter_context(demo_providers(clock))
     settings: dict[str, object] = {
         **fakes.settings,
         "stripe_webhook_secrets": [fakes.stripe_webhook_secret],

@@ -54,6 +54,8 @@ _INVOICE_COLUMNS = (
 )
 #: States whose period still runs: the plan can change, the subscription can be canceled.
 _LIVE = frozenset({SubscriptionState.ACTIVE, SubscriptionState.TRIALING})
+#: States with a renewal to pay.
+_DUE = frozenset({SubscriptionState.PAST_DUE, SubscriptionState.UNPAID})
 #: States after which subscribing again makes a new subscription.
 _OVER = frozenset(
     {
@@ -111,8 +113,12 @@ class BillingPanel(QWidget):
         self.cancel_button.clicked.connect(lambda: self._vm.cancel())
         self.resume_button = QPushButton()
         self.resume_button.clicked.connect(lambda: self._vm.resume())
+        self.pay_now_button = QPushButton()
+        self.pay_now_button.setObjectName("primary")
+        self.pay_now_button.clicked.connect(lambda: self._vm.pay_now())
         moves = QHBoxLayout()
         moves.addWidget(self.note, 1)
+        moves.addWidget(self.pay_now_button)
         moves.addWidget(self.cancel_button)
         moves.addWidget(self.resume_button)
         form.addRow(moves)
@@ -258,6 +264,7 @@ class BillingPanel(QWidget):
             label.setText(tr(_FIELD_KEYS[name]))
         self.cancel_button.setText(tr("billing.cancel"))
         self.resume_button.setText(tr("billing.resume"))
+        self.pay_now_button.setText(tr("billing.pay_now"))
         self._plans_box.setTitle(tr("billing.plans"))
         self.plans.setHorizontalHeaderLabels(
             [
@@ -372,6 +379,9 @@ class BillingPanel(QWidget):
             sub.cancel_at_period_end or sub.state == SubscriptionState.PAUSED
         )
         self.resume_button.setEnabled(idle and can_resume)
+        # A renewal is due: pay it now (on the kept card, else at a checkout).
+        self.pay_now_button.setVisible(sub is not None and sub.state in _DUE)
+        self.pay_now_button.setEnabled(idle)
         self.refresh_button.setEnabled(idle)
 
     def _failed(self, message: str) -> None:

@@ -33,6 +33,10 @@ log = logging.getLogger("tgflow.billing")
 
 #: How often the status is asked for while a payment is awaited (milliseconds).
 POLL_INTERVAL_MS: Final = 3000
+#: States in which an opened checkout is still waited for (the first payment, or a renewal).
+_AWAITING: Final = frozenset(
+    {SubscriptionState.INCOMPLETE, SubscriptionState.PAST_DUE, SubscriptionState.UNPAID}
+)
 #: Invoice states that still wait for money.
 _OPEN_INVOICES: Final = frozenset({"open", "draft"})
 
@@ -151,6 +155,15 @@ class BillingViewModel(QueuedWork):
     def drop_preview(self) -> None:
         self._preview = None
 
+    def pay_now(self) -> bool:
+        """Pay the renewal that is due: on the kept card, or (declined again) at a checkout
+        opened in the browser, as :meth:`subscribe` does."""
+        return self._act(
+            lambda: self.submit(
+                self._core.renew_subscription(), self._renewed, self._failed, what="renew"
+            )
+        )
+
     def cancel(self, when: CancelWhen = CancelWhen.PERIOD_END) -> bool:
         return self._act(
             lambda: self.submit(
@@ -185,7 +198,7 @@ class BillingViewModel(QueuedWork):
     def _got(self, snapshot: BillingSnapshot) -> None:
         self._snapshot = snapshot
         sub = snapshot.subscription
-        if sub is None or sub.state != SubscriptionState.INCOMPLETE:
+        if sub is None or sub.state not in _AWAITING:
             self._awaiting_checkout = False
         self.changed.emit(snapshot)
         self._set_polling(self._awaiting_checkout or awaits_payment(snapshot))
@@ -197,6 +210,13 @@ class BillingViewModel(QueuedWork):
         self.checkout_opened.emit(url)
         # The new subscription (incomplete) and its open invoice: shown now, then polled.
         self._stale = True
+        self._next()
+
+    def _renewed(self, checkout_url: str | None) -> None:
+        if checkout_url is not None:
+            self._checkout(checkout_url)
+            return
+        self._stale = True  # paid on the kept card: show it
         self._next()
 
     def _failed(self, message: str) -> None:

@@ -1,90 +1,49 @@
 """The "Plans & billing" tab against the demo backend with its fake payment providers (real
 HTTP everywhere): a checkout opened in the "browser", paid on the fake's hosted page, and the tab
 seeing it by itself; a plan change priced before it is confirmed; cancel and resume; a refusal
-shown in the window's language."""
+shown in the window's language; a declined renewal paid with "Pay now"."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from pytestqt.qtbot import QtBot
 
 from agent.protocol import ProviderName, SubscriptionState
-from app.core_billing import BillingSnapshot
-from app.demo import DemoBackend, start_demo_backend
-from app.ui.billing_panel import BillingPanel
-from app.ui.main_window import MainWindow
-from app.viewmodels.billing import BillingViewModel
+from app.demo import DemoBackend
 from app.viewmodels.formatting import format_price
+from server_stub.clock import FakeClock
+from tests.helpers.billing_desktop import (
+    Tab,
+    billing_backend,
+    open_tab,
+    pay,
+    state_is,
+    subscribe,
+)
 from tests.helpers.desktop import Desktop
-from tests.helpers.windows import billing_window
 
-#: The webhook worker's idle wait in these tests (the demo's is 1 s).
-WORKER_POLL_S = 0.05
-#: The tab's status poll in these tests (the program's is 3 s).
-TAB_POLL_MS = 50
+MONTH_S = 31 * 24 * 3600
 
 
 @pytest.fixture
-def demo_backend(tmp_path: Path) -> Iterator[DemoBackend]:
-    backend = start_demo_backend(
-        tmp_path / "server",
-        max_devices=3,
-        marketplace=False,
-        rate_limit_enabled=False,
-        webhook_poll_seconds=WORKER_POLL_S,
-    )
-    try:
+def server_clock() -> FakeClock | None:
+    """The server's clock: the real one unless a test gives a fake one (parametrize)."""
+    return None
+
+
+@pytest.fixture
+def demo_backend(tmp_path: Path, server_clock: FakeClock | None) -> Iterator[DemoBackend]:
+    with billing_backend(tmp_path / "server", server_clock) as backend:
         yield backend
-    finally:
-        backend.stop()
-
-
-Tab = tuple[MainWindow, BillingPanel, BillingViewModel, list[str]]
 
 
 @pytest.fixture
 def tab(qtbot: QtBot, desktop: Desktop, tmp_path: Path) -> Tab:
-    """A signed-in window on its loaded billing tab, and the checkouts it opened."""
-    opened: list[str] = []
-    window = billing_window(qtbot, desktop, tmp_path, opened, poll_ms=TAB_POLL_MS)
-    panel, model = window.billing_panel, window.billing
-    assert panel is not None and model is not None
-    return window, panel, model, opened
-
-
-def state_is(state: SubscriptionState, plan: str | None = None) -> object:
-    def check(snapshot: BillingSnapshot) -> bool:
-        sub = snapshot.subscription
-        return sub is not None and sub.state == state and (plan is None or sub.plan == plan)
-
-    return check
-
-
-def subscribe(qtbot: QtBot, window: MainWindow, provider: ProviderName, opened: list[str]) -> str:
-    """Subscribe to "basic" with ``provider`` in the tab; returns the checkout URL the
-    "browser" was given, once the tab shows the subscription waiting for its payment."""
-    panel, model = window.billing_panel, window.billing
-    assert panel is not None and model is not None
-    panel.select_plan("basic")
-    panel.provider.setCurrentIndex(panel.provider.findData(provider))
-    with qtbot.wait_signal(
-        model.changed, timeout=30_000, check_params_cb=state_is(SubscriptionState.INCOMPLETE)
-    ):
-        panel.subscribe_button.click()
-    (url,) = opened
-    page = httpx.get(url)
-    assert page.status_code == 200 and "Pay" in page.text
-    return url
-
-
-def pay(url: str) -> None:
-    """Press Pay on the fake provider's page (as the browser would post its form)."""
-    paid = httpx.post(url, data={"outcome": "pay"})
-    assert paid.status_code == 303
+    return open_tab(qtbot, desktop, tmp_path)
 
 
 def test_a_checkout_paid_in_the_browser_shows_by_itself(
@@ -173,3 +132,52 @@ def test_change_priced_first_then_cancel_resume_and_a_refusal(qtbot: QtBot, tab:
     assert refused.args[0] == "Сервер лицензий: такая запись уже есть"
     assert panel.error.isVisible() and panel.error.text() == refused.args[0]
     assert panel.values["state"].text() == "Активна"
+
+
+@pytest.mark.parametrize("server_clock", [FakeClock(datetime.now(UTC))])
+def test_a_declined_renewal_is_paid_now_at_a_checkout(
+    qtbot: QtBot, tab: Tab, desktop: Desktop, demo_backend: DemoBackend, server_clock: FakeClock
+) -> None:
+    """A month later the kept card is declined; "Pay now" pays at a checkout. The server, its
+    fake providers and the desktop share clocks the test moves."""
+    window, panel, model, opened = tab
+    fakes = demo_backend.payments
+    assert fakes is not None
+    url = subscribe(qtbot, window, ProviderName.STRIPE, opened)
+    with qtbot.wait_signal(
+        model.changed, timeout=30_000, check_params_cb=state_is(SubscriptionState.ACTIVE)
+    ):
+        pay(url)
+    assert not panel.pay_now_button.isVisible()
+
+    # A month later the kept card is declined: past due, with access until the grace ends.
+    (card,) = fakes.stripe.of_type("payment_method")
+    fakes.stripe.decline_card(card["id"], "insufficient_funds")
+    server_clock.advance(MONTH_S)
+    desktop.clock.advance(MONTH_S)
+    demo_backend.services.billing.renew_due()
+    desktop.sign_in()  # the month outlived the session
+    with qtbot.wait_signal(
+        model.changed, timeout=30_000, check_params_cb=state_is(SubscriptionState.PAST_DUE)
+    ):
+        panel.refresh_button.click()
+    assert panel.values["state"].text() == "Payment overdue"
+    assert "access stays until" in panel.note.text()
+    assert panel.pay_now_button.isVisible() and panel.pay_now_button.isEnabled()
+
+    # Pay now: the card is declined again, so the renewal's checkout opens in the "browser".
+    with qtbot.wait_signal(model.checkout_opened, timeout=30_000) as checkout:
+        panel.pay_now_button.click()
+    renewal = checkout.args[0]
+    assert opened == [url, renewal] and renewal != url
+    # Paid a minute later (the clocks stand still otherwise, and Stripe's event times are whole
+    # seconds: paid in the same instant, the payment would look older than the decline).
+    server_clock.advance(60)
+    desktop.clock.advance(60)
+    with qtbot.wait_signal(
+        model.changed, timeout=30_000, check_params_cb=state_is(SubscriptionState.ACTIVE)
+    ):
+        pay(renewal)
+    assert not panel.pay_now_button.isVisible() and not model.polling
+    statuses = [panel.invoices.item(row, 2).text() for row in range(panel.invoices.rowCount())]  # type: ignore[union-attr]
+    assert statuses == ["paid", "paid"]
