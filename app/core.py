@@ -26,6 +26,7 @@ from .broadcast_store import BroadcastStore
 from .catalog import N_, story
 from .clock import AsyncClock, SystemAsyncClock
 from .core_accounts import CoreAccounts
+from .core_billing import CoreBilling
 from .core_broadcasts import CoreBroadcasts
 from .core_config import CoreConfig
 from .core_license_file import LicenseFileMode
@@ -59,12 +60,13 @@ __all__ = [
 ]
 
 
-class Core(CoreAccounts, CoreBroadcasts, LicenseFileMode):
+class Core(CoreAccounts, CoreBroadcasts, CoreBilling, LicenseFileMode):
     """The desktop's services, on the engine loop. Create it inside that loop.
 
-    The accounts, the broadcasts and the license-file mode are parts of the core kept in their
-    own modules (:mod:`app.core_accounts`, :mod:`app.core_broadcasts`,
-    :mod:`app.core_license_file`); this class builds the state they share and owns the session.
+    The accounts, the broadcasts, billing and the license-file mode are parts of the core kept in
+    their own modules (:mod:`app.core_accounts`, :mod:`app.core_broadcasts`,
+    :mod:`app.core_billing`, :mod:`app.core_license_file`); this class builds the state they
+    share and owns the session.
     """
 
     def __init__(

@@ -18,6 +18,7 @@ import logging
 import secrets
 import threading
 import zipfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +43,8 @@ from .catalog import N_
 from .core_config import Pacing
 
 if TYPE_CHECKING:
+    from server_stub.fake_providers.demo import DemoProviders
+
     from .clock import AsyncClock
     from .core import Core
     from .transports.simulated import SimulatedNetwork
@@ -99,18 +102,20 @@ class ArtifactServer:
     """Serves bytes by path on a free loopback port, in a thread of its own (stdlib only)."""
 
     def __init__(self) -> None:
-        files: dict[str, bytes] = {}
+        files: dict[str, tuple[bytes, str]] = {}
 
         class Handler(BaseHTTPRequestHandler):
-            bodies: ClassVar[dict[str, bytes]] = files
+            bodies: ClassVar[dict[str, tuple[bytes, str]]] = files
 
             def do_GET(self) -> None:
-                body = self.bodies.get(self.path)
-                if body is None:
+                # A browser's return page may carry a query (the checkout's id): not part of it.
+                found = self.bodies.get(self.path.split("?", 1)[0])
+                if found is None:
                     self.send_error(404)
                     return
+                body, content_type = found
                 self.send_response(200)
-                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -132,9 +137,9 @@ class ArtifactServer:
         )
         self._thread.start()
 
-    def serve(self, path: str, body: bytes) -> str:
+    def serve(self, path: str, body: bytes, content_type: str = "application/zip") -> str:
         """Serve ``body`` at ``path``; returns its URL."""
-        self.files[path] = body
+        self.files[path] = (body, content_type)
         return self.url + path
 
     def stop(self) -> None:
@@ -154,7 +159,8 @@ class DemoMarketplace:
 
 @dataclass
 class DemoBackend:
-    """A running embedded backend with a demo user (and, usually, a demo marketplace)."""
+    """A running embedded backend with a demo user (and, usually, a demo marketplace and the
+    fake payment providers)."""
 
     url: str
     email: str
@@ -166,11 +172,14 @@ class DemoBackend:
     marketplace: DemoMarketplace | None = None
     #: The demo's license file and its license key (:func:`write_demo_license`).
     license_file: tuple[Path, str] | None = None
+    #: The fake Stripe and CloudPayments the demo's checkouts go to (``None``: billing is off).
+    payments: DemoProviders | None = None
+    #: What runs beside the backend (the artifacts' server, the fake providers): closed last.
+    resources: ExitStack = field(default_factory=ExitStack, repr=False)
 
     def stop(self) -> None:
-        if self.marketplace is not None:
-            self.marketplace.artifacts.stop()
         self.server.stop()
+        self.resources.close()
         self.services.ctx.engine.dispose()
 
 
@@ -191,8 +200,11 @@ def _backend_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def seed_demo_marketplace(services: Services, data_dir: Path) -> DemoMarketplace:
-    """Register the demo's tenant backend (or re-issue its admin token) and list the apps."""
+def seed_demo_marketplace(
+    services: Services, data_dir: Path, artifacts: ArtifactServer
+) -> DemoMarketplace:
+    """Register the demo's tenant backend (or re-issue its admin token) and list the apps,
+    their files served by ``artifacts``."""
     market = services.marketplace
     state_path = data_dir / "demo-marketplace.json"
     key_path = data_dir / "demo-marketplace-key.pem"
@@ -204,7 +216,6 @@ def seed_demo_marketplace(services: Services, data_dir: Path) -> DemoMarketplace
         created = market.create_backend("TGFlow demo", public_jwk(_backend_key(key_path)))
         backend_id, token = created.backend.id, created.admin_token.token
         state_path.write_text(json.dumps({"backend_id": backend_id}) + "\n", encoding="utf-8")
-    artifacts = ArtifactServer()
     listed = {app.id for app in market.list_apps()}
     for app_id, name, developer, description, prices, currency in DEMO_APPS:
         body = demo_artifact(app_id)
@@ -239,34 +250,56 @@ def start_demo_backend(
     email: str = DEMO_EMAIL,
     password: str | None = None,
     marketplace: bool = True,
+    payments: bool = True,
     **settings: object,
 ) -> DemoBackend:
     """Start the reference backend on SQLite under ``data_dir`` and seed the demo user.
 
     The demo user's password is new on every start (the previous one is replaced). With
     ``marketplace``, also the demo marketplace (:func:`seed_demo_marketplace`); its admin token
-    is new on every start too.
+    is new on every start too. With ``payments``, the fake Stripe and CloudPayments are served
+    first (their URLs and secrets go into the backend's settings), the demo's paid plans are
+    offered (:mod:`app.demo_billing`), and the fakes' webhooks are aimed at the backend once it
+    listens; the backend's own webhook worker applies them. ``settings`` override any of it.
     """
+    from .demo_billing import keep_paid_plan, seed_demo_plans, start_demo_providers
+
     data_dir.mkdir(parents=True, exist_ok=True)
-    server_settings = ServerSettings(
-        data_dir=data_dir,
-        log_json=False,
-        log_level="WARNING",
-        **settings,  # type: ignore[arg-type]
-    )
-    services = build_services(server_settings, clock)
-    password = password or secrets.token_urlsafe(12)
-    seed_demo_user(
-        services, password, email=email, monthly_quota=monthly_quota, max_devices=max_devices
-    )
-    pins = tuple(key.pin for key in services.ctx.keys.published())
-    market = seed_demo_marketplace(services, data_dir) if marketplace else None
+    # Everything that runs beside the backend, closed (in reverse) by DemoBackend.stop(), or
+    # here when the start fails half-way.
+    resources = ExitStack()
+    services: Services | None = None
     try:
+        artifacts = ArtifactServer()
+        resources.callback(artifacts.stop)
+        fakes: DemoProviders | None = None
+        payment_settings: dict[str, object] = {}
+        if payments:
+            fakes, payment_settings = start_demo_providers(resources, artifacts, clock)
+        server_settings = ServerSettings(
+            data_dir=data_dir,
+            log_json=False,
+            log_level="WARNING",
+            **{**payment_settings, **settings},  # type: ignore[arg-type]
+        )
+        services = build_services(server_settings, clock)
+        password = password or secrets.token_urlsafe(12)
+        seed_demo_user(
+            services, password, email=email, monthly_quota=monthly_quota, max_devices=max_devices
+        )
+        if payments:
+            seed_demo_plans(services)
+            keep_paid_plan(services, email)
+        pins = tuple(key.pin for key in services.ctx.keys.published())
+        market = seed_demo_marketplace(services, data_dir, artifacts) if marketplace else None
         server = EmbeddedServer(create_app(server_settings, clock=clock, services=services)).start()
     except BaseException:
-        if market is not None:
-            market.artifacts.stop()
+        resources.close()
+        if services is not None:
+            services.ctx.engine.dispose()
         raise
+    if fakes is not None:
+        fakes.deliver_to(server.url)
     log.info("demo backend at %s", server.url)
     return DemoBackend(
         url=server.url,
@@ -276,6 +309,8 @@ def start_demo_backend(
         services=services,
         server=server,
         marketplace=market,
+        payments=fakes,
+        resources=resources,
     )
 
 

@@ -4,8 +4,9 @@ Runs everything in this process, off screen: the reference backend with a demo u
 ``tgflow --demo`` does), the engine thread, a Core on the simulated Telegram with a fake clock
 (so the broadcast's pauses take no real time), and the main window. It signs in through the
 login dialog, adds simulated accounts, imports recipients, sends a short broadcast, takes apps
-from the demo marketplace, and grabs each tab; then signs out, activates the demo's license file
-through the login dialog and grabs the License panel in license-file mode.
+from the demo marketplace, subscribes to a plan paid at the fake payment provider, and grabs
+each tab; then signs out, activates the demo's license file through the login dialog and grabs
+the License panel in license-file mode.
 
     .venv/bin/python scripts/screenshots.py [--language ru|en] [--out docs/screenshots]
 """
@@ -21,12 +22,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 import keyring.backends.fail
 from PyQt6.QtCore import QEventLoop, QTimer, pyqtBoundSignal
 from PyQt6.QtWidgets import QAbstractItemView, QApplication, QWidget
@@ -80,6 +83,15 @@ def wait(signal: pyqtBoundSignal, action: Callable[[], object]) -> tuple[Any, ..
     if not got:
         raise TimeoutError(f"{signal} did not fire")
     return got[0]
+
+
+#: The fake provider's checkout form, as its Pay button sends it.
+PAY = {"outcome": "pay"}
+
+
+def billing_active(snapshot: Any) -> bool:
+    sub = None if snapshot is None else snapshot.subscription
+    return sub is not None and sub.state == "active"
 
 
 def settle(ms: int = 150) -> None:
@@ -191,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
             demo_license=demo_license,
             current_log=session_log.path,
+            # The checkout is paid below over HTTP, as the browser would; the tab asks often.
+            billing_opener=lambda _url: None,
+            billing_poll_ms=200,
         )
         window.resize(1200, 800)
         try:
@@ -266,6 +281,23 @@ def main(argv: list[str] | None = None) -> int:
             wait(model.license_changed, market.cards["notes"].purchase_button.click)
             settle(300)
             save(window, out / "marketplace.png")
+
+            # Plans & billing: "basic" paid on the fake Stripe's page (the tab sees it by itself),
+            # then a change to "pro" priced, waiting to be confirmed.
+            billing_panel = window.open_billing()
+            billing = window.billing
+            assert billing is not None
+            wait(billing.changed, lambda: window.tabs.setCurrentWidget(window.billing_tab))
+            billing_panel.select_plan("basic")
+            (url,) = wait(billing.checkout_opened, billing_panel.subscribe_button.click)
+            paid = False
+            while not billing_active(billing.snapshot):
+                # Pay once; after that each refresh of the tab comes by itself.
+                wait(billing.changed, dict if paid else partial(httpx.post, url, data=PAY))
+                paid = True
+            billing_panel.select_plan("pro")
+            wait(billing.preview_ready, billing_panel.change_button.click)
+            save(window, out / "billing.png")
 
             window.tabs.setCurrentWidget(window.logs_panel)
             wait(window.logs.log_loaded, window.logs.refresh)

@@ -1,5 +1,5 @@
-"""The main window: the License, Accounts, Broadcast, Marketplace, Logs and Settings panels, the
-login dialog and the language switch.
+"""The main window: the License, Accounts, Broadcast, Marketplace, Plans & billing, Logs and
+Settings panels, the login dialog and the language switch.
 
 Contract with the entry point: build it in the GUI thread once the engine runs and the core lives
 on the engine loop, then call :meth:`MainWindow.start`. It shows the window, signs in again with
@@ -9,6 +9,7 @@ the stored session when there is one, and otherwise opens the login dialog (pref
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,8 +47,10 @@ from .style import load_style_sheet
 if TYPE_CHECKING:
     from app.config import Settings
     from app.core import Core, LicenseSnapshot
+    from app.viewmodels.billing import BillingViewModel
     from app.viewmodels.marketplace import MarketplaceViewModel
 
+    from .billing_panel import BillingPanel
     from .marketplace_panel import MarketplacePanel
 
 _TAB_KEYS = (
@@ -55,6 +58,7 @@ _TAB_KEYS = (
     N_("tab.accounts"),
     N_("tab.broadcast"),
     N_("tab.marketplace"),
+    N_("tab.billing"),
     N_("tab.logs"),
     N_("tab.settings"),
 )
@@ -74,6 +78,8 @@ class MainWindow(QMainWindow):
         marketplace_defaults: tuple[str, str] | None = None,
         demo_license: tuple[Path, str] | None = None,
         current_log: Path | None = None,
+        billing_opener: Callable[[str], None] | None = None,
+        billing_poll_ms: int | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -134,6 +140,13 @@ class MainWindow(QMainWindow):
         self.marketplace_tab = QWidget()
         self.marketplace_tab.setObjectName("marketplaceTab")
         QVBoxLayout(self.marketplace_tab).setContentsMargins(0, 0, 0, 0)
+        # The same for "Plans & billing"; its checkout opener and poll interval are injectable.
+        self.billing: BillingViewModel | None = None
+        self.billing_panel: BillingPanel | None = None
+        self._billing_options = (billing_opener, billing_poll_ms)
+        self.billing_tab = QWidget()
+        self.billing_tab.setObjectName("billingTab")
+        QVBoxLayout(self.billing_tab).setContentsMargins(0, 0, 0, 0)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
         self.tabs.setDocumentMode(True)
@@ -142,6 +155,7 @@ class MainWindow(QMainWindow):
             self.accounts_panel,
             self.broadcast_panel,
             self.marketplace_tab,
+            self.billing_tab,
             self.logs_panel,
             self.settings_panel,
         ):
@@ -288,6 +302,8 @@ class MainWindow(QMainWindow):
             if line.text() == not_signed_in:
                 line.hide()
         self.license.set_snapshot(snapshot)
+        if self.billing is not None and snapshot.license_file is None:
+            self.billing.refresh()
         self.accounts.refresh()
         self.broadcast.refresh_broadcasts()
         self.broadcast.suppression.refresh()
@@ -296,6 +312,8 @@ class MainWindow(QMainWindow):
 
     def _signed_out(self) -> None:
         self.license.set_snapshot(None)
+        if self.billing is not None:
+            self.billing.stop_polling()
         self._show_session()
         self.show_login()
 
@@ -312,6 +330,8 @@ class MainWindow(QMainWindow):
         facts = None if snapshot is None else snapshot.license_file
         index = self.tabs.indexOf(self.marketplace_tab)
         self.tabs.setTabEnabled(index, facts is None or MODULE_MARKETPLACE in facts.modules)
+        # A license file is paid for outside the program: there is no account to bill.
+        self.tabs.setTabEnabled(self.tabs.indexOf(self.billing_tab), facts is None)
 
     def _show_session(self) -> None:
         tr = self._tr.tr
@@ -341,6 +361,8 @@ class MainWindow(QMainWindow):
             self.logs.refresh()
         elif widget is self.marketplace_tab:
             self.open_marketplace()
+        elif widget is self.billing_tab:
+            self.open_billing()
 
     def open_marketplace(self) -> MarketplacePanel:
         """Build the Marketplace panel (once); it reads the stored connection when shown."""
@@ -362,6 +384,28 @@ class MainWindow(QMainWindow):
             assert layout is not None
             layout.addWidget(self.marketplace_panel)
         return self.marketplace_panel
+
+    def open_billing(self) -> BillingPanel:
+        """Build the "Plans & billing" panel (once); it loads when shown."""
+        if self.billing_panel is None:
+            from app.viewmodels.billing import POLL_INTERVAL_MS, BillingViewModel, open_in_browser
+
+            from .billing_panel import BillingPanel
+
+            opener, poll_ms = self._billing_options
+            self.billing = BillingViewModel(
+                self._engine,
+                self._core,
+                self._tr,
+                self,
+                opener=opener or open_in_browser,
+                poll_interval_ms=poll_ms or POLL_INTERVAL_MS,
+            )
+            self.billing_panel = BillingPanel(self.billing, self._tr)
+            layout = self.billing_tab.layout()
+            assert layout is not None
+            layout.addWidget(self.billing_panel)
+        return self.billing_panel
 
     # --- language -------------------------------------------------------------------------------
 

@@ -20,12 +20,12 @@ from PyQt6.QtWidgets import (
 )
 
 from app.i18n import N_, Translator
+from app.viewmodels.formatting import format_price
 from app.viewmodels.marketplace import (
     PAID_PLANS,
     AppCard,
     MarketplaceState,
     MarketplaceViewModel,
-    format_price,
 )
 
 _PLAN_KEYS = {

@@ -3,8 +3,6 @@ in license-file mode the file's modules and limits, replacing and deactivating i
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,17 +11,18 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from app.engine import Engine
 from app.i18n import Translator
 
-from .base import EngineBound
+from .queued import QueuedWork
 
 if TYPE_CHECKING:
     from app.core import Core, LicenseSnapshot
     from app.license_online import OnlineEvent
 
 
-class LicenseViewModel(EngineBound):
+class LicenseViewModel(QueuedWork):
+    """The user's actions asked for while other work runs (a heartbeat's refresh, say) run in
+    turn once it ends, never dropped (:class:`QueuedWork`)."""
+
     changed = pyqtSignal(object)
-    failed = pyqtSignal(str)
-    busy_changed = pyqtSignal(bool)
     #: A newer license file replaced the one in use (its file version).
     replaced = pyqtSignal(int)
     #: The license file was deactivated: the program is no longer licensed.
@@ -35,22 +34,12 @@ class LicenseViewModel(EngineBound):
         super().__init__(engine, translator, parent)
         self._core = core
         self._snapshot: LicenseSnapshot | None = None
-        self._busy = False
         # The heartbeats' outcomes (license-file mode), on the engine thread.
         engine.call_soon(lambda: core.subscribe_online(self._heard))
-        #: A word from the license server arrived while busy: refresh once done.
-        self._stale = False
-        #: The user's actions asked for while other work ran (a heartbeat's refresh, say): they
-        #: run in turn once it ends, never dropped.
-        self._pending: deque[Callable[[], bool]] = deque()
 
     @property
     def snapshot(self) -> LicenseSnapshot | None:
         return self._snapshot
-
-    @property
-    def busy(self) -> bool:
-        return self._busy
 
     def set_snapshot(self, snapshot: LicenseSnapshot | None) -> None:
         """Show ``snapshot`` (given by a sign-in); ``None`` after signing out."""
@@ -75,12 +64,12 @@ class LicenseViewModel(EngineBound):
             self._stale = True
             return False
         self._set_busy(True)
-        if self._refresh_now():
+        if self._reload():
             return True
         self._set_busy(False)
         return False
 
-    def _refresh_now(self) -> bool:
+    def _reload(self) -> bool:
         return self.submit(self._core.license_snapshot(), self._got, self._failed, what="license")
 
     def deactivate_device(self, device_id: str) -> bool:
@@ -125,30 +114,6 @@ class LicenseViewModel(EngineBound):
             )
         )
 
-    def _act(self, start: Callable[[], bool]) -> bool:
-        """Run an action now, or after the work running (a heartbeat's refresh may be): an
-        action is never dropped because something else was busy. ``False``: the engine has
-        stopped (the program is closing)."""
-        if self._busy:
-            self._pending.append(start)
-            return True
-        self._set_busy(True)
-        if start():
-            return True
-        self._set_busy(False)
-        return False
-
-    def _next(self) -> None:
-        """The work running ended: start what waited (the user's actions, then a refresh)."""
-        while self._pending:
-            if self._pending.popleft()():
-                return
-        if self._stale:
-            self._stale = False
-            if self._refresh_now():
-                return
-        self._set_busy(False)
-
     def _replaced(self, snapshot: LicenseSnapshot) -> None:
         self.set_snapshot(snapshot)
         if snapshot.license_file is not None:
@@ -163,18 +128,6 @@ class LicenseViewModel(EngineBound):
         self.set_snapshot(None)
         self.deactivated.emit()
 
-    def _set_busy(self, busy: bool) -> None:
-        if busy != self._busy:
-            self._busy = busy
-            self.busy_changed.emit(busy)
-
     def _got(self, snapshot: LicenseSnapshot) -> None:
         self.set_snapshot(snapshot)
         self._next()
-
-    def _failed(self, message: str) -> None:
-        self.failed.emit(message)
-        self._next()
-
-    def report_error(self, message: str) -> None:
-        self.failed.emit(message)

@@ -47,28 +47,6 @@ APPS_DIR: Final = "apps"
 PAID_PLANS: Final = ("monthly", "yearly", "perpetual")
 #: License states that allow installing (docs/marketplace.md, "License lifecycle").
 INSTALLABLE: Final = frozenset({"trial", "active"})
-#: Currencies whose minor unit is not 1/100 (ISO 4217); every other has two decimals.
-_MINOR_DIGITS: Final = {
-    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0,
-    "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0, "TND": 3, "UGX": 0,
-    "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-}  # fmt: skip
-
-
-def format_price(minor: int | None, currency: str, tr: Translator) -> str:
-    """``9.90 USD`` from 990 minor units; ``free`` for 0; ``—`` for a plan not offered."""
-    if minor is None:
-        return "—"
-    if minor == 0:
-        return tr.tr("marketplace.price.free")
-    digits = _MINOR_DIGITS.get(currency, 2)
-    whole, part = divmod(minor, 10**digits)
-    amount = f"{whole:,}".replace(",", "\u202f")
-    if digits:
-        amount += tr.tr("format.decimal_point") + f"{part:0{digits}d}"
-    return f"{amount} {currency}"
-
-
 # --- plain data the panel shows (built on the engine, from the wire models) ---------------------
 
 

@@ -20,6 +20,7 @@ from app.antispam import FloodPolicy
 from app.clock import FakeAsyncClock
 from app.config import Settings
 from app.demo import DEMO_PACING, demo_network, prepare_demo_window, seed_demo_desktop
+from app.demo_billing import DEMO_PLANS
 from app.htmllog import SessionLog, SessionLogHandler
 from app.i18n import Translator
 from app.transports.simulated import SimulatedNetwork
@@ -82,6 +83,7 @@ def test_every_panel_speaks_one_language(
     backend = desktop.backend
     assert backend.marketplace is not None
     settings_path = tmp_path / "settings.ini"
+    opened: list[str] = []
     window = MainWindow(
         desktop.engine,
         core,
@@ -92,12 +94,15 @@ def test_every_panel_speaks_one_language(
         demo_credentials=(backend.email, backend.password),
         marketplace_defaults=(backend.url, backend.marketplace.admin_token),
         current_log=session_log.path,
+        billing_opener=opened.append,
     )
     qtbot.addWidget(window)
     window.resize(1200, 800)
     # The test's own values (addresses, names, the message) are data, not the window's language.
     # The plan's name ("demo") is the server's.
     data = [backend.email, backend.url, str(tmp_path), "TGFlow", "Demo", "demo", "test desktop"]
+    # So are the plans' names (the default plan of new accounts is called "free").
+    data += [plan.name for plan in DEMO_PLANS] + ["free"]
     found: list[tuple[str, ...]] = []
 
     # The login dialog, with a refused sign-in's message (a server problem by its code).
@@ -142,6 +147,17 @@ def test_every_panel_speaks_one_language(
     with qtbot.wait_signal(market.changed, timeout=30_000):
         window.marketplace_panel.refresh_button.click()  # type: ignore[union-attr]
     check(window, language, "marketplace", data, found)
+
+    # Plans & billing, with a checkout opened and not paid yet (its state, note and invoice).
+    window.tabs.setCurrentWidget(window.billing_tab)
+    billing, billing_panel = window.billing, window.billing_panel
+    assert billing is not None and billing_panel is not None
+    qtbot.wait_until(lambda: billing.snapshot is not None, timeout=30_000)
+    billing_panel.select_plan("basic")
+    with qtbot.wait_signal(billing.changed, timeout=30_000):
+        billing_panel.subscribe_button.click()
+    assert opened and billing_panel.waiting.isVisible()
+    check(window, language, "billing", data, found)
 
     # Settings: a bad value is refused with the file, the key and the reason.
     window.tabs.setCurrentWidget(window.settings_panel)

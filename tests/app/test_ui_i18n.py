@@ -106,7 +106,15 @@ def test_switching_the_language_relabels_the_window_and_is_kept(
     )
     qtbot.addWidget(window)
     tabs = [window.tabs.tabText(i) for i in range(window.tabs.count())]
-    assert tabs == ["Лицензия", "Аккаунты", "Рассылка", "Маркетплейс", "Журналы", "Настройки"]
+    assert tabs == [
+        "Лицензия",
+        "Аккаунты",
+        "Рассылка",
+        "Маркетплейс",
+        "Тарифы и оплата",
+        "Журналы",
+        "Настройки",
+    ]
     assert window.broadcast_panel.start_button.text() == "Начать"
     assert window.language_actions["ru"].isChecked()
 
@@ -114,7 +122,15 @@ def test_switching_the_language_relabels_the_window_and_is_kept(
         window.language_actions["en"].trigger()
 
     tabs = [window.tabs.tabText(i) for i in range(window.tabs.count())]
-    assert tabs == ["License", "Accounts", "Broadcast", "Marketplace", "Logs", "Settings"]
+    assert tabs == [
+        "License",
+        "Accounts",
+        "Broadcast",
+        "Marketplace",
+        "Plans and billing",
+        "Logs",
+        "Settings",
+    ]
     assert window.broadcast_panel.start_button.text() == "Start"
     assert window.accounts_panel.send_code_button.text() == "Send code"
     assert window.settings_panel.save_button.text() == "Save"

@@ -50,6 +50,12 @@ LATIN_ALLOWED = (
     "sha256",
     "base64url",
     "Excel",
+    # Payment providers and ISO 4217 currency codes.
+    "Stripe",
+    "CloudPayments",
+    "USD",
+    "EUR",
+    "RUB",
     "tgflow-server keys pins",
     "English",
     "e-mail",

@@ -194,6 +194,16 @@ class BillingEvents:
             return self._refunded(session, sub, event)
         payment, repeated = self._record_payment(session, sub, invoice, event, now)
         if repeated:
+            # Stripe announces the payment (payment_intent.succeeded, which starts the
+            # subscription) before the checkout that names the kept card: the same payment, but
+            # its card is kept all the same, or nothing could ever be renewed on it.
+            if (
+                kind is EventKind.CHECKOUT_COMPLETED
+                and event.payment_method_ref
+                and not sub.payment_method_ref
+            ):
+                sub.payment_method_ref = event.payment_method_ref[:255]
+                return ApplyOutcome.DUPLICATE, "payment applied before; card kept"
             return ApplyOutcome.DUPLICATE, "payment applied before"
         if sub.last_event_at is not None and event.occurred_at < sub.last_event_at:
             return ApplyOutcome.STALE, f"older than {sub.last_event_at.isoformat()}"
