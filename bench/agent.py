@@ -75,7 +75,7 @@ async def measure(
             start = time.perf_counter()
             jwt.decode(
                 lic.info.lease,
-                key.public_key,  # type: ignore[arg-type]
+                key.public_key,
                 algorithms=["RS256"],
                 audience="tgflow-lease",
                 options={"verify_exp": True},
