@@ -184,7 +184,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("plans") as batch:
+    # Natively (SQLite 3.35+): a batch "recreate" of plans would copy billing's CHECKs as
+    # table constraints, and 0011's downgrade could then no longer drop their columns.
+    with op.batch_alter_table("plans", recreate="never") as batch:
         batch.drop_column("topup_messages_per_point")
     op.drop_index("ix_points_lots_user_open", table_name="points_lots")
     op.drop_index("ix_points_lots_expires_at", table_name="points_lots")
