@@ -151,6 +151,11 @@ def create_app(
     app.state.services = services
     install_handlers(app)
     for router in (
+        # First: a provider's burst of webhooks is the hottest POST, and a request is matched
+        # against every route before its own (each router's routes in turn: webhooks last cost
+        # it ~110 route checks, 0.1 ms). Only its paths start with /webhooks/, so its place
+        # shadows nothing; the two checks it puts before every other request cost microseconds.
+        webhooks.router,
         # Before any router with ``/licenses/{license_key}``: ``/licenses/revocation-list`` and
         # ``/licenses/revoke`` are fixed paths, not license keys.
         # Before portal_licenses: /staff/licenses/export is not a license reference.
@@ -177,7 +182,6 @@ def create_app(
         points.router,
         points_staff.router,
         profile.router,
-        webhooks.router,
         system.router,
     ):
         app.include_router(router)

@@ -21,6 +21,7 @@ log = logging.getLogger("tgflow.server.db")
 _MIGRATION_LOCK_KEY = 0x7467666C6F77
 READ_ONLY_OPTION = "tgflow_read_only"
 _WRITE_LOCK = "tgflow_write_lock"
+_AUTOCOMMIT = "tgflow_autocommit_engine"
 #: Connections kept per worker: one per thread of the request thread pool (AnyIO's 40).
 POOL_SIZE = 40
 POOL_OVERFLOW = 10
@@ -89,7 +90,10 @@ def make_sessionmaker(
         # open, so reads lose nothing in autocommit and save the BEGIN and COMMIT round trips.
         options["isolation_level"] = "AUTOCOMMIT"
     bind = engine.execution_options(**options) if read_only else engine
-    info = {}
+    info: dict[str, Any] = {}
+    if not read_only and is_postgres(engine):
+        # For one_statement(): built once, as an engine with options costs a copy to build.
+        info[_AUTOCOMMIT] = engine.execution_options(isolation_level="AUTOCOMMIT")
     if not read_only and engine.dialect.name == "sqlite":
         # SQLite admits one writer; its busy handler lets waiting writers poll with sleeps of
         # up to 100 ms, which leaves the lock idle and makes latency unfair. Queueing this
@@ -116,6 +120,26 @@ def write_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
     lock = factory.kw.get("info", {}).get(_WRITE_LOCK)
     engine: Engine = factory.kw["bind"]
     with lock or nullcontext(), engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def one_statement(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A Core connection of the write ``factory`` for ONE writing statement, committed when the
+    statement completes.
+
+    On PostgreSQL the connection is in autocommit: a single statement is a transaction of its
+    own, committed (its WAL flushed, as any commit) before ``execute`` returns, and the BEGIN and
+    COMMIT round trips are saved. Two statements on it would be two transactions: use
+    :func:`write_connection` for more than one. On SQLite it is :func:`write_connection`'s
+    transaction (``BEGIN IMMEDIATE`` after this process's writer lock).
+    """
+    autocommit: Engine | None = factory.kw.get("info", {}).get(_AUTOCOMMIT)
+    if autocommit is None:
+        with write_connection(factory) as conn:
+            yield conn
+        return
+    with autocommit.connect() as conn:
         yield conn
 
 
