@@ -1,6 +1,7 @@
 """The "Plans & billing" panel: the subscription and its dates, the plans on offer with Subscribe
-and Change plan (its prorated amount shown before it is confirmed), Cancel and Resume, and the
-invoices with their payments. It only shows and forwards; :mod:`app.viewmodels.billing` works."""
+and Change plan (its prorated amount shown before it is confirmed), Cancel and Resume, the points
+(:mod:`app.ui.points_box`), and the invoices with their payments. It only shows and forwards;
+:mod:`app.viewmodels.billing` works."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from app.viewmodels.billing import BillingViewModel
 from app.viewmodels.billing_text import BillingText
 
 from .error_line import reserve_space
+from .points_box import PointsBox
 
 if TYPE_CHECKING:
     from agent.protocol import CustomerInvoiceOut, PlanChangeOut, PlanOut, SubscriptionOut
@@ -178,6 +180,9 @@ class BillingPanel(QWidget):
         self.invoices.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         invoices.addWidget(self.invoices)
 
+        # --- points: the balance, its history, converting points into messages
+        self.points = PointsBox(model, translator)
+
         # --- the tab's own line
         self.waiting = QLabel()
         self.waiting.setObjectName("hint")
@@ -196,6 +201,7 @@ class BillingPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._subscription_box)
         layout.addWidget(self._plans_box)
+        layout.addWidget(self.points)
         layout.addWidget(self._invoices_box, 1)
         layout.addLayout(actions)
 
