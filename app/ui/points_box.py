@@ -9,14 +9,11 @@ from typing import TYPE_CHECKING, Final
 
 from PyQt6.QtWidgets import (
     QAbstractItemView,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QSpinBox,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -24,6 +21,8 @@ from PyQt6.QtWidgets import (
 
 from app.i18n import N_, Translator
 from app.viewmodels.points_text import PointsText
+
+from .billing_widgets import confirm_frame, table
 
 if TYPE_CHECKING:
     from app.core_billing import BillingSnapshot
@@ -60,15 +59,8 @@ class PointsBox(QGroupBox):
         top.addWidget(self.aside)
         top.addStretch(1)
 
-        self.history = QTableWidget(0, len(_HISTORY_COLUMNS))
-        self.history.setObjectName("pointsHistory")
-        self.history.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        self.history.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.history = table(len(_HISTORY_COLUMNS), "pointsHistory", stretch=3)
         self.history.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        header = self.history.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
 
         self._convert_label = QLabel()
         self.spin = QSpinBox()
@@ -85,20 +77,11 @@ class PointsBox(QGroupBox):
         convert.addWidget(self.rate, 1)
         convert.addWidget(self.convert_button)
         # What the points buy, shown before anything is spent.
-        self.confirm_box = QFrame()
-        self.confirm_box.setFrameShape(QFrame.Shape.StyledPanel)
-        self.confirm_text = QLabel()
-        self.confirm_text.setWordWrap(True)
-        self.confirm_button = QPushButton()
-        self.confirm_button.setObjectName("primary")
+        confirm = confirm_frame("pointsConfirm")
+        self.confirm_box, self.confirm_text = confirm.frame, confirm.text
+        self.confirm_button, self.back_button = confirm.confirm, confirm.back
         self.confirm_button.clicked.connect(self._confirm)
-        self.back_button = QPushButton()
         self.back_button.clicked.connect(self.confirm_box.hide)
-        confirm = QHBoxLayout(self.confirm_box)
-        confirm.addWidget(self.confirm_text, 1)
-        confirm.addWidget(self.confirm_button)
-        confirm.addWidget(self.back_button)
-        self.confirm_box.hide()
         self.done = QLabel()
         self.done.setObjectName("ok")
         self.done.hide()
