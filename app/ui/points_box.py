@@ -120,7 +120,7 @@ class PointsBox(QGroupBox):
         self.confirm_button.setText(tr("points.confirm_button"))
         self.back_button.setText(tr("billing.back"))
         self._show(self._vm.snapshot)
-        if self.confirm_box.isVisible():
+        if not self.confirm_box.isHidden():
             self.confirm_text.setText(self._text.confirm(self._rate(), self.spin.value()))
 
     def _show(self, snapshot: BillingSnapshot | None) -> None:
