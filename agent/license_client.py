@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -55,6 +55,9 @@ from agent.tokens import AccessTokenClaims, LeaseClaims, TokenVerifier, device_c
 from agent.usage_http import HttpUsageBackend, problem_error
 
 logger = logging.getLogger("tgflow.agent.client")
+
+#: A query parameter's value; a sequence repeats the parameter (``kind=a&kind=b``).
+QueryValue = str | int | Sequence[str]
 
 _Model = TypeVar("_Model", bound=BaseModel)
 _T = TypeVar("_T")
@@ -268,7 +271,7 @@ class AsyncLicenseClient:
         model: type[_Model] | None,
         *,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, QueryValue] | None = None,
     ) -> _Model | None:
         """One call with this session's access token, for the agent's other clients (billing).
 
@@ -353,7 +356,7 @@ class AsyncLicenseClient:
         bearer: bool = False,
         not_idempotent: bool = False,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, QueryValue] | None = None,
     ) -> _Model | None:
         sent = dict(headers or {})
         if bearer:

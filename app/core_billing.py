@@ -1,5 +1,6 @@
 """Subscription billing of :class:`app.core.Core`: the plans on offer, the account's
-subscription, checkout, plan changes with their prorated amounts, cancel and resume, invoices.
+subscription, checkout, plan changes with their prorated amounts, cancel and resume, invoices;
+and the points wallet shown beside them (balance, history, converting points into messages).
 
 A part of the core kept in its own module, like :mod:`app.core_accounts`; :class:`Core` derives
 from :class:`CoreBilling`. The requests go through the agent's billing client, which shares the
@@ -18,6 +19,8 @@ from agent.protocol import (
     CustomerInvoiceOut,
     PlanChangeOut,
     PlanOut,
+    PointsBalance,
+    PointsEntryOut,
     ProviderName,
     SubscriptionOut,
 )
@@ -28,6 +31,7 @@ from .core_types import NotSignedIn
 if TYPE_CHECKING:
     from agent.billing_client import AsyncBillingClient
     from agent.client import AsyncLicenseClient
+    from agent.points_client import AsyncPointsClient
 
 log = logging.getLogger("tgflow.core")
 
@@ -35,6 +39,8 @@ log = logging.getLogger("tgflow.core")
 PROVIDER_NAMES = {ProviderName.STRIPE: "Stripe", ProviderName.CLOUDPAYMENTS: "CloudPayments"}
 #: How many invoices the tab shows (the newest).
 INVOICES_SHOWN = 20
+#: How many changes of the points balance the tab shows (the newest).
+POINTS_HISTORY_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,31 @@ class BillingSnapshot:
     invoices: tuple[CustomerInvoiceOut, ...]
     #: The plan the license is on now (an operator may have assigned one without billing).
     license_plan: str | None
+    #: The points wallet (``None``: not read).
+    points: PointsBalance | None = None
+    #: The newest changes of the points balance first.
+    points_history: tuple[PointsEntryOut, ...] = ()
+
+    def topup_rate(self) -> int | None:
+        """How many messages one point buys on the license's plan; ``None``: unknown (a plan
+        assigned by an operator is not on offer, so its rate is not published — the server
+        applies it when converting)."""
+        name = self.license_plan
+        if name is None and self.subscription is not None:
+            name = self.subscription.plan
+        for plan in self.plans:
+            if plan.name == name:
+                return plan.topup_messages_per_point
+        return None
+
+
+@dataclass(frozen=True)
+class Converted:
+    """Points converted into messages of the current period, and the tab reloaded."""
+
+    points: int
+    messages: int
+    snapshot: BillingSnapshot
 
 
 class CoreBilling:
@@ -57,6 +88,7 @@ class CoreBilling:
     client: AsyncLicenseClient
     _signed_in: bool
     _billing_client: AsyncBillingClient | None = None
+    _points_client: AsyncPointsClient | None = None
 
     def _need_account(self) -> None:
         # A license file (no account) is paid for outside the program: nothing to bill.
@@ -72,19 +104,41 @@ class CoreBilling:
             self._billing_client = AsyncBillingClient(self.client)
         return self._billing_client
 
+    @property
+    def points(self) -> AsyncPointsClient:
+        """The points client, on the license client's session (built on first use)."""
+        if self._points_client is None:
+            from agent.points_client import AsyncPointsClient
+
+            self._points_client = AsyncPointsClient(self.client)
+        return self._points_client
+
     async def billing_snapshot(self) -> BillingSnapshot:
-        """The plans, the subscription, the newest invoices and the license's plan."""
+        """The plans, the subscription, the newest invoices, the license's plan and the points
+        (balance and newest changes)."""
         self._need_account()
         plans = await self.billing.plans()
         subscription = await self.billing.status()
         page = await self.billing.invoices(limit=INVOICES_SHOWN)
         license_plan = (await self.client.license()).info.plan
+        balance = await self.points.balance()
+        history = await self.points.history(limit=POINTS_HISTORY_SHOWN)
         return BillingSnapshot(
             plans=tuple(plans.plans),
             subscription=subscription,
             invoices=tuple(page.invoices),
             license_plan=license_plan,
+            points=balance,
+            points_history=tuple(history.entries),
         )
+
+    async def convert_points(self, points: int) -> Converted:
+        """Convert ``points`` into extra messages of the current period at the plan's rate;
+        the tab's content reloaded after it (the License tab reads its quota itself)."""
+        self._need_account()
+        done = await self.points.topup(points)
+        story(log, N_("log.points.converted"), points=points, messages=done.messages)
+        return Converted(points, done.messages, await self.billing_snapshot())
 
     async def billing_status(self) -> SubscriptionOut | None:
         """Only the subscription (what the tab polls while a payment is awaited)."""

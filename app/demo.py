@@ -257,12 +257,19 @@ def start_demo_backend(
 
     The demo user's password is new on every start (the previous one is replaced). With
     ``marketplace``, also the demo marketplace (:func:`seed_demo_marketplace`); its admin token
-    is new on every start too. With ``payments``, the fake Stripe and CloudPayments are served
-    first (their URLs and secrets go into the backend's settings), the demo's paid plans are
-    offered (:mod:`app.demo_billing`), and the fakes' webhooks are aimed at the backend once it
-    listens; the backend's own webhook worker applies them. ``settings`` override any of it.
+    is new on every start too. The demo user is granted points once, and the demo plan sells
+    messages for them (:func:`app.demo_billing.seed_demo_points`). With ``payments``, the fake
+    Stripe and CloudPayments are served first (their URLs and secrets go into the backend's
+    settings), the demo's paid plans are offered (:mod:`app.demo_billing`), and the fakes'
+    webhooks are aimed at the backend once it listens; the backend's own webhook worker applies
+    them. ``settings`` override any of it.
     """
-    from .demo_billing import keep_paid_plan, seed_demo_plans, start_demo_providers
+    from .demo_billing import (
+        keep_paid_plan,
+        seed_demo_plans,
+        seed_demo_points,
+        start_demo_providers,
+    )
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # Everything that runs beside the backend, closed (in reverse) by DemoBackend.stop(), or
@@ -287,6 +294,7 @@ def start_demo_backend(
         seed_demo_user(
             services, password, email=email, monthly_quota=monthly_quota, max_devices=max_devices
         )
+        seed_demo_points(services, email)
         if payments:
             seed_demo_plans(services)
             keep_paid_plan(services, email)

@@ -1,5 +1,6 @@
 """The demo's subscription billing: paid plans on offer, the fake payment providers' settings,
-and the pages the payer's browser returns to after the fake provider's checkout.
+the pages the payer's browser returns to after the fake provider's checkout, and the demo user's
+points (granted once, convertible into messages at every demo plan's rate).
 
 The fake Stripe and CloudPayments (``server_stub.fake_providers``) run in the demo's process on
 free loopback ports: a checkout opened from the "Plans & billing" tab is their hosted page, whose
@@ -24,6 +25,7 @@ from server_stub.services.auth import normalise_email
 from server_stub.services.billing.contract import Interval
 from server_stub.services.billing.entitlement import project
 from server_stub.services.billing.plans import PlanChanges, PlanSpec
+from server_stub.services.points.ledger import Kind
 
 if TYPE_CHECKING:
     from server_stub.clock import Clock
@@ -35,6 +37,11 @@ if TYPE_CHECKING:
 DEMO_ACTOR: Final = "system:demo"
 #: The demo plan the demo user is assigned (``server_stub.demo``): not for sale.
 _ASSIGNED_PLAN: Final = "demo"
+#: Extra messages one point buys on every demo plan (``POST /usage/topup``).
+DEMO_TOPUP_RATE: Final = 10
+#: The points the demo user is granted, once (the key makes a restart's grant a replay).
+DEMO_POINTS: Final = 500
+_DEMO_POINTS_KEY: Final = "demo:welcome-points"
 
 
 def _paid_plan(
@@ -49,6 +56,7 @@ def _paid_plan(
         currency="USD",
         interval=per,
         rank=rank,
+        topup_messages_per_point=DEMO_TOPUP_RATE,
     )
 
 
@@ -90,6 +98,27 @@ def seed_demo_plans(services: Services) -> None:
         plans.change(DEMO_ACTOR, spec.name, PlanChanges(**values))
     with suppress(NotFound):
         plans.retire(DEMO_ACTOR, _ASSIGNED_PLAN)
+
+
+def seed_demo_points(services: Services, email: str) -> None:
+    """The demo user's plan sells messages for points (:data:`DEMO_TOPUP_RATE`), and the user
+    has :data:`DEMO_POINTS` to try it with: granted on the first start only (an idempotency key
+    of the user's wallet), so what a demo run spent stays spent."""
+    with suppress(NotFound):
+        services.billing.plans.change(
+            DEMO_ACTOR, _ASSIGNED_PLAN, PlanChanges(topup_messages_per_point=DEMO_TOPUP_RATE)
+        )
+    with transaction(services.ctx.read) as session:
+        user_id = session.scalar(select(User.id).where(User.email == normalise_email(email)))
+    if user_id is not None:
+        services.points.credit(
+            user_id,
+            DEMO_POINTS,
+            kind=Kind.GRANT,
+            actor=DEMO_ACTOR,
+            reason="demo points",
+            idempotency_key=_DEMO_POINTS_KEY,
+        )
 
 
 def keep_paid_plan(services: Services, email: str) -> None:

@@ -1,6 +1,7 @@
 """The "Plans & billing" panel: the subscription and its dates, the plans on offer with Subscribe
-and Change plan (its prorated amount shown before it is confirmed), Cancel and Resume, and the
-invoices with their payments. It only shows and forwards; :mod:`app.viewmodels.billing` works."""
+and Change plan (its prorated amount shown before it is confirmed), Cancel and Resume, the points
+(:mod:`app.ui.points_box`), and the invoices with their payments. It only shows and forwards;
+:mod:`app.viewmodels.billing` works."""
 
 from __future__ import annotations
 
@@ -12,13 +13,10 @@ from PyQt6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -30,7 +28,9 @@ from app.i18n import N_, Translator
 from app.viewmodels.billing import BillingViewModel
 from app.viewmodels.billing_text import BillingText
 
+from .billing_widgets import confirm_frame, fit_rows, table
 from .error_line import reserve_space
+from .points_box import PointsBox
 
 if TYPE_CHECKING:
     from agent.protocol import CustomerInvoiceOut, PlanChangeOut, PlanOut, SubscriptionOut
@@ -64,26 +64,6 @@ _OVER = frozenset(
         SubscriptionState.CANCELED,
     }
 )
-
-
-def _table(columns: int, name: str, stretch: int) -> QTableWidget:
-    table = QTableWidget(0, columns)
-    table.setObjectName(name)
-    table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    header = table.horizontalHeader()
-    assert header is not None
-    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
-    return table
-
-
-def _fit_rows(table: QTableWidget) -> None:
-    """As tall as its rows (a few plans): nothing to scroll to."""
-    header = table.horizontalHeader()
-    rows = sum(table.rowHeight(row) for row in range(table.rowCount()))
-    extra = 2 * table.frameWidth() + (0 if header is None else header.height())
-    table.setFixedHeight(rows + extra)
 
 
 class BillingPanel(QWidget):
@@ -126,7 +106,7 @@ class BillingPanel(QWidget):
         # --- the plans on offer
         self._plans_box = QGroupBox()
         plans = QVBoxLayout(self._plans_box)
-        self.plans = _table(4, "plans", stretch=0)
+        self.plans = table(4, "plans", stretch=0)
         self.plans.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.plans.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.plans.itemSelectionChanged.connect(self._enable)
@@ -152,21 +132,11 @@ class BillingPanel(QWidget):
         offer.addWidget(self.when)
         offer.addWidget(self.change_button)
         # The priced change, shown before anything is charged.
-        self.preview_box = QFrame()
-        self.preview_box.setObjectName("previewBox")
-        self.preview_box.setFrameShape(QFrame.Shape.StyledPanel)
-        self.preview_text = QLabel()
-        self.preview_text.setWordWrap(True)
-        self.confirm_button = QPushButton()
-        self.confirm_button.setObjectName("primary")
+        preview = confirm_frame("previewBox")
+        self.preview_box, self.preview_text = preview.frame, preview.text
+        self.confirm_button, self.back_button = preview.confirm, preview.back
         self.confirm_button.clicked.connect(self._confirm)
-        self.back_button = QPushButton()
         self.back_button.clicked.connect(self._drop_preview)
-        preview = QHBoxLayout(self.preview_box)
-        preview.addWidget(self.preview_text, 1)
-        preview.addWidget(self.confirm_button)
-        preview.addWidget(self.back_button)
-        self.preview_box.hide()
         plans.addWidget(self.plans)
         plans.addLayout(offer)
         plans.addWidget(self.preview_box)
@@ -174,9 +144,12 @@ class BillingPanel(QWidget):
         # --- invoices and payments
         self._invoices_box = QGroupBox()
         invoices = QVBoxLayout(self._invoices_box)
-        self.invoices = _table(6, "invoices", stretch=5)
+        self.invoices = table(6, "invoices", stretch=5)
         self.invoices.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         invoices.addWidget(self.invoices)
+
+        # --- points: the balance, its history, converting points into messages
+        self.points = PointsBox(model, translator)
 
         # --- the tab's own line
         self.waiting = QLabel()
@@ -196,6 +169,7 @@ class BillingPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._subscription_box)
         layout.addWidget(self._plans_box)
+        layout.addWidget(self.points)
         layout.addWidget(self._invoices_box, 1)
         layout.addLayout(actions)
 
@@ -302,7 +276,7 @@ class BillingPanel(QWidget):
             for column, text in enumerate(self._text.plan_cells(plan)):
                 self.plans.setItem(row, column, QTableWidgetItem(text))
         self.plans.resizeRowsToContents()
-        _fit_rows(self.plans)
+        fit_rows(self.plans)
         if selected is not None and snapshot is not None:
             names = [plan.name for plan in snapshot.plans]
             if selected.name in names:

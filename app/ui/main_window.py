@@ -401,6 +401,8 @@ class MainWindow(QMainWindow):
                 opener=opener or open_in_browser,
                 poll_interval_ms=poll_ms or POLL_INTERVAL_MS,
             )
+            # Points converted into messages: the License tab's quota grew.
+            self.billing.converted.connect(lambda _points, _messages: self.license.refresh())
             self.billing_panel = BillingPanel(self.billing, self._tr)
             layout = self.billing_tab.layout()
             assert layout is not None

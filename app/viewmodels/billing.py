@@ -27,7 +27,7 @@ from .queued import QueuedWork
 if TYPE_CHECKING:
     from agent.protocol import PlanChangeOut, SubscriptionOut
     from app.core import Core
-    from app.core_billing import BillingSnapshot
+    from app.core_billing import BillingSnapshot, Converted
 
 log = logging.getLogger("tgflow.billing")
 
@@ -68,6 +68,8 @@ class BillingViewModel(QueuedWork):
     preview_ready = pyqtSignal(object)
     #: Whether the view-model is polling for a payment.
     polling_changed = pyqtSignal(bool)
+    #: Points were converted into messages (points, messages): the period's quota grew.
+    converted = pyqtSignal(int, int)
 
     def __init__(
         self,
@@ -178,6 +180,15 @@ class BillingViewModel(QueuedWork):
             )
         )
 
+    def convert_points(self, points: int) -> bool:
+        """Convert ``points`` into extra messages of the current period (the plan's rate):
+        the balance and history reload, and :attr:`converted` tells who shows the quota."""
+        return self._act(
+            lambda: self.submit(
+                self._core.convert_points(points), self._converted, self._failed, what="topup"
+            )
+        )
+
     def set_watched(self, watched: bool) -> None:
         """Whether the tab is on screen: polls wait while it is not (a long dunning would poll
         for days), and showing it reloads (:meth:`refresh`), which polls on if still needed."""
@@ -203,6 +214,10 @@ class BillingViewModel(QueuedWork):
         self.changed.emit(snapshot)
         self._set_polling(self._awaiting_checkout or awaits_payment(snapshot))
         self._next()
+
+    def _converted(self, done: Converted) -> None:
+        self.converted.emit(done.points, done.messages)
+        self._got(done.snapshot)
 
     def _checkout(self, url: str) -> None:
         self._awaiting_checkout = True

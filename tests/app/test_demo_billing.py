@@ -1,6 +1,7 @@
 """The demo's checkout without a window: the fake provider's hosted page takes the payment, its
 signed webhook is applied by the backend, the browser lands on the demo's "payment done" page,
-and a restarted demo keeps the plan paid for (and its offer)."""
+and a restarted demo keeps the plan paid for (and its offer) and does not grant its points
+again."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from app.demo import DemoBackend, start_demo_backend
-from app.demo_billing import DEMO_PLANS, PAID_PAGE
+from app.demo_billing import DEMO_PLANS, DEMO_POINTS, DEMO_TOPUP_RATE, PAID_PAGE
 from tests.helpers.api import fingerprint
 
 
@@ -56,6 +57,12 @@ def test_the_checkout_page_pays_and_a_restart_keeps_the_plan(tmp_path: Path) -> 
             status = http.get("/subscriptions/status", headers=auth).json()["subscription"]
             assert status["state"] == "active" and status["plan"] == "basic"
             assert http.get("/license", headers=auth).json()["plan"] == "basic"
+            # The granted points buy messages at the demo plans' rate.
+            topup = {"points": 5, "idempotency_key": "demo-test-topup"}
+            done = http.post("/usage/topup", json=topup, headers=auth)
+            assert done.status_code == 200, done.text
+            assert done.json()["messages"] == 5 * DEMO_TOPUP_RATE
+            assert done.json()["balance"]["balance"] == DEMO_POINTS - 5
     finally:
         backend.stop()
 
@@ -66,5 +73,8 @@ def test_the_checkout_page_pays_and_a_restart_keeps_the_plan(tmp_path: Path) -> 
             assert http.get("/license", headers=auth).json()["plan"] == "basic"
             offered = [plan["name"] for plan in http.get("/plans").json()["plans"]]
             assert offered[-3:] == [p.name for p in DEMO_PLANS]
+            # Granted once: what the first run spent stays spent.
+            balance = http.get("/points/balance", headers=auth).json()["balance"]
+            assert balance == DEMO_POINTS - 5
     finally:
         again.stop()
