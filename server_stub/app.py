@@ -43,10 +43,13 @@ from .routers import (
     portal_reports,
     profile,
     staff,
+    store,
+    store_staff,
     system,
     telemetry,
     usage,
     webhooks,
+    webhooks_rustore,
 )
 from .services.tabular import MAX_IMPORT_BYTES
 from .services.webhooks.worker import work_forever
@@ -178,6 +181,9 @@ def create_app(
         points_staff.router,
         profile.router,
         webhooks.router,
+        webhooks_rustore.router,
+        store.router,
+        store_staff.router,
         system.router,
     ):
         app.include_router(router)

@@ -30,7 +30,7 @@ from .models import Base, UTCDateTime
 WEBHOOK_STATUSES = ("queued", "applied", "failed", "dead", "ignored")
 #: What the worker may claim.
 WEBHOOK_PENDING = ("queued", "failed")
-WEBHOOK_PROVIDERS = ("stripe", "cloudpayments")
+WEBHOOK_PROVIDERS = ("stripe", "cloudpayments", "rustore")
 
 
 class WebhookEvent(Base):
