@@ -54,7 +54,13 @@ def product_out(product: Product) -> ProductOut:
     )
 
 
-@router.get("/products", response_model=ProductList)
+@router.get(
+    "/products",
+    response_model=ProductList,
+    responses=problem_responses(
+        ErrorCode.RATE_LIMITED, ErrorCode.SERVICE_UNAVAILABLE, common=False
+    ),
+)
 async def list_products(services: ServicesDep) -> ProductList:
     """What the app sells through its store, with what each grants (public, cached)."""
     return ProductList(products=[product_out(p) for p in services.store.products.active()])

@@ -8,7 +8,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from agent.protocol import PLAN_NAME_PATTERN, PRODUCT_ID_PATTERN, Currency, ErrorCode, ProductKind
 from agent.protocol import ProductOut as _ProductOut
@@ -66,6 +73,13 @@ class ProductPatch(_Request):
     points: GrantedPoints | NoNull = None
     plan: PlanName | NoNull = None
     active: bool | NoNull = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> ProductPatch:
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"may be left out but not null: {', '.join(nulls)}")
+        return self
 
 
 def _staff_out(product: Product) -> StaffProductOut:
