@@ -94,6 +94,8 @@ async def _sweep_forever(
             services.points.expire,
             # Its own interval (billing_reconcile_interval_seconds); waits on the providers.
             services.billing.reconciler.due,
+            # RuStore purchases left unfinished (a notification that never came); same interval.
+            services.store_reconciler.due,
             # Last: they wait on the apps, the payment providers and the notification channels
             # (a timeout per attempt, 50 attempts per round).
             services.callbacks.deliver_due,

@@ -38,6 +38,7 @@ from .services.staff import StaffService
 from .services.store.inbox_bridge import ProviderRouter, StoreEventApplier
 from .services.store.products import ProductCatalog
 from .services.store.purchases import StoreService
+from .services.store.reconcile import StoreReconciler
 from .services.store.rustore import RuStoreClient
 from .services.telemetry import TelemetryService
 from .services.webhooks import WebhookInbox
@@ -91,6 +92,8 @@ class Services:
     profile: ProfileService
     #: Store purchases (RuStore): the product catalogue, verifies and notifications.
     store: StoreService
+    #: Asks RuStore again about the purchases it has not finished (a lost notification).
+    store_reconciler: StoreReconciler
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -181,4 +184,5 @@ def build_services(
         points=points,
         profile=ProfileService(ctx, sessions, billing, points),
         store=store,
+        store_reconciler=StoreReconciler(ctx, store),
     )

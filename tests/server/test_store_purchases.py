@@ -236,3 +236,17 @@ def test_an_unconfigured_store_refuses_everything(make_backend: BackendFactory) 
         assert_problem(verify(store, buyer["headers"], invoice), 403, "forbidden")
         assert_problem(store.post_notification(store.fake.sent[-1]), 403, "forbidden")
         assert store.balance(buyer["id"]) == 0
+
+
+def test_the_reconciler_finishes_a_purchase_whose_notification_never_came(store: Store) -> None:
+    buyer = store.account()
+    invoice = store.fake.create_purchase(COINS.id, user_id=buyer["id"])
+    store.fake.set_status(invoice, "EXECUTED")
+    early = verify(store, buyer["headers"], invoice)  # known to us, not paid yet
+    assert assert_problem(early, 422, "validation_error")["reason"] == "purchase_not_paid"
+    store.tick()
+    store.fake.set_status(invoice, "PAID", notify=False)  # the notification is lost
+    reconciler = store.backend.services.store_reconciler
+    assert reconciler.due() == 1
+    assert status_of(store, invoice) == "CONFIRMED" and store.balance(buyer["id"]) == 100
+    assert reconciler.due() is None  # not again before its interval
