@@ -250,3 +250,19 @@ def test_the_reconciler_finishes_a_purchase_whose_notification_never_came(store:
     assert reconciler.due() == 1
     assert status_of(store, invoice) == "CONFIRMED" and store.balance(buyer["id"]) == 100
     assert reconciler.due() is None  # not again before its interval
+
+
+def test_the_fake_delivers_its_notifications_over_http(store: Store) -> None:
+    store.fake.notify_url = store.backend.url + "/webhooks/rustore"
+    buyer = store.account()
+    invoice = store.fake.create_purchase(COINS.id, user_id=buyer["id"])
+    store.fake.pay(invoice)
+    store.fake.flush()
+    store.drain()
+    assert store.balance(buyer["id"]) == 100
+    store.fake.flush()  # the CONFIRMED that the worker's confirmation caused
+    store.drain()
+    events = store.backend.services.webhooks.events(provider="rustore")
+    # EXECUTED and PAID from the buyer, then CONFIRMED: three events, one credit.
+    assert len(events) == 3 and {e.kind for e in events} == {"INVOICE_STATUS"}
+    assert store.balance(buyer["id"]) == 100 and purchases_of(store, "purchase") == 1
