@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
@@ -265,4 +267,30 @@ def test_the_fake_delivers_its_notifications_over_http(store: Store) -> None:
     events = store.backend.services.webhooks.events(provider="rustore")
     # EXECUTED and PAID from the buyer, then CONFIRMED: three events, one credit.
     assert len(events) == 3 and {e.kind for e in events} == {"INVOICE_STATUS"}
+    assert store.balance(buyer["id"]) == 100 and purchases_of(store, "purchase") == 1
+
+
+def test_concurrent_verifies_and_the_worker_credit_once(store: Store) -> None:
+    buyer = store.account()
+    invoice = store.fake.create_purchase(COINS.id, user_id=buyer["id"])
+    store.fake.pay(invoice)
+    for body in list(store.fake.sent):
+        store.post_notification(body)
+    start = threading.Barrier(9)
+
+    def one_verify() -> int:
+        start.wait()
+        return verify(store, buyer["headers"], invoice).status_code
+
+    def the_worker() -> int:
+        start.wait()
+        return store.drain()
+
+    with ThreadPoolExecutor(9) as pool:
+        verifies = [pool.submit(one_verify) for _ in range(8)]
+        worker = pool.submit(the_worker)
+        codes = [f.result() for f in verifies]
+        worker.result()
+    store.drain()
+    assert codes == [200] * 8
     assert store.balance(buyer["id"]) == 100 and purchases_of(store, "purchase") == 1

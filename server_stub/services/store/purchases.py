@@ -15,10 +15,12 @@ refunded status) and then reads the other's, so at least one of them sees both a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from agent.protocol import StoreName
 
@@ -154,7 +156,7 @@ class StoreService:
             raise _refused("purchase_unknown", str(exc)) from exc
         if active is None:
             raise _refused("purchase_unknown", "the store knows no such subscription")
-        self._claim_subscription(user_id, token, product, active)
+        _once_inserted(lambda: self._claim_subscription(user_id, token, product, active))
         return SubscriptionVerified(product.id, product.plan or "", active)
 
     # --- the store's notification ---------------------------------------------------------------
@@ -197,6 +199,18 @@ class StoreService:
         """Record ``truth`` unless a later status is recorded; then take back what a refund or
         reversal took back."""
         ref = purchase_ref(truth.invoice_id)
+        _once_inserted(lambda: self._record(ref, truth, user_id, product, at))
+        if truth.status in TAKEN_BACK:
+            self._claw_back(ref, truth.status)
+
+    def _record(
+        self,
+        ref: str,
+        truth: RuStorePurchase,
+        user_id: str | None,
+        product: Product,
+        at: datetime,
+    ) -> None:
         rank = RANK[truth.status]
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
@@ -222,8 +236,6 @@ class StoreService:
                 row.updated_at = now
             if row.user_id is None and user_id is not None:
                 row.user_id = user_id
-        if truth.status in TAKEN_BACK:
-            self._claw_back(ref, truth.status)
 
     def _credit(
         self, truth: RuStorePurchase, user_id: str, product: Product
@@ -325,29 +337,44 @@ class StoreService:
         self, client: RuStoreClient, truth: RuStorePurchase, *, inbox: bool = False
     ) -> RuStorePurchase:
         """A consumable's money on hold (``PAID``) is ours to take: confirm it, then read the
-        store's truth again (``CONFIRMED``)."""
+        store's truth again (``CONFIRMED``). A refused confirmation is most often another path
+        (a concurrent verify, the worker) having confirmed first: the truth read next decides."""
         if truth.status is not InvoiceStatus.PAID or truth.purchase_id is None:
             return truth
+        refusal: ProviderRefused | None = None
         try:
-            client.confirm(truth.purchase_id)
-            again = client.purchase(truth.invoice_id)
-        except ProviderUnavailable as exc:
+            try:
+                client.confirm(truth.purchase_id)
+            except ProviderRefused as exc:
+                refusal = exc
+            again = client.purchase(truth.invoice_id) or truth
+        except (ProviderUnavailable, ProviderRefused) as exc:
             if inbox:
                 raise
             raise _unavailable() from exc
-        except ProviderRefused as exc:
+        if again.status is InvoiceStatus.PAID and refusal is not None:
             if inbox:
-                raise
+                raise refusal  # still held: the inbox retries the confirmation later
             raise _refused(
-                "purchase_not_paid", f"the store refused the confirmation: {exc}"
-            ) from exc
-        return again or truth
+                "purchase_not_paid", f"the store refused the confirmation: {refusal}"
+            ) from refusal
+        return again
 
     def _known_user(self, user_id: str | None) -> str | None:
         if not user_id or len(user_id) > 36:
             return None
         with transaction(self._ctx.read) as session:
             return user_id if session.get(User, user_id) is not None else None
+
+
+def _once_inserted(write: Callable[[], None]) -> None:
+    """Run ``write`` (a read-lock-then-insert-or-update transaction); when a concurrent path
+    inserted the same row first (the primary key refuses ours), run it again: the row is there
+    to lock and update now."""
+    try:
+        write()
+    except IntegrityError:
+        write()
 
 
 def _unavailable() -> ServiceUnavailable:
