@@ -44,7 +44,8 @@ class WebhookEvent(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(32))
-    #: The provider's own event id (Stripe ``evt_…``; CloudPayments ``<TransactionId>:<kind>``).
+    #: The provider's own event id (Stripe ``evt_…``; CloudPayments ``<TransactionId>:<kind>``;
+    #: RuStore the notification's ``id``).
     event_id: Mapped[str] = mapped_column(String(200))
     #: Stripe's event ``type``; CloudPayments' notification kind (``pay``, ``refund``, …).
     kind: Mapped[str] = mapped_column(String(64))
