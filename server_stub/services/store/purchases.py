@@ -45,7 +45,7 @@ from .statuses import GRANTING, RANK, TAKEN_BACK, InvoiceStatus
 
 log = logging.getLogger("tgflow.server.store")
 
-ACTOR = "store:rustore"
+ACTOR = "provider:rustore"
 
 
 @dataclass(frozen=True)
