@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     rustore_public_token: SecretStr | None = None
     #: The app's id in the RuStore console (the path of a consumable's confirmation).
     rustore_app_id: str = "0"
+    #: The app's package name (``com.example.app``): subscriptions verified active are
+    #: acknowledged under it. Unset: they are not acknowledged (RuStore does not require it).
+    rustore_package_name: str | None = None
     #: Check purchases on RuStore's sandbox paths (test payments) instead of the real ones.
     rustore_sandbox: bool = False
     #: The console's key for server notifications (Base64 of 32 bytes, AES-256-GCM). Unset:

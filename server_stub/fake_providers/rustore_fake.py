@@ -4,7 +4,7 @@ Covered (docs/points.md, "Store purchases (RuStore)"): the ``Public-Token`` head
 missing one is refused); the envelope ``{code, message, body, timestamp}``; the v2 payment check
 ``GET /public/v2/purchase/{invoiceId}`` and its sandbox twin; a consumable's confirmation
 ``PUT /public/applications/{appId}/purchases/{purchaseId}:confirm`` (only from ``PAID``);
-``GET /public/subscription/{token}/state`` (``is_active``) and the v2 subscription
+``GET /public/subscription/{token}/state`` (``is_active``) and a subscription's
 ``:acknowledge``; server notifications ``{id, timestamp, payload}`` with the payload AES-256-GCM
 under the console key (INVOICE_STATUS, TEST_EVENT, their _SANDBOX twins), delivered in order
 from a thread of their own. Not covered: the JWE token exchange (the fake takes the token as
@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ..clock import Clock, SystemClock
 from ..services.store.notifications import encrypt
@@ -233,14 +233,14 @@ class FakeRuStore:
                 return answer(None, "NOT_FOUND", 404, "Subscription not found")
             return answer({"is_active": self.subscriptions[token]})
 
-        @app.post("/public/v2/subscription/{package}/{subscription}/{purchase_id}:acknowledge")
-        def acknowledge(
-            package: str, subscription: str, purchase_id: str, request: Request
-        ) -> JSONResponse:
+        @app.post("/public/glike/subscription/{package}/{subscription}/{token}:acknowledge")
+        def acknowledge(package: str, subscription: str, token: str, request: Request) -> Any:
             del package, subscription
             if not authorised(request):
                 return denied()
-            self.acknowledged.add(purchase_id)
-            return answer(None)
+            if token not in self.subscriptions:
+                return answer(None, "NOT_FOUND", 404, "Subscription not found")
+            self.acknowledged.add(token)
+            return Response(status_code=200)  # RuStore: an empty body on success
 
         return app

@@ -58,6 +58,7 @@ def rustore_store(make_backend: BackendFactory, **overrides: object) -> Iterator
             "rustore_api_base": url,
             "rustore_public_token": TOKEN,
             "rustore_app_id": fake.app_id,
+            "rustore_package_name": "com.tgflow.test",
             "rustore_console_key": base64.b64encode(key).decode(),
             # The lifespan's worker sleeps; a test applies the inbox with drain() alone, so it
             # never returns while another worker is mid-apply.

@@ -226,6 +226,7 @@ def test_a_subscription_is_verified_for_one_account(store: Store) -> None:
     ok = store.backend.client.post("/subscriptions/verify", headers=buyer["headers"], json=body)
     assert ok.status_code == 200, ok.text
     assert ok.json() == {"product_id": PRO.id, "plan": "pro", "active": True}
+    assert store.fake.acknowledged == {"sub-token-1"}
     taken = store.backend.client.post("/subscriptions/verify", headers=other["headers"], json=body)
     assert assert_problem(taken, 409, "idempotency_conflict")["reason"] == "purchase_other_account"
 

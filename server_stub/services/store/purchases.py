@@ -157,6 +157,13 @@ class StoreService:
         if active is None:
             raise _refused("purchase_unknown", "the store knows no such subscription")
         _once_inserted(lambda: self._claim_subscription(user_id, token, product, active))
+        package = self._ctx.settings.rustore_package_name
+        if active and package:
+            try:
+                client.acknowledge_subscription(package, product.id, token)
+            except (ProviderUnavailable, ProviderRefused):
+                # Optional for RuStore; the next verify acknowledges again.
+                log.warning("RuStore subscription not acknowledged", exc_info=True)
         return SubscriptionVerified(product.id, product.plan or "", active)
 
     # --- the store's notification ---------------------------------------------------------------

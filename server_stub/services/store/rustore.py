@@ -6,7 +6,8 @@ purchases (RuStore)").
 - ``PUT /public/applications/{appId}/purchases/{purchaseId}:confirm`` (sandbox under
   ``/public/sandbox``): take the money held for a consumable (``PAID`` → ``CONFIRMED``);
 - ``GET /public/subscription/{subscriptionToken}/state``: ``{"is_active": bool}``;
-- ``POST /public/v2/subscription/{packageName}/{subscriptionId}/{purchaseId}:acknowledge``.
+- ``POST /public/glike/subscription/{packageName}/{subscriptionId}/{token}:acknowledge``: the
+  subscription's content was delivered (an empty body on success).
 
 Every answer is RuStore's envelope ``{code, message, body, timestamp}``; ``code`` other than
 ``OK`` is a refusal. Unreachable or 5xx: :class:`ProviderUnavailable` (nothing changed, retry).
@@ -93,6 +94,21 @@ class RuStoreClient:
         if not isinstance(active, bool):
             raise ProviderRefused("RuStore's subscription state has no is_active")
         return active
+
+    def acknowledge_subscription(self, package: str, subscription_id: str, token: str) -> None:
+        """Tell RuStore the subscription's content was delivered (optional for RuStore: a
+        subscription works unacknowledged)."""
+        path = "/public/glike/subscription/" + "/".join(
+            quote(part, safe="") for part in (package, subscription_id, token)
+        )
+        try:
+            response = self._http.post(path + ":acknowledge")
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(f"RuStore unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500:
+            raise ProviderUnavailable(f"RuStore answered {response.status_code}")
+        if response.status_code >= 400:
+            raise ProviderRefused(f"RuStore refused the acknowledgement: {response.status_code}")
 
     def _call(self, method: str, path: str, *, allow_missing: bool = True) -> dict[str, Any] | None:
         try:
