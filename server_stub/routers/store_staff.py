@@ -14,7 +14,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    model_validator,
 )
 
 from agent.protocol import PLAN_NAME_PATTERN, PRODUCT_ID_PATTERN, Currency, ErrorCode, ProductKind
@@ -23,7 +22,7 @@ from agent.protocol import ProductOut as _ProductOut
 from ..deps import ServicesDep
 from ..services.staff import Permission
 from ..services.store.products import Product, ProductChanges
-from .billing_schemas import NoNull, PriceMinor
+from .billing_schemas import NoNull, PatchRequest, PriceMinor
 from .staff_auth import StaffDep, staff_endpoint
 from .store import product_out
 from .wire_numbers import json_integer
@@ -64,7 +63,7 @@ class ProductCreate(_Request):
     active: bool = True
 
 
-class ProductPatch(_Request):
+class ProductPatch(PatchRequest):
     """What to change; a field left out is kept. The id and kind never change."""
 
     title: Title | NoNull = None
@@ -73,13 +72,6 @@ class ProductPatch(_Request):
     points: GrantedPoints | NoNull = None
     plan: PlanName | NoNull = None
     active: bool | NoNull = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> ProductPatch:
-        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
-        if nulls:
-            raise ValueError(f"may be left out but not null: {', '.join(nulls)}")
-        return self
 
 
 def _staff_out(product: Product) -> StaffProductOut:
