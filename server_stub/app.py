@@ -43,10 +43,13 @@ from .routers import (
     portal_reports,
     profile,
     staff,
+    store,
+    store_staff,
     system,
     telemetry,
     usage,
     webhooks,
+    webhooks_rustore,
 )
 from .services.tabular import MAX_IMPORT_BYTES
 from .services.webhooks.worker import work_forever
@@ -91,6 +94,8 @@ async def _sweep_forever(
             services.points.expire,
             # Its own interval (billing_reconcile_interval_seconds); waits on the providers.
             services.billing.reconciler.due,
+            # RuStore purchases left unfinished (a notification that never came); same interval.
+            services.store_reconciler.due,
             # Last: they wait on the apps, the payment providers and the notification channels
             # (a timeout per attempt, 50 attempts per round).
             services.callbacks.deliver_due,
@@ -156,6 +161,7 @@ def create_app(
         # it ~110 route checks, 0.1 ms). Only its paths start with /webhooks/, so its place
         # shadows nothing; the two checks it puts before every other request cost microseconds.
         webhooks.router,
+        webhooks_rustore.router,
         # Before any router with ``/licenses/{license_key}``: ``/licenses/revocation-list`` and
         # ``/licenses/revoke`` are fixed paths, not license keys.
         # Before portal_licenses: /staff/licenses/export is not a license reference.
@@ -182,6 +188,8 @@ def create_app(
         points.router,
         points_staff.router,
         profile.router,
+        store.router,
+        store_staff.router,
         system.router,
     ):
         app.include_router(router)
@@ -215,8 +223,9 @@ def _add_middleware(app: FastAPI, settings: Settings, services: Services) -> Non
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "PUT"],
-            allow_headers=["Authorization", "Content-Type"],
+            # PATCH: /user/update and the staff's edits; Idempotency-Key: the money-moving POSTs.
+            allow_methods=["GET", "POST", "DELETE", "PUT", "PATCH"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             max_age=600,
         )
     app.add_middleware(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -176,6 +177,25 @@ class Settings(BaseSettings):
     webhook_lease_seconds: int = Field(default=300, ge=5, le=24 * 3600)
     #: How often an idle webhook worker looks for due events.
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=300)
+    # --- store purchases (docs/points.md, "Store purchases (RuStore)"); secrets never logged.
+    #: How long ``GET /products`` serves the catalogue from memory before reading it again (an
+    #: operator's change shows within this time on every server process).
+    products_cache_ttl_seconds: float = Field(default=60.0, ge=0, le=3600)
+    #: RuStore's Public API (the fake RuStore's URL in tests and the demo).
+    rustore_api_base: str = "https://public-api.rustore.ru"
+    #: The ``Public-Token`` of RuStore's Public API. Unset: RuStore is absent, every verify
+    #: through it is refused (fail closed).
+    rustore_public_token: SecretStr | None = None
+    #: The app's id in the RuStore console (the path of a consumable's confirmation).
+    rustore_app_id: str = "0"
+    #: The app's package name (``com.example.app``): subscriptions verified active are
+    #: acknowledged under it. Unset: they are not acknowledged (RuStore does not require it).
+    rustore_package_name: str | None = None
+    #: Check purchases on RuStore's sandbox paths (test payments) instead of the real ones.
+    rustore_sandbox: bool = False
+    #: The console's key for server notifications (Base64 of 32 bytes, AES-256-GCM). Unset:
+    #: every ``/webhooks/rustore`` is refused 403 (fail closed).
+    rustore_console_key: SecretStr | None = None
     run_migrations: bool = True
     log_level: str = "INFO"
     log_json: bool = True
@@ -192,6 +212,21 @@ class Settings(BaseSettings):
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("rustore_console_key")
+    @classmethod
+    def _console_key_is_aes256(cls, value: SecretStr | None) -> SecretStr | None:
+        # RuStore's console key is Base64 of 32 bytes (AES-256); anything else would refuse
+        # every notification in silence.
+        if value is None or not value.get_secret_value():
+            return value
+        try:
+            key = base64.b64decode(value.get_secret_value(), validate=True)
+        except ValueError:
+            raise ValueError("must be Base64") from None
+        if len(key) != 32:
+            raise ValueError("must be Base64 of 32 bytes (an AES-256 key)")
         return value
 
     @field_validator("external_hmac_secrets")

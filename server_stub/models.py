@@ -522,4 +522,5 @@ from . import billing_models as billing_models  # noqa: E402
 from . import idempotency_models as idempotency_models  # noqa: E402
 from . import points_models as points_models  # noqa: E402
 from . import portal_models as portal_models  # noqa: E402
+from . import store_models as store_models  # noqa: E402
 from . import webhook_models as webhook_models  # noqa: E402

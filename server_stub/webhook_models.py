@@ -30,7 +30,7 @@ from .models import Base, UTCDateTime
 WEBHOOK_STATUSES = ("queued", "applied", "failed", "dead", "ignored")
 #: What the worker may claim.
 WEBHOOK_PENDING = ("queued", "failed")
-WEBHOOK_PROVIDERS = ("stripe", "cloudpayments")
+WEBHOOK_PROVIDERS = ("stripe", "cloudpayments", "rustore")
 
 
 class WebhookEvent(Base):
@@ -44,7 +44,8 @@ class WebhookEvent(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(32))
-    #: The provider's own event id (Stripe ``evt_…``; CloudPayments ``<TransactionId>:<kind>``).
+    #: The provider's own event id (Stripe ``evt_…``; CloudPayments ``<TransactionId>:<kind>``;
+    #: RuStore the notification's ``id``).
     event_id: Mapped[str] = mapped_column(String(200))
     #: Stripe's event ``type``; CloudPayments' notification kind (``pay``, ``refund``, …).
     kind: Mapped[str] = mapped_column(String(64))

@@ -35,6 +35,11 @@ from .services.profile import ProfileService
 from .services.reports import ReportService
 from .services.reservations import ReservationService
 from .services.staff import StaffService
+from .services.store.inbox_bridge import ProviderRouter, StoreEventApplier
+from .services.store.products import ProductCatalog
+from .services.store.purchases import StoreService
+from .services.store.reconcile import StoreReconciler
+from .services.store.rustore import RuStoreClient
 from .services.telemetry import TelemetryService
 from .services.webhooks import WebhookInbox
 from .session_bus import SessionBus, make_session_bus
@@ -85,6 +90,10 @@ class Services:
     points: PointsService
     #: The customer's profile: plan, subscription and points; e-mail and password changes.
     profile: ProfileService
+    #: Store purchases (RuStore): the product catalogue, verifies and notifications.
+    store: StoreService
+    #: Asks RuStore again about the purchases it has not finished (a lost notification).
+    store_reconciler: StoreReconciler
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -99,6 +108,19 @@ def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeySt
         {KEY_PURPOSE_AUTH: auth_lifetime, KEY_PURPOSE_LICENSE: LICENSE_KEY_PUBLISH},
     )
     return store.ensure() if create else store.open_existing()
+
+
+def build_rustore(settings: Settings) -> RuStoreClient | None:
+    """RuStore's client when its ``Public-Token`` is set; absent otherwise (fail closed)."""
+    token = settings.rustore_public_token
+    if token is None or not token.get_secret_value():
+        return None
+    return RuStoreClient(
+        token.get_secret_value(),
+        api_base=settings.rustore_api_base,
+        app_id=settings.rustore_app_id,
+        sandbox=settings.rustore_sandbox,
+    )
 
 
 def build_services(
@@ -129,6 +151,7 @@ def build_services(
     adapters = build_adapters(settings)
     billing = BillingService(ctx, adapters)
     points = PointsService(ctx)
+    store = StoreService(ctx, points, ProductCatalog(ctx), build_rustore(settings))
     sessions = make_session_bus(database_url, settings.session_cache_ttl_seconds)
     return Services(
         ctx=ctx,
@@ -153,9 +176,13 @@ def build_services(
         billing=billing,
         webhooks=WebhookInbox(
             ctx,
-            applier=BillingEventApplier(billing, adapters),
+            applier=ProviderRouter(
+                BillingEventApplier(billing, adapters), rustore=StoreEventApplier(store)
+            ),
             checker=CloudPaymentsCheck(billing, configured=ProviderName.CLOUDPAYMENTS in adapters),
         ),
         points=points,
         profile=ProfileService(ctx, sessions, billing, points),
+        store=store,
+        store_reconciler=StoreReconciler(ctx, store),
     )

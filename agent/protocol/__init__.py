@@ -13,7 +13,8 @@ server code. Import from here (``from agent.protocol import X``); the submodules
 - :mod:`.activation`: the license product API (activate, heartbeat, status, revoke);
 - :mod:`.billing`: subscription billing (plans, subscriptions, plan changes, invoices);
 - :mod:`.points`: the points wallet (balance, history, spends and holds);
-- :mod:`.profile`: the customer's profile.
+- :mod:`.profile`: the customer's profile;
+- :mod:`.store`: store products and purchases (RuStore).
 """
 
 from __future__ import annotations
@@ -263,6 +264,18 @@ from .staff import (
     audit_entry_hash,
     audit_time,
 )
+from .store import (
+    PRODUCT_ID_PATTERN,
+    PaymentVerifyRequest,
+    PointsBuyRequest,
+    ProductKind,
+    ProductList,
+    ProductOut,
+    PurchaseVerified,
+    StoreName,
+    StoreSubscriptionVerified,
+    SubscriptionVerifyRequest,
+)
 from .telemetry import (
     TELEMETRY_APP_VERSION_PATTERN,
     TELEMETRY_DENIED_TOKENS,
@@ -367,6 +380,7 @@ __all__ = [
     "PIN_PREFIX",
     "PLAN_NAME_PATTERN",
     "PROBLEM_CONTENT_TYPE",
+    "PRODUCT_ID_PATTERN",
     "PRODUCT_VERSION_PATTERN",
     "REFRESH_TOKEN_TTL_SECONDS",
     "RESERVATION_TTL_SECONDS",
@@ -475,6 +489,7 @@ __all__ = [
     "OpaqueToken",
     "Password",
     "PaymentStatus",
+    "PaymentVerifyRequest",
     "PlanChangeDone",
     "PlanChangeOut",
     "PlanChangeRequest",
@@ -484,6 +499,7 @@ __all__ = [
     "PointsAdjustRequest",
     "PointsAdjusted",
     "PointsBalance",
+    "PointsBuyRequest",
     "PointsEntryOut",
     "PointsHistory",
     "PointsHoldCommit",
@@ -494,6 +510,9 @@ __all__ = [
     "PointsSpendRequest",
     "PointsSpent",
     "Problem",
+    "ProductKind",
+    "ProductList",
+    "ProductOut",
     "ProductVersion",
     "ProductVersionRange",
     "ProfileOut",
@@ -504,6 +523,7 @@ __all__ = [
     "PropertyValue",
     "ProrationLineOut",
     "ProviderName",
+    "PurchaseVerified",
     "Quota",
     "RefreshRequest",
     "RegisterRequest",
@@ -519,6 +539,8 @@ __all__ = [
     "Seconds",
     "ServerId",
     "SettleResponse",
+    "StoreName",
+    "StoreSubscriptionVerified",
     "SubscriptionCancel",
     "SubscriptionCreate",
     "SubscriptionCreated",
@@ -526,6 +548,7 @@ __all__ = [
     "SubscriptionRenewed",
     "SubscriptionState",
     "SubscriptionStatus",
+    "SubscriptionVerifyRequest",
     "TelemetryAccepted",
     "TelemetryBatch",
     "TelemetryEvent",

@@ -51,6 +51,9 @@ class ProviderName(StrEnum):
 
     STRIPE = "stripe"
     CLOUDPAYMENTS = "cloudpayments"
+    #: An app store (issue #13): it sells and renews by itself; billing never charges through
+    #: it, the store purchases' service verifies what it sold (docs/points.md).
+    RUSTORE = "rustore"
 
 
 class ChangeWhen(StrEnum):

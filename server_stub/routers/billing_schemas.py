@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -86,7 +86,18 @@ class PlanCreate(_Request):
     topup_messages_per_point: TopupRate = 0
 
 
-class PlanPatch(_Request):
+class PatchRequest(_Request):
+    """A PATCH body: a field left out is kept, and none may be null (``NoNull`` fields)."""
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"may be left out but not null: {', '.join(nulls)}")
+        return self
+
+
+class PlanPatch(PatchRequest):
     """What to change; a field left out is kept (none may be null)."""
 
     monthly_quota: Quota | NoNull = None
@@ -98,13 +109,6 @@ class PlanPatch(_Request):
     trial_days: TrialDays | NoNull = None
     rank: Rank | NoNull = None
     topup_messages_per_point: TopupRate | NoNull = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> PlanPatch:
-        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
-        if nulls:
-            raise ValueError(f"may be left out but not null: {', '.join(nulls)}")
-        return self
 
 
 class TransitionOut(BaseModel):

@@ -73,6 +73,18 @@ def test_cors_allows_only_configured_origins(make_backend: BackendFactory) -> No
         "/auth/login", headers={"Origin": "https://evil.example.com", **preflight}
     )
     assert "access-control-allow-origin" not in r.headers
+    # The profile's PATCH and the money-moving POSTs' Idempotency-Key pass a preflight.
+    r = backend.client.options(
+        "/user/update",
+        headers={
+            "Origin": "https://portal.example.com",
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert "PATCH" in r.headers["access-control-allow-methods"]
+    assert "idempotency-key" in r.headers["access-control-allow-headers"].lower()
 
 
 def test_health_and_metrics(make_backend: BackendFactory) -> None:

@@ -258,6 +258,13 @@ DOMAIN_RULE_422 = frozenset(
         "POST /points/holds/{hold_id}/commit",
         # The plan sells no extra messages, or the period's counter would overflow.
         "POST /usage/topup",
+        # A consumable grants points and no plan, a subscription a plan and no points.
+        "POST /staff/store/products",
+        "PATCH /staff/store/products/{product_id}",
+        # The store says the purchase is unpaid, unknown, or of another product or order.
+        "POST /payments/verify",
+        "POST /points/buy",
+        "POST /subscriptions/verify",
     }
 )
 

@@ -47,6 +47,8 @@ class Permission(StrEnum):
     #: The points wallets: balances and histories (read); an operator's adjustment (Admin only).
     POINTS_READ = "points.read"
     POINTS_ADJUST = "points.adjust"
+    #: The store's product catalogue (what a store purchase grants); read with ``billing.read``.
+    STORE_PRODUCTS_WRITE = "store.products.write"
 
 
 P = Permission

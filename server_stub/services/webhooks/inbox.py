@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from random import Random
@@ -134,6 +135,11 @@ class WebhookInbox:
             log.exception("the CloudPayments Check could not be answered; rejecting the payment")
             code = CheckCode.REJECTED
         return CloudPaymentsReply(code, received)
+
+    def receive(self, provider: ProviderName, read: Callable[[], Incoming]) -> Received:
+        """Another provider's webhook (RuStore, services/store/): ``read`` verifies and reads
+        it (raising a refusal), then it is stored and queued like any other."""
+        return self._store(self._read(provider, read), queued=True)
 
     def _read(self, provider: ProviderName, read: Any) -> Incoming:
         try:

@@ -1,0 +1,72 @@
+"""A backend wired to a fake RuStore (server_stub/fake_providers/rustore_fake.py) on an
+ephemeral port, with a catalogue of store products."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from server_stub.clock import FakeClock
+from server_stub.fake_providers.delivery import serving
+from server_stub.fake_providers.rustore_fake import FakeRuStore
+from server_stub.services.store.products import Product
+from tests.helpers.api import bearer, register
+from tests.helpers.backend import Backend, BackendFactory
+
+TOKEN = "public-token-for-tests"
+#: A consumable of 100 points, and a subscription to the plan "pro".
+COINS = Product("coins_100", "consumable", "100 coins", 9900, "RUB", 100, None, True)
+PRO = Product("pro_monthly", "subscription", "Pro", 49900, "RUB", None, "pro", True)
+
+
+@dataclass
+class Store:
+    backend: Backend
+    fake: FakeRuStore
+    key: bytes
+
+    def account(self) -> dict[str, Any]:
+        body = register(self.backend.client)
+        return {"id": body["user"]["id"], "headers": bearer(body["token"])}
+
+    def post_notification(self, body: bytes) -> Any:
+        return self.backend.client.post(
+            "/webhooks/rustore", content=body, headers={"Content-Type": "application/json"}
+        )
+
+    def drain(self) -> int:
+        return self.backend.services.webhooks.drain()
+
+    def balance(self, user_id: str) -> int:
+        return self.backend.services.points.balance(user_id).balance
+
+    def tick(self, seconds: float = 1.0) -> None:
+        self.backend.clock.advance(seconds)
+
+
+@contextmanager
+def rustore_store(make_backend: BackendFactory, **overrides: object) -> Iterator[Store]:
+    key = os.urandom(32)
+    clock = FakeClock()
+    fake = FakeRuStore(public_token=TOKEN, console_key=key, clock=clock)
+    with serving(fake) as url:
+        values: dict[str, object] = {
+            "rustore_api_base": url,
+            "rustore_public_token": TOKEN,
+            "rustore_app_id": fake.app_id,
+            "rustore_package_name": "com.tgflow.test",
+            "rustore_console_key": base64.b64encode(key).decode(),
+            # The lifespan's worker sleeps; a test applies the inbox with drain() alone, so it
+            # never returns while another worker is mid-apply.
+            "webhook_poll_seconds": 300,
+        }
+        values.update(overrides)
+        backend = make_backend(**values)
+        fake.clock = backend.clock  # one time for the store and the server
+        for product in (COINS, PRO):
+            backend.services.store.products.create("test", product)
+        yield Store(backend, fake, key)
