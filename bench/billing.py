@@ -36,7 +36,6 @@ from pathlib import Path
 from bench.harness import (
     HOST,
     LOAD_OPTIONS_RULE,
-    Connection,
     Operation,
     Result,
     Server,
@@ -50,6 +49,7 @@ from bench.harness import (
     run_loop,
     run_scenario,
     start_real,
+    timed,
 )
 from server_stub.config import Settings
 from server_stub.services.billing.signatures import stripe_signature_header
@@ -95,14 +95,9 @@ def ingest_op(port: int, secret: str) -> Operation:
     counter = iter(range(1 << 62))
     prefix = secrets.token_hex(6)
 
-    async def op(conn: Connection, request_latencies: list[float]) -> bool:
-        raw = signed_event_request(port, secret, f"evt_bench_{prefix}_{next(counter):012d}")
-        start = time.perf_counter()
-        status, _ = await conn.request(raw)
-        request_latencies.append(time.perf_counter() - start)
-        return status == 200
-
-    return op
+    return timed(
+        lambda: signed_event_request(port, secret, f"evt_bench_{prefix}_{next(counter):012d}")
+    )
 
 
 def ingest(

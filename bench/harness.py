@@ -151,14 +151,22 @@ def post_request(path: str, port: int, token: str, payload: dict[str, object]) -
 Operation = Callable[[Connection, list[float]], Awaitable[bool]]
 
 
-def single_get(raw: bytes, expected: int = 200) -> Operation:
+def timed(next_raw: Callable[[], bytes], expected: int = 200) -> Operation:
+    """One request per operation, ``next_raw()`` its bytes (a new key, the next token…); it
+    succeeded when the status is ``expected``."""
+
     async def op(conn: Connection, request_latencies: list[float]) -> bool:
+        raw = next_raw()
         start = time.perf_counter()
         status, _ = await conn.request(raw)
         request_latencies.append(time.perf_counter() - start)
         return status == expected
 
     return op
+
+
+def single_get(raw: bytes, expected: int = 200) -> Operation:
+    return timed(lambda: raw, expected)
 
 
 @dataclass

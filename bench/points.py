@@ -22,7 +22,6 @@ import argparse
 import itertools
 import secrets
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +30,6 @@ import httpx
 from bench.harness import (
     LOAD_OPTIONS_RULE,
     SERVER_CLI,
-    Connection,
     Operation,
     Result,
     Server,
@@ -39,6 +37,7 @@ from bench.harness import (
     get_request,
     load_options_valid,
     measure_bare,
+    post_request,
     postgres_database,
     prepare_run,
     print_table,
@@ -46,6 +45,7 @@ from bench.harness import (
     run_loop,
     run_scenario,
     start_real,
+    timed,
 )
 from server_stub.config import Settings
 from server_stub.services.points.ledger import Kind
@@ -96,34 +96,18 @@ def spend_op(port: int, tokens: Sequence[str]) -> Operation:
     counter = itertools.count()
     run = secrets.token_hex(4)
 
-    async def op(conn: Connection, request_latencies: list[float]) -> bool:
+    def next_raw() -> bytes:
         n = next(counter)
-        token = tokens[n % len(tokens)]
-        body = f'{{"amount":1,"idempotency_key":"bench-{run}-{n:012d}"}}'.encode()
-        raw = (
-            f"POST /points/spend HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Accept: application/json\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-        start = time.perf_counter()
-        status, _ = await conn.request(raw)
-        request_latencies.append(time.perf_counter() - start)
-        return status == 200
+        body = {"amount": 1, "idempotency_key": f"bench-{run}-{n:012d}"}
+        return post_request("/points/spend", port, tokens[n % len(tokens)], body)
 
-    return op
+    return timed(next_raw)
 
 
 def balance_op(port: int, tokens: Sequence[str]) -> Operation:
     requests = [get_request("/points/balance", port, t) for t in tokens]
     counter = itertools.count()
-
-    async def op(conn: Connection, request_latencies: list[float]) -> bool:
-        start = time.perf_counter()
-        status, _ = await conn.request(requests[next(counter) % len(requests)])
-        request_latencies.append(time.perf_counter() - start)
-        return status == 200
-
-    return op
+    return timed(lambda: requests[next(counter) % len(requests)])
 
 
 def run_backend(

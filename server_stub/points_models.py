@@ -27,27 +27,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from agent.protocol import PointsHoldState, PointsKind
+
 from .models import Base, UTCDateTime, new_id
 
 #: What a transaction did (docs/points.md, "Kinds").
-POINTS_KINDS = (
-    "grant",
-    "purchase",
-    "spend",
-    "hold",
-    "hold_commit",
-    "hold_release",
-    "refund",
-    "reversal",
-    "expiry",
-    "adjustment",
-    "topup",
-    "settlement",
-)
+POINTS_KINDS = tuple(kind.value for kind in PointsKind)
 #: The ledger's accounts. ``wallet`` and ``held`` are the user's; the others are the system's
 #: side of every pair (where points come from and where they go).
 POINTS_ACCOUNTS = ("wallet", "held", "issued", "spent", "expired", "owed")
-HOLD_STATES = ("held", "committed", "released", "expired")
+HOLD_STATES = tuple(state.value for state in PointsHoldState)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:

@@ -21,6 +21,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from agent.protocol import PointsKind
+
 from ...errors import NotFound
 from ...models import User
 from ...points_models import PointsEntry, PointsLot, PointsTransaction, PointsWallet
@@ -36,19 +38,8 @@ class Account(StrEnum):
     OWED = "owed"
 
 
-class Kind(StrEnum):
-    GRANT = "grant"
-    PURCHASE = "purchase"
-    SPEND = "spend"
-    HOLD = "hold"
-    HOLD_COMMIT = "hold_commit"
-    HOLD_RELEASE = "hold_release"
-    REFUND = "refund"
-    REVERSAL = "reversal"
-    EXPIRY = "expiry"
-    ADJUSTMENT = "adjustment"
-    TOPUP = "topup"
-    SETTLEMENT = "settlement"
+#: The wire's kinds are the ledger's (one home: agent.protocol.PointsKind).
+Kind = PointsKind
 
 
 #: The legs of each kind: points move from the first account to the second. An adjustment's
