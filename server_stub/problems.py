@@ -171,6 +171,10 @@ _COMMON_CODES = (
 )
 
 
+#: What a route behind the customer's bearer token may answer about the token itself.
+AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
+
+
 def problem_responses(*codes: ErrorCode, common: bool = True) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries documenting problem-details errors.
 

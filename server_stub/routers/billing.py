@@ -26,7 +26,7 @@ from agent.protocol import (
 )
 
 from ..deps import PrincipalDep, ServicesDep
-from ..problems import problem_responses
+from ..problems import AUTH_ERRORS, problem_responses
 from ..services.billing.common import Actor, SubscriptionView
 from .billing_schemas import (
     customer_invoices_out,
@@ -39,9 +39,8 @@ from .idempotent import UserIdempotent
 
 router = APIRouter(tags=["billing"])
 
-_AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 #: No subscription (404), or its state refuses the move (422); a reused Idempotency-Key (409).
-_MOVE_ERRORS = problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.IDEMPOTENCY_CONFLICT)
+_MOVE_ERRORS = problem_responses(*AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.IDEMPOTENCY_CONFLICT)
 
 
 @router.get(
@@ -57,7 +56,7 @@ def list_plans(services: ServicesDep) -> PlanList:
 @router.get(
     "/subscriptions/status",
     response_model=SubscriptionStatus,
-    responses=problem_responses(*_AUTH_ERRORS),
+    responses=problem_responses(*AUTH_ERRORS),
     summary="This account's subscription: its state, dates and entitlement",
 )
 def subscription_status(principal: PrincipalDep, services: ServicesDep) -> SubscriptionStatus:
@@ -68,7 +67,7 @@ def subscription_status(principal: PrincipalDep, services: ServicesDep) -> Subsc
 @router.get(
     "/subscriptions/invoices",
     response_model=CustomerInvoiceList,
-    responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND),
+    responses=problem_responses(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
     summary="This account's invoices, newest first, with their lines, credit notes and payments",
     description="One page of at most `limit` invoices. Amounts are integer minor units of the "
     "invoice's currency; a credit line is negative. For the next (older) page pass the "
@@ -92,7 +91,7 @@ def list_invoices(
     status_code=status.HTTP_201_CREATED,
     response_model=SubscriptionCreated,
     responses=problem_responses(
-        *_AUTH_ERRORS,
+        *AUTH_ERRORS,
         ErrorCode.NOT_FOUND,
         ErrorCode.ALREADY_EXISTS,
         ErrorCode.SERVICE_UNAVAILABLE,
@@ -162,7 +161,7 @@ async def resume_subscription(
 @router.post(
     "/subscriptions/change-plan/preview",
     response_model=PlanChangeOut,
-    responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND),
+    responses=problem_responses(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
     summary="What a plan change would do: its direction and, now, the prorated amounts",
     description="No side effects. The direction is stated from the plans' ranks. For `now` "
     "the credit for the unused time, the charge for the new plan and their net, with the "
@@ -179,7 +178,7 @@ def preview_plan_change(
     "/subscriptions/change-plan",
     response_model=PlanChangeDone,
     responses=problem_responses(
-        *_AUTH_ERRORS,
+        *AUTH_ERRORS,
         ErrorCode.NOT_FOUND,
         ErrorCode.SERVICE_UNAVAILABLE,
         ErrorCode.IDEMPOTENCY_CONFLICT,
@@ -208,7 +207,7 @@ async def change_plan(
     "/subscriptions/renew",
     response_model=SubscriptionRenewed,
     responses=problem_responses(
-        *_AUTH_ERRORS,
+        *AUTH_ERRORS,
         ErrorCode.NOT_FOUND,
         ErrorCode.SERVICE_UNAVAILABLE,
         ErrorCode.IDEMPOTENCY_CONFLICT,

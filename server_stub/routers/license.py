@@ -17,13 +17,11 @@ from agent.protocol import (
 
 from ..deps import PrincipalDep, ServicesDep, request_principal
 from ..fast_path import FastPathRoute, fast_path, json_response
-from ..problems import problem_responses
+from ..problems import AUTH_ERRORS, problem_responses
 from ..services.license import LicenseView
 from ..wiring import Services
 
 router = APIRouter(tags=["license"], route_class=FastPathRoute)
-
-_AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 
 
 def _license_response(view: LicenseView) -> LicenseResponse:
@@ -60,7 +58,7 @@ async def _fast_license(request: Request) -> Response:
 @router.get(
     "/license",
     response_model=LicenseResponse,
-    responses=problem_responses(*_AUTH_ERRORS),
+    responses=problem_responses(*AUTH_ERRORS),
     summary="Plan, quota, device binding, features and a signed offline lease",
 )
 @fast_path(_fast_license)
@@ -72,7 +70,7 @@ async def get_license(principal: PrincipalDep, services: ServicesDep) -> License
 @router.get(
     "/devices",
     response_model=DeviceList,
-    responses=problem_responses(*_AUTH_ERRORS),
+    responses=problem_responses(*AUTH_ERRORS),
     summary="Devices bound to this account",
 )
 def list_devices(principal: PrincipalDep, services: ServicesDep) -> DeviceList:
@@ -96,7 +94,7 @@ def list_devices(principal: PrincipalDep, services: ServicesDep) -> DeviceList:
     "/devices/{device_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND),
+    responses=problem_responses(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
     summary="Deactivate a device and end its sessions",
 )
 def deactivate_device(

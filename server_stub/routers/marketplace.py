@@ -37,7 +37,7 @@ from agent.protocol import (
 from ..deps import ServicesDep
 from ..errors import TokenInvalid
 from ..models import MarketplaceApp
-from ..problems import problem_responses
+from ..problems import AUTH_ERRORS, problem_responses
 from ..services.marketplace import BackendPrincipal, LicenseView
 
 router = APIRouter(prefix="/marketplace", tags=["marketplace"])
@@ -53,7 +53,6 @@ _user_bearer = HTTPBearer(
     description="RS256 Backend User Token from `POST /marketplace/user-tokens`",
 )
 
-_AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 
 AppIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=APP_ID_PATTERN)]
 BackendIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -106,7 +105,7 @@ def _artifact(app: MarketplaceApp) -> AppArtifact:
 @router.get(
     "/catalog",
     response_model=Catalog,
-    responses=problem_responses(*_AUTH_ERRORS),
+    responses=problem_responses(*AUTH_ERRORS),
     summary="Every listed app, with this backend's license and installation",
 )
 async def catalog(backend: AdminDep, services: ServicesDep) -> Catalog:
@@ -145,7 +144,7 @@ async def catalog(backend: AdminDep, services: ServicesDep) -> Catalog:
             "model": MarketplaceLicense,
         },
         **problem_responses(
-            *_AUTH_ERRORS,
+            *AUTH_ERRORS,
             ErrorCode.NOT_FOUND,
             ErrorCode.LICENSE_INACTIVE,
             ErrorCode.IDEMPOTENCY_CONFLICT,
@@ -175,7 +174,7 @@ def request_license(
     response_model=InstallationOut,
     responses={
         200: {"description": "Installed already (same installation)", "model": InstallationOut},
-        **problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.LICENSE_INACTIVE),
+        **problem_responses(*AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.LICENSE_INACTIVE),
     },
     summary="Install an app on this backend (needs an active or trial license; idempotent)",
     description="Repeating it answers 200 with the same installation; a different `config` "
@@ -201,7 +200,7 @@ def install(
     "/installations/{app_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND),
+    responses=problem_responses(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
     summary="Uninstall an app from this backend (idempotent)",
     description="204 whether or not it was installed; `not_found` only for an app that is not "
     "in the catalog at all.",
@@ -214,7 +213,7 @@ def uninstall(app_id: AppIdPath, backend: AdminDep, services: ServicesDep) -> Re
 @router.post(
     "/user-tokens",
     response_model=UserTokenResponse,
-    responses=problem_responses(*_AUTH_ERRORS),
+    responses=problem_responses(*AUTH_ERRORS),
     summary="A Backend User Token (1 hour) for reading this backend's installed apps",
 )
 def user_token(backend: AdminDep, services: ServicesDep) -> UserTokenResponse:
@@ -225,7 +224,7 @@ def user_token(backend: AdminDep, services: ServicesDep) -> UserTokenResponse:
 @router.put(
     "/backends/me/keys",
     response_model=BackendKeys,
-    responses=problem_responses(*_AUTH_ERRORS, ErrorCode.ALREADY_EXISTS),
+    responses=problem_responses(*AUTH_ERRORS, ErrorCode.ALREADY_EXISTS),
     summary="Register this backend's new public key (EC P-256)",
     description="The key becomes the current one; the key it replaces stays published for "
     "30 minutes, the longest a User App Access Token it signed may live. Registering the "
@@ -248,7 +247,7 @@ def register_key(
 @router.get(
     "/installed",
     response_model=InstalledApps,
-    responses=problem_responses(*_AUTH_ERRORS),
+    responses=problem_responses(*AUTH_ERRORS),
     summary="The apps installed on this backend and licensed now",
 )
 async def installed(backend: UserDep, services: ServicesDep) -> InstalledApps:

@@ -27,13 +27,12 @@ from agent.protocol import (
 )
 
 from ..deps import PrincipalDep, ServicesDep
-from ..problems import problem_responses
+from ..problems import AUTH_ERRORS, problem_responses
 from ..services.points.history import MAX_PAGE, HistoryPage
 from ..services.points.views import Balance, Entry, HoldView
 
 router = APIRouter(tags=["points"])
 
-_AUTH = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 HoldId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 Cursor = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -75,7 +74,7 @@ def _hold_out(hold: HoldView) -> PointsHoldOut:
 @router.get(
     "/points/balance",
     response_model=PointsBalance,
-    responses=problem_responses(*_AUTH),
+    responses=problem_responses(*AUTH_ERRORS),
     summary="The points that can be spent, those on hold, and any owed after a store refund",
 )
 def points_balance(principal: PrincipalDep, services: ServicesDep) -> PointsBalance:
@@ -85,7 +84,7 @@ def points_balance(principal: PrincipalDep, services: ServicesDep) -> PointsBala
 @router.get(
     "/points/history",
     response_model=PointsHistory,
-    responses=problem_responses(*_AUTH, ErrorCode.VALIDATION_ERROR),
+    responses=problem_responses(*AUTH_ERRORS, ErrorCode.VALIDATION_ERROR),
     summary="Every change of the balance, newest first (a cursor for the next page)",
 )
 def points_history(
@@ -112,7 +111,7 @@ def points_history(
     "/points/spend",
     response_model=PointsSpent,
     responses=problem_responses(
-        *_AUTH, ErrorCode.INSUFFICIENT_POINTS, ErrorCode.IDEMPOTENCY_CONFLICT
+        *AUTH_ERRORS, ErrorCode.INSUFFICIENT_POINTS, ErrorCode.IDEMPOTENCY_CONFLICT
     ),
     summary="Spend points, once per idempotency key",
     description="Earliest-expiring points first. Not enough points, or points owed after a "
@@ -137,7 +136,7 @@ def points_spend(
     status_code=status.HTTP_201_CREATED,
     response_model=PointsHoldOut,
     responses=problem_responses(
-        *_AUTH, ErrorCode.INSUFFICIENT_POINTS, ErrorCode.IDEMPOTENCY_CONFLICT
+        *AUTH_ERRORS, ErrorCode.INSUFFICIENT_POINTS, ErrorCode.IDEMPOTENCY_CONFLICT
     ),
     summary="Set points aside for work that can fail; commit or release them afterwards",
     description="Held points leave the spendable balance until the hold is committed (spent), "
@@ -159,7 +158,7 @@ def points_hold(
 
 
 _HOLD_ERRORS = problem_responses(
-    *_AUTH,
+    *AUTH_ERRORS,
     ErrorCode.NOT_FOUND,
     ErrorCode.VALIDATION_ERROR,
     ErrorCode.RESERVATION_CONFLICT,
@@ -199,7 +198,7 @@ def points_release(
     "/usage/topup",
     response_model=TopupOut,
     responses=problem_responses(
-        *_AUTH,
+        *AUTH_ERRORS,
         ErrorCode.LICENSE_INACTIVE,
         ErrorCode.INSUFFICIENT_POINTS,
         ErrorCode.IDEMPOTENCY_CONFLICT,

@@ -8,13 +8,11 @@ from fastapi import APIRouter
 from agent.protocol import ErrorCode, ProfileOut, ProfileSubscription, ProfileUpdate
 
 from ..deps import PrincipalDep, ServicesDep
-from ..problems import problem_responses
+from ..problems import AUTH_ERRORS, problem_responses
 from ..services.profile import Profile
 from .points import balance_out
 
 router = APIRouter(prefix="/user", tags=["profile"])
-
-_AUTH = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 
 
 def profile_out(profile: Profile) -> ProfileOut:
@@ -40,7 +38,7 @@ def profile_out(profile: Profile) -> ProfileOut:
 @router.get(
     "/profile",
     response_model=ProfileOut,
-    responses=problem_responses(*_AUTH),
+    responses=problem_responses(*AUTH_ERRORS),
     summary="Who this account is, its plan, subscription and points balance",
 )
 def user_profile(principal: PrincipalDep, services: ServicesDep) -> ProfileOut:
@@ -50,7 +48,9 @@ def user_profile(principal: PrincipalDep, services: ServicesDep) -> ProfileOut:
 @router.patch(
     "/update",
     response_model=ProfileOut,
-    responses=problem_responses(*_AUTH, ErrorCode.INVALID_CREDENTIALS, ErrorCode.ALREADY_EXISTS),
+    responses=problem_responses(
+        *AUTH_ERRORS, ErrorCode.INVALID_CREDENTIALS, ErrorCode.ALREADY_EXISTS
+    ),
     summary="Change the e-mail or the password (the current password confirms)",
     description="A wrong current password is 401 `invalid_credentials` and changes nothing; an "
     "e-mail another account has is 409 `already_exists`. A new password ends every other "

@@ -19,7 +19,7 @@ from agent.protocol import (
 
 from ..deps import PrincipalDep, ServicesDep, request_principal, run_service
 from ..fast_path import FastPathRoute, fast_path, json_body, json_response
-from ..problems import problem_responses
+from ..problems import AUTH_ERRORS, problem_responses
 from ..services.auth import Principal
 from ..services.reservations import ReservationRow
 from ..wiring import Services
@@ -27,8 +27,6 @@ from ..wiring import Services
 router = APIRouter(prefix="/usage", tags=["usage"], route_class=FastPathRoute)
 
 M = TypeVar("M", bound=BaseModel)
-
-_AUTH_ERRORS = (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN)
 
 
 def _settled(r: ReservationRow) -> SettleResponse:
@@ -88,7 +86,7 @@ async def _fast_reserve(request: Request) -> Response | None:
             "model": ReservationResponse,
         },
         **problem_responses(
-            *_AUTH_ERRORS,
+            *AUTH_ERRORS,
             ErrorCode.LICENSE_INACTIVE,
             ErrorCode.QUOTA_EXCEEDED,
             ErrorCode.IDEMPOTENCY_CONFLICT,
@@ -121,7 +119,7 @@ async def _fast_commit(request: Request) -> Response | None:
     "/commit",
     response_model=SettleResponse,
     responses=problem_responses(
-        *_AUTH_ERRORS,
+        *AUTH_ERRORS,
         ErrorCode.NOT_FOUND,
         ErrorCode.RESERVATION_CONFLICT,
         ErrorCode.RESERVATION_EXPIRED,
@@ -139,7 +137,7 @@ async def commit(
 @router.post(
     "/rollback",
     response_model=SettleResponse,
-    responses=problem_responses(*_AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.RESERVATION_CONFLICT),
+    responses=problem_responses(*AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.RESERVATION_CONFLICT),
     summary="Release the whole hold (idempotent)",
 )
 async def rollback(
