@@ -5,7 +5,9 @@ a subscription the store manages (docs/points.md, "Store purchases (RuStore)")."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -143,3 +145,27 @@ def test_another_accounts_token_is_refused_and_grants_nothing(store: Store) -> N
     assert assert_problem(taken, 409, "idempotency_conflict")["reason"] == "purchase_other_account"
     assert store.plan(other) == "free"
     assert [s.user_id for s in store_subs(store)] == [buyer["id"]]
+
+
+def test_concurrent_verifies_of_one_token_make_one_subscription(store: Store) -> None:
+    buyer = store.account()
+    store.fake.add_subscription("tok-6", active=True)
+    start = threading.Barrier(6)
+
+    def one_verify() -> int:
+        start.wait()
+        return int(store.verify_subscription(buyer["headers"], "tok-6").status_code)
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = [f.result() for f in [pool.submit(one_verify) for _ in range(6)]]
+    assert codes == [200] * 6
+    (sub,) = store_subs(store)
+    with transaction(store.backend.services.ctx.read) as session:
+        created = session.scalars(
+            select(BillingTransition).where(
+                BillingTransition.subscription_id == sub.id,
+                BillingTransition.from_state.is_(None),
+            )
+        )
+        assert len(list(created)) == 1
+    assert store.plan(buyer) == PRO.plan
