@@ -191,6 +191,10 @@ class Settings(BaseSettings):
     #: The app's package name (``com.example.app``): subscriptions verified active are
     #: acknowledged under it. Unset: they are not acknowledged (RuStore does not require it).
     rustore_package_name: str | None = None
+    #: How long a store subscription verified active is paid through before RuStore is asked
+    #: again (its state call answers only ``is_active``, no date to trust): each verify, and the
+    #: store reconciler within this window of its end, extends it while the store says active.
+    store_subscription_recheck_hours: int = Field(default=48, ge=1, le=24 * 31)
     #: Check purchases on RuStore's sandbox paths (test payments) instead of the real ones.
     rustore_sandbox: bool = False
     #: The console's key for server notifications (Base64 of 32 bytes, AES-256-GCM). Unset:

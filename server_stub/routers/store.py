@@ -123,7 +123,8 @@ async def buy_points(
 async def verify_subscription(
     body: SubscriptionVerifyRequest, principal: PrincipalDep, services: ServicesDep
 ) -> StoreSubscriptionVerified:
-    """Ask the store whether a subscription is active and record it for this account, once."""
+    """Ask the store whether a subscription is active, record it for this account (once), and
+    put its plan in force (or let it lapse) before answering."""
     done = await run_in_threadpool(
         services.store.verify_subscription,
         principal.user.id,

@@ -14,8 +14,9 @@ from server_stub.clock import FakeClock
 from server_stub.fake_providers.delivery import serving
 from server_stub.fake_providers.rustore_fake import FakeRuStore
 from server_stub.services.store.products import Product
-from tests.helpers.api import bearer, register
+from tests.helpers.api import bearer, fingerprint, register
 from tests.helpers.backend import Backend, BackendFactory
+from tests.helpers.billing import PRO as PRO_PLAN
 
 TOKEN = "public-token-for-tests"
 #: A consumable of 100 points, and a subscription to the plan "pro".
@@ -30,8 +31,22 @@ class Store:
     key: bytes
 
     def account(self) -> dict[str, Any]:
-        body = register(self.backend.client)
-        return {"id": body["user"]["id"], "headers": bearer(body["token"])}
+        fp = fingerprint()
+        body = register(self.backend.client, fp=fp)
+        return {
+            "id": body["user"]["id"],
+            "headers": bearer(body["token"]),
+            "fp": fp,
+            "refresh": body["refresh_token"],
+        }
+
+    def refresh(self, account: dict[str, Any]) -> None:
+        """New tokens for ``account`` (after the fake clock moved past the access token's life)."""
+        body = {"refresh_token": account["refresh"], "device_fingerprint": account["fp"]}
+        answer = self.backend.client.post("/auth/refresh", json=body)
+        assert answer.status_code == 200, answer.text
+        account["headers"] = bearer(answer.json()["token"])
+        account["refresh"] = answer.json()["refresh_token"]
 
     def post_notification(self, body: bytes) -> Any:
         return self.backend.client.post(
@@ -43,6 +58,21 @@ class Store:
 
     def balance(self, user_id: str) -> int:
         return self.backend.services.points.balance(user_id).balance
+
+    def verify_subscription(
+        self, headers: dict[str, str], token: str, product: str = PRO.id
+    ) -> Any:
+        body = {"provider": "rustore", "subscription_token": token, "product_id": product}
+        return self.backend.client.post("/subscriptions/verify", headers=headers, json=body)
+
+    def plan(self, account: dict[str, Any]) -> str | None:
+        """The plan ``/license`` says is in force for ``account`` now (its tokens refreshed);
+        ``None``: none is (a plan that lapsed leaves the license inactive)."""
+        self.refresh(account)
+        answer = self.backend.client.get("/license", headers=account["headers"])
+        assert answer.status_code == 200, answer.text
+        plan = answer.json()["plan"]
+        return None if plan is None else str(plan)
 
     def tick(self, seconds: float = 1.0) -> None:
         self.backend.clock.advance(seconds)
@@ -67,6 +97,7 @@ def rustore_store(make_backend: BackendFactory, **overrides: object) -> Iterator
         values.update(overrides)
         backend = make_backend(**values)
         fake.clock = backend.clock  # one time for the store and the server
+        backend.services.billing.plans.create("test", PRO_PLAN)  # the plan PRO grants
         for product in (COINS, PRO):
             backend.services.store.products.create("test", product)
         yield Store(backend, fake, key)

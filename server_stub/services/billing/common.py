@@ -6,17 +6,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from agent.protocol import ProviderName
+
 from ...billing_models import BillingCreditNote, BillingSubscription, BillingTransition
-from ...errors import NotFound
+from ...errors import NotFound, ValidationFailed
 from ...models import Plan
 from ..context import ServiceContext
 from .contract import Interval, SubscriptionState
 from .entitlement import entitlement_end, newest_first, project
 from .states import TERMINAL, Trigger, transition
+
+#: Providers that sell and renew by themselves (an app store): billing never charges through them.
+STORES: Final = frozenset({ProviderName.RUSTORE.value})
 
 
 class ActorKind(StrEnum):
@@ -117,10 +123,25 @@ def current_subscription(
     return ranked[0] if ranked else None
 
 
+class StoreManaged(ValidationFailed):
+    """The subscription was bought in an app store: the store renews, pauses and cancels it
+    (422 ``validation_error``, ``reason`` ``store_managed``); billing has no provider to ask."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(
+            f"this subscription is managed by {provider}: change or cancel it there",
+            reason="store_managed",
+            provider=provider,
+        )
+
+
 def require_subscription(session: Session, user_id: str, *, lock: bool) -> BillingSubscription:
+    """The subscription a customer's (or staff's) act is about: one billing manages."""
     sub = current_subscription(session, user_id, lock=lock)
     if sub is None:
         raise NotFound("this account has no subscription")
+    if sub.provider in STORES:
+        raise StoreManaged(sub.provider)
     return sub
 
 

@@ -42,6 +42,7 @@ from ..points.views import Balance
 from .products import Product, ProductCatalog
 from .rustore import RuStoreClient, RuStorePurchase
 from .statuses import GRANTING, RANK, TAKEN_BACK, InvoiceStatus
+from .subscriptions import apply_store_subscription, subscription_ref, token_of
 
 log = logging.getLogger("tgflow.server.store")
 
@@ -292,8 +293,25 @@ class StoreService:
             reason=f"the store {status.value.lower()} the purchase",
         )
 
+    def recheck_subscription(self, ref: str) -> bool:
+        """The reconciler's call: ask the store again about the subscription ``ref`` and apply
+        the answer as a verify would. ``False``: nothing to ask (its token was too long to keep,
+        its product is gone, or it has no owner)."""
+        client = self.rustore
+        token = token_of(ref)
+        with transaction(self._ctx.read) as session:
+            row = session.get(StorePurchase, ref)
+            user_id = row.user_id if row is not None else None
+            product = self._products.get(row.product_id) if row is not None else None
+        if client is None or token is None or user_id is None or product is None:
+            return False
+        # Unreachable: raises, the next round asks again. Unknown to the store: not active.
+        active = bool(client.subscription_active(token))
+        _once_inserted(lambda: self._claim_subscription(user_id, token, product, active))
+        return True
+
     def _claim_subscription(self, user_id: str, token: str, product: Product, active: bool) -> None:
-        ref = f"rustore-sub:{token}"[:200]
+        ref = subscription_ref(token)
         now = self._ctx.clock.now()
         status = "ACTIVE" if active else "HOLD"
         with transaction(self._ctx.write) as session:
@@ -321,6 +339,8 @@ class StoreService:
                 )
             else:
                 row.status, row.status_at, row.updated_at = status, now, now
+            # The plan, in this transaction: committed with the purchase row, before the answer.
+            apply_store_subscription(self._ctx, session, user_id, ref, product, active)
 
     # --- the store ----------------------------------------------------------------------------
 

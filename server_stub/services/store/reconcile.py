@@ -1,6 +1,7 @@
 """The store purchases' reconciler: purchases we know of that RuStore has not finished
 (``CREATED``, ``EXECUTED``, ``PAID``) are asked about again, for when a notification never
-comes. It shares billing's interval and look-back (``billing_reconcile_interval_seconds``,
+comes; store subscriptions near the end of their paid window are asked whether still active.
+It shares billing's interval and look-back (``billing_reconcile_interval_seconds``,
 ``billing_reconcile_days``): both are "how often, and how far back, we ask the providers".
 """
 
@@ -12,17 +13,24 @@ from typing import Final
 
 from sqlalchemy import select
 
+from agent.protocol import ProviderName
+
+from ...billing_models import BillingSubscription
 from ...db import transaction
 from ...store_models import StorePurchase
+from ..billing.contract import SubscriptionState
 from ..context import ServiceContext
 from .purchases import StoreService
 from .statuses import RANK, InvoiceStatus
+from .subscriptions import recheck_window
 
 log = logging.getLogger("tgflow.server.store")
 
 #: Purchases asked about in one round at most (the oldest change first).
 BATCH: Final = 100
 _UNFINISHED: Final = RANK[InvoiceStatus.PAID]
+#: Store subscriptions asked about again: those the license still follows.
+_RECHECKED: Final = (SubscriptionState.ACTIVE.value, SubscriptionState.PAST_DUE.value)
 
 
 class StoreReconciler:
@@ -64,4 +72,31 @@ class StoreReconciler:
                 self._store.apply_notification(invoice_id, now, sandbox=sandbox)
             except Exception:  # one purchase failing does not stop the others
                 log.warning("store reconcile failed", extra={"invoice": invoice_id}, exc_info=True)
-        return len(invoices)
+        return len(invoices) + self.recheck_subscriptions(now)
+
+    def recheck_subscriptions(self, now: datetime) -> int:
+        """Store subscriptions (active, or on hold within their grace) whose paid window ends
+        within the next recheck window are asked about again: one the store still says is
+        active is extended before it runs out, one it does not is left to lapse."""
+        horizon = now + recheck_window(self._ctx)
+        with transaction(self._ctx.read) as session:
+            refs = list(
+                session.scalars(
+                    select(BillingSubscription.payment_method_ref)
+                    .where(
+                        BillingSubscription.provider == ProviderName.RUSTORE.value,
+                        BillingSubscription.state.in_(_RECHECKED),
+                        BillingSubscription.paid_through <= horizon,
+                        BillingSubscription.payment_method_ref.is_not(None),
+                    )
+                    .order_by(BillingSubscription.paid_through)
+                    .limit(BATCH)
+                )
+            )
+        asked = 0
+        for ref in refs:
+            try:
+                asked += self._store.recheck_subscription(ref or "")
+            except Exception:  # one subscription failing does not stop the others
+                log.warning("store subscription recheck failed", exc_info=True)
+        return asked
