@@ -57,8 +57,13 @@ def product_out(product: Product) -> ProductOut:
 @router.get(
     "/products",
     response_model=ProductList,
+    # The edge's answers that apply to a route without input: the body-size cap (any method
+    # may carry a body), the rate limit, the database.
     responses=problem_responses(
-        ErrorCode.RATE_LIMITED, ErrorCode.SERVICE_UNAVAILABLE, common=False
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.SERVICE_UNAVAILABLE,
+        common=False,
     ),
 )
 async def list_products(services: ServicesDep) -> ProductList:
