@@ -24,25 +24,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime, new_id
+from agent.protocol import SubscriptionState
 
-SUBSCRIPTION_STATES = (
-    "incomplete",
-    "incomplete_expired",
-    "trialing",
-    "active",
-    "past_due",
-    "unpaid",
-    "canceled",
-    "paused",
-)
+from .models import Base, UTCDateTime, new_id, one_of
+
+SUBSCRIPTION_STATES = tuple(state.value for state in SubscriptionState)
 INVOICE_STATUSES = ("draft", "open", "paid", "void", "uncollectible")
 LINE_KINDS = ("charge", "proration_charge", "proration_credit")
 ACTOR_KINDS = ("user", "staff", "provider", "system")
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class BillingSubscription(Base):
@@ -83,7 +72,7 @@ class BillingSubscription(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        CheckConstraint(_one_of("state", SUBSCRIPTION_STATES), name="state_known"),
+        CheckConstraint(one_of("state", SUBSCRIPTION_STATES), name="state_known"),
         CheckConstraint("price_minor >= 0", name="price_nonnegative"),
         CheckConstraint("\"interval\" IN ('month', 'year')", name="interval_known"),
         Index("ix_billing_subscriptions_user", "user_id", "created_at"),
@@ -110,7 +99,7 @@ class BillingTransition(Base):
     reason: Mapped[str] = mapped_column(String(300))
 
     __table_args__ = (
-        CheckConstraint(_one_of("actor_kind", ACTOR_KINDS), name="actor_kind_known"),
+        CheckConstraint(one_of("actor_kind", ACTOR_KINDS), name="actor_kind_known"),
         Index("ix_billing_transitions_subscription", "subscription_id", "seq"),
     )
 
@@ -144,7 +133,7 @@ class BillingInvoice(Base):
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
-        CheckConstraint(_one_of("status", INVOICE_STATUSES), name="status_known"),
+        CheckConstraint(one_of("status", INVOICE_STATUSES), name="status_known"),
         CheckConstraint(
             "amount_due_minor >= 0 AND amount_paid_minor >= 0 AND credit_applied_minor >= 0",
             name="amounts_nonnegative",
@@ -171,7 +160,7 @@ class BillingInvoiceLine(Base):
     description: Mapped[str] = mapped_column(String(300))
 
     __table_args__ = (
-        CheckConstraint(_one_of("kind", LINE_KINDS), name="kind_known"),
+        CheckConstraint(one_of("kind", LINE_KINDS), name="kind_known"),
         CheckConstraint(
             "(kind = 'proration_credit' AND amount_minor <= 0)"
             " OR (kind <> 'proration_credit' AND amount_minor >= 0)",

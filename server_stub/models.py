@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def one_of(column: str, values: Iterable[str]) -> str:
+    """The CHECK of a column that takes one of ``values`` (quoted, as SQL literals)."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 NAMING = {

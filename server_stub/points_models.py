@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from agent.protocol import PointsHoldState, PointsKind
 
-from .models import Base, UTCDateTime, new_id
+from .models import Base, UTCDateTime, new_id, one_of
 
 #: What a transaction did (docs/points.md, "Kinds").
 POINTS_KINDS = tuple(kind.value for kind in PointsKind)
@@ -37,10 +37,6 @@ POINTS_KINDS = tuple(kind.value for kind in PointsKind)
 #: side of every pair (where points come from and where they go).
 POINTS_ACCOUNTS = ("wallet", "held", "issued", "spent", "expired", "owed")
 HOLD_STATES = tuple(state.value for state in PointsHoldState)
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class PointsWallet(Base):
@@ -69,7 +65,7 @@ class PointsTransaction(Base):
 
     __tablename__ = "points_transactions"
     __table_args__ = (
-        CheckConstraint(_one_of("kind", POINTS_KINDS), name="kind"),
+        CheckConstraint(one_of("kind", POINTS_KINDS), name="kind"),
         CheckConstraint("amount > 0", name="amount_positive"),
         # One outcome per key of one user; one credit (or claw-back) per store purchase.
         UniqueConstraint("user_id", "idempotency_key", name="uq_points_transactions_user_key"),
@@ -106,7 +102,7 @@ class PointsEntry(Base):
 
     __tablename__ = "points_entries"
     __table_args__ = (
-        CheckConstraint(_one_of("account", POINTS_ACCOUNTS), name="account"),
+        CheckConstraint(one_of("account", POINTS_ACCOUNTS), name="account"),
         CheckConstraint("amount <> 0", name="amount_not_zero"),
         Index("ix_points_entries_user_account", "user_id", "account"),
     )
@@ -151,7 +147,7 @@ class PointsHold(Base):
 
     __tablename__ = "points_holds"
     __table_args__ = (
-        CheckConstraint(_one_of("state", HOLD_STATES), name="state"),
+        CheckConstraint(one_of("state", HOLD_STATES), name="state"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("used >= 0 AND used <= amount", name="used_within_amount"),
         UniqueConstraint("user_id", "idempotency_key", name="uq_points_holds_user_key"),

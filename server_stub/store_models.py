@@ -16,7 +16,9 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime
+from agent.protocol import ProductKind
+
+from .models import Base, UTCDateTime, one_of
 
 PRODUCT_KINDS = ("consumable", "subscription")
 
@@ -40,7 +42,7 @@ class StoreProduct(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        CheckConstraint("kind IN ('consumable', 'subscription')", name="kind_known"),
+        CheckConstraint(one_of("kind", (k.value for k in ProductKind)), name="kind_known"),
         CheckConstraint(
             "(kind = 'consumable' AND points > 0 AND plan IS NULL) OR "
             "(kind = 'subscription' AND plan IS NOT NULL AND points IS NULL)",

@@ -22,7 +22,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime
+from agent.protocol import ProviderName
+
+from .models import Base, UTCDateTime, one_of
 
 #: ``queued`` waits for its first attempt; ``failed`` waits for a retry; ``applied`` and
 #: ``ignored`` (billing does not act on it) are done; ``dead`` ran out of attempts and waits for
@@ -30,7 +32,7 @@ from .models import Base, UTCDateTime
 WEBHOOK_STATUSES = ("queued", "applied", "failed", "dead", "ignored")
 #: What the worker may claim.
 WEBHOOK_PENDING = ("queued", "failed")
-WEBHOOK_PROVIDERS = ("stripe", "cloudpayments", "rustore")
+WEBHOOK_PROVIDERS = tuple(provider.value for provider in ProviderName)
 
 
 class WebhookEvent(Base):
@@ -73,11 +75,9 @@ class WebhookEvent(Base):
 
     __table_args__ = (
         UniqueConstraint("provider", "event_id", name="uq_webhook_inbox_provider_event"),
+        CheckConstraint(one_of("status", WEBHOOK_STATUSES), name="status_known"),
         CheckConstraint(
-            f"status IN ({', '.join(repr(s) for s in WEBHOOK_STATUSES)})", name="status_known"
-        ),
-        CheckConstraint(
-            f"provider IN ({', '.join(repr(p) for p in WEBHOOK_PROVIDERS)})",
+            one_of("provider", WEBHOOK_PROVIDERS),
             name="provider_known",
         ),
         Index("ix_webhook_inbox_due", "status", "next_attempt_at", "seq"),

@@ -17,6 +17,7 @@ from agent.protocol import (
     PointsHoldCommit,
     PointsHoldOut,
     PointsHoldRequest,
+    PointsHoldState,
     PointsKind,
     PointsSpendRequest,
     PointsSpent,
@@ -58,16 +59,14 @@ def history_out(page: HistoryPage) -> PointsHistory:
 
 
 def _hold_out(hold: HoldView) -> PointsHoldOut:
-    return PointsHoldOut.model_validate(
-        {
-            "id": hold.id,
-            "amount": hold.amount,
-            "used": hold.used,
-            "state": hold.state,
-            "expires_at": hold.expires_at,
-            "balance": balance_out(hold.balance),
-            "replayed": hold.replayed,
-        }
+    return PointsHoldOut(
+        id=hold.id,
+        amount=hold.amount,
+        used=hold.used,
+        state=PointsHoldState(hold.state),
+        expires_at=hold.expires_at,
+        balance=balance_out(hold.balance),
+        replayed=hold.replayed,
     )
 
 

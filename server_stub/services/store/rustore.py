@@ -101,22 +101,22 @@ class RuStoreClient:
         path = "/public/glike/subscription/" + "/".join(
             quote(part, safe="") for part in (package, subscription_id, token)
         )
-        try:
-            response = self._http.post(path + ":acknowledge")
-        except httpx.HTTPError as exc:
-            raise ProviderUnavailable(f"RuStore unreachable: {type(exc).__name__}") from exc
-        if response.status_code >= 500:
-            raise ProviderUnavailable(f"RuStore answered {response.status_code}")
+        response = self._send("POST", path + ":acknowledge")
         if response.status_code >= 400:
             raise ProviderRefused(f"RuStore refused the acknowledgement: {response.status_code}")
 
-    def _call(self, method: str, path: str, *, allow_missing: bool = True) -> dict[str, Any] | None:
+    def _send(self, method: str, path: str) -> httpx.Response:
+        """The request; RuStore unreachable or failing (5xx) is ``ProviderUnavailable``."""
         try:
             response = self._http.request(method, path)
         except httpx.HTTPError as exc:
             raise ProviderUnavailable(f"RuStore unreachable: {type(exc).__name__}") from exc
         if response.status_code >= 500:
             raise ProviderUnavailable(f"RuStore answered {response.status_code}")
+        return response
+
+    def _call(self, method: str, path: str, *, allow_missing: bool = True) -> dict[str, Any] | None:
+        response = self._send(method, path)
         try:
             envelope = response.json()
         except ValueError:
