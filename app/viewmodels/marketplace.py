@@ -31,7 +31,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from app.engine import Engine
 from app.i18n import Translator
 
-from .base import EngineBound
+from .queued import QueuedWork
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -219,14 +219,18 @@ async def uninstall_app(client: MarketplaceClient, app_id: str, apps_dir: Path) 
 # --- the view-model -----------------------------------------------------------------------------
 
 
-class MarketplaceViewModel(EngineBound):
-    """The connection, the catalog and the installed apps of one tenant backend."""
+class MarketplaceViewModel(QueuedWork):
+    """The connection, the catalog and the installed apps of one tenant backend.
+
+    What the user asks for while other work runs waits its turn (:class:`QueuedWork`); an
+    action that needs the connection is checked when its turn comes, so one asked for while
+    the connection loads runs once it has loaded.
+    """
 
     #: ``(url, token)`` as stored (the token empty when none is stored).
     connection_loaded = pyqtSignal(str, str)
     #: A :class:`MarketplaceState`.
     changed = pyqtSignal(object)
-    busy_changed = pyqtSignal(bool)
     #: ``(app_id, bytes done, bytes total)`` while an artifact downloads.
     progress = pyqtSignal(str, int, int)
     #: ``app_id`` once the files are verified, in place and the installation recorded.
@@ -235,7 +239,6 @@ class MarketplaceViewModel(EngineBound):
     #: ``(app_id, license status)`` after a license request.
     license_changed = pyqtSignal(str, str)
     saved = pyqtSignal()
-    failed = pyqtSignal(str)
 
     def __init__(
         self,
@@ -256,15 +259,10 @@ class MarketplaceViewModel(EngineBound):
         self._store: ConnectionStore | None = None
         self._url = ""
         self._token = ""
-        self._busy = False
         self._loaded = False
         self._state = MarketplaceState([], [])
 
     # --- what the panel reads -------------------------------------------------------------------
-
-    @property
-    def busy(self) -> bool:
-        return self._busy
 
     @property
     def loaded(self) -> bool:
@@ -285,34 +283,30 @@ class MarketplaceViewModel(EngineBound):
 
     def load(self) -> bool:
         """Read the stored connection; connect when there is one (or the demo's)."""
-        if self._busy:
-            return False
-        self._set_busy(True)
-        return self.submit(self._load(), self._got_connection, self._failed, what="marketplace")
+        return self._act(
+            lambda: self.submit(
+                self._load(), self._got_connection, self._failed, what="marketplace"
+            )
+        )
 
     def save(self, url: str, token: str) -> bool:
         """Check and store the URL and the admin token, then load the catalog."""
-        if self._busy:
-            return False
-        self._set_busy(True)
-        return self.submit(
-            self._save(url.strip(), token.strip()), self._saved, self._failed, what="marketplace"
+        return self._act(
+            lambda: self.submit(
+                self._save(url.strip(), token.strip()),
+                self._saved,
+                self._failed,
+                what="marketplace",
+            )
         )
 
     def refresh(self) -> bool:
-        if self._busy or not self.connected:
-            return False
-        self._set_busy(True)
-        return self.submit(self._with_client(self._read), self._got, self._failed, what="catalog")
+        return self._connected_act(self._read, self._got, "catalog")
 
     def start_trial(self, app_id: str) -> bool:
         return self.request_license(app_id, "trial")
 
     def request_license(self, app_id: str, plan: str) -> bool:
-        if self._busy or not self.connected:
-            return False
-        self._set_busy(True)
-
         async def work(client: MarketplaceClient) -> tuple[str, MarketplaceState]:
             lic = await client.request_license(app_id, plan)
             return lic.status.value, await self._read(client)
@@ -322,14 +316,13 @@ class MarketplaceViewModel(EngineBound):
             self._got(state)
             self.license_changed.emit(app_id, status)
 
-        return self.submit(self._with_client(work), done, self._failed, what="license")
+        return self._connected_act(work, done, "license")
 
     def install(self, app_id: str) -> bool:
         card = self.card(app_id)
-        if self._busy or not self.connected or card is None:
+        if card is None:
             return False
         chosen: AppCard = card
-        self._set_busy(True)
         last = [-1]
 
         def progress(done: int, total: int) -> None:
@@ -347,13 +340,9 @@ class MarketplaceViewModel(EngineBound):
             self._got(state)
             self.installed.emit(app_id)
 
-        return self.submit(self._with_client(work), done, self._failed, what="install")
+        return self._connected_act(work, done, "install")
 
     def uninstall(self, app_id: str) -> bool:
-        if self._busy or not self.connected:
-            return False
-        self._set_busy(True)
-
         async def work(client: MarketplaceClient) -> MarketplaceState:
             await uninstall_app(client, app_id, self._apps_dir())
             return await self._read(client)
@@ -362,7 +351,21 @@ class MarketplaceViewModel(EngineBound):
             self._got(state)
             self.uninstalled.emit(app_id)
 
-        return self.submit(self._with_client(work), done, self._failed, what="uninstall")
+        return self._connected_act(work, done, "uninstall")
+
+    def _connected_act(
+        self, work: Callable[[MarketplaceClient], Any], done: Callable[[Any], None], what: str
+    ) -> bool:
+        """An action on the connected backend; when its turn comes without a connection it is
+        not started (``False`` when that is now)."""
+        if not self.connected and not self.busy:
+            return False
+        return self._act(
+            lambda: (
+                self.connected
+                and self.submit(self._with_client(work), done, self._failed, what=what)
+            )
+        )
 
     # --- engine side ----------------------------------------------------------------------------
 
@@ -413,19 +416,19 @@ class MarketplaceViewModel(EngineBound):
 
     # --- answers (GUI thread) -------------------------------------------------------------------
 
-    def _set_busy(self, busy: bool) -> None:
-        if busy != self._busy:
-            self._busy = busy
-            self.busy_changed.emit(busy)
+    def _reload(self) -> bool:
+        return self.connected and self.submit(
+            self._with_client(self._read), self._got, self._failed, what="catalog"
+        )
 
     def _got_connection(self, result: tuple[str, str, MarketplaceState | None]) -> None:
         self._url, self._token, state = result
         self._loaded = True
         self.connection_loaded.emit(self._url, self._token)
-        self._set_busy(False)
         if state is not None:
             self._state = state
             self.changed.emit(state)
+        self._next()
 
     def _saved(self, result: tuple[str, str, MarketplaceState]) -> None:
         self._got_connection(result)
@@ -433,15 +436,8 @@ class MarketplaceViewModel(EngineBound):
 
     def _got(self, state: MarketplaceState) -> None:
         self._state = state
-        self._set_busy(False)
         self.changed.emit(state)
-
-    def _failed(self, message: str) -> None:
-        self._set_busy(False)
-        self.failed.emit(message)
-
-    def report_error(self, message: str) -> None:
-        self.failed.emit(message)
+        self._next()
 
     def describe(self, exc: BaseException, what: str = "") -> str:
         # The module is loaded by now: the failure came from it.

@@ -282,3 +282,45 @@ def test_a_free_app_offers_neither_trial_nor_purchase(
     notes = panel.cards["notes"]  # the catalog is shown again
     assert notes.install_button.isEnabled()
     assert notes.purchase_button.isHidden() and notes.trial_button.isHidden()
+
+
+def test_actions_asked_for_while_busy_wait_their_turn(
+    qtbot: QtBot, panel: MarketplacePanel, tmp_path: Path
+) -> None:
+    # A refresh (say, the user's click) is running when the trial and the install are asked
+    # for: both run after it, in order, and none is dropped.
+    model = vm(panel)
+    order: list[str] = []
+    model.license_changed.connect(lambda app_id, status: order.append(f"license:{status}"))
+    model.installed.connect(lambda app_id: order.append(f"installed:{app_id}"))
+    with qtbot.wait_signal(model.installed, timeout=20_000):
+        assert model.refresh()
+        assert model.busy
+        assert model.start_trial("polls")
+        assert model.install("polls")
+    assert not model.busy  # the last one's answer ended the queue
+    assert order == ["license:trial", "installed:polls"]
+    assert (tmp_path / "desktop" / "apps" / "polls" / "polls-1.0.zip").exists()
+
+
+def test_an_action_that_needs_the_connection_waits_for_it_to_load(
+    qtbot: QtBot,
+    engine: Engine,
+    demo_backend: DemoBackend,
+    market: DemoMarketplace,
+    keyring: MemoryKeyring,
+    tmp_path: Path,
+) -> None:
+    widget = make_panel(
+        qtbot,
+        engine,
+        tmp_path / "desktop",
+        keyring,
+        defaults=(demo_backend.url, market.admin_token),
+    )
+    model = vm(widget)
+    assert not model.refresh()  # nothing loaded, nothing loading: nothing to refresh
+    assert model.load()
+    with qtbot.wait_signal(model.license_changed) as changed:
+        assert model.start_trial("polls")  # asked while the connection loads
+    assert changed.args == ["polls", "trial"]
