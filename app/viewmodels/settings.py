@@ -18,7 +18,7 @@ from app.engine import Engine
 from app.i18n import Translator
 from app.settings_schema import SECTIONS, format_value, options
 
-from .base import EngineBound
+from .queued import QueuedWork
 
 if TYPE_CHECKING:
     from app.config import Settings, SettingsError
@@ -85,16 +85,18 @@ def _save(path: Path, changes: Mapping[Key, str]) -> Settings | SettingsError:
         return exc
 
 
-class SettingsViewModel(EngineBound):
+class SettingsViewModel(QueuedWork):
+    """settings.ini's values and saving edits; a save asked for while one runs waits its turn
+    (:class:`QueuedWork`) and then writes what still differs, so no edit is lost."""
+
     #: Every key's value (``dict[Key, str]``), after loading or saving.
     loaded = pyqtSignal(dict)
     #: The keys saved and their new values (``dict[Key, str]``); empty when nothing changed.
     saved = pyqtSignal(dict)
-    #: The SettingsError's text (the file, the key and the reason), or another short message.
-    failed = pyqtSignal(str)
+    # ``failed`` (QueuedWork): the SettingsError's text (the file, the key and the reason), or
+    # another short message.
     #: The keys (``list[Key]``) a failed save found fault with (empty when none is named).
     invalid = pyqtSignal(list)
-    busy_changed = pyqtSignal(bool)
 
     def __init__(
         self,
@@ -114,7 +116,6 @@ class SettingsViewModel(EngineBound):
         self.server_in_use = server_in_use
         self.embedded_server = embedded_server
         self._values: dict[Key, str] = values_of(settings) if settings is not None else {}
-        self._busy = False
 
     @property
     def path(self) -> Path:
@@ -123,15 +124,6 @@ class SettingsViewModel(EngineBound):
     @property
     def values(self) -> dict[Key, str]:
         return dict(self._values)
-
-    @property
-    def busy(self) -> bool:
-        return self._busy
-
-    def _set_busy(self, busy: bool) -> None:
-        if busy != self._busy:
-            self._busy = busy
-            self.busy_changed.emit(busy)
 
     def load(self) -> bool:
         path = self._path
@@ -147,17 +139,22 @@ class SettingsViewModel(EngineBound):
 
     def save(self, values: Mapping[Key, str]) -> bool:
         """Write the entries of ``values`` that changed; the file is untouched on any error."""
+        edited = dict(values)
+        if not self.busy and not self.changes(edited):
+            self.saved.emit({})
+            return True
+        return self._act(lambda: self._save(edited))
+
+    def _save(self, values: dict[Key, str]) -> bool:
+        # Compared when its turn comes: a save that waited writes only what the one before it
+        # did not already write.
         changes = self.changes(values)
         if not changes:
             self.saved.emit({})
-            return True
-        if self._busy:
             return False
-        self._set_busy(True)
         path = self._path
 
         def done(result: Settings | SettingsError) -> None:
-            self._set_busy(False)
             if isinstance(result, Exception):
                 keys = [
                     (p.section, p.key)
@@ -165,21 +162,18 @@ class SettingsViewModel(EngineBound):
                     if p.section is not None and p.key is not None
                 ]
                 self.invalid.emit(keys)
-                self.failed.emit(self.describe(result))
+                self._failed(self.describe(result))
                 return
             self._values = values_of(result)
             self.invalid.emit([])
             self.saved.emit({k: self._values.get(k, v) for k, v in changes.items()})
+            self._next()
 
-        def failed(message: str) -> None:
-            self._set_busy(False)
-            self.failed.emit(message)
+        return self.call(lambda: _save(path, changes), done, self._failed, what="save settings")
 
-        return self.call(lambda: _save(path, changes), done, failed, what="save settings")
+    def _reload(self) -> bool:
+        return False  # the file is read once, at start; saving keeps ``values`` current
 
     @staticmethod
     def needs_restart(changes: Mapping[Key, str]) -> bool:
         return any(key not in LIVE_KEYS for key in changes)
-
-    def report_error(self, message: str) -> None:
-        self.failed.emit(message)

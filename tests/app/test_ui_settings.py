@@ -133,3 +133,24 @@ def test_every_label_is_translated_not_a_raw_key_name(
             "api_id": "Application id (api_id)",
             "api_hash": "Application hash (api_hash)",
         }
+
+
+def test_a_save_asked_for_while_one_runs_waits_and_loses_no_edit(
+    qtbot: QtBot, panel: SettingsPanel, settings_file: Path
+) -> None:
+    model = panel._vm
+    first = {("broadcast", "min_delay_sec"): "5"}
+    second = {("broadcast", "min_delay_sec"): "5", ("broadcast", "max_delay_sec"): "9"}
+    saved: list[dict[tuple[str, str], str]] = []
+    model.saved.connect(saved.append)
+    last = {("broadcast", "max_delay_sec"): "9"}
+    with qtbot.wait_signal(model.saved, check_params_cb=lambda changes: changes == last):
+        assert model.save(first)
+        assert model.busy
+        assert model.save(second)  # waits its turn; not dropped
+    # The second wrote only what the first had not already written.
+    assert saved == [first, last]
+    assert not model.busy
+    values = load_settings(settings_file)
+    assert values.broadcast.min_delay_sec == 5
+    assert values.broadcast.max_delay_sec == 9
