@@ -140,14 +140,8 @@ def seed_demo_products(services: Services, fakes: DemoProviders) -> None:
         if current is None:
             catalog.create(DEMO_ACTOR, product)
         elif current != product:
-            changes = ProductChanges(
-                title=product.title,
-                price_minor=product.price_minor,
-                currency=product.currency,
-                points=product.points,
-                active=True,
-            )
-            catalog.change(DEMO_ACTOR, product.id, changes)
+            values = {f.name: getattr(product, f.name) for f in fields(ProductChanges)}
+            catalog.change(DEMO_ACTOR, product.id, ProductChanges(**values))
         if fakes.rustore is not None:
             fakes.rustore.add_product(product.id, product.price_minor, product.currency)
 

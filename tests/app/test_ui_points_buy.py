@@ -121,8 +121,7 @@ def test_a_cancelled_purchase_is_refused_in_the_window_language(
     ):
         _press(url, "cancel")
     assert refused.args[0] == (
-        "Магазин не принял оплату (покупка отменена, отклонена или просрочена): "
-        "баллы не куплены."
+        "Магазин не принял оплату (покупка отменена, отклонена или просрочена): баллы не куплены."
     )
     assert ended.args == [False] and not model.checking_purchase
     assert panel.error.isVisible() and panel.error.text() == refused.args[0]
