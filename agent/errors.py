@@ -125,13 +125,20 @@ class UnexpectedResponse(LicenseError):
     """The server answered with something the agent cannot act on (5xx, unknown code, bad body)."""
 
     def __init__(
-        self, reason: str, status: int | None = None, *, problem_code: str | None = None
+        self,
+        reason: str,
+        status: int | None = None,
+        *,
+        problem_code: str | None = None,
+        problem_reason: str | None = None,
     ) -> None:
-        """Carry the ``reason`` and, where there were one, the HTTP ``status`` and the
-        problem-details ``problem_code`` (a code without a class of its own)."""
+        """Carry the ``reason`` and, where there were one, the HTTP ``status``, the
+        problem-details ``problem_code`` (a code without a class of its own) and the problem's
+        ``reason`` extension (which of the code's causes: ``purchase_not_paid``, …)."""
         super().__init__(reason)
         self.status = status
         self.problem_code = problem_code
+        self.problem_reason = problem_reason
 
 
 class Offline(LicenseError):

@@ -7,7 +7,8 @@ history, converting points into messages of the current period, and the profile.
 client's; a refusal with no class of its own keeps the server's code in
 :attr:`agent.errors.UnexpectedResponse.problem_code` (``insufficient_points`` 409: too few
 points, or a shortfall after a store refund; ``validation_error`` 422: the plan sells no
-messages).
+messages, or a store purchase that ended unpaid — its ``reason`` in
+:attr:`agent.errors.UnexpectedResponse.problem_reason`).
 
 A top-up's ``idempotency_key`` goes in the request's body (the wallet's API keys each booking
 there). It is made once per call: the transport's retries and the repeat after a token refresh
@@ -25,9 +26,13 @@ from agent.billing_client import new_idempotency_key
 from agent.license_client import AsyncLicenseClient, QueryValue
 from agent.protocol import (
     PointsBalance,
+    PointsBuyRequest,
     PointsHistory,
     PointsKind,
+    ProductList,
     ProfileOut,
+    PurchaseVerified,
+    StoreName,
     TopupOut,
     TopupRequest,
 )
@@ -74,6 +79,21 @@ class AsyncPointsClient:
         # One key for the whole call: every retry below and the refresh's repeat reuse it.
         body = TopupRequest(points=points, idempotency_key=new_idempotency_key())
         answer = await self._session.authed("POST", "/usage/topup", body, TopupOut)
+        assert answer is not None
+        return answer
+
+    async def products(self) -> ProductList:
+        """``GET /products``: what the app sells through its store (points and plans)."""
+        return await self._get("/products", ProductList)
+
+    async def buy(self, store: StoreName, purchase_id: str, product_id: str) -> PurchaseVerified:
+        """``POST /points/buy``: have the server verify the store's purchase ``purchase_id``
+        of ``product_id`` and credit its points, once. ``pending`` in the answer: the buyer has
+        not paid yet (ask again later). A purchase that ended unpaid is refused
+        (:class:`agent.errors.UnexpectedResponse`, ``validation_error``, ``problem_reason``
+        ``purchase_not_paid``). Safe to repeat: the purchase id is the key."""
+        body = PointsBuyRequest(provider=store, purchase_id=purchase_id, product_id=product_id)
+        answer = await self._session.authed("POST", "/points/buy", body, PurchaseVerified)
         assert answer is not None
         return answer
 

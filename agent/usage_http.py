@@ -101,5 +101,6 @@ def problem_error(path: str, response: httpx.Response) -> Exception:
             f"{method} {path}: {problem.code.value}: {problem.detail}",
             response.status_code,
             problem_code=problem.code.value,
+            problem_reason=problem.reason,
         )
     return cls(problem.detail)

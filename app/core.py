@@ -38,6 +38,7 @@ from .core_types import (
     LicenseSnapshot,
     LicenseUnusable,
     NotSignedIn,
+    PurchaseRefused,
 )
 from .license_online import ClockTimer, HeartbeatTimer
 from .license_snapshot import offline_snapshot, online_snapshot
@@ -57,6 +58,7 @@ __all__ = [
     "LicenseSnapshot",
     "LicenseUnusable",
     "NotSignedIn",
+    "PurchaseRefused",
 ]
 
 
@@ -237,6 +239,7 @@ class Core(CoreAccounts, CoreBroadcasts, CoreBilling, LicenseFileMode):
         await self.telemetry.flush()
         await self.telemetry.aclose()
         await self.client.aclose()
+        await self.close_store_checkout()
         await self.stop_heartbeats()
         self.journal.close()
         self.license_files.close()

@@ -1,6 +1,7 @@
 """Subscription billing of :class:`app.core.Core`: the plans on offer, the account's
 subscription, checkout, plan changes with their prorated amounts, cancel and resume, invoices;
-and the points wallet shown beside them (balance, history, converting points into messages).
+and the points wallet shown beside them (balance, history, converting points into messages,
+buying points in the store: :mod:`app.core_points`).
 
 A part of the core kept in its own module, like :mod:`app.core_accounts`; :class:`Core` derives
 from :class:`CoreBilling`. The requests go through the agent's billing client, which shares the
@@ -21,17 +22,17 @@ from agent.protocol import (
     PlanOut,
     PointsBalance,
     PointsEntryOut,
+    ProductKind,
+    ProductOut,
     ProviderName,
     SubscriptionOut,
 )
 
 from .catalog import N_, story
-from .core_types import NotSignedIn
+from .core_points import CorePoints
 
 if TYPE_CHECKING:
     from agent.billing_client import AsyncBillingClient
-    from agent.client import AsyncLicenseClient
-    from agent.points_client import AsyncPointsClient
 
 log = logging.getLogger("tgflow.core")
 
@@ -59,6 +60,10 @@ class BillingSnapshot:
     points: PointsBalance | None = None
     #: The newest changes of the points balance first.
     points_history: tuple[PointsEntryOut, ...] = ()
+    #: The points products on sale, cheapest first (empty: none, or no store here to buy in).
+    points_products: tuple[ProductOut, ...] = ()
+    #: A store is set up here to buy points in (:attr:`app.core_points.CorePoints.sells_points`).
+    points_store: bool = False
 
     def topup_rate(self) -> int | None:
         """How many messages one point buys on the license's plan; ``None``: unknown (a plan
@@ -82,18 +87,10 @@ class Converted:
     snapshot: BillingSnapshot
 
 
-class CoreBilling:
+class CoreBilling(CorePoints):
     """The billing part of the core (see :class:`app.core.Core`)."""
 
-    client: AsyncLicenseClient
-    _signed_in: bool
     _billing_client: AsyncBillingClient | None = None
-    _points_client: AsyncPointsClient | None = None
-
-    def _need_account(self) -> None:
-        # A license file (no account) is paid for outside the program: nothing to bill.
-        if not self._signed_in:
-            raise NotSignedIn("sign in with an account first")
 
     @property
     def billing(self) -> AsyncBillingClient:
@@ -103,15 +100,6 @@ class CoreBilling:
 
             self._billing_client = AsyncBillingClient(self.client)
         return self._billing_client
-
-    @property
-    def points(self) -> AsyncPointsClient:
-        """The points client, on the license client's session (built on first use)."""
-        if self._points_client is None:
-            from agent.points_client import AsyncPointsClient
-
-            self._points_client = AsyncPointsClient(self.client)
-        return self._points_client
 
     async def billing_snapshot(self) -> BillingSnapshot:
         """The plans, the subscription, the newest invoices, the license's plan and the points
@@ -123,6 +111,11 @@ class CoreBilling:
         license_plan = (await self.client.license()).info.plan
         balance = await self.points.balance()
         history = await self.points.history(limit=POINTS_HISTORY_SHOWN)
+        products: tuple[ProductOut, ...] = ()
+        if self.sells_points:
+            listed = (await self.points.products()).products
+            consumables = [p for p in listed if p.kind == ProductKind.CONSUMABLE and p.points]
+            products = tuple(sorted(consumables, key=lambda p: (p.price_minor, p.id)))
         return BillingSnapshot(
             plans=tuple(plans.plans),
             subscription=subscription,
@@ -130,6 +123,8 @@ class CoreBilling:
             license_plan=license_plan,
             points=balance,
             points_history=tuple(history.entries),
+            points_products=products,
+            points_store=self.sells_points,
         )
 
     async def convert_points(self, points: int) -> Converted:

@@ -35,3 +35,6 @@ class CoreConfig:
     telemetry: bool = False
     #: ``[license] install_domain``: the domain a license file must name ("" = the host's FQDN).
     install_domain: str = ""
+    #: Where points are bought: the demo's fake store (``agent.store_checkout``); ``None``: no
+    #: store is integrated with this desktop, and the Points section sells nothing.
+    store_checkout_url: str | None = None

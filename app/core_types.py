@@ -99,3 +99,8 @@ class BroadcastBusy(Explained, RuntimeError):
 
 class LicenseUnusable(Explained, RuntimeError):
     """The license does not allow sending now (inactive, quota used up, offline)."""
+
+
+class PurchaseRefused(Explained, RuntimeError):
+    """A points purchase that cannot go on: the store cannot be reached or refused, the purchase
+    ended unpaid (cancelled, rejected, expired), or buying points is not set up here."""

@@ -177,6 +177,12 @@ class DemoBackend:
     #: What runs beside the backend (the artifacts' server, the fake providers): closed last.
     resources: ExitStack = field(default_factory=ExitStack, repr=False)
 
+    @property
+    def store_checkout_url(self) -> str | None:
+        """Where the desktop buys points: the fake RuStore (``None``: no fake providers)."""
+        fakes = self.payments
+        return None if fakes is None or fakes.rustore is None else fakes.rustore.base_url
+
     def stop(self) -> None:
         self.server.stop()
         self.resources.close()
@@ -268,6 +274,7 @@ def start_demo_backend(
         keep_paid_plan,
         seed_demo_plans,
         seed_demo_points,
+        seed_demo_products,
         start_demo_providers,
     )
 
@@ -295,8 +302,9 @@ def start_demo_backend(
             services, password, email=email, monthly_quota=monthly_quota, max_devices=max_devices
         )
         seed_demo_points(services, email)
-        if payments:
+        if fakes is not None:
             seed_demo_plans(services)
+            seed_demo_products(services, fakes)
             keep_paid_plan(services, email)
         pins = tuple(key.pin for key in services.ctx.keys.published())
         market = seed_demo_marketplace(services, data_dir, artifacts) if marketplace else None

@@ -1,6 +1,7 @@
 """The demo's subscription billing: paid plans on offer, the fake payment providers' settings,
-the pages the payer's browser returns to after the fake provider's checkout, and the demo user's
-points (granted once, convertible into messages at every demo plan's rate).
+the pages the payer's browser returns to after the fake provider's checkout, the demo user's
+points (granted once, convertible into messages at every demo plan's rate), and the points
+products sold through the fake RuStore (bought from the tab at the fake's hosted page).
 
 The fake Stripe and CloudPayments (``server_stub.fake_providers``) run in the demo's process on
 free loopback ports: a checkout opened from the "Plans & billing" tab is their hosted page, whose
@@ -26,6 +27,7 @@ from server_stub.services.billing.contract import Interval
 from server_stub.services.billing.entitlement import project
 from server_stub.services.billing.plans import PlanChanges, PlanSpec
 from server_stub.services.points.ledger import Kind
+from server_stub.services.store.products import Product, ProductChanges
 
 if TYPE_CHECKING:
     from server_stub.clock import Clock
@@ -42,6 +44,14 @@ DEMO_TOPUP_RATE: Final = 10
 #: The points the demo user is granted, once (the key makes a restart's grant a replay).
 DEMO_POINTS: Final = 500
 _DEMO_POINTS_KEY: Final = "demo:welcome-points"
+
+
+#: The points products the demo sells through its fake RuStore (operator-managed rows, as
+#: ``POST /staff/store/products`` makes them), each known to the fake at the same price.
+DEMO_POINTS_PRODUCTS: Final = (
+    Product("points_100", "consumable", "100 points", 9900, "RUB", 100, None, True),
+    Product("points_500", "consumable", "500 points", 39900, "RUB", 500, None, True),
+)
 
 
 def _paid_plan(
@@ -119,6 +129,21 @@ def seed_demo_points(services: Services, email: str) -> None:
             reason="demo points",
             idempotency_key=_DEMO_POINTS_KEY,
         )
+
+
+def seed_demo_products(services: Services, fakes: DemoProviders) -> None:
+    """Sell :data:`DEMO_POINTS_PRODUCTS` (created, or brought back to these values on a
+    restart) and tell the fake RuStore their prices."""
+    catalog = services.store.products
+    for product in DEMO_POINTS_PRODUCTS:
+        current = catalog.get(product.id)
+        if current is None:
+            catalog.create(DEMO_ACTOR, product)
+        elif current != product:
+            values = {f.name: getattr(product, f.name) for f in fields(ProductChanges)}
+            catalog.change(DEMO_ACTOR, product.id, ProductChanges(**values))
+        if fakes.rustore is not None:
+            fakes.rustore.add_product(product.id, product.price_minor, product.currency)
 
 
 def keep_paid_plan(services: Services, email: str) -> None:

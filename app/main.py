@@ -306,6 +306,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
     settings = startup.settings
     translator = Translator(args.lang or settings.ui.language)
     engine = Engine()
+    demo = startup.demo
     config = CoreConfig(
         api_base_url=startup.api_base_url,
         pins=startup.pins,
@@ -314,11 +315,11 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         demo_pacing=startup.demo is not None,
         telemetry=settings.telemetry.enabled,
         install_domain=settings.license.install_domain,
+        store_checkout_url=None if demo is None else demo.store_checkout_url,
     )
     handle = DeferredCore(
         config, SystemAsyncClock(), startup.transports, in_engine_thread=engine.in_engine_thread
     )
-    demo = startup.demo
     window = MainWindow(
         engine,
         handle,  # type: ignore[arg-type]  # stands in for the Core until it is built

@@ -41,6 +41,7 @@ from app.clock import FakeAsyncClock
 from app.config import load_settings, save_settings
 from app.core import Core, CoreConfig
 from app.demo import start_demo_backend, write_demo_license
+from app.demo_billing import DEMO_POINTS_PRODUCTS
 from app.engine import Engine
 from app.htmllog import SessionLog, SessionLogHandler
 from app.i18n import Translator
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                         batch_size=20,
                     ),
                     install_domain=domain,
+                    store_checkout_url=backend.store_checkout_url,
                 ),
                 data_dir=root / "data",
                 transports=SimulatedTransportFactory(network),
@@ -283,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             save(window, out / "marketplace.png")
 
             # Plans & billing: "basic" paid on the fake Stripe's page (the tab sees it by itself),
-            # then a change to "pro" priced, waiting to be confirmed.
+            # points bought in the fake store, then a change to "pro" priced, waiting to be
+            # confirmed.
             billing_panel = window.open_billing()
             billing = window.billing
             assert billing is not None
@@ -295,9 +298,16 @@ def main(argv: list[str] | None = None) -> int:
                 # Pay once; after that each refresh of the tab comes by itself.
                 wait(billing.changed, dict if paid else partial(httpx.post, url, data=PAY))
                 paid = True
+            # 100 points bought at the fake RuStore's page (credited by itself), then the change.
+            buy = partial(billing.buy_points, DEMO_POINTS_PRODUCTS[0].id)
+            (store_url,) = wait(billing.checkout_opened, buy)
+            wait(billing.points_bought, partial(httpx.post, store_url, data=PAY))
             billing_panel.select_plan("pro")
             wait(billing.preview_ready, billing_panel.change_button.click)
+            # The tab is taller than the other screens (subscription, plans, points, invoices).
+            window.resize(1200, 1150)
             save(window, out / "billing.png")
+            window.resize(1200, 800)
 
             window.tabs.setCurrentWidget(window.logs_panel)
             wait(window.logs.log_loaded, window.logs.refresh)

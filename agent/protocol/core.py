@@ -181,6 +181,9 @@ class Problem(_Response):
     code: ErrorCode
     instance: str | None = None
     errors: list[ValidationIssue] | None = None
+    #: Which of a code's causes, where one code has several (a store purchase's
+    #: ``purchase_not_paid``, ``purchase_mismatch``, ``purchase_unknown``, …).
+    reason: str | None = None
 
 
 # --- auth ---------------------------------------------------------------------------------------

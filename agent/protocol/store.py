@@ -80,6 +80,9 @@ class PurchaseVerified(_Response):
     #: notification came first).
     replayed: bool
     balance: PointsBalance
+    #: The store has not taken the payment yet (``CREATED``, ``EXECUTED``; answered with 202):
+    #: nothing was credited, ask again. A purchase that ended unpaid is a 422 instead.
+    pending: bool = False
 
 
 class SubscriptionVerifyRequest(_Request):

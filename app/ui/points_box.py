@@ -1,7 +1,9 @@
 """The "Points" section of the "Plans & billing" tab: the balance (and what is held or owed),
-the newest changes of it, and "Convert to messages" — a number of points, what they buy at the
-plan's rate, confirmed before anything is spent. It only shows and forwards; the billing
-view-model works (:meth:`app.viewmodels.billing.BillingViewModel.convert_points`)."""
+the newest changes of it, "Buy points" — a points product of the store, paid on the store's
+page in the browser and credited by itself once paid — and "Convert to messages" — a number of
+points, what they buy at the plan's rate, confirmed before anything is spent. It only shows and
+forwards; the billing view-model works (:meth:`~app.viewmodels.billing.BillingViewModel.
+buy_points`, :meth:`~app.viewmodels.billing.BillingViewModel.convert_points`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 
 from PyQt6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -62,6 +65,19 @@ class PointsBox(QGroupBox):
         self.history = table(len(_HISTORY_COLUMNS), "pointsHistory", stretch=3)
         self.history.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
 
+        self._buy_label = QLabel()
+        self.products = QComboBox()
+        self.products.setObjectName("pointsProducts")
+        self.buy_button = QPushButton()
+        self.buy_button.clicked.connect(self._buy)
+        self.buy_hint = QLabel()
+        self.buy_hint.setObjectName("hint")
+        self.buy_hint.setWordWrap(True)
+        buy = QHBoxLayout()
+        buy.addWidget(self._buy_label)
+        buy.addWidget(self.products, 1)
+        buy.addWidget(self.buy_button)
+
         self._convert_label = QLabel()
         self.spin = QSpinBox()
         self.spin.setRange(1, _MAX_POINTS)
@@ -89,12 +105,16 @@ class PointsBox(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.history)
+        layout.addLayout(buy)
+        layout.addWidget(self.buy_hint)
         layout.addLayout(convert)
         layout.addWidget(self.confirm_box)
         layout.addWidget(self.done)
 
         model.changed.connect(self._show)
         model.converted.connect(self._converted)
+        model.points_bought.connect(self._bought)
+        model.purchase_changed.connect(lambda _awaited: self._show_buy())
         model.failed.connect(lambda _message: self.done.hide())
         model.busy_changed.connect(lambda _busy: self._enable())
         translator.language_changed.connect(self._retranslate)
@@ -115,6 +135,8 @@ class PointsBox(QGroupBox):
         self.setTitle(tr("points.title"))
         self._balance_label.setText(tr("points.balance"))
         self.history.setHorizontalHeaderLabels([tr(key) for key in _HISTORY_COLUMNS])
+        self._buy_label.setText(tr("points.buy_label"))
+        self.buy_button.setText(tr("points.buy"))
         self._convert_label.setText(tr("points.convert_label"))
         self.convert_button.setText(tr("points.convert"))
         self.confirm_button.setText(tr("points.confirm_button"))
@@ -135,7 +157,26 @@ class PointsBox(QGroupBox):
             self.history.insertRow(row)
             for column, text in enumerate(self._text.entry_cells(entry)):
                 self.history.setItem(row, column, QTableWidgetItem(text))
+        self._show_products(snapshot)
         self._show_rate()
+
+    def _show_products(self, snapshot: BillingSnapshot | None) -> None:
+        chosen = self.products.currentData()
+        self.products.clear()
+        for product in () if snapshot is None else snapshot.points_products:
+            self.products.addItem(self._text.product(product), product.id)
+        index = self.products.findData(chosen)
+        if index >= 0:
+            self.products.setCurrentIndex(index)
+        self._show_buy()
+
+    def _show_buy(self) -> None:
+        snapshot = self._vm.snapshot
+        awaited = self._vm.purchase is not None
+        hint = self._text.buy_hint(snapshot, awaited=awaited)
+        self.buy_hint.setText(hint)
+        self.buy_hint.setVisible(bool(hint))
+        self._enable()
 
     def _show_rate(self) -> None:
         if self._vm.snapshot is None:
@@ -146,6 +187,9 @@ class PointsBox(QGroupBox):
 
     def _enable(self) -> None:
         snapshot = self._vm.snapshot
+        on_sale = self.products.count() > 0
+        self.products.setEnabled(on_sale)
+        self.buy_button.setEnabled(on_sale and not self._vm.busy and self._vm.purchase is None)
         # A plan that sells no messages: the explanation stays, the conversion is off.
         sells = snapshot is not None and snapshot.points is not None and self._rate() != 0
         self.spin.setEnabled(sells)
@@ -155,6 +199,16 @@ class PointsBox(QGroupBox):
             self.confirm_box.hide()
 
     # --- actions --------------------------------------------------------------------------------
+
+    def _buy(self) -> None:
+        self.done.hide()
+        product_id = self.products.currentData()
+        if product_id is not None:
+            self._vm.buy_points(str(product_id))
+
+    def _bought(self, points: int) -> None:
+        self.done.setText(self._text.bought(points))
+        self.done.show()
 
     def _ask(self) -> None:
         self.done.hide()

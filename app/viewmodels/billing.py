@@ -7,6 +7,10 @@ opened, an ``incomplete`` subscription, an open invoice) the view-model asks for
 subscription's status every :attr:`BillingViewModel.poll_interval_ms` and, when it changed,
 reloads everything. The provider tells the backend, never the desktop, so asking is the only way
 to learn it; polling stops as soon as nothing is pending.
+
+Points bought in the store are waited for the same way: once the store's page is open, the
+view-model asks the server to verify the purchase (``POST /points/buy``) at the same interval,
+only while the tab is on screen, until it is credited or ends unpaid.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from agent.protocol import PlanChangeOut, SubscriptionOut
     from app.core import Core
     from app.core_billing import BillingSnapshot, Converted
+    from app.core_points import Bought, PointsPurchase
 
 log = logging.getLogger("tgflow.billing")
 
@@ -70,6 +75,10 @@ class BillingViewModel(QueuedWork):
     polling_changed = pyqtSignal(bool)
     #: Points were converted into messages (points, messages): the period's quota grew.
     converted = pyqtSignal(int, int)
+    #: Whether a points purchase is awaited (its store page opened, not credited yet).
+    purchase_changed = pyqtSignal(bool)
+    #: A points purchase was credited (its points).
+    points_bought = pyqtSignal(int)
 
     def __init__(
         self,
@@ -97,6 +106,13 @@ class BillingViewModel(QueuedWork):
         self._poll.setSingleShot(True)
         self._poll.setInterval(poll_interval_ms)
         self._poll.timeout.connect(self._ask_status)
+        #: The points purchase whose payment is awaited, and whether its check is queued.
+        self._purchase: PointsPurchase | None = None
+        self._checking = False
+        self._purchase_poll = QTimer(self)
+        self._purchase_poll.setSingleShot(True)
+        self._purchase_poll.setInterval(poll_interval_ms)
+        self._purchase_poll.timeout.connect(self._check_purchase)
 
     @property
     def snapshot(self) -> BillingSnapshot | None:
@@ -110,6 +126,16 @@ class BillingViewModel(QueuedWork):
     @property
     def polling(self) -> bool:
         return self._polling
+
+    @property
+    def purchase(self) -> PointsPurchase | None:
+        """The points purchase awaited (``None``: none)."""
+        return self._purchase
+
+    @property
+    def checking_purchase(self) -> bool:
+        """Whether the server is (or will soon be) asked about the awaited purchase."""
+        return self._checking or self._purchase_poll.isActive()
 
     # --- what the panel asks ----------------------------------------------------------------
 
@@ -189,17 +215,33 @@ class BillingViewModel(QueuedWork):
             )
         )
 
+    def buy_points(self, product_id: str) -> bool:
+        """Start buying ``product_id`` in the store and open its page in the browser; then wait
+        for the server to credit it (:attr:`points_bought`)."""
+        return self._act(
+            lambda: self.submit(
+                self._core.start_points_purchase(product_id),
+                self._purchase_started,
+                self._failed,
+                what="buy points",
+            )
+        )
+
     def set_watched(self, watched: bool) -> None:
         """Whether the tab is on screen: polls wait while it is not (a long dunning would poll
         for days), and showing it reloads (:meth:`refresh`), which polls on if still needed."""
         self._watched = watched
         if not watched:
             self._poll.stop()
+            self._purchase_poll.stop()
 
     def stop_polling(self) -> None:
-        """Stop asking (signed out, or the window closes)."""
+        """Stop asking (signed out, or the window closes): a points purchase is no longer
+        awaited either (the store's notification still credits it on the server)."""
         self._awaiting_checkout = False
         self._set_polling(False)
+        self._purchase_poll.stop()
+        self._end_purchase()
 
     def _reload(self) -> bool:
         return self.submit(self._core.billing_snapshot(), self._got, self._failed, what="billing")
@@ -213,6 +255,7 @@ class BillingViewModel(QueuedWork):
             self._awaiting_checkout = False
         self.changed.emit(snapshot)
         self._set_polling(self._awaiting_checkout or awaits_payment(snapshot))
+        self._arm_purchase_check()
         self._next()
 
     def _converted(self, done: Converted) -> None:
@@ -281,3 +324,56 @@ class BillingViewModel(QueuedWork):
         log.info("billing status not read: %s", message)
         self._asking = False
         self._set_polling(self._polling)
+
+    # --- a points purchase --------------------------------------------------------------------
+
+    def _purchase_started(self, purchase: PointsPurchase) -> None:
+        self._purchase = purchase
+        self._open(purchase.checkout_url)
+        self.checkout_opened.emit(purchase.checkout_url)
+        self.purchase_changed.emit(True)
+        self._arm_purchase_check()
+        self._next()
+
+    def _arm_purchase_check(self) -> None:
+        if (
+            self._purchase is not None
+            and self._watched
+            and not self._checking
+            and not self._purchase_poll.isActive()
+        ):
+            self._purchase_poll.start()
+
+    def _check_purchase(self) -> None:
+        purchase = self._purchase
+        if purchase is None or not self._watched or self._checking:
+            return
+        # Queued like the user's actions: it credits points, so it never runs beside them.
+        self._checking = self._act(
+            lambda: self.submit(
+                self._core.settle_points_purchase(purchase),
+                self._settled,
+                self._settle_failed,
+                what="points purchase",
+            )
+        )
+
+    def _settled(self, bought: Bought | None) -> None:
+        self._checking = False
+        if bought is None:  # not paid yet: ask again (unless the tab was left meanwhile)
+            self._arm_purchase_check()
+            self._next()
+            return
+        self._end_purchase()
+        self.points_bought.emit(bought.points)
+        self._got(bought.snapshot)
+
+    def _settle_failed(self, message: str) -> None:
+        self._checking = False
+        self._end_purchase()
+        self._failed(message)
+
+    def _end_purchase(self) -> None:
+        if self._purchase is not None:
+            self._purchase = None
+            self.purchase_changed.emit(False)

@@ -94,6 +94,8 @@ def describe_error(exc: BaseException, tr: Translator, *, what: str = "") -> str
         return tr.tr("error.license", reason=problem_text(exc, tr))
     if isinstance(exc, core.NotSignedIn):
         return tr.tr("error.not_signed_in")
+    if isinstance(exc, core.PurchaseRefused):
+        return tr.reason(exc.why)
     if isinstance(exc, core.BroadcastBusy):
         return tr.tr("error.broadcast_busy", reason=tr.reason(exc.why))
     if isinstance(exc, core.LicenseUnusable):

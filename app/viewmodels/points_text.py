@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 from agent.protocol import PointsKind
 from app.i18n import N_, Translator
 
-from .formatting import format_count, format_datetime
+from .formatting import format_count, format_datetime, format_price
 
 if TYPE_CHECKING:
-    from agent.protocol import PointsBalance, PointsEntryOut
+    from agent.protocol import PointsBalance, PointsEntryOut, ProductOut
+    from app.core_billing import BillingSnapshot
 
 _KIND_KEYS = {
     PointsKind.GRANT: N_("points.kind.grant"),
@@ -93,3 +94,24 @@ class PointsText:
         return self._tr.tr(
             "points.converted", points=self.count(points), messages=self.count(messages)
         )
+
+    def product(self, product: ProductOut) -> str:
+        """``100 points — 99.00 RUB``."""
+        price = format_price(product.price_minor, product.currency, self._tr)
+        return self._tr.tr(
+            "points.buy.product", points=self.count(product.points or 0), price=price
+        )
+
+    def buy_hint(self, snapshot: BillingSnapshot | None, *, awaited: bool) -> str:
+        """What to do while a purchase is awaited, or why nothing can be bought (empty: the
+        products are on sale and nothing is awaited)."""
+        if awaited:
+            return self._tr.tr("points.buy.waiting")
+        if snapshot is None or snapshot.points_products:
+            return ""
+        if snapshot.points_store:
+            return self._tr.tr("points.buy.none")
+        return self._tr.tr("points.buy.no_store")
+
+    def bought(self, points: int) -> str:
+        return self._tr.tr("points.buy.bought", points=self.count(points))

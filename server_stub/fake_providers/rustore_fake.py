@@ -18,15 +18,17 @@ import itertools
 import json
 import secrets
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..clock import Clock, SystemClock
 from ..services.store.notifications import encrypt
-from .delivery import Delivery, WebhookSender
+from .delivery import Delivery, WebhookSender, pay_page
 
 Obj = dict[str, Any]
 
@@ -59,6 +61,8 @@ class FakeRuStore:
         self.purchases: dict[str, Obj] = {}
         self.subscriptions: dict[str, bool] = {}
         self.acknowledged: set[str] = set()
+        #: What the store sells, as its console knows it: product code → (minor units, currency).
+        self.products: dict[str, tuple[int, str]] = {}
         #: Every notification built, in order (a test may deliver one again, or out of order).
         self.sent: list[bytes] = []
         #: Build notifications but do not deliver them (a lost notification).
@@ -102,6 +106,13 @@ class FakeRuStore:
                 "quantity": 1,
             }
         return invoice_id
+
+    def add_product(self, product_code: str, amount_minor: int, currency: str) -> None:
+        self.products[product_code] = (amount_minor, currency)
+
+    def checkout_url(self, invoice_id: str) -> str:
+        """The hosted payment page of ``invoice_id`` (Pay / Cancel)."""
+        return f"{self.base_url}/checkout/{invoice_id}"
 
     def pay(self, invoice_id: str) -> None:
         """The buyer pays a consumable: EXECUTED, then PAID (the money on hold for us)."""
@@ -225,6 +236,8 @@ class FakeRuStore:
                 methods=["PUT"],
             )
 
+        self._checkout_routes(app, answer)
+
         @app.get("/public/subscription/{token}/state")
         def state(token: str, request: Request) -> JSONResponse:
             if not authorised(request):
@@ -244,3 +257,47 @@ class FakeRuStore:
             return Response(status_code=200)  # RuStore: an empty body on success
 
         return app
+
+    def _checkout_routes(self, app: FastAPI, answer: Callable[..., JSONResponse]) -> None:
+        """What RuStore's SDK does on the buyer's device, for a desktop that has no SDK: start a
+        purchase of a known product (``POST /demo/invoices``; no server token: the device never
+        holds one) and a hosted page whose Pay button takes the money (EXECUTED, then PAID,
+        notified as RuStore would) and whose Cancel ends it (CANCELLED)."""
+
+        @app.post("/demo/invoices")
+        async def start(request: Request) -> JSONResponse:
+            try:
+                asked = json.loads(await request.body())
+                code, payload = str(asked["product_code"]), str(asked["developer_payload"])
+            except (ValueError, KeyError, TypeError):
+                return answer(None, "ERROR", 400, "product_code and developer_payload expected")
+            if code not in self.products:
+                return answer(None, "NOT_FOUND", 404, "Product not found")
+            amount, currency = self.products[code]
+            invoice_id = self.create_purchase(
+                code, user_id=payload, amount_minor=amount, currency=currency
+            )
+            body = {"invoice_id": invoice_id, "checkout_url": self.checkout_url(invoice_id)}
+            return answer(body)
+
+        @app.get("/checkout/{invoice_id}", response_class=HTMLResponse)
+        def page(invoice_id: str) -> Response:
+            found = self.purchases.get(invoice_id)
+            if found is None:
+                return HTMLResponse("No such purchase.", status_code=404)
+            what = f"{found['productCode']}: {found['amount']} {found['currency']} (minor units)"
+            return HTMLResponse(pay_page("Fake RuStore", what, found["invoiceStatus"]))
+
+        @app.post("/checkout/{invoice_id}")
+        async def submit(invoice_id: str, request: Request) -> Response:
+            form = dict(parse_qsl((await request.body()).decode()))
+            found = self.purchases.get(invoice_id)
+            if found is None:
+                return HTMLResponse("No such purchase.", status_code=404)
+            if found["invoiceStatus"] != "CREATED":
+                return HTMLResponse("This purchase is over.", status_code=409)
+            if form.get("outcome") == "pay":
+                self.pay(invoice_id)
+            else:
+                self.set_status(invoice_id, "CANCELLED")
+            return RedirectResponse(self.checkout_url(invoice_id), status_code=303)

@@ -8,7 +8,7 @@ always runs off the event loop.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from agent.protocol import (
@@ -40,6 +40,15 @@ _VERIFY_REFUSALS = problem_responses(
     ErrorCode.IDEMPOTENCY_CONFLICT,
     ErrorCode.SERVICE_UNAVAILABLE,
 )
+#: A verify of a purchase the buyer has not paid yet: nothing credited, ask again.
+_VERIFY_ANSWERS = {
+    **_VERIFY_REFUSALS,
+    status.HTTP_202_ACCEPTED: {
+        "model": PurchaseVerified,
+        "description": "Not paid yet (the store says CREATED or EXECUTED): `pending` is true, "
+        "nothing was credited; verify again later.",
+    },
+}
 
 
 def product_out(product: Product) -> ProductOut:
@@ -79,11 +88,13 @@ def _verified(done: Verified) -> PurchaseVerified:
         points=done.points,
         replayed=done.replayed,
         balance=balance_out(done.balance),
+        pending=done.pending,
     )
 
 
 async def _verify(
     services: Services,
+    response: Response,
     user_id: str,
     body: PaymentVerifyRequest | PointsBuyRequest,
     *,
@@ -99,25 +110,28 @@ async def _verify(
         order_id=order_id,
         points_only=points_only,
     )
+    if done.pending:
+        response.status_code = status.HTTP_202_ACCEPTED
     return _verified(done)
 
 
-@router.post("/payments/verify", response_model=PurchaseVerified, responses=_VERIFY_REFUSALS)
+@router.post("/payments/verify", response_model=PurchaseVerified, responses=_VERIFY_ANSWERS)
 async def verify_payment(
-    body: PaymentVerifyRequest, principal: PrincipalDep, services: ServicesDep
+    body: PaymentVerifyRequest, principal: PrincipalDep, services: ServicesDep, response: Response
 ) -> PurchaseVerified:
     """Verify a store purchase with the store and credit what it grants, once; answered after
-    the credit is committed. 422 with ``reason`` ``purchase_not_paid``/``purchase_mismatch``/
-    ``purchase_unknown``; 409 ``purchase_other_account``."""
-    return await _verify(services, principal.user.id, body, order_id=body.order_id)
+    the credit is committed. 202 ``pending`` while the buyer has not paid; 422 with ``reason``
+    ``purchase_not_paid`` (it ended unpaid)/``purchase_mismatch``/``purchase_unknown``; 409
+    ``purchase_other_account``."""
+    return await _verify(services, response, principal.user.id, body, order_id=body.order_id)
 
 
-@router.post("/points/buy", response_model=PurchaseVerified, responses=_VERIFY_REFUSALS)
+@router.post("/points/buy", response_model=PurchaseVerified, responses=_VERIFY_ANSWERS)
 async def buy_points(
-    body: PointsBuyRequest, principal: PrincipalDep, services: ServicesDep
+    body: PointsBuyRequest, principal: PrincipalDep, services: ServicesDep, response: Response
 ) -> PurchaseVerified:
     """``/payments/verify`` for a points product (a consumable): the same exactly-once path."""
-    return await _verify(services, principal.user.id, body, points_only=True)
+    return await _verify(services, response, principal.user.id, body, points_only=True)
 
 
 @router.post(

@@ -4,13 +4,16 @@ and nothing of the other language on screen."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
-from agent.protocol import PlanChangeOut, SubscriptionOut
+from agent.protocol import PlanChangeOut, ProductKind, ProductOut, SubscriptionOut
+from app.core_billing import BillingSnapshot
 from app.i18n import Translator
 from app.viewmodels.billing_text import BillingText
+from app.viewmodels.points_text import PointsText
 from tests.helpers.visible_text import foreign
 
 AT = datetime(2026, 4, 10, tzinfo=UTC)
@@ -80,3 +83,32 @@ def test_the_notes_name_what_is_pending(language: str) -> None:
     assert note.count(text.date(END)) == 3  # the cancel, the grace, the scheduled change
     assert f"12{point}34 RUB" in note and "solo" in note
     assert foreign(note, language, data=["team", "solo"]) == []
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_the_points_purchase_line_says_why_nothing_can_be_bought(language: str) -> None:
+    text = PointsText(Translator(language))
+    product = ProductOut(
+        id="points_100",
+        kind=ProductKind.CONSUMABLE,
+        title="100 points",
+        price_minor=9900,
+        currency="RUB",
+        points=100,
+        plan=None,
+    )
+    point = "." if language == "en" else ","
+    assert text.product(product).endswith(f"99{point}00 RUB")
+    on_sale = BillingSnapshot((), None, (), None, points_products=(product,), points_store=True)
+    sold_out = dataclasses.replace(on_sale, points_products=())
+    no_store = dataclasses.replace(sold_out, points_store=False)
+    assert text.buy_hint(on_sale, awaited=False) == "" and text.buy_hint(None, awaited=False) == ""
+    shown = {
+        text.buy_hint(sold_out, awaited=False),
+        text.buy_hint(no_store, awaited=False),
+        text.buy_hint(on_sale, awaited=True),
+        text.bought(1500),
+    }
+    assert len(shown) == 4 and "" not in shown
+    for line in shown:
+        assert foreign(line, language) == []

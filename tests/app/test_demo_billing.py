@@ -1,7 +1,7 @@
 """The demo's checkout without a window: the fake provider's hosted page takes the payment, its
 signed webhook is applied by the backend, the browser lands on the demo's "payment done" page,
-and a restarted demo keeps the plan paid for (and its offer) and does not grant its points
-again."""
+and a restarted demo keeps the plan paid for (and its offer), does not grant its points again,
+and sells its points products once each."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from pathlib import Path
 import httpx
 
 from app.demo import DemoBackend, start_demo_backend
-from app.demo_billing import DEMO_PLANS, DEMO_POINTS, DEMO_TOPUP_RATE, PAID_PAGE
+from app.demo_billing import (
+    DEMO_PLANS,
+    DEMO_POINTS,
+    DEMO_POINTS_PRODUCTS,
+    DEMO_TOPUP_RATE,
+    PAID_PAGE,
+)
 from tests.helpers.api import fingerprint
 
 
@@ -76,5 +82,11 @@ def test_the_checkout_page_pays_and_a_restart_keeps_the_plan(tmp_path: Path) -> 
             # Granted once: what the first run spent stays spent.
             balance = http.get("/points/balance", headers=auth).json()["balance"]
             assert balance == DEMO_POINTS - 5
+            # The points products, sold once each, and known to the new run's fake store.
+            sold = [p["id"] for p in http.get("/products").json()["products"]]
+            assert sorted(sold) == sorted(p.id for p in DEMO_POINTS_PRODUCTS)
+            assert again.payments is not None and again.payments.rustore is not None
+            assert set(again.payments.rustore.products) == set(sold)
+            assert again.store_checkout_url == again.payments.rustore.base_url
     finally:
         again.stop()

@@ -20,7 +20,7 @@ from app.antispam import FloodPolicy
 from app.clock import FakeAsyncClock
 from app.config import Settings
 from app.demo import DEMO_PACING, demo_network, prepare_demo_window, seed_demo_desktop
-from app.demo_billing import DEMO_PLANS
+from app.demo_billing import DEMO_PLANS, DEMO_POINTS_PRODUCTS
 from app.htmllog import SessionLog, SessionLogHandler
 from app.i18n import Translator
 from app.transports.simulated import SimulatedNetwork
@@ -158,6 +158,11 @@ def test_every_panel_speaks_one_language(
         billing_panel.subscribe_button.click()
     assert opened and billing_panel.waiting.isVisible()
     check(window, language, "billing", data, found)
+    # Points bought in the store, its page open and not paid yet (the products, the wait).
+    with qtbot.wait_signal(billing.purchase_changed, timeout=30_000):
+        assert billing.buy_points(DEMO_POINTS_PRODUCTS[0].id)
+    assert billing_panel.points.buy_hint.isVisible()
+    check(window, language, "points purchase", data, found)
 
     # Settings: a bad value is refused with the file, the key and the reason.
     window.tabs.setCurrentWidget(window.settings_panel)

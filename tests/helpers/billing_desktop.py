@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 from pytestqt.qtbot import QtBot
+from sqlalchemy import select
 
 from agent.protocol import ProviderName, SubscriptionState
 from app.core_billing import BillingSnapshot
@@ -17,6 +18,8 @@ from app.ui.billing_panel import BillingPanel
 from app.ui.main_window import MainWindow
 from app.viewmodels.billing import BillingViewModel
 from server_stub.clock import Clock
+from server_stub.db import transaction
+from server_stub.points_models import PointsTransaction
 from tests.helpers.desktop import Desktop
 from tests.helpers.windows import billing_window
 
@@ -88,3 +91,15 @@ def pay(url: str) -> None:
     """Press Pay on the fake provider's page (as the browser would post its form)."""
     paid = httpx.post(url, data={"outcome": "pay"})
     assert paid.status_code == 303
+
+
+def store_credits(backend: DemoBackend) -> list[tuple[str, int, str | None]]:
+    """Every store purchase the ledger credited: (user id, points, purchase ref)."""
+    services = backend.services
+    with transaction(services.ctx.read) as session:
+        rows = session.execute(
+            select(
+                PointsTransaction.user_id, PointsTransaction.amount, PointsTransaction.external_ref
+            ).where(PointsTransaction.kind == "purchase")
+        ).all()
+    return [(row[0], row[1], row[2]) for row in rows]

@@ -106,6 +106,7 @@ class Desktop:
             pacing=pacing or Pacing(min_delay_sec=3, max_delay_sec=7, batch_size=50),
             telemetry=telemetry,
             install_domain=install_domain,
+            store_checkout_url=self.backend.store_checkout_url,
         )
 
         async def build() -> Core:

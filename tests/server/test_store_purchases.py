@@ -116,8 +116,10 @@ def test_the_notification_before_verify_credits_and_verify_replays(store: Store)
 def test_refused_verifies_credit_nothing(store: Store) -> None:
     buyer, other = store.account(), store.account()
     invoice = store.fake.create_purchase(COINS.id, user_id=buyer["id"])
-    unpaid = verify(store, buyer["headers"], invoice)
-    assert assert_problem(unpaid, 422, "validation_error")["reason"] == "purchase_not_paid"
+    unpaid = verify(store, buyer["headers"], invoice)  # at the store's checkout still
+    assert unpaid.status_code == 202, unpaid.text
+    assert unpaid.json()["pending"] is True and unpaid.json()["status"] == "CREATED"
+    assert unpaid.json()["points"] == 0 and unpaid.json()["balance"]["balance"] == 0
     store.fake.pay(invoice)
     stolen = verify(store, other["headers"], invoice)
     assert assert_problem(stolen, 409, "idempotency_conflict")["reason"] == (
@@ -134,6 +136,19 @@ def test_refused_verifies_credit_nothing(store: Store) -> None:
     assert assert_problem(unknown, 422, "validation_error")["reason"] == "purchase_unknown"
     assert store.fake.purchases[invoice]["invoiceStatus"] == "PAID"  # never confirmed
     assert store.balance(buyer["id"]) == store.balance(other["id"]) == 0
+
+
+def test_a_purchase_pending_then_cancelled_ends_as_a_refusal(store: Store) -> None:
+    buyer = store.account()
+    invoice = store.fake.create_purchase(COINS.id, user_id=buyer["id"])
+    store.fake.set_status(invoice, "EXECUTED")
+    pending = verify(store, buyer["headers"], invoice)
+    assert pending.status_code == 202 and pending.json()["status"] == "EXECUTED"
+    store.tick()
+    store.fake.set_status(invoice, "CANCELLED")
+    ended = verify(store, buyer["headers"], invoice)
+    assert assert_problem(ended, 422, "validation_error")["reason"] == "purchase_not_paid"
+    assert store.balance(buyer["id"]) == 0 and status_of(store, invoice) == "CANCELLED"
 
 
 def test_a_refund_claws_back_once_and_records_what_is_owed(store: Store) -> None:
@@ -246,7 +261,7 @@ def test_the_reconciler_finishes_a_purchase_whose_notification_never_came(store:
     invoice = store.fake.create_purchase(COINS.id, user_id=buyer["id"])
     store.fake.set_status(invoice, "EXECUTED")
     early = verify(store, buyer["headers"], invoice)  # known to us, not paid yet
-    assert assert_problem(early, 422, "validation_error")["reason"] == "purchase_not_paid"
+    assert early.status_code == 202 and early.json()["pending"] is True
     store.tick()
     store.fake.set_status(invoice, "PAID", notify=False)  # the notification is lost
     reconciler = store.backend.services.store_reconciler

@@ -41,7 +41,7 @@ from ..points.service import PointsService
 from ..points.views import Balance
 from .products import Product, ProductCatalog
 from .rustore import RuStoreClient, RuStorePurchase
-from .statuses import GRANTING, RANK, TAKEN_BACK, InvoiceStatus
+from .statuses import AWAITING, GRANTING, RANK, TAKEN_BACK, InvoiceStatus
 from .subscriptions import apply_store_subscription, subscription_ref, token_of
 
 log = logging.getLogger("tgflow.server.store")
@@ -57,6 +57,8 @@ class Verified:
     points: int
     replayed: bool
     balance: Balance
+    #: The store has not taken the payment yet (nothing credited): ask again later.
+    pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,18 @@ class StoreService:
         truth = self._confirm_if_held(client, truth)
         now = self._ctx.clock.now()
         self._apply(truth, user_id, product, now)
+        if truth.status in AWAITING:
+            # Not a refusal: the buyer is still at the store's checkout. The client asks again
+            # (or the notification credits first, and the next ask replays).
+            return Verified(
+                purchase_id=truth.invoice_id,
+                product_id=product.id,
+                status=truth.status.value,
+                points=0,
+                replayed=False,
+                balance=self._points.balance(user_id),
+                pending=True,
+            )
         if truth.status not in GRANTING:
             raise _refused(
                 "purchase_not_paid",

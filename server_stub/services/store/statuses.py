@@ -38,6 +38,9 @@ RANK: Final[dict[InvoiceStatus, int]] = {
     S.REVERSED: 4,
     S.REFUNDED: 4,
 }
+#: The buyer has not paid yet: a verify answers "pending", not a refusal (a held ``PAID`` is
+#: confirmed by the verify itself, so it never stays here).
+AWAITING: Final = frozenset({S.CREATED, S.EXECUTED})
 #: The money is ours: what the purchase grants is granted.
 GRANTING: Final = frozenset({S.CONFIRMED})
 #: The money went back: what was granted is taken back.
