@@ -24,7 +24,7 @@ from agent.protocol import (
     public_key_pin,
 )
 
-from . import cli_billing, cli_licenses, cli_staff, cli_webhooks, db
+from . import cli_billing, cli_licenses, cli_release, cli_staff, cli_webhooks, db
 from .clock import SystemClock
 from .config import Settings, default_data_dir
 from .demo import DEMO_EMAIL, seed_demo_user
@@ -536,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_licenses.add_commands(sub, common, _services)
     cli_billing.add_commands(sub, common, _services)
     cli_webhooks.add_commands(sub, common, _services)
+    cli_release.add_commands(parser, sub, common, _services)
     return parser
 
 
