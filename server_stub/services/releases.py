@@ -70,7 +70,7 @@ class ReleaseService:
                 now,
                 actor,
                 "release.publish",
-                f"release:{claims.version}",
+                f"release/{claims.version}",
                 {"iat": iat, "downloads": [d.name for d in claims.downloads]},
             )
         return claims
