@@ -30,9 +30,7 @@ def cli_env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
     return backend
 
 
-def release(
-    backend: Backend, capsys: pytest.CaptureFixture[str], *argv: str
-) -> tuple[int, str]:
+def release(backend: Backend, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     try:
         code = cli_main(["release", *argv, "--data-dir", str(backend.settings.data_dir)])
     except SystemExit as exc:  # argparse's refusals
