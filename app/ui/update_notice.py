@@ -74,11 +74,10 @@ class UpdateNoticeDialog(QDialog):
         translator.language_changed.connect(self._retranslate)
 
     def show_release(self, release: ReleaseManifestClaims) -> None:
-        """Show ``release`` (the dialog is raised if it is open already)."""
+        """Show ``release`` (an open notice shows the newer one in place)."""
         self._release = release
         self._retranslate()
         self.show()
-        self.raise_()
 
     def _retranslate(self, _language: str = "") -> None:
         release = self._release
@@ -143,6 +142,8 @@ class HelpMenu(QObject):
         if self.answer is None:
             self.answer = QMessageBox(self._window)
             self.answer.setObjectName("updateAnswer")
+            # Qt's "OK" stays Latin in Russian; "Close" has its translation.
+            self.answer.setStandardButtons(QMessageBox.StandardButton.Close)
         box = self.answer
         box.setIcon(QMessageBox.Icon.Warning if warn else QMessageBox.Icon.Information)
         box.setWindowTitle(self._tr.tr("updates.title"))

@@ -40,6 +40,8 @@ class UpdatesViewModel(EngineBound):
     up_to_date = pyqtSignal()
     #: A manual check could not tell (the reason, in the window's language).
     failed = pyqtSignal(str)
+    #: Every check that ended, with what it found (:class:`agent.updates.UpdateCheck`).
+    checked = pyqtSignal(object)
 
     def __init__(
         self,
@@ -82,6 +84,7 @@ class UpdatesViewModel(EngineBound):
         return await self._service.check(force=force)
 
     def _done(self, result: UpdateCheck, manual: bool) -> None:
+        self.checked.emit(result)
         if result.notice is not None and (result.asked or manual):
             self.notice = result.notice
             self.available.emit(result.notice)
