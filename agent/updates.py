@@ -22,17 +22,16 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import httpx
 import jwt
-from pydantic import ValidationError
 
 from agent.clock import Clock
 from agent.errors import Offline, TokenInvalid, TokenRejected, UnexpectedResponse
 from agent.key_pins import PinnedKeySet
 from agent.licensing.documents import DocumentVerifier
-from agent.private_files import write_private_file
+from agent.private_files import read_state_file, write_private_file
 from agent.protocol import (
     RELEASE_MANIFEST_PATH,
     RELEASE_MANIFEST_TYP,
@@ -148,14 +147,13 @@ class UpdateChecker:
 
         Raises :class:`TokenInvalid` / :class:`UntrustedKey` (:class:`UnpinnedKey`).
         """
-        document = self._verifier.verify(jws, RELEASE_MANIFEST_TYP, what="release manifest")
-        try:
-            claims = ReleaseManifestClaims.model_validate_json(document.payload)
-        except ValidationError as exc:
-            raise TokenInvalid(f"the release manifest has malformed claims: {exc}") from exc
-        if claims.iss != self._issuer:
-            raise TokenInvalid(f"the release manifest was issued by {claims.iss!r}")
-        return claims
+        return self._verifier.verify_claims(
+            jws,
+            RELEASE_MANIFEST_TYP,
+            ReleaseManifestClaims,
+            what="release manifest",
+            issuer=self._issuer,
+        )
 
     def offer(self, jws: str) -> ReleaseManifestClaims:
         """Keep ``jws`` if it is genuine and newer than the newest seen; returns its claims.
@@ -235,15 +233,8 @@ class UpdateChecker:
             log.warning("cannot write %s: %s (kept in memory)", self.path, exc)
 
     def _load(self) -> None:
-        try:
-            document: Any = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read %s (%s); starting afresh", self.path, exc)
-            return
-        if not isinstance(document, dict) or document.get("format") != _FORMAT:
-            log.warning("%s is not an updates file; ignored", self.path)
+        document = read_state_file(self.path, _FORMAT, log)
+        if document is None:
             return
         checked_at = document.get("checked_at")
         if isinstance(checked_at, str):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 from agent.protocol import ReleaseManifest
 
 from . import __version__
-from .cli_staff import ServicesFactory, cli_actor
+from .cli_staff import ServicesFactory, add_group, cli_actor
 from .errors import ValidationFailed
 from .wiring import Services
 
@@ -54,12 +53,7 @@ def add_commands(
 ) -> None:
     parser.add_argument("--version", action="version", version=f"tgflow-server {__version__}")
 
-    def run(args: argparse.Namespace) -> None:
-        cmd_release(args, services(args))
-
-    bound: Callable[[argparse.Namespace], None] = run
     text = "publish the release manifest desktops are told about, or show it (audited)"
-    p = sub.add_parser("release", parents=[common], help=text, description=text)
-    p.set_defaults(func=bound)
+    p = add_group(sub, common, services, "release", text, cmd_release)
     p.add_argument("action", choices=["publish", "show"])
     p.add_argument("manifest", nargs="?", type=Path, help="publish: build/release.py's manifest")

@@ -15,28 +15,15 @@ import pytest
 from agent.clock import SystemClock
 from agent.key_pins import PinnedKeySet
 from agent.updates import UpdateCheck, UpdateChecker
-from server_stub import __version__
-from server_stub.cli import main as cli_main
 from tests.helpers.api import assert_problem
 from tests.helpers.backend import Backend
 from tests.helpers.forgery import claims_of, header_of
 from tests.helpers.releases import manifest
-
-
-@pytest.fixture
-def cli_env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
-    monkeypatch.setenv("TGFLOW_DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("TGFLOW_LOG_LEVEL", "WARNING")
-    return backend
+from tests.helpers.server_cli import run_cli
 
 
 def release(backend: Backend, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    try:
-        code = cli_main(["release", *argv, "--data-dir", str(backend.settings.data_dir)])
-    except SystemExit as exc:  # argparse's refusals
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return run_cli(backend, capsys, "release", *argv)
 
 
 def write(path: Path, version: str) -> Path:
@@ -114,10 +101,3 @@ def test_a_file_that_is_not_a_manifest_is_refused(
     code, out = release(cli_env, capsys, "publish", str(tmp_path / "missing.json"))
     assert code == 2 and "cannot read" in out
     assert_problem(cli_env.client.get("/releases/latest"), 404, "not_found")
-
-
-def test_the_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli_main(["--version"])
-    assert exc.value.code == 0
-    assert capsys.readouterr().out.strip() == f"tgflow-server {__version__}"
