@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
 from agent.updates import current_platform, downloads_for
 from app.engine import Engine
 from app.i18n import Translator
+from app.viewmodels.formatting import format_count
 from app.viewmodels.updates import UpdatesViewModel
 
 if TYPE_CHECKING:
@@ -34,8 +35,10 @@ if TYPE_CHECKING:
     from app.updates import UpdateService
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f}"
+def _megabytes(size: int, tr: Translator) -> str:
+    """``123.5`` (``123,5`` in Russian): megabytes to one decimal, in the window's language."""
+    whole, tenth = divmod(round(size / 100_000), 10)
+    return f"{format_count(whole, tr)}{tr.tr('format.decimal_point')}{tenth}"
 
 
 class UpdateNoticeDialog(QDialog):
@@ -94,7 +97,7 @@ class UpdateNoticeDialog(QDialog):
         rows = []
         for item in downloads_for(release, current_platform()):
             link = f'<a href="{html.escape(item.url)}">{html.escape(item.name)}</a>'
-            size = tr("updates.size", megabytes=_megabytes(item.size))
+            size = tr("updates.size", megabytes=_megabytes(item.size, self._tr))
             rows.append(f"{link} ({size})<br>SHA-256: <code>{item.sha256}</code>")
         self.downloads.setText("<br><br>".join(rows))
         self.hint.setText(tr("updates.hint"))

@@ -47,6 +47,7 @@ def test_help_check_for_updates_shows_a_newer_release(
     # The language switch relabels the open notice.
     menu.updates.translator.set_language("ru")
     assert "Доступна версия TGFlow 9.0.0" in notice.heading.text()
+    assert "123,5 МБ" in notice.downloads.text()
 
 
 def test_the_automatic_check_asks_at_most_once_a_day(
