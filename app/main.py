@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import __version__
+
 if TYPE_CHECKING:
     from PyQt6.QtWidgets import QApplication
 
@@ -31,8 +33,6 @@ if TYPE_CHECKING:
     from .paths import AppPaths
     from .transports.base import TransportFactory
     from .ui.main_window import MainWindow
-
-from . import __version__
 
 log = logging.getLogger("tgflow")
 

@@ -23,7 +23,6 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from agent.updates import current_platform, downloads_for
 from app.engine import Engine
 from app.i18n import Translator
 from app.viewmodels.formatting import format_count
@@ -86,6 +85,9 @@ class UpdateNoticeDialog(QDialog):
         release = self._release
         if release is None:
             return
+        # Here, not at the top: the window is built before the agent's stack is imported.
+        from agent.updates import current_platform, downloads_for
+
         tr = self._tr.tr
         self.setWindowTitle(tr("updates.title"))
         self.heading.setText(tr("updates.available", version=release.version))
