@@ -9,10 +9,12 @@ either the old content or the new, never half of each, and they are created with
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import platformdirs
 
@@ -77,3 +79,19 @@ def remove_file(path: Path) -> bool:
         return False
     fsync_directory(path.parent)
     return True
+
+
+def read_state_file(path: Path, file_format: str, log: logging.Logger) -> dict[str, Any] | None:
+    """The JSON object in ``path`` if its ``format`` member is ``file_format``; ``None`` when
+    the file is missing, unreadable or of another kind (logged: the caller starts afresh)."""
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read %s (%s); ignored", path, exc)
+        return None
+    if not isinstance(document, dict) or document.get("format") != file_format:
+        log.warning("%s is not a %s file; ignored", path, file_format)
+        return None
+    return document

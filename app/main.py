@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import __version__
+
 if TYPE_CHECKING:
     from PyQt6.QtWidgets import QApplication
 
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the window off screen (the demo then signs in by itself and saves a picture)",
     )
     parser.add_argument("--lang", choices=["ru", "en"], help="interface language")
+    parser.add_argument("--version", action="version", version=f"tgflow {__version__}")
     parser.add_argument(
         "--data-root",
         type=Path,
@@ -299,6 +302,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
     from .engine import Engine
     from .i18n import Translator
     from .ui.main_window import MainWindow
+    from .ui.update_notice import install_updates
 
     install_qt_message_handler()
     app = QApplication(sys.argv[:1])
@@ -336,6 +340,8 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         demo_license=demo.license_file if demo is not None else None,
         current_log=current_log,
     )
+    # Help → Check for updates; the daily check starts once the core is built.
+    help_menu = install_updates(window, engine, handle, translator, start=False)  # type: ignore[arg-type]
     window.show()
     # Once the window is on screen, the engine imports the license stack and builds the core
     # (its first task: everything the window asks of the core comes after it).
@@ -343,7 +349,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
         0,
         lambda: engine.submit(
             _build_core(handle, startup),
-            lambda _core: _core_ready(window, args, startup),
+            lambda _core: _core_ready(window, args, startup, help_menu.updates.start),
             lambda exc: _core_failed(app, exc),
             what="start-up",
         ),
@@ -412,7 +418,12 @@ async def _build_core(handle: DeferredCore, startup: Startup) -> Core:
     return core
 
 
-def _core_ready(window: MainWindow, args: argparse.Namespace, startup: Startup) -> None:
+def _core_ready(
+    window: MainWindow,
+    args: argparse.Namespace,
+    startup: Startup,
+    check_updates: Callable[[], None] = lambda: None,
+) -> None:
     if startup.demo is not None:
         from .demo import prepare_demo_window
 
@@ -421,6 +432,7 @@ def _core_ready(window: MainWindow, args: argparse.Namespace, startup: Startup) 
         _run_headless_demo(window, startup.demo, startup.paths.log_dir)
     else:
         window.start()
+    check_updates()
     # Everything built so far lives as long as the program: keep it out of the collector's full
     # passes, which otherwise stall the GUI for tens of milliseconds during a long broadcast.
     gc.collect()

@@ -42,6 +42,7 @@ from .routers import (
     portal_products,
     portal_reports,
     profile,
+    releases,
     staff,
     store,
     store_staff,
@@ -190,6 +191,7 @@ def create_app(
         profile.router,
         store.router,
         store_staff.router,
+        releases.router,
         system.router,
     ):
         app.include_router(router)

@@ -24,7 +24,7 @@ from agent.protocol import (
     public_key_pin,
 )
 
-from . import cli_billing, cli_licenses, cli_staff, cli_webhooks, db
+from . import cli_billing, cli_licenses, cli_release, cli_staff, cli_webhooks, db
 from .clock import SystemClock
 from .config import Settings, default_data_dir
 from .demo import DEMO_EMAIL, seed_demo_user
@@ -100,19 +100,25 @@ def _services(args: argparse.Namespace, *, read_only: bool = False) -> Services:
         raise CliError(f"the license signer cannot sign: {exc}") from exc
 
 
-def _print_pins(keys: KeyStore, purpose: str | None = None, token_line: str | None = None) -> None:
+def _print_pins(
+    keys: KeyStore, purpose: str | None = None, token: tuple[str, str] | None = None
+) -> None:
     """Every published key, then the desktop's ready-to-paste settings.ini line: the desktop
     verifies access tokens and leases, which the auth keys sign (all of them while a rotated
-    one is still published)."""
+    one is still published), and license files and the release manifest, which the license
+    key signs (a PKCS#11 token's, ``token`` = its kid and pin, as well as the key files')."""
     published = keys.published()
     for key in published:
         if purpose in (None, key.purpose):
             print(f"{key.purpose:8} {key.alg}  {key.kid}  {key.pin}")
-    if token_line is not None:
-        print(token_line)  # the license key held in a PKCS#11 token, not in the key files
-    auth_pins = ",".join(k.pin for k in published if k.purpose == KEY_PURPOSE_AUTH)
+    desktop = [k.pin for k in published if k.purpose == KEY_PURPOSE_AUTH]
+    desktop += [k.pin for k in published if k.purpose == KEY_PURPOSE_LICENSE]
+    if token is not None:
+        # The license key held in a PKCS#11 token, not in the key files.
+        print(f"{KEY_PURPOSE_LICENSE:8} ES256  {token[0]}  {token[1]}  (PKCS#11 token)")
+        desktop.append(token[1])
     print("For the desktop's settings.ini, section [license]:")
-    print(f"jwt_public_key_fingerprint = {auth_pins}")
+    print(f"jwt_public_key_fingerprint = {','.join(desktop)}")
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -177,15 +183,14 @@ def cmd_keys(args: argparse.Namespace) -> None:
                 print(f"rotated {purpose}: new kid {key.kid}  pin {key.pin}")
             print("Add the new pins to jwt_public_key_fingerprint before the old keys expire.")
         elif args.action == "pins":
-            token_line = None
+            token = None
             if settings.license_signer == "pkcs11" and args.purpose in (None, KEY_PURPOSE_LICENSE):
                 try:
                     handle = signer_from_settings(settings, keys).current()
                 except SignerError as exc:
                     raise CliError(f"the license signer cannot sign: {exc}") from exc
-                pin = public_key_pin(handle.public_key)
-                token_line = f"{KEY_PURPOSE_LICENSE:8} ES256  {handle.kid}  {pin}  (PKCS#11 token)"
-            _print_pins(keys, args.purpose, token_line)
+                token = (handle.kid, public_key_pin(handle.public_key))
+            _print_pins(keys, args.purpose, token)
         else:
             for key in keys.all_keys():
                 print(
@@ -536,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_licenses.add_commands(sub, common, _services)
     cli_billing.add_commands(sub, common, _services)
     cli_webhooks.add_commands(sub, common, _services)
+    cli_release.add_commands(parser, sub, common, _services)
     return parser
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from .cli_staff import ServicesFactory, cli_actor
+from .cli_staff import ServicesFactory, add_group, cli_actor
 from .portal_models import LICENSE_STATUSES
 from .services.licensing import LicenseFilter, version_state
 from .wiring import Services
@@ -66,13 +65,8 @@ def add_commands(
     common: argparse.ArgumentParser,
     services: ServicesFactory,
 ) -> None:
-    def run(args: argparse.Namespace) -> None:
-        cmd_licenses(args, services(args))
-
-    bound: Callable[[argparse.Namespace], None] = run
     text = "list, show, revoke licenses and write their files (acts as an Admin; audited)"
-    p = sub.add_parser("licenses", parents=[common], help=text, description=text)
-    p.set_defaults(func=bound)
+    p = add_group(sub, common, services, "licenses", text, cmd_licenses)
     p.add_argument("action", choices=["list", "show", "revoke", "file"])
     p.add_argument("license", nargs="?", help="show/revoke/file: the license key or id")
     p.add_argument("--status", choices=LICENSE_STATUSES, help="list: only this status")

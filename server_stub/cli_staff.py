@@ -113,19 +113,27 @@ def _last_checkpoint(verdict: AuditVerdict, now: datetime) -> str:
     )
 
 
+def add_group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    services: ServicesFactory,
+    name: str,
+    text: str,
+    func: Callable[[argparse.Namespace, Services], None],
+) -> argparse.ArgumentParser:
+    """Register the command ``name`` running ``func`` with the services of its ``--data-dir``."""
+    p = sub.add_parser(name, parents=[common], help=text, description=text)
+    p.set_defaults(func=lambda args: func(args, services(args)))
+    return p
+
+
 def add_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
     services: ServicesFactory,
 ) -> None:
-    def bind(
-        func: Callable[[argparse.Namespace, Services], None],
-    ) -> Callable[[argparse.Namespace], None]:
-        return lambda args: func(args, services(args))
-
     text = "manage staff accounts (acts as an Admin; audited)"
-    p = sub.add_parser("staff", parents=[common], help=text, description=text)
-    p.set_defaults(func=bind(cmd_staff))
+    p = add_group(sub, common, services, "staff", text, cmd_staff)
     p.add_argument("action", choices=["create", "list", "disable", "reset-2fa"])
     p.add_argument("staff", nargs="?", help="disable/reset-2fa: the staff id or e-mail")
     p.add_argument("--email", help="create: the e-mail (the login)")
@@ -134,8 +142,7 @@ def add_commands(
     p.add_argument("--password", help="create: default $TGFLOW_NEW_STAFF_PASSWORD, else generated")
 
     text = "verify, checkpoint or export the audit log"
-    p = sub.add_parser("audit", parents=[common], help=text, description=text)
-    p.set_defaults(func=bind(cmd_audit))
+    p = add_group(sub, common, services, "audit", text, cmd_audit)
     p.add_argument("action", choices=["verify", "checkpoint", "export"])
     p.add_argument("--output", type=Path, help="export: write to this file (default: stdout)")
     p.add_argument("--from-seq", type=int, default=1, help="export: the first entry")

@@ -32,6 +32,7 @@ from .services.notifications import NotificationService
 from .services.plans import PlanService
 from .services.points.service import PointsService
 from .services.profile import ProfileService
+from .services.releases import ReleaseService
 from .services.reports import ReportService
 from .services.reservations import ReservationService
 from .services.staff import StaffService
@@ -94,6 +95,8 @@ class Services:
     store: StoreService
     #: Asks RuStore again about the purchases it has not finished (a lost notification).
     store_reconciler: StoreReconciler
+    #: The signed release manifest the desktops' update notice reads (docs/updates.md).
+    releases: ReleaseService
 
 
 def open_keys(settings: Settings, clock: Clock, *, create: bool = True) -> KeyStore:
@@ -185,4 +188,5 @@ def build_services(
         profile=ProfileService(ctx, sessions, billing, points),
         store=store,
         store_reconciler=StoreReconciler(ctx, store),
+        releases=ReleaseService(ctx, signer),
     )

@@ -64,6 +64,14 @@ def backend(make_backend: BackendFactory) -> Backend:
 
 
 @pytest.fixture
+def cli_env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """The backend, with ``tgflow-server`` commands pointed at its database."""
+    monkeypatch.setenv("TGFLOW_DATABASE_URL", backend.database_url)
+    monkeypatch.setenv("TGFLOW_LOG_LEVEL", "WARNING")
+    return backend
+
+
+@pytest.fixture
 def shop(database_url: str, tmp_path: Path) -> Iterator[Shop]:
     """Billing over real HTTP with the fake providers (tests/helpers/billing_shop.py)."""
     with open_shop(database_url, tmp_path) as shop:

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from agent.errors import LicenseFileExpired, TokenInvalid
 from agent.protocol import MACHINE_ACTIVATION_TYP, MachineActivationClaims
 
@@ -39,13 +37,14 @@ def verify_machine_activation(
     pinned). Raises :class:`TokenInvalid` / :class:`UntrustedKey` for anything not genuine or
     not for this machine, :class:`LicenseFileExpired` past its ``exp``.
     """
-    document = documents.verify(jws, MACHINE_ACTIVATION_TYP, what=_WHAT, carried_key=carried_key)
-    try:
-        claims = MachineActivationClaims.model_validate_json(document.payload)
-    except ValidationError as exc:
-        raise TokenInvalid(f"the {_WHAT} has malformed claims: {exc}") from exc
-    if claims.iss != issuer:
-        raise TokenInvalid(f"the {_WHAT} was issued by {claims.iss!r}")
+    claims = documents.verify_claims(
+        jws,
+        MACHINE_ACTIVATION_TYP,
+        MachineActivationClaims,
+        what=_WHAT,
+        issuer=issuer,
+        carried_key=carried_key,
+    )
     if claims.license_key != license_key:
         raise TokenInvalid(f"the {_WHAT} is for another license key")
     if claims.fingerprint != fingerprint:

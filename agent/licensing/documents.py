@@ -15,10 +15,11 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import jwt
 from jwt.api_jws import PyJWS
+from pydantic import BaseModel, ValidationError
 
 from agent.errors import TokenInvalid, UntrustedKey
 from agent.key_pins import PinnedKey, PinnedKeySet
@@ -30,6 +31,8 @@ from agent.protocol import (
     SIGNED_DOCUMENT_ALG,
     SIGNING_KEY_ARMOUR_HEADER,
 )
+
+_Claims = TypeVar("_Claims", bound=BaseModel)
 
 #: A larger license file is refused unread (a real one is a few KiB).
 MAX_DOCUMENT_CHARS: Final = 64 * 1024
@@ -165,6 +168,31 @@ class DocumentVerifier:
         except jwt.InvalidTokenError as exc:
             raise TokenInvalid(f"the {what}'s signature is invalid: {exc}") from exc
         return VerifiedDocument(header=header, payload=bytes(decoded["payload"]), key=key)
+
+    def verify_claims(
+        self,
+        jws: str,
+        typ: str,
+        model: type[_Claims],
+        *,
+        what: str,
+        issuer: str,
+        carried_key: Mapping[str, Any] | None = None,
+    ) -> _Claims:
+        """:meth:`verify`, then the payload as ``model`` (strictly typed) issued by ``issuer``.
+
+        Raises :class:`TokenInvalid` for malformed claims or another issuer, and like
+        :meth:`verify`.
+        """
+        document = self.verify(jws, typ, what=what, carried_key=carried_key)
+        try:
+            claims = model.model_validate_json(document.payload)
+        except ValidationError as exc:
+            raise TokenInvalid(f"the {what} has malformed claims: {exc}") from exc
+        iss = getattr(claims, "iss", None)
+        if iss != issuer:
+            raise TokenInvalid(f"the {what} was issued by {iss!r}")
+        return claims
 
     def _key(self, kid: str, carried: Mapping[str, Any] | None, what: str) -> PinnedKey:
         try:

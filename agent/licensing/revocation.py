@@ -16,10 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import ValidationError
-
-from agent.errors import TokenInvalid, TokenRejected
-from agent.private_files import default_data_dir, write_private_file
+from agent.errors import TokenRejected
+from agent.private_files import default_data_dir, read_state_file, write_private_file
 from agent.protocol import REVOCATION_LIST_TYP, RevocationListClaims
 from agent.tokens import DEFAULT_ISSUER
 
@@ -67,16 +65,14 @@ class RevocationStore:
         ``carried_key`` is the Signing-Key of the license file the list came in, used only if
         pinned (as for the file). Raises :class:`TokenInvalid` / :class:`UntrustedKey`.
         """
-        document = self._verifier.verify(
-            jws, REVOCATION_LIST_TYP, what="revocation list", carried_key=carried_key
+        return self._verifier.verify_claims(
+            jws,
+            REVOCATION_LIST_TYP,
+            RevocationListClaims,
+            what="revocation list",
+            issuer=self._issuer,
+            carried_key=carried_key,
         )
-        try:
-            claims = RevocationListClaims.model_validate_json(document.payload)
-        except ValidationError as exc:
-            raise TokenInvalid(f"the revocation list has malformed claims: {exc}") from exc
-        if claims.iss != self._issuer:
-            raise TokenInvalid(f"the revocation list was issued by {claims.iss!r}")
-        return claims
 
     def offer(self, jws: str, carried_key: Mapping[str, Any] | None = None) -> bool:
         """Keep ``jws`` if it is genuine and newer than the stored list; ``True`` if kept.
@@ -118,16 +114,9 @@ class RevocationStore:
         if self._loaded:
             return
         self._loaded = True
-        try:
-            document: Any = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read %s (%s); no revocation list is known", self.path, exc)
-            return
-        jws = document.get("list") if isinstance(document, dict) else None
-        if not isinstance(jws, str) or document.get("format") != _FORMAT:
-            log.warning("%s is not a revocation list file; ignored", self.path)
+        document = read_state_file(self.path, _FORMAT, log)
+        jws = None if document is None else document.get("list")
+        if document is None or not isinstance(jws, str):
             return
         key = document.get("key")
         try:

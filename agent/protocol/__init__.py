@@ -248,6 +248,17 @@ from .points import (
     TopupRequest,
 )
 from .profile import ProfileOut, ProfileSubscription, ProfileUpdate
+from .release import (
+    RELEASE_FILE_PATTERN,
+    RELEASE_MANIFEST_FORMAT,
+    RELEASE_MANIFEST_PATH,
+    RELEASE_MANIFEST_TYP,
+    RELEASE_PLATFORM_PATTERN,
+    ReleaseDownload,
+    ReleaseManifest,
+    ReleaseManifestClaims,
+    ReleasePlatform,
+)
 from .staff import (
     AUDIT_CHECKPOINT_ALG,
     AUDIT_CHECKPOINT_TYP,
@@ -383,6 +394,11 @@ __all__ = [
     "PRODUCT_ID_PATTERN",
     "PRODUCT_VERSION_PATTERN",
     "REFRESH_TOKEN_TTL_SECONDS",
+    "RELEASE_FILE_PATTERN",
+    "RELEASE_MANIFEST_FORMAT",
+    "RELEASE_MANIFEST_PATH",
+    "RELEASE_MANIFEST_TYP",
+    "RELEASE_PLATFORM_PATTERN",
     "RESERVATION_TTL_SECONDS",
     "REVOCATION_ARMOUR_BEGIN",
     "REVOCATION_ARMOUR_END",
@@ -527,6 +543,10 @@ __all__ = [
     "Quota",
     "RefreshRequest",
     "RegisterRequest",
+    "ReleaseDownload",
+    "ReleaseManifest",
+    "ReleaseManifestClaims",
+    "ReleasePlatform",
     "ReportedError",
     "ReservationResponse",
     "ReservationStatus",

@@ -40,19 +40,20 @@ def revoked_licenses(session: Session) -> list[RevokedLicense]:
     return [RevokedLicense(license_key=key, file_versions=None) for key in keys]
 
 
-def _locked_row(session: Session, now: datetime) -> PortalSetting:
-    """The setting row, created if missing, locked for this transaction."""
-    row = session.get(PortalSetting, SETTING_KEY, with_for_update=True)
+def locked_setting(session: Session, now: datetime, key: str = SETTING_KEY) -> PortalSetting:
+    """The ``portal_settings`` row ``key``, created (empty) if missing, locked for this
+    transaction: writers of one signed document sign one after the other."""
+    row = session.get(PortalSetting, key, with_for_update=True)
     if row is not None:
         return row
     try:
         with session.begin_nested():
-            row = PortalSetting(key=SETTING_KEY, value={}, updated_by=SYSTEM_ACTOR, updated_at=now)
+            row = PortalSetting(key=key, value={}, updated_by=SYSTEM_ACTOR, updated_at=now)
             session.add(row)
         return row
     except IntegrityError:
         # Another process created it; its insert held us until it committed.
-        row = session.get(PortalSetting, SETTING_KEY, with_for_update=True, populate_existing=True)
+        row = session.get(PortalSetting, key, with_for_update=True, populate_existing=True)
         assert row is not None
         return row
 
@@ -66,7 +67,7 @@ def publish(session: Session, signer: Signer, *, issuer: str, now: datetime) -> 
     seeing the first (read committed), so neither list can drop the other's license.
     """
     session.flush()
-    row = _locked_row(session, now)
+    row = locked_setting(session, now)
     kept = _value(row)
     # An installation keeps a list only if its ``iat`` is later than the one it has: two lists
     # signed within one second must still be ordered, so ``iat`` always moves forward.

@@ -65,7 +65,7 @@ def test_an_empty_pins_setting_is_refused(setting: str) -> None:
 
 def test_agent_imports_neither_server_nor_qt() -> None:
     code = (
-        "import sys, agent.key_pins, agent.tokens, agent.errors, agent.clock\n"
+        "import sys, agent.key_pins, agent.tokens, agent.errors, agent.clock, agent.updates\n"
         "roots = ('server_stub', 'PyQt6', 'app')\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in roots)\n"
         "print(','.join(bad))\n"

@@ -25,9 +25,11 @@ from app.htmllog import SessionLog, SessionLogHandler
 from app.i18n import Translator
 from app.transports.simulated import SimulatedNetwork
 from app.ui.main_window import MainWindow
+from app.ui.update_notice import install_updates
 from app.viewmodels.logs import localize_log
 from tests.helpers.broadcast import Recorder
 from tests.helpers.desktop import Desktop
+from tests.helpers.releases import manifest
 from tests.helpers.visible_text import foreign, foreign_texts, widget_texts
 
 #: A pasted list with a good recipient and one bad line of each kind the parser reports.
@@ -195,6 +197,23 @@ def test_every_panel_speaks_one_language(
         runs = foreign(html.unescape(text), language, data=data)
         if runs:
             found.append(("logs", where, text[:200], ", ".join(runs)))
+
+    # Help: the menu, About, and the notice of a newer release (its notes and names are data).
+    release = manifest("9.0.0")
+    backend.services.releases.publish("test", release)
+    help_menu = install_updates(window, desktop.engine, core, window.translator, start=False)
+    with qtbot.wait_signal(help_menu.updates.available, timeout=30_000):
+        help_menu.check_action.trigger()
+    release_data = [release.notes, *(d.name for d in release.downloads)]
+    check(help_menu.notice, language, "update notice", [*data, *release_data], found)
+    assert help_menu.notice.hint.text() in [t for _w, t in widget_texts(help_menu.notice)]
+    help_menu.notice.close()
+    help_menu.show_about()
+    assert help_menu.answer is not None
+    check(help_menu.answer, language, "about", data, found)
+    help_menu.answer.close()
+    window.tabs.setCurrentWidget(window.license_panel)
+    check(window, language, "help menu", data, found)
 
     # Qt's own dialogs: a question's buttons and the file dialog.
     box = QMessageBox(

@@ -76,6 +76,8 @@ _TOKENS = [
     # Data, not language: links, e-mail addresses, @usernames, paths, an ini [section] key,
     # commands, values quoted back to the user, hexadecimal ids, snake_case names.
     re.compile(r"\b\w+://\S*"),
+    # A release's archive (the update notice): tgflow-1.2.0-linux-x86_64.tar.gz.
+    re.compile(r"\btgflow-[\w.-]+\.(?:tar\.gz|zip|AppImage|dmg)\b"),
     re.compile(r"\S+@\S+\.\w+"),
     re.compile(r"@\w+"),
     re.compile(r"(?<![\w:])(?:[A-Za-z]:)?[/\\][\w./\\-]+"),

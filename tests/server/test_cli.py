@@ -178,7 +178,9 @@ def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixt
     assert message in capsys.readouterr().err
 
 
-_PIN_LINE = re.compile(r"^jwt_public_key_fingerprint = (sha256/[A-Za-z0-9_-]{43})$", re.M)
+_PIN_LINE = re.compile(
+    r"^jwt_public_key_fingerprint = (sha256/[A-Za-z0-9_-]{43}),(sha256/[A-Za-z0-9_-]{43})$", re.M
+)
 
 
 def test_demo_and_keys_pins_print_the_same_settings_line(
@@ -192,9 +194,12 @@ def test_demo_and_keys_pins_print_the_same_settings_line(
     pins_line = _PIN_LINE.search(pins_out)
     assert demo_line and pins_line, pins_out
     assert demo_line[0] == pins_line[0]
-    # The pasted pin is the auth key's: the one that signs the desktop's tokens and leases.
+    # The pasted pins are the auth key's (the desktop's tokens and leases) and the license
+    # key's (license files and the release manifest of the update notice).
     auth = re.search(r"^\s*auth\s+RS256\s+\S+\s+(sha256/\S+)$", pins_out, re.M)
     assert auth and auth[1] == pins_line[1]
+    license_pin = re.search(r"^\s*license\s+ES256\s+\S+\s+(sha256/\S+)$", pins_out, re.M)
+    assert license_pin and license_pin[1] == pins_line[2]
 
 
 READ_ONLY = [

@@ -85,7 +85,9 @@ def test_served_jwks_matches_cli_pins(
     }
     assert printed == served
     auth_kid = next(k["kid"] for k in jwks["keys"] if k["alg"] == "RS256")
-    assert out[-1] == f"jwt_public_key_fingerprint = {served[auth_kid]}"
+    license_kid = next(k["kid"] for k in jwks["keys"] if k["alg"] == "ES256")
+    pins = f"{served[auth_kid]},{served[license_kid]}"
+    assert out[-1] == f"jwt_public_key_fingerprint = {pins}"
 
 
 def test_rotation_keeps_the_old_key_until_its_tokens_expire(make_backend: BackendFactory) -> None:

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from agent.protocol import LICENSE_KEY_PATTERN
-from server_stub.cli import main as cli_main
 from server_stub.cli_staff import cli_actor
 from server_stub.db import transaction
 from server_stub.portal_models import License
@@ -25,6 +24,7 @@ from server_stub.services.staff import Role
 from tests.helpers.api import assert_problem
 from tests.helpers.backend import ONLY_POSTGRES, Backend
 from tests.helpers.portal import RETIRED, Customer, issue_body, seed_customer
+from tests.helpers.server_cli import run_cli
 from tests.helpers.staff import StaffLogin, new_staff
 
 
@@ -316,20 +316,8 @@ def test_the_revocation_list_is_ordered_and_resigned_lazily(backend: Backend) ->
     assert statuses == {"revoked"}
 
 
-@pytest.fixture
-def cli_env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
-    monkeypatch.setenv("TGFLOW_DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("TGFLOW_LOG_LEVEL", "WARNING")
-    return backend
-
-
 def _cli(backend: Backend, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    try:
-        code = cli_main(["licenses", *argv, "--data-dir", str(backend.settings.data_dir)])
-    except SystemExit as exc:  # argparse's refusals
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return run_cli(backend, capsys, "licenses", *argv)
 
 
 def test_the_cli_lists_shows_writes_and_revokes_audited(
