@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import secrets
 import statistics
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,16 +30,10 @@ TARGET_CHECK_US = 100.0
 
 
 def pins(data_dir: Path, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [str(harness.SERVER_CLI), "keys", "pins", "--data-dir", str(data_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = [word for word in done.stdout.split() if word.startswith("sha256/")]
+    output = harness.run_cli(["keys", "pins", "--data-dir", str(data_dir)], env)
+    found = [word for word in output.split() if word.startswith("sha256/")]
     if not found:
-        raise SystemExit(f"no pins in `tgflow-server keys pins` output:\n{done.stdout}")
+        raise SystemExit(f"no pins in `tgflow-server keys pins` output:\n{output}")
     return ",".join(found)
 
 

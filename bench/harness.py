@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import math
 import os
@@ -474,12 +475,28 @@ def wait_ready(server: Server, path: str) -> None:
     raise SystemExit(f"{server.name} not ready after {READY_TIMEOUT_S:.0f} s:\n{server.log_tail()}")
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [str(SERVER_CLI), *args], env=env, cwd=REPO, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"tgflow-server {args[0]} {args[1]} failed:\n{done.stderr}")
+def run_cli(args: list[str], env: dict[str, str]) -> str:
+    """``tgflow-server ARGS`` with ``env`` as its environment; its output. Run in this process:
+    a subprocess imports the server again each time (seconds on a busy machine, several times
+    per benchmark), and the seeding it does is not what is measured."""
+    from server_stub import cli
+
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = cli.main(args)
+            except SystemExit as exc:  # argparse's refusals
+                status = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if status:
+        raise SystemExit(f"tgflow-server {' '.join(args[:3])} failed:\n{err.getvalue()}")
+    return out.getvalue()
 
 
 def login(server: Server, password: str) -> str:

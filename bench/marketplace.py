@@ -27,7 +27,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -64,17 +63,7 @@ CALLBACK_URL = "http://127.0.0.1:9/callback"
 
 
 def cli(args: list[str], env: dict[str, str], data_dir: Path) -> str:
-    done = subprocess.run(
-        [str(harness.SERVER_CLI), *args, "--data-dir", str(data_dir)],
-        env=env,
-        cwd=harness.REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"tgflow-server {' '.join(args[:3])} failed:\n{done.stderr}")
-    return done.stdout
+    return harness.run_cli([*args, "--data-dir", str(data_dir)], env)
 
 
 def printed(output: str, label: str) -> str:
