@@ -1,7 +1,8 @@
 """The benchmarks' shared plumbing: HTTP client, load driver, processes, CPU-disturbance report.
 
-``bench/server.py``, ``bench/agent.py``, ``bench/marketplace.py`` and ``bench/desktop.py`` import
-it as ``bench.harness``; run them as modules from the repository root (``python -m bench.server``).
+Every benchmark (``bench/server.py``, ``agent.py``, ``marketplace.py``, ``portal.py``,
+``billing.py``, ``points.py``, ``desktop.py``) imports it as ``bench.harness``; run them as modules
+from the repository root (``python -m bench.server``), or all at once with ``python -m bench.run``.
 
 - a minimal keep-alive HTTP/1.1 client over asyncio streams (it costs far less CPU than the
   servers it measures) and the request builders;
@@ -12,6 +13,9 @@ it as ``bench.harness``; run them as modules from the repository root (``python 
   FastAPI baseline (``python -m bench.harness --serve-bare PORT``), ``/proc`` readings;
 - the disturbance report: how much CPU other processes and the hypervisor (steal) took while a
   scenario ran, so that a noisy run is flagged as such.
+- the figures for ``bench/run.py``: what a benchmark prints through :func:`print_table`,
+  :func:`print_targets` and :func:`record_value` is also recorded as :class:`Figure`\ s while
+  :func:`collect` runs its ``main``; each module's ``run(quick)`` is that call.
 """
 
 from __future__ import annotations
