@@ -14,7 +14,7 @@ from the repository root (``python -m bench.server``), or all at once with ``pyt
 - the disturbance report: how much CPU other processes and the hypervisor (steal) took while a
   scenario ran, so that a noisy run is flagged as such.
 - the figures for ``bench/run.py``: what a benchmark prints through :func:`print_table`,
-  :func:`print_targets` and :func:`record_value` is also recorded as :class:`Figure`\ s while
+  :func:`print_targets` and :func:`record_value` is also recorded as :class:`Figure` objects while
   :func:`collect` runs its ``main``; each module's ``run(quick)`` is that call.
 """
 
