@@ -7,9 +7,11 @@ missing one is refused); the envelope ``{code, message, body, timestamp}``; the 
 ``GET /public/subscription/{token}/state`` (``is_active``) and a subscription's
 ``:acknowledge``; server notifications ``{id, timestamp, payload}`` with the payload AES-256-GCM
 under the console key (INVOICE_STATUS, TEST_EVENT, their _SANDBOX twins), delivered in order
-from a thread of their own. Not covered: the JWE token exchange (the fake takes the token as
-given), lists and searches of purchases, subscription details beyond ``is_active``, refunds
-started through the API (a test or the demo refunds with :meth:`FakeRuStore.set_status`).
+from a thread of their own; a subscription's invoices (:meth:`FakeRuStore.subscription_invoice`)
+notified with its token as the ``purchase_token``. Not covered: the JWE token exchange (the fake
+takes the token as given), lists and searches of purchases, subscription details beyond
+``is_active``, refunds started through the API (a test or the demo refunds with
+:meth:`FakeRuStore.set_status`).
 """
 
 from __future__ import annotations
