@@ -36,10 +36,13 @@ from pathlib import Path
 from bench.harness import (
     HOST,
     LOAD_OPTIONS_RULE,
+    QUICK_LOAD,
+    BenchRun,
     Operation,
     Result,
     Server,
     add_load_options,
+    collect,
     load_options_valid,
     measure_bare,
     postgres_database,
@@ -214,6 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     met = print_targets(checks, failures)
     print(f"the run took {time.monotonic() - started:.0f} s")
     return 0 if met else 1
+
+
+#: A smoke run's arguments (``bench/run.py --quick``).
+QUICK = [*QUICK_LOAD]
+
+
+def run(quick: bool) -> BenchRun:
+    """bench/run.py's entry: the full run (the defaults) or a smoke run."""
+    return collect(main, QUICK if quick else [])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The benchmarks' shared plumbing: HTTP client, load driver, processes, CPU-disturbance report.
 
-``bench/server.py``, ``bench/agent.py``, ``bench/marketplace.py`` and ``bench/desktop.py`` import
-it as ``bench.harness``; run them as modules from the repository root (``python -m bench.server``).
+Every benchmark (``bench/server.py``, ``agent.py``, ``marketplace.py``, ``portal.py``,
+``billing.py``, ``points.py``, ``desktop.py``) imports it as ``bench.harness``; run them as modules
+from the repository root (``python -m bench.server``), or all at once with ``python -m bench.run``.
 
 - a minimal keep-alive HTTP/1.1 client over asyncio streams (it costs far less CPU than the
   servers it measures) and the request builders;
@@ -12,6 +13,9 @@ it as ``bench.harness``; run them as modules from the repository root (``python 
   FastAPI baseline (``python -m bench.harness --serve-bare PORT``), ``/proc`` readings;
 - the disturbance report: how much CPU other processes and the hypervisor (steal) took while a
   scenario ran, so that a noisy run is flagged as such.
+- the figures for ``bench/run.py``: what a benchmark prints through :func:`print_table`,
+  :func:`print_targets` and :func:`record_value` is also recorded as :class:`Figure` objects while
+  :func:`collect` runs its ``main``; each module's ``run(quick)`` is that call.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import math
 import os
@@ -33,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import httpx
 
@@ -474,12 +479,28 @@ def wait_ready(server: Server, path: str) -> None:
     raise SystemExit(f"{server.name} not ready after {READY_TIMEOUT_S:.0f} s:\n{server.log_tail()}")
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [str(SERVER_CLI), *args], env=env, cwd=REPO, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"tgflow-server {args[0]} {args[1]} failed:\n{done.stderr}")
+def run_cli(args: list[str], env: dict[str, str]) -> str:
+    """``tgflow-server ARGS`` with ``env`` as its environment; its output. Run in this process:
+    a subprocess imports the server again each time (seconds on a busy machine, several times
+    per benchmark), and the seeding it does is not what is measured."""
+    from server_stub import cli
+
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = cli.main(args)
+            except SystemExit as exc:  # argparse's refusals
+                status = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if status:
+        raise SystemExit(f"tgflow-server {' '.join(args[:3])} failed:\n{err.getvalue()}")
+    return out.getvalue()
 
 
 def login(server: Server, password: str) -> str:
@@ -634,6 +655,87 @@ def postgres_database(admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# --- figures for bench/run.py ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One line of a benchmark's report (bench/run.py writes them into docs/BENCHMARKS.md): a
+    figure as printed, the number and unit behind it, the baseline measured in the same run, and
+    the target it is held to with its verdict (``met`` ``None``: a figure without a target)."""
+
+    name: str
+    shown: str
+    value: float | None = None
+    unit: str = ""
+    baseline: float | None = None
+    target: str | None = None
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.value is None or not self.baseline:
+            return None
+        return self.value / self.baseline
+
+
+@dataclass
+class BenchRun:
+    """What one benchmark's ``run(quick)`` returns: its figures and how it was run."""
+
+    argv: list[str]
+    figures: list[Figure]
+    seconds: float
+    #: The benchmark's exit status (1: a target not met or a request failed).
+    status: int
+
+
+#: The load options of a smoke run (``bench/run.py --quick``): it proves the plumbing, the
+#: figures it gives mean nothing.
+QUICK_LOAD: Final = ("--seconds", "0.3", "--warmup", "0", "--connections", "2", "--no-postgres")
+
+#: The figures recorded since :func:`collect` started (``None``: nobody collects them).
+_recorded: list[Figure] | None = None
+
+
+def record(figure: Figure) -> None:
+    if _recorded is not None:
+        _recorded.append(figure)
+
+
+def collect(main: Callable[[list[str]], int], argv: Sequence[str]) -> BenchRun:
+    """Run a benchmark's ``main(argv)`` and keep every figure and target it reports."""
+    global _recorded
+    _recorded = []
+    started = time.monotonic()
+    try:
+        status = main(list(argv))
+        return BenchRun(list(argv), _recorded, time.monotonic() - started, status)
+    finally:
+        _recorded = None
+
+
+def record_results(results: Sequence[Result], baseline: Result | None) -> None:
+    """The load scenarios' throughput, each against the baseline of the same run."""
+    for r in results:
+        if r is baseline:
+            continue
+        record(
+            Figure(
+                r.name,
+                f"{r.rate:,.0f} {r.unit}/s, p50 {r.p(50):.2f} ms, p95 {r.p(95):.2f} ms",
+                value=r.rate,
+                unit=f"{r.unit}/s",
+                baseline=baseline.rate if baseline is not None else None,
+            )
+        )
+
+
+def record_value(name: str, value: float, unit: str, baseline: float | None = None) -> None:
+    """A figure without a target of its own (the targets are :func:`print_targets`')."""
+    record(Figure(name, f"{value:,.2f} {unit}", value=value, unit=unit, baseline=baseline))
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -664,6 +766,7 @@ def print_table(results: dict[str, Result], width: int) -> None:
         f"{'scenario':{width}} {'rate':>12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ok':>7} "
         f"{'failed':>6} {'CPU/req ms':>10} {'server CPU':>10} {'other CPU':>9} {'steal':>6}"
     )
+    record_results(list(results.values()), results.get("bare"))
     for r in results.values():
         print(
             f"{r.name:{width}} {f'{r.rate:,.0f} {r.unit}/s':>12} {r.p(50):8.2f} {r.p(95):8.2f} "
@@ -722,8 +825,11 @@ def print_targets(checks: Sequence[tuple[str, bool, str]], failures: Sequence[st
     print("targets:")
     for label, ok, figure in checks:
         print(f"  {label}: {verdict(ok)} ({figure})")
+        record(Figure(label, figure, target=label, met=ok))
     if failures:
         print(f"  requests failed in {', '.join(failures)}: those figures are not trustworthy")
+    shown = f"failed in {', '.join(failures)}" if failures else "none failed"
+    record(Figure("every request answered", shown, target="no request fails", met=not failures))
     return all(ok for _, ok, _ in checks) and not failures
 
 

@@ -27,7 +27,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -64,17 +63,7 @@ CALLBACK_URL = "http://127.0.0.1:9/callback"
 
 
 def cli(args: list[str], env: dict[str, str], data_dir: Path) -> str:
-    done = subprocess.run(
-        [str(harness.SERVER_CLI), *args, "--data-dir", str(data_dir)],
-        env=env,
-        cwd=harness.REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"tgflow-server {' '.join(args[:3])} failed:\n{done.stderr}")
-    return done.stdout
+    return harness.run_cli([*args, "--data-dir", str(data_dir)], env)
 
 
 def printed(output: str, label: str) -> str:
@@ -280,21 +269,18 @@ def print_report(verifies: list[float], raws: list[float], results: list[harness
     print(f"/marketplace/installed / /license:            {inst_lic:.2f}x")
 
     inst_ok = inst_ratio >= INSTALLED_MIN_RATIO and inst.p(95) <= INSTALLED_MAX_P95_MS
-    no_failures = all(r.sample.failed == 0 for r in results)
-    print()
-    print("targets:")
-    print(
-        f"  verify median <= {TARGET_VERIFY_US:.0f} us: "
-        f"{harness.verdict(verify_ok)} ({verify_us:.1f} us)"
-    )
-    print(
-        f"  /marketplace/installed >= {INSTALLED_MIN_RATIO}x baseline and p95 <= "
-        f"{INSTALLED_MAX_P95_MS:.0f} ms (the /license target): "
-        f"{harness.verdict(inst_ok)} ({inst_ratio:.2f}x, p95 {inst.p(95):.2f} ms)"
-    )
-    if not no_failures:
-        print("  some requests failed: the figures above are not trustworthy")
-    return verify_ok and inst_ok and no_failures
+    harness.record_results(results, base)
+    harness.record_value("raw ES256 jwt.decode, median", raw_us, "us")
+    checks = [
+        (f"verify median <= {TARGET_VERIFY_US:.0f} us", verify_ok, f"{verify_us:.1f} us"),
+        (
+            f"/marketplace/installed >= {INSTALLED_MIN_RATIO}x baseline and p95 <= "
+            f"{INSTALLED_MAX_P95_MS:.0f} ms (the /license target)",
+            inst_ok,
+            f"{inst_ratio:.2f}x, p95 {inst.p(95):.2f} ms",
+        ),
+    ]
+    return harness.print_targets(checks, [r.name for r in results if r.sample.failed])
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -343,6 +329,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     return 0 if print_report(verifies, raws, results) else 1
+
+
+#: A smoke run's arguments (``bench/run.py --quick``).
+QUICK = ["--tokens", "50", "--seconds", "0.3", "--warmup", "0", "--connections", "2"]
+
+
+def run(quick: bool) -> harness.BenchRun:
+    """bench/run.py's entry: the full run (the defaults) or a smoke run."""
+    return harness.collect(main, QUICK if quick else [])
 
 
 if __name__ == "__main__":

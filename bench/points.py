@@ -29,11 +29,14 @@ import httpx
 
 from bench.harness import (
     LOAD_OPTIONS_RULE,
+    QUICK_LOAD,
     SERVER_CLI,
+    BenchRun,
     Operation,
     Result,
     Server,
     add_load_options,
+    collect,
     get_request,
     load_options_valid,
     measure_bare,
@@ -198,6 +201,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep_data:
             shutil.rmtree(work, ignore_errors=True)
     return 0 if report(results) else 1
+
+
+#: A smoke run's arguments (``bench/run.py --quick``).
+QUICK = [*QUICK_LOAD, "--users", "2"]
+
+
+def run(quick: bool) -> BenchRun:
+    """bench/run.py's entry: the full run (the defaults) or a smoke run."""
+    return collect(main, QUICK if quick else [])
 
 
 if __name__ == "__main__":

@@ -51,13 +51,16 @@ import pyotp
 from bench.harness import (
     HOST,
     LOAD_OPTIONS_RULE,
+    QUICK_LOAD,
     SERVER_CLI,
+    BenchRun,
     Connection,
     Operation,
     Result,
     Sample,
     Server,
     add_load_options,
+    collect,
     get_request,
     load_options_valid,
     measure_bare,
@@ -468,6 +471,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_met = print_report(outcome, labels)
     print(f"the run took {time.monotonic() - started:.0f} s")
     return 0 if all_met else 1
+
+
+#: A smoke run's arguments (``bench/run.py --quick``).
+QUICK = [
+    *QUICK_LOAD,
+    "--requests",
+    "3",
+    "--clients",
+    str(10 * PAGE),
+    "--licenses",
+    str(10 * PAGE),
+    "--payments",
+    "10",
+    "--product-licenses",
+    "5",
+]
+
+
+def run(quick: bool) -> BenchRun:
+    """bench/run.py's entry: the full run (the defaults) or a smoke run."""
+    return collect(main, QUICK if quick else [])
 
 
 if __name__ == "__main__":

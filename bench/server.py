@@ -34,12 +34,15 @@ from pathlib import Path
 
 from bench.harness import (
     LOAD_OPTIONS_RULE,
+    QUICK_LOAD,
     SERVER_CLI,
+    BenchRun,
     Connection,
     Operation,
     Result,
     Server,
     add_load_options,
+    collect,
     cpu_ms_per_request,
     get_request,
     kib_to_mb,
@@ -312,6 +315,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     took = time.monotonic() - started
     print(f"bare baseline RSS after the run: {kib_to_mb(bare_rss)}; the run took {took:.0f} s")
     return 0 if all_met else 1
+
+
+#: A smoke run's arguments (``bench/run.py --quick``).
+QUICK = [*QUICK_LOAD]
+
+
+def run(quick: bool) -> BenchRun:
+    """bench/run.py's entry: the full run (the defaults) or a smoke run."""
+    return collect(main, QUICK if quick else [])
 
 
 if __name__ == "__main__":

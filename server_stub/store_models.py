@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agent.protocol import ProductKind
@@ -58,10 +58,12 @@ class StorePurchase(Base):
 
     __tablename__ = "store_purchases"
 
-    #: ``<store>:<invoice id>`` (``rustore:12345``): the points ledger's ``external_ref`` too.
+    #: ``<store>:<invoice id>`` (``rustore:12345``): the points ledger's ``external_ref`` too; a
+    #: subscription's ``rustore-sub:sha256:<hex of its token>`` (services/store/subscriptions.py).
     ref: Mapped[str] = mapped_column(String(200), primary_key=True)
     store: Mapped[str] = mapped_column(String(16))
-    invoice_id: Mapped[str] = mapped_column(String(150))
+    #: The store's invoice id; a subscription's whole token (thousands of characters at most).
+    invoice_id: Mapped[str] = mapped_column(Text)
     #: Whose it is: set by a verify, or by a notification whose purchase names a known user.
     user_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     product_id: Mapped[str] = mapped_column(String(64))

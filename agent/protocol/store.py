@@ -22,8 +22,13 @@ ProductId = Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
 StoreRef = Annotated[
     str, StringConstraints(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9_.:\-]+$")
 ]
+#: A store subscription's token: RuStore's run to thousands of characters (kept whole).
+SUBSCRIPTION_TOKEN_MAX: Final = 4096
 SubscriptionToken = Annotated[
-    str, StringConstraints(min_length=1, max_length=500, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    str,
+    StringConstraints(
+        min_length=1, max_length=SUBSCRIPTION_TOKEN_MAX, pattern=r"^[A-Za-z0-9_.:\-]+$"
+    ),
 ]
 
 

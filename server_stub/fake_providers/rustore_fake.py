@@ -7,9 +7,11 @@ missing one is refused); the envelope ``{code, message, body, timestamp}``; the 
 ``GET /public/subscription/{token}/state`` (``is_active``) and a subscription's
 ``:acknowledge``; server notifications ``{id, timestamp, payload}`` with the payload AES-256-GCM
 under the console key (INVOICE_STATUS, TEST_EVENT, their _SANDBOX twins), delivered in order
-from a thread of their own. Not covered: the JWE token exchange (the fake takes the token as
-given), lists and searches of purchases, subscription details beyond ``is_active``, refunds
-started through the API (a test or the demo refunds with :meth:`FakeRuStore.set_status`).
+from a thread of their own; a subscription's invoices (:meth:`FakeRuStore.subscription_invoice`)
+notified with its token as the ``purchase_token``. Not covered: the JWE token exchange (the fake
+takes the token as given), lists and searches of purchases, subscription details beyond
+``is_active``, refunds started through the API (a test or the demo refunds with
+:meth:`FakeRuStore.set_status`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class FakeRuStore:
         self.base_url = ""
         self.purchases: dict[str, Obj] = {}
         self.subscriptions: dict[str, bool] = {}
+        #: A subscription's invoices: their notifications carry its token as ``purchase_token``.
+        self.invoice_tokens: dict[str, str] = {}
         self.acknowledged: set[str] = set()
         #: What the store sells, as its console knows it: product code → (minor units, currency).
         self.products: dict[str, tuple[int, str]] = {}
@@ -139,6 +143,24 @@ class FakeRuStore:
     def add_subscription(self, token: str, *, active: bool = True) -> None:
         self.subscriptions[token] = active
 
+    def subscription_invoice(
+        self,
+        token: str,
+        product_code: str,
+        *,
+        user_id: str,
+        active: bool = True,
+        status: str = "CONFIRMED",
+    ) -> str:
+        """A payment of the subscription ``token`` (its first, a renewal, or one that failed):
+        the subscription's state becomes ``active``, and its invoice ``status``, notified with
+        the token as the ``purchase_token``. Returns the invoice id."""
+        invoice_id = self.create_purchase(product_code, user_id=user_id)
+        self.invoice_tokens[invoice_id] = token
+        self.subscriptions[token] = active
+        self.set_status(invoice_id, status)
+        return invoice_id
+
     # --- notifications -------------------------------------------------------------------------
 
     def notification(self, invoice_id: str, old: str, new: str, at: datetime) -> bytes:
@@ -149,7 +171,9 @@ class FakeRuStore:
             "change_status_time": _iso(at),
             "status_new": new.lower(),
             "status_old": old.lower(),
-            "purchase_token": f"{invoice_id}.{purchase['purchaseId'][:6]}",
+            "purchase_token": self.invoice_tokens.get(
+                invoice_id, f"{invoice_id}.{purchase['purchaseId'][:6]}"
+            ),
             "invoice_id": invoice_id,
             "order_id": purchase["orderId"],
             "purchase_id": purchase["purchaseId"],

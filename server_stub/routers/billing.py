@@ -101,7 +101,8 @@ def list_invoices(
     description="The subscription is `incomplete` until the provider reports the payment (or, "
     "for a plan with a trial, the kept card). A provider this server is not configured for is "
     "refused (503: billing fails closed). An unpaid checkout of this account is replaced; a "
-    "live subscription is not created twice (409).",
+    "live subscription is not created twice (409); one an app store manages is changed in the "
+    "store (422 `store_managed`).",
 )
 async def create_subscription(
     body: SubscriptionCreate, principal: PrincipalDep, services: ServicesDep, idem: UserIdempotent

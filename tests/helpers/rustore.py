@@ -10,10 +10,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
+from server_stub.billing_models import BillingSubscription
 from server_stub.clock import FakeClock
+from server_stub.db import transaction
 from server_stub.fake_providers.delivery import serving
 from server_stub.fake_providers.rustore_fake import FakeRuStore
 from server_stub.services.store.products import Product
+from server_stub.store_models import StorePurchase
 from tests.helpers.api import bearer, fingerprint, register
 from tests.helpers.backend import Backend, BackendFactory
 from tests.helpers.billing import PRO as PRO_PLAN
@@ -73,6 +78,15 @@ class Store:
         assert answer.status_code == 200, answer.text
         plan = answer.json()["plan"]
         return None if plan is None else str(plan)
+
+    def purchases(self) -> list[StorePurchase]:
+        with transaction(self.backend.services.ctx.read) as session:
+            query = select(StorePurchase).order_by(StorePurchase.created_at)
+            return list(session.scalars(query))
+
+    def subscriptions(self) -> list[BillingSubscription]:
+        with transaction(self.backend.services.ctx.read) as session:
+            return list(session.scalars(select(BillingSubscription)))
 
     def tick(self, seconds: float = 1.0) -> None:
         self.backend.clock.advance(seconds)

@@ -235,6 +235,8 @@ DOMAIN_RULE_422 = frozenset(
         "POST /subscriptions/cancel",
         "POST /subscriptions/pause",
         "POST /subscriptions/resume",
+        # A live subscription an app store manages is changed there, not here.
+        "POST /subscriptions/create",
         # Nothing is due (an active subscription has no renewal to pay now).
         "POST /subscriptions/renew",
         # One of its two filters (user, subscription) is required.

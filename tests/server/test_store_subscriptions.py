@@ -17,6 +17,7 @@ from server_stub.billing_models import BillingSubscription, BillingTransition
 from server_stub.db import transaction
 from tests.helpers.api import assert_problem
 from tests.helpers.backend import BackendFactory
+from tests.helpers.billing import RecordingAdapter
 from tests.helpers.rustore import PRO, Store, rustore_store
 
 WINDOW = timedelta(hours=48)
@@ -169,3 +170,20 @@ def test_concurrent_verifies_of_one_token_make_one_subscription(store: Store) ->
         )
         assert len(list(created)) == 1
     assert store.plan(buyer) == PRO.plan
+
+
+def test_subscribing_through_billing_over_a_store_subscription_names_the_store(
+    store: Store,
+) -> None:
+    store.backend.services.billing.add_adapter(RecordingAdapter())
+    buyer = store.account()
+    store.fake.add_subscription("tok-7", active=True)
+    assert store.verify_subscription(buyer["headers"], "tok-7").status_code == 200
+    answer = store.backend.client.post(
+        "/subscriptions/create",
+        headers=buyer["headers"],
+        json={"plan": PRO.plan, "provider": "stripe"},
+    )
+    problem = assert_problem(answer, 422, "validation_error")
+    assert (problem["reason"], problem["provider"]) == ("store_managed", "rustore")
+    assert [s.state for s in store_subs(store)] == ["active"]

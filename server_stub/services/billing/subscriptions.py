@@ -31,7 +31,9 @@ from ..audit import record
 from ..context import ServiceContext
 from .calendar import add_interval
 from .common import (
+    STORES,
     Actor,
+    StoreManaged,
     SubscriptionView,
     current_subscription,
     move,
@@ -259,6 +261,10 @@ class Subscriptions:
         live = current_subscription(session, user_id, lock=True)
         if live is None or S(live.state) in TERMINAL:
             return
+        if live.provider in STORES:
+            # "Cancel it first" would send the customer to a cancel billing refuses: the store
+            # renews and ends it, so the customer is told to go there.
+            raise StoreManaged(live.provider)
         if S(live.state) is not S.INCOMPLETE:
             raise AlreadyExists(
                 f"this account already has a subscription ({live.state}): change its plan, "

@@ -1,5 +1,6 @@
 """The spend's hot path in plain Core statements (a spend is six of them), like the usage
-reservations': the ORM's unit of work cost two thirds of a spend's time (docs/BENCHMARKS.md).
+reservations': the ORM's unit of work cost two thirds of a spend's time
+(docs/BENCHMARKS-history.md).
 
 It decides only the common case — the wallet can pay, owes nothing, and the key is new — and
 declines everything else (:class:`Declined`, its transaction rolled back, nothing booked), which

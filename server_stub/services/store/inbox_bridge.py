@@ -25,7 +25,10 @@ class StoreEventApplier:
         if notification.invoice_id is None or notification.change_status_time is None:
             return False  # a TEST_EVENT: the console checking that we answer
         return self._store.apply_notification(
-            notification.invoice_id, notification.change_status_time, sandbox=notification.sandbox
+            notification.invoice_id,
+            notification.change_status_time,
+            sandbox=notification.sandbox,
+            token=notification.purchase_token,
         )
 
 

@@ -19,6 +19,8 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from agent.protocol.store import SUBSCRIPTION_TOKEN_MAX
+
 from ...errors import Forbidden, TokenInvalid, ValidationFailed
 from ..billing.contract import ProviderName
 from ..webhooks.intake import MAX_EVENT_ID, Incoming, _storable
@@ -42,6 +44,8 @@ class Notification:
     type: str
     invoice_id: str | None
     change_status_time: datetime | None
+    #: ``purchase_token``: of a subscription's invoice, the subscription's token.
+    purchase_token: str | None = None
 
     @property
     def sandbox(self) -> bool:
@@ -123,7 +127,10 @@ def read_notification(payload: dict[str, Any]) -> Notification:
     changed = parse_time(data.get("change_status_time"))
     if changed is None:
         raise ValidationFailed("a payment notification needs its change_status_time")
-    return Notification(kind, invoice, changed)
+    token = data.get("purchase_token")
+    if not isinstance(token, str) or not 0 < len(token) <= SUBSCRIPTION_TOKEN_MAX:
+        token = None  # only a subscription's invoice needs it
+    return Notification(kind, invoice, changed, token)
 
 
 def _json_object(raw: bytes, complaint: str) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from ..points.views import Balance
 from .products import Product, ProductCatalog
 from .rustore import RuStoreClient, RuStorePurchase
 from .statuses import AWAITING, GRANTING, RANK, TAKEN_BACK, InvoiceStatus
-from .subscriptions import apply_store_subscription, subscription_ref, token_of
+from .subscriptions import claim_subscription, subscription_ref, token_of
 
 log = logging.getLogger("tgflow.server.store")
 
@@ -163,6 +163,7 @@ class StoreService:
         product = self._products.get(product_id)
         if product is None or not product.active or product.kind != "subscription":
             raise _refused("purchase_mismatch", f"no subscription {product_id!r} is on sale")
+        asked = self._ctx.clock.now()  # the answer tells the state at this time, or later
         try:
             active = client.subscription_active(token)
         except ProviderUnavailable as exc:
@@ -171,7 +172,7 @@ class StoreService:
             raise _refused("purchase_unknown", str(exc)) from exc
         if active is None:
             raise _refused("purchase_unknown", "the store knows no such subscription")
-        _once_inserted(lambda: self._claim_subscription(user_id, token, product, active))
+        self._claim(user_id, token, product, active, asked)
         package = self._ctx.settings.rustore_package_name
         if active and package:
             try:
@@ -183,19 +184,21 @@ class StoreService:
 
     # --- the store's notification ---------------------------------------------------------------
 
-    def apply_notification(self, invoice_id: str, status_at: datetime, *, sandbox: bool) -> bool:
-        """Apply what the store now says of ``invoice_id``, told of a change at ``status_at``.
-        ``False``: nothing to do (stale, of the other environment, or of no product we sell)."""
+    def apply_notification(
+        self, invoice_id: str, status_at: datetime, *, sandbox: bool, token: str | None = None
+    ) -> bool:
+        """Apply what the store now says of ``invoice_id``, told of a change at ``status_at``;
+        ``token``: the notification's ``purchase_token`` (a subscription's token, for a
+        subscription's invoice). ``False``: nothing to do (stale, of the other environment, or
+        of no product we sell)."""
         client = self.rustore
         if client is None:
             raise ProviderUnavailable("RuStore is not configured on this server")
         if sandbox != self._ctx.settings.rustore_sandbox:
             log.info("RuStore notification of the other environment ignored")
             return False
-        with transaction(self._ctx.read) as session:
-            row = session.get(StorePurchase, purchase_ref(invoice_id))
-            if row is not None and status_at < row.status_at:
-                return False  # older than what was applied: never move back
+        if self._applied_later(purchase_ref(invoice_id), status_at):
+            return False
         truth = client.purchase(invoice_id)  # unreachable: raises, the inbox retries
         if truth is None:
             log.warning(
@@ -203,7 +206,9 @@ class StoreService:
             )
             return False
         product = self._products.get(truth.product_id or "")
-        if product is None or product.kind != "consumable":
+        if product is not None and product.kind == "subscription":
+            return self._subscription_notified(client, truth, product, token, status_at)
+        if product is None:
             log.warning("RuStore purchase of a product not in the catalogue")
             return False
         truth = self._confirm_if_held(client, truth, inbox=True)
@@ -309,52 +314,55 @@ class StoreService:
 
     def recheck_subscription(self, ref: str) -> bool:
         """The reconciler's call: ask the store again about the subscription ``ref`` and apply
-        the answer as a verify would. ``False``: nothing to ask (its token was too long to keep,
-        its product is gone, or it has no owner)."""
+        the answer as a verify would. ``False``: nothing to ask (its token was cut by 0016, its
+        product is gone, or it has no owner)."""
         client = self.rustore
-        token = token_of(ref)
         with transaction(self._ctx.read) as session:
             row = session.get(StorePurchase, ref)
+            token = token_of(row) if row is not None else None
             user_id = row.user_id if row is not None else None
             product = self._products.get(row.product_id) if row is not None else None
         if client is None or token is None or user_id is None or product is None:
             return False
+        asked = self._ctx.clock.now()
         # Unreachable: raises, the next round asks again. Unknown to the store: not active.
         active = bool(client.subscription_active(token))
-        _once_inserted(lambda: self._claim_subscription(user_id, token, product, active))
+        self._claim(user_id, token, product, active, asked)
         return True
 
-    def _claim_subscription(self, user_id: str, token: str, product: Product, active: bool) -> None:
+    def _subscription_notified(
+        self,
+        client: RuStoreClient,
+        truth: RuStorePurchase,
+        product: Product,
+        token: str | None,
+        at: datetime,
+    ) -> bool:
+        """A subscription's invoice changed (paid, renewed, failed, refunded): its state is
+        asked of the store now and applied as of ``at``, so the plan follows the store without
+        waiting for the reconciler or the app's next verify."""
+        if token is None:
+            log.warning("RuStore notified a subscription's invoice without its token")
+            return False
         ref = subscription_ref(token)
-        now = self._ctx.clock.now()
-        status = "ACTIVE" if active else "HOLD"
-        with transaction(self._ctx.write) as session:
-            row = session.get(StorePurchase, ref, with_for_update=True)
-            if row is not None and row.user_id != user_id:
-                raise IdempotencyConflict(
-                    "this subscription was verified for another account",
-                    reason="purchase_other_account",
-                )
-            if row is None:
-                session.add(
-                    StorePurchase(
-                        ref=ref,
-                        store=StoreName.RUSTORE.value,
-                        invoice_id=token[:150],
-                        user_id=user_id,
-                        product_id=product.id,
-                        status=status,
-                        status_rank=0,
-                        status_at=now,
-                        points=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            else:
-                row.status, row.status_at, row.updated_at = status, now, now
-            # The plan, in this transaction: committed with the purchase row, before the answer.
-            apply_store_subscription(self._ctx, session, user_id, ref, product, active)
+        if self._applied_later(ref, at):
+            return False
+        with transaction(self._ctx.read) as session:
+            row = session.get(StorePurchase, ref)
+            owner = row.user_id if row is not None else None
+        user_id = owner or self._known_user(truth.developer_payload)
+        if user_id is None:
+            return False  # no account to grant it to: the app's verify will claim it
+        active = client.subscription_active(token)  # unreachable: raises, the inbox retries
+        if active is None and row is None:
+            return False  # neither the store nor we know it
+        self._claim(user_id, token, product, bool(active), at)
+        return True
+
+    def _claim(
+        self, user_id: str, token: str, product: Product, active: bool, at: datetime
+    ) -> None:
+        _once_inserted(lambda: claim_subscription(self._ctx, user_id, token, product, active, at))
 
     # --- the store ----------------------------------------------------------------------------
 
@@ -401,6 +409,13 @@ class StoreService:
             ) from refusal
         return again
 
+    def _applied_later(self, ref: str, at: datetime) -> bool:
+        """A state of the purchase ``ref`` later than ``at`` was applied: what was told at
+        ``at`` is older, and never moves it back."""
+        with transaction(self._ctx.read) as session:
+            row = session.get(StorePurchase, ref)
+            return row is not None and at < row.status_at
+
     def _known_user(self, user_id: str | None) -> str | None:
         if not user_id or len(user_id) > 36:
             return None
@@ -408,7 +423,7 @@ class StoreService:
             return user_id if session.get(User, user_id) is not None else None
 
 
-def _once_inserted(write: Callable[[], None]) -> None:
+def _once_inserted(write: Callable[[], object]) -> None:
     """Run ``write`` (a read-lock-then-insert-or-update transaction); when a concurrent path
     inserted the same row first (the primary key refuses ours), run it again: the row is there
     to lock and update now."""
