@@ -79,6 +79,19 @@ def server_process(
         _stop(proc)
 
 
+def worker_pids(supervisor: int) -> list[int]:
+    """The server's live worker processes: children of the uvicorn supervisor (Linux /proc; a
+    killed worker not yet reaped has no command line and is left out)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    workers = []
+    for child in children:
+        with suppress(FileNotFoundError):
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+                workers.append(int(child))
+    return workers
+
+
 def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
