@@ -266,8 +266,9 @@ def check_run(tally: Tally) -> None:
     assert tally.commits and tally.rollbacks and tally.abandoned, tally.summary()
 
 
-def seed_user(services: Services) -> None:
-    services.plans.create(PLAN, monthly_quota=LIMIT, max_devices=1, features=[])
+def seed_user(services: Services, limit: int = LIMIT) -> None:
+    """The one user the clients share, on a plan of ``limit`` messages a month."""
+    services.plans.create(PLAN, monthly_quota=limit, max_devices=1, features=[])
     services.auth.create_user(EMAIL, PASSWORD, PLAN)
 
 

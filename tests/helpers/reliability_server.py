@@ -31,7 +31,7 @@ _POLL = 0.02
 CLIENT_CHECK = "100ms"
 
 
-def wait_for(what: str, check: Callable[[], T], timeout: float = DEADLINE) -> T:
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = DEADLINE) -> T:
     """Poll ``check`` (the observable state of another process) until it answers something
     truthy, and return that; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
