@@ -100,11 +100,19 @@ def served(
             services.ctx.engine.dispose()
 
 
+def kill(url: str, pid: int) -> None:
+    """``kill -9`` process ``pid``, then wait until the database has ended what it left open
+    (its connections to ``url``'s database gone, their transactions rolled back)."""
+    ports = tcp_ports(pid)
+    os.kill(pid, signal.SIGKILL)
+    wait_for("the killed process's transactions to end", lambda: connections_gone(url, ports))
+
+
 def replace_worker(world: Served, victim: int) -> int:
     """``kill -9`` one worker; returns the pid of the one the supervisor starts in its place."""
     before = set(world.workers())
     assert victim in before, (victim, before)
-    os.kill(victim, signal.SIGKILL)
+    kill(world.url, victim)
 
     def replacement() -> int | None:
         now = set(world.workers())

@@ -31,10 +31,8 @@ from tests.helpers.reliability_server import (
     Retrying,
     Served,
     blocking,
-    connections_gone,
     replace_worker,
     served,
-    tcp_ports,
     wait_for,
 )
 
@@ -94,9 +92,7 @@ def kill_blocked(world: Served, blocker: Blocker, label: str) -> Kill:
     waiting = {pid: len(blocker.waiting_in(pid)) for pid in world.workers()}
     victim = max(waiting, key=lambda pid: waiting[pid])
     assert waiting[victim] > 0, waiting
-    ports = tcp_ports(victim)
     replacement = replace_worker(world, victim)
-    wait_for("the killed worker's transactions to end", lambda: connections_gone(world.url, ports))
     blocker.release()
     return Kill(label, victim, replacement, waiting[victim])
 
