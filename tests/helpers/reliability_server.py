@@ -1,13 +1,17 @@
 """The reliability suite's server side: real server processes on a throwaway PostgreSQL
 database, the database's view of who is blocked where (so that a process is killed while its
-work is provably in flight), and clients that retry under their idempotency keys."""
+work is provably in flight), clients that retry under their idempotency keys, and a fake RuStore
+whose purchases and refunds reach the webhook inbox."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +19,17 @@ from typing import Any, TypeVar
 
 import httpx
 import psycopg
+from sqlalchemy import select
 
 from server_stub.config import Settings
+from server_stub.fake_providers.delivery import serving
+from server_stub.fake_providers.rustore_fake import FakeRuStore
+from server_stub.points_models import PointsTransaction
+from server_stub.services.points.ledger import Kind
+from server_stub.webhook_models import WEBHOOK_PENDING, WebhookEvent
 from server_stub.wiring import Services, build_services
 from tests.helpers.databases import POSTGRES_ADMIN_URL, postgres_database
+from tests.helpers.rustore import COINS, TOKEN
 from tests.helpers.server_process import server_process, worker_pids
 
 T = TypeVar("T")
@@ -231,3 +242,84 @@ class Retrying:
 
     def close(self) -> None:
         self.http.close()
+
+
+# --- RuStore behind the inbox ------------------------------------------------------------------
+
+
+def tgflow_env(values: Mapping[str, Any]) -> dict[str, str]:
+    """Settings fields as the ``TGFLOW_*`` environment of a server process."""
+    return {f"TGFLOW_{name.upper()}": str(value) for name, value in values.items()}
+
+
+@dataclass
+class Store:
+    """A fake RuStore on a loopback port, and what a server needs to trust its notifications."""
+
+    fake: FakeRuStore
+    key: bytes
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "rustore_api_base": self.fake.base_url,
+            "rustore_public_token": TOKEN,
+            "rustore_app_id": self.fake.app_id,
+            "rustore_package_name": "com.tgflow.test",
+            "rustore_console_key": base64.b64encode(self.key).decode(),
+            "webhook_poll_seconds": 0.05,
+        }
+
+    def buy(self, user_id: str) -> tuple[str, list[bytes]]:
+        """A paid purchase of 100 points: its invoice and the two notifications RuStore sends
+        (EXECUTED, then PAID)."""
+        invoice = self.fake.create_purchase(COINS.id, user_id=user_id)
+        before = len(self.fake.sent)
+        self.fake.pay(invoice)
+        return invoice, self.fake.sent[before:]
+
+    def refund(self, invoice: str) -> bytes:
+        return self.fake.set_status(invoice, "REFUNDED", notify=False)
+
+    def env(self, **more: Any) -> dict[str, str]:
+        """The store's settings, and ``more``, as a server process's environment."""
+        return tgflow_env({**self.settings(), **more})
+
+    @staticmethod
+    def post(http: httpx.Client, bodies: list[bytes]) -> list[str]:
+        """Deliver RuStore's notifications, each stored anew; returns their event ids."""
+        for body in bodies:
+            headers = {"Content-Type": "application/json"}
+            r = http.post("/webhooks/rustore", content=body, headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.json() == {"received": True, "duplicate": False}, r.text
+        return [json.loads(body)["id"] for body in bodies]
+
+
+@contextmanager
+def rustore() -> Iterator[Store]:
+    key = os.urandom(32)
+    fake = FakeRuStore(public_token=TOKEN, console_key=key)
+    with serving(fake):
+        yield Store(fake, key)
+
+
+@dataclass(frozen=True)
+class Books:
+    """What the database says the webhook inbox and the store did."""
+
+    services: Services
+
+    def events(self) -> list[WebhookEvent]:
+        with self.services.ctx.read() as session:
+            return list(session.scalars(select(WebhookEvent).order_by(WebhookEvent.seq)))
+
+    def pending(self) -> int:
+        return sum(e.status in WEBHOOK_PENDING for e in self.events())
+
+    def booked(self, kind: Kind) -> Counter[str]:
+        """How many points transactions of ``kind`` each store purchase has."""
+        with self.services.ctx.read() as session:
+            refs = session.scalars(
+                select(PointsTransaction.external_ref).where(PointsTransaction.kind == kind.value)
+            ).all()
+        return Counter(ref for ref in refs if ref)

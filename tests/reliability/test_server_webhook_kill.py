@@ -11,26 +11,18 @@ more).
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from server_stub.app import create_app
 from server_stub.config import Settings
-from server_stub.fake_providers.delivery import serving
-from server_stub.fake_providers.rustore_fake import FakeRuStore
-from server_stub.points_models import PointsTransaction
 from server_stub.services.points.ledger import Kind
 from server_stub.webhook_models import WEBHOOK_PENDING, WebhookEvent
 from server_stub.wiring import Services, build_services
@@ -38,11 +30,17 @@ from tests.helpers.api import register
 from tests.helpers.live_server import LiveServer
 from tests.helpers.points import assert_wallet_consistent
 from tests.helpers.reliability_report import Report
-from tests.helpers.reliability_server import blocking, kill, throwaway_database, wait_for
-from tests.helpers.rustore import COINS, TOKEN
+from tests.helpers.reliability_server import (
+    Books,
+    Store,
+    blocking,
+    kill,
+    rustore,
+    throwaway_database,
+    wait_for,
+)
+from tests.helpers.rustore import COINS
 from tests.helpers.server_process import server_command
-
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 USERS = 4
 #: The wallet the test locks to stop the worker: the last user's.
@@ -54,6 +52,8 @@ START_POINTS = 10
 #: The shortest lease the settings admit: how long a dead worker's webhook waits for the next.
 LEASE_SECONDS = 5
 
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
 
 @dataclass
 class Inbox:
@@ -64,56 +64,36 @@ class Inbox:
     env: dict[str, str]
     logs: Path
 
-    def post(self, bodies: list[bytes]) -> list[str]:
-        """Deliver RuStore's notifications; returns their event ids."""
-        for body in bodies:
-            headers = {"Content-Type": "application/json"}
-            r = self.http.post("/webhooks/rustore", content=body, headers=headers)
-            assert r.json() == {"received": True, "duplicate": False}, r.text
-        return [json.loads(body)["id"] for body in bodies]
-
     @contextmanager
     def worker(self, name: str) -> Iterator[subprocess.Popen[bytes]]:
         log = self.logs / f"worker-{name}.log"
         with server_command(["webhooks", "work"], self.url, self.data_dir, log, self.env) as proc:
             yield proc
 
-    def events(self) -> list[WebhookEvent]:
-        with self.services.ctx.read() as session:
-            return list(session.scalars(select(WebhookEvent).order_by(WebhookEvent.seq)))
+    @property
+    def books(self) -> Books:
+        return Books(self.services)
 
     def pending(self) -> int:
-        return sum(e.status in WEBHOOK_PENDING for e in self.events())
+        return self.books.pending()
 
     def event(self, event_id: str) -> WebhookEvent:
-        return next(e for e in self.events() if e.event_id == event_id)
-
-    def booked(self, kind: Kind) -> Counter[str]:
-        """How many points transactions of ``kind`` each purchase has."""
-        with self.services.ctx.read() as session:
-            refs = session.scalars(
-                select(PointsTransaction.external_ref).where(PointsTransaction.kind == kind.value)
-            ).all()
-        return Counter(ref for ref in refs if ref)
+        return next(e for e in self.books.events() if e.event_id == event_id)
 
 
 @contextmanager
-def inbox(tmp_path: Path, fake: FakeRuStore, store_url: str, key: bytes) -> Iterator[Inbox]:
+def inbox(tmp_path: Path, store: Store) -> Iterator[Inbox]:
     """A throwaway database whose inbox is fed over HTTP by an app with no worker of its own."""
     with throwaway_database() as url:
-        values: dict[str, Any] = {
-            "database_url": url,
-            "rustore_api_base": store_url,
-            "rustore_public_token": TOKEN,
-            "rustore_app_id": fake.app_id,
-            "rustore_package_name": "com.tgflow.test",
-            "rustore_console_key": base64.b64encode(key).decode(),
-            "webhook_lease_seconds": LEASE_SECONDS,
-            "webhook_poll_seconds": 0.05,
-        }
-        env = {f"TGFLOW_{name.upper()}": str(value) for name, value in values.items()}
         data_dir = tmp_path / "data"
-        settings = Settings(data_dir=data_dir, rate_limit_enabled=False, **values)
+        settings = Settings(
+            data_dir=data_dir,
+            database_url=url,
+            rate_limit_enabled=False,
+            webhook_lease_seconds=LEASE_SECONDS,
+            **store.settings(),
+        )
+        env = store.env(database_url=url, webhook_lease_seconds=LEASE_SECONDS)
         services = build_services(settings)
         try:
             services.store.products.create("test", COINS)
@@ -127,7 +107,8 @@ def inbox(tmp_path: Path, fake: FakeRuStore, store_url: str, key: bytes) -> Iter
 def in_apply(hub: Inbox) -> WebhookEvent:
     """The webhook being applied: the first claimed one not yet done (a batch is applied in
     order)."""
-    return next(e for e in hub.events() if e.status in WEBHOOK_PENDING and e.claimed_by)
+    events = hub.books.events()
+    return next(e for e in events if e.status in WEBHOOK_PENDING and e.claimed_by)
 
 
 def drain(hub: Inbox, name: str) -> None:
@@ -139,19 +120,14 @@ def drain(hub: Inbox, name: str) -> None:
 def test_a_webhook_worker_killed_mid_apply_applies_every_webhook_once(
     tmp_path: Path, reliability: Report
 ) -> None:
-    key = os.urandom(32)
-    fake = FakeRuStore(public_token=TOKEN, console_key=key)
-    with serving(fake) as store_url, inbox(tmp_path, fake, store_url, key) as hub:
+    with rustore() as store, inbox(tmp_path, store) as hub:
         users = [register(hub.http)["user"]["id"] for _ in range(USERS)]
         for user in users:
             hub.services.points.credit(user, START_POINTS, kind=Kind.GRANT, actor="system")
-        invoices = [
-            fake.create_purchase(COINS.id, user_id=users[i % USERS]) for i in range(PURCHASES)
-        ]
-        for invoice in invoices:
-            fake.pay(invoice)  # two notifications each: EXECUTED, then PAID
-        paid = list(fake.sent)
-        hub.post(paid)
+        bought = [store.buy(users[i % USERS]) for i in range(PURCHASES)]
+        invoices = [invoice for invoice, _ in bought]
+        paid = [body for _, bodies in bought for body in bodies]
+        store.post(hub.http, paid)
 
         # First kill: the last user's first credit waits for its wallet (three users' first
         # purchases applied before it).
@@ -163,20 +139,20 @@ def test_a_webhook_worker_killed_mid_apply_applies_every_webhook_once(
                     lambda: [q for q in wallet.waiting_in(proc.pid) if "points_wallets" in q],
                 )
                 first = in_apply(hub)
-                applied_before = len(hub.events()) - hub.pending()
+                applied_before = len(paid) - hub.pending()
                 kill(hub.url, proc.pid)
             wallet.release()
         assert stuck and applied_before == 6, applied_before
-        assert hub.booked(Kind.PURCHASE)[f"rustore:{invoices[USERS - 1]}"] == 0
+        assert hub.books.booked(Kind.PURCHASE)[f"rustore:{invoices[USERS - 1]}"] == 0
         drain(hub, "after-first")
 
         # Second kill: a refund's clawback committed, the webhook not yet marked applied.
-        refunds = [fake.set_status(invoices[i], "REFUNDED", notify=False) for i in REFUNDED]
+        refunds = [store.refund(invoices[i]) for i in REFUNDED]
         victim_invoice = invoices[REFUNDED[1]]
         with blocking(hub.url) as wallet, blocking(hub.url) as row:
             wallet.lock(LOCK_WALLET, {"u": users[-1]})
             with hub.worker("second") as proc:
-                event_ids = hub.post(refunds)
+                event_ids = store.post(hub.http, refunds)
                 wait_for(
                     "the worker's clawback to wait for the wallet",
                     lambda: [q for q in wallet.waiting_in(proc.pid) if "points_wallets" in q],
@@ -191,14 +167,15 @@ def test_a_webhook_worker_killed_mid_apply_applies_every_webhook_once(
                     "the worker to wait to mark the webhook applied",
                     lambda: [q for q in row.waiting_in(proc.pid) if "webhook_inbox" in q],
                 )
-                assert hub.booked(Kind.REFUND)[f"rustore:{victim_invoice}"] == 1
+                assert hub.books.booked(Kind.REFUND)[f"rustore:{victim_invoice}"] == 1
                 kill(hub.url, proc.pid)
             row.release()
         assert hub.event(second.event_id).status in WEBHOOK_PENDING  # the successor applies it
         drain(hub, "after-second")
 
-        events = hub.events()
-        purchases, clawbacks = hub.booked(Kind.PURCHASE), hub.booked(Kind.REFUND)
+        events = hub.books.events()
+        purchases = hub.books.booked(Kind.PURCHASE)
+        clawbacks = hub.books.booked(Kind.REFUND)
         balances = [hub.services.points.balance(user) for user in users]
         for user in users:
             assert_wallet_consistent(hub.services, user)
@@ -217,6 +194,7 @@ def test_a_webhook_worker_killed_mid_apply_applies_every_webhook_once(
         expected = START_POINTS + kept * (COINS.points or 0)
         assert (balance.balance, balance.held, balance.shortfall) == (expected, 0, 0), user
 
+    done = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
     reliability.record(
         "kill -9 of the webhook worker mid-apply, PostgreSQL",
         tried=f"{len(events)} RuStore notifications ({PURCHASES} purchases of {USERS} users, "
@@ -224,7 +202,7 @@ def test_a_webhook_worker_killed_mid_apply_applies_every_webhook_once(
         "`tgflow-server webhooks work`, each followed by a new worker: one while a credit "
         "waited inside its transaction, one after a clawback committed but before its webhook "
         "was marked applied",
-        checked=f"every webhook done ({dict(statuses)}), the two killed ones on their second "
+        checked=f"every webhook done ({done}), the two killed ones on their second "
         f"attempt; each purchase credited once and each refund clawed back once; every balance = "
         "grant + kept purchases, nothing held or owed, each wallet = the sum of its entries",
     )
