@@ -51,25 +51,29 @@ class PointsWorld:
         self.clock.advance(timedelta(days=count).total_seconds())
 
     def assert_consistent(self, user_id: str) -> None:
-        """The wallet's cached sums are the ledger's, its lots hold exactly the spendable
-        balance, every transaction's legs sum to zero, and nothing is negative."""
-        sums = self.points.ledger_sums(user_id)
-        with transaction(self.services.ctx.read) as session:
-            wallet = session.get(PointsWallet, user_id)
-            unbalanced = session.scalars(
-                select(PointsEntry.transaction_id)
-                .where(PointsEntry.user_id == user_id)
-                .group_by(PointsEntry.transaction_id)
-                .having(func.sum(PointsEntry.amount) != 0)
-            ).all()
-        balance = wallet.balance if wallet else 0
-        held = wallet.held if wallet else 0
-        shortfall = wallet.shortfall if wallet else 0
-        assert unbalanced == []
-        assert sums.get("wallet", 0) == balance >= 0
-        assert sums.get("held", 0) == held >= 0
-        assert -sums.get("owed", 0) == shortfall >= 0
-        assert sums["lots"] == balance
+        assert_wallet_consistent(self.services, user_id)
+
+
+def assert_wallet_consistent(services: Services, user_id: str) -> None:
+    """The wallet's cached sums are the ledger's, its lots hold exactly the spendable balance,
+    every transaction's legs sum to zero, and nothing is negative."""
+    sums = services.points.ledger_sums(user_id)
+    with transaction(services.ctx.read) as session:
+        wallet = session.get(PointsWallet, user_id)
+        unbalanced = session.scalars(
+            select(PointsEntry.transaction_id)
+            .where(PointsEntry.user_id == user_id)
+            .group_by(PointsEntry.transaction_id)
+            .having(func.sum(PointsEntry.amount) != 0)
+        ).all()
+    balance = wallet.balance if wallet else 0
+    held = wallet.held if wallet else 0
+    shortfall = wallet.shortfall if wallet else 0
+    assert unbalanced == []
+    assert sums.get("wallet", 0) == balance >= 0
+    assert sums.get("held", 0) == held >= 0
+    assert -sums.get("owed", 0) == shortfall >= 0
+    assert sums["lots"] == balance
 
 
 @contextmanager

@@ -25,6 +25,41 @@ def free_port() -> int:
 
 
 @contextmanager
+def server_command(
+    args: list[str],
+    url: str,
+    data_dir: Path,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m server_stub <args> --data-dir <data_dir>`` on ``url``'s database in a
+    session of its own, its output in ``log``; stopped (and its children with it) however the
+    test ends."""
+    environment = {
+        **os.environ,
+        "TGFLOW_DATABASE_URL": url,
+        "TGFLOW_RATE_LIMIT_ENABLED": "false",
+        "TGFLOW_LOG_LEVEL": "WARNING",
+        **(env or {}),
+    }
+    environment.pop("TGFLOW_DATA_DIR", None)
+    command = [sys.executable, "-m", "server_stub", *args, "--data-dir", str(data_dir)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            env=environment,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+
+
+@contextmanager
 def server_process(
     url: str,
     data_dir: Path,
@@ -40,43 +75,24 @@ def server_process(
     take many seconds to start Python); stopped however the test ends.
     """
     port = free_port()
-    environment = {
-        **os.environ,
-        "TGFLOW_DATABASE_URL": url,
-        "TGFLOW_RATE_LIMIT_ENABLED": "false",
-        "TGFLOW_LOG_LEVEL": "WARNING",
-        **(env or {}),
-    }
-    environment.pop("TGFLOW_DATA_DIR", None)
-    command = [
-        sys.executable,
-        "-m",
-        "server_stub",
-        "run",
-        "--workers",
-        str(workers),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command,
-            env=environment,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    args = ["run", "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port)]
+    with server_command(args, url, data_dir, log, env) as proc:
+        base = f"http://127.0.0.1:{port}"
         _wait_ready(proc, base, log, ready_timeout)
         yield base, proc.pid
-    finally:
-        _stop(proc)
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The server's live worker processes: children of the uvicorn supervisor (Linux /proc; a
+    killed worker not yet reaped has no command line and is left out)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    workers = []
+    for child in children:
+        with suppress(FileNotFoundError):
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+                workers.append(int(child))
+    return workers
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: float) -> None:
