@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="keep config, data and logs under this directory (default: the user dirs)",
     )
+    # The Qt platform probe's child in a frozen build (app/qt_platform.py, probe_command).
+    parser.add_argument("--qt-probe", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -458,6 +460,10 @@ def _run_headless_demo(window: Any, demo: DemoBackend, log_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.qt_probe:
+        from .qt_platform import print_platform
+
+        return print_platform()
     if args.self_test:
         from .selftest import run_self_test
 
