@@ -95,8 +95,18 @@ PYTHON_EXCLUDED = (
     "pygments",
     "rich",
     "werkzeug",
+    # the backend's rate limits and caches keep to memory in the bundle (the demo, the
+    # self-test); Redis is the production server's
+    "redis",
+    # the PKCS#11 license signer is the production server's (server_stub/signing/pkcs11.py)
+    "pkcs11",
     "tests",
 )
+
+#: Packages compiled without docstrings (and asserts): their docstrings are most of their size
+#: (kurigram's generated API, the Stripe SDK) and they never read them. pyrogram.errors does
+#: (an error's MESSAGE is its class's docstring), so only pyrogram.raw is named.
+DOCSTRINGS_STRIPPED = ("pyrogram.raw", "stripe")
 
 #: Bundle paths (as PyInstaller writes them under ``_internal/``) that are trimmed.
 _TRIMMED = (
@@ -115,8 +125,11 @@ _TRIMMED = (
         r"(?:^|/)libQt6(?:Wayland|WlShell|Quick|Qml|Pdf|Svg|Network|OpenGL|Multimedia"
         r"|Designer|3D|EglFS)[^/]*\.so"
     ),
-    # libraries' own test suites and type stubs
+    # libraries' own test suites
     re.compile(r"(?:^|/)(?:tests?|testing)/"),
+    # of a distribution's metadata, importlib.metadata reads METADATA and entry_points.txt
+    # (keyring finds its back-ends there); the file list alone is 0.7 MB for kurigram
+    re.compile(r"\.dist-info/(?:RECORD|INSTALLER|REQUESTED|WHEEL|direct_url\.json)$"),
 )
 
 #: Bundle paths that must be present for the program to work (checked after the build and by
@@ -200,6 +213,18 @@ def unneeded(
                     kept.add(dest)
                     pending.append(source_of[dest])
     return {dest for dest, _source, _kind in entries if dest not in kept}
+
+
+def docstrings_stripped(module: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in DOCSTRINGS_STRIPPED)
+
+
+def strip_docstrings(pure: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """PyInstaller's pure-Python TOC with :data:`DOCSTRINGS_STRIPPED` marked for ``-OO``."""
+    return [
+        (name, source, "PYMODULE-2" if docstrings_stripped(name) else kind)
+        for name, source, kind in pure
+    ]
 
 
 def excluded_modules() -> list[str]:

@@ -151,3 +151,21 @@ def test_a_blank_small_or_foreign_picture_fails_the_check(
     path.write_bytes(data)
     with pytest.raises(ValueError, match=why):
         picture.check(path)
+
+
+def test_only_the_named_packages_lose_their_docstrings() -> None:
+    pure = [
+        ("pyrogram.raw.types.user", "/s/user.py", "PYMODULE"),
+        ("pyrogram.errors.exceptions", "/s/e.py", "PYMODULE"),  # reads its __doc__
+        ("stripe", "/s/stripe/__init__.py", "PYMODULE"),
+        ("stripe_other", "/s/so.py", "PYMODULE"),
+        ("app.main", "/s/main.py", "PYMODULE"),
+    ]
+    kinds = {name: kind for name, _source, kind in rules.strip_docstrings(pure)}
+    assert kinds == {
+        "pyrogram.raw.types.user": "PYMODULE-2",
+        "pyrogram.errors.exceptions": "PYMODULE",
+        "stripe": "PYMODULE-2",
+        "stripe_other": "PYMODULE",
+        "app.main": "PYMODULE",
+    }

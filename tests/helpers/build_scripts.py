@@ -46,3 +46,19 @@ def png(width: int, height: int, pixel: bytes | None = None) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
+
+
+def icu_package(items: dict[str, bytes]) -> bytes:
+    """An ICU common data package (``CmnD``) of ``items``, laid out as ICU's pkg tool does."""
+    info = struct.pack("<HHBBBB4s4s4s", 20, 0, 0, 0, 2, 0, b"CmnD", b"\1\0\0\0", b"\0\0\0\0")
+    header = struct.pack("<H2s", 32, b"\xda\x27") + info
+    header += b"\0" * (32 - len(header))
+    table = 4 + 8 * len(items)
+    names = b"".join(name.encode() + b"\0" for name in items)
+    names += b"\0" * (-(32 + table + len(names)) % 16)
+    entries, blobs, name_at = [], b"", table
+    for name, data in items.items():
+        entries.append(struct.pack("<II", name_at, table + len(names) + len(blobs)))
+        name_at += len(name) + 1
+        blobs += data + b"\0" * (-len(data) % 16)
+    return header + struct.pack("<I", len(items)) + b"".join(entries) + names + blobs
