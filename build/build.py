@@ -63,8 +63,9 @@ def missing_files(bundle: Path) -> list[str]:
     """bundle_rules.REQUIRED_IN_BUNDLE that are not in ``bundle``'s ``_internal/``."""
     internal = bundle / "_internal"
     wanted = bundle_rules.REQUIRED_IN_BUNDLE
-    if sys.platform != "linux":  # the X11 plugins are Linux's
-        wanted = tuple(w for w in wanted if "/platforms/libq" not in w)
+    if sys.platform != "linux":  # the X11 plugins and libraries are Linux's
+        linux = set(bundle_rules.LINUX_SYSTEM_LIBRARIES)
+        wanted = tuple(w for w in wanted if "/platforms/libq" not in w and w not in linux)
     return [w for w in wanted if not (internal / w).exists()]
 
 

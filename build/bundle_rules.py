@@ -132,6 +132,18 @@ _TRIMMED = (
     re.compile(r"\.dist-info/(?:RECORD|INSTALLER|REQUESTED|WHEEL|direct_url\.json)$"),
 )
 
+#: Libraries of Qt's xcb plugin that desktops often lack (app/qt_platform.py names their
+#: Debian packages): the Linux bundle carries them, so a window opens without them installed.
+LINUX_SYSTEM_LIBRARIES = (
+    "libxcb-cursor.so.0",
+    "libxcb-icccm.so.4",
+    "libxcb-keysyms.so.1",
+    "libxcb-image.so.0",
+    "libxcb-render-util.so.0",
+    "libxcb-xkb.so.1",
+    "libxkbcommon-x11.so.0",
+)
+
 #: Bundle paths that must be present for the program to work (checked after the build and by
 #: the spec's own tests).
 REQUIRED_IN_BUNDLE = (
@@ -144,6 +156,7 @@ REQUIRED_IN_BUNDLE = (
     "PyQt6/Qt6/plugins/platforms/libqoffscreen.so",
     "server_stub/migrations/env.py",
     "server_stub/migrations/script.py.mako",
+    *LINUX_SYSTEM_LIBRARIES,
 )
 
 

@@ -169,3 +169,12 @@ def test_only_the_named_packages_lose_their_docstrings() -> None:
         "stripe_other": "PYMODULE",
         "app.main": "PYMODULE",
     }
+
+
+def test_the_xcb_plugins_system_libraries_are_required_and_known_to_apt() -> None:
+    from app.qt_platform import DEBIAN_PACKAGES
+
+    for soname in rules.LINUX_SYSTEM_LIBRARIES:
+        assert soname in rules.REQUIRED_IN_BUNDLE
+        assert soname in DEBIAN_PACKAGES  # scripts/test-frozen installs them before building
+        assert not rules.trimmed(soname)
