@@ -144,6 +144,35 @@ LINUX_SYSTEM_LIBRARIES = (
     "libxkbcommon-x11.so.0",
 )
 
+#: The base of every Linux desktop, left to the system like the libxcb, libGL and glibc that
+#: PyInstaller never bundles: the X11 client library, fontconfig and FreeType (a bundled
+#: fontconfig can misread a newer system's font configuration), GLib, and D-Bus with the
+#: systemd library it links. Qt's wheel is built against far older versions of each.
+SYSTEM_PROVIDED = (
+    "libX11.so.6",
+    "libX11-xcb.so.1",
+    "libXau.so.6",
+    "libXdmcp.so.6",
+    "libbsd.so.0",
+    "libmd.so.0",
+    "libfontconfig.so.1",
+    "libfreetype.so.6",
+    "libexpat.so.1",
+    "libpng16.so.16",
+    "libbrotlicommon.so.1",
+    "libbrotlidec.so.1",
+    "libglib-2.0.so.0",
+    "libgthread-2.0.so.0",
+    "libpcre2-8.so.0",
+    "libdbus-1.so.3",
+    "libsystemd.so.0",
+    "libgcrypt.so.20",
+    "libgpg-error.so.0",
+    "liblz4.so.1",
+    "libcap.so.2",
+    "libzstd.so.1",
+)
+
 #: Bundle paths that must be present for the program to work (checked after the build and by
 #: the spec's own tests).
 REQUIRED_IN_BUNDLE = (
@@ -183,6 +212,8 @@ def trimmed(dest: str) -> bool:
     dest = dest.replace("\\", "/")
     if dest.startswith(("resources/", "server_stub/")):
         return False  # ours: everything under them is there on purpose
+    if dest in SYSTEM_PROVIDED:
+        return True
     return any(rule.search(dest) for rule in _TRIMMED)
 
 

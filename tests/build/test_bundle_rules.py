@@ -38,6 +38,10 @@ picture = load("check_picture")
         ("PyQt6/Qt6/lib/libQt6Quick.so.6", True),
         ("PyQt6/Qt6/lib/libQt6EglFSDeviceIntegration.so.6", True),
         ("libxcb-cursor.so.0", False),
+        ("libX11.so.6", True),  # the desktop's own
+        ("libdbus-1.so.3", True),
+        ("libstdc++.so.6", False),
+        ("libsqlite3.so.0", False),
         ("somelib/tests/data.bin", True),
         # ours are never trimmed, whatever their names
         ("resources/translations/ru.json", False),
@@ -178,3 +182,4 @@ def test_the_xcb_plugins_system_libraries_are_required_and_known_to_apt() -> Non
         assert soname in rules.REQUIRED_IN_BUNDLE
         assert soname in DEBIAN_PACKAGES  # scripts/test-frozen installs them before building
         assert not rules.trimmed(soname)
+        assert soname not in rules.SYSTEM_PROVIDED
