@@ -103,12 +103,39 @@ def test_the_spec_builds_one_onedir_program_with_the_rules_applied() -> None:
 
 
 def test_the_archive_is_named_as_release_expects() -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert build.project_version() == project["version"]
     assert build.archive_name("1.2.3", "linux-x86_64") == "tgflow-1.2.3-linux-x86_64.tar.gz"
     args = build.parse_args([])
     assert args.dist == BUILD_DIR / "dist" and args.work == BUILD_DIR / "work"
     assert build.parse_args(["--dist", "/x"]).dist == Path("/x")
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "files"),
+    [
+        ('[project]\nname = "tgflow"\nversion = "1.4.2"\n', {}),
+        (
+            '[project]\nname = "tgflow"\ndynamic = ["version"]\n'
+            '[tool.setuptools.dynamic]\nversion = {attr = "tgflow_ver_probe.__version__"}\n',
+            {"tgflow_ver_probe.py": '__version__ = "1.4.2"\n'},
+        ),
+        (
+            '[project]\nname = "tgflow"\ndynamic = ["version"]\n'
+            '[tool.setuptools.dynamic]\nversion = {file = ["VERSION"]}\n',
+            {"VERSION": "1.4.2\n"},
+        ),
+    ],
+)
+def test_the_version_comes_from_the_projects_one_place(
+    tmp_path: Path, pyproject: str, files: dict[str, str]
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    assert build.project_version(tmp_path / "pyproject.toml") == "1.4.2"
+
+
+def test_this_projects_version_is_found() -> None:
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", build.project_version())
 
 
 def test_the_archive_holds_the_bundle_under_tgflow_with_its_symlinks(tmp_path: Path) -> None:
