@@ -14,13 +14,19 @@ BUILD_DIR = Path(__file__).resolve().parents[2] / "build"
 
 
 def load(name: str) -> ModuleType:
-    """``build/<name>.py`` as a module (build/ first on sys.path, as when it runs)."""
-    if str(BUILD_DIR) not in sys.path:
-        sys.path.insert(0, str(BUILD_DIR))
-    spec = importlib.util.spec_from_file_location(f"tgflow_build_{name}", BUILD_DIR / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """``build/<name>.py`` as a module (build/ first on sys.path while it loads, as when it
+    runs; not after, so that ``build`` never shadows another package in the test session)."""
+    saved = list(sys.path)
+    sys.path.insert(0, str(BUILD_DIR))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            f"tgflow_build_{name}", BUILD_DIR / f"{name}.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
     return module
 
 
