@@ -292,9 +292,11 @@ def run_gui(args: argparse.Namespace) -> int:
 
 def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -> int:
     from PyQt6.QtCore import QTimer
+    from PyQt6.QtGui import QIcon
     from PyQt6.QtWidgets import QApplication
 
     from .antispam import FloodPolicy
+    from .catalog import resource_dir
     from .clock import SystemAsyncClock
     from .core_config import CoreConfig
     from .core_handle import DeferredCore
@@ -305,6 +307,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
     install_qt_message_handler()
     app = QApplication(sys.argv[:1])
     app.setApplicationName("TGFlow")
+    app.setWindowIcon(QIcon(str(resource_dir() / "icons" / "tgflow.png")))
     settings = startup.settings
     translator = Translator(args.lang or settings.ui.language)
     engine = Engine()

@@ -177,6 +177,7 @@ SYSTEM_PROVIDED = (
 #: the spec's own tests).
 REQUIRED_IN_BUNDLE = (
     "resources/style.qss",
+    "resources/icons/tgflow.png",
     "resources/translations/en.json",
     "resources/translations/ru.json",
     "resources/translations/qtbase_supplement.json",
