@@ -211,6 +211,8 @@ def ldd_needs(library: str) -> list[str]:
 def trimmed(dest: str) -> bool:
     """Whether the bundle path ``dest`` (forward slashes) is left out of the bundle."""
     dest = dest.replace("\\", "/")
+    if dest.startswith("resources/icons/") and not dest.endswith(".png"):
+        return True  # the executables' icons: PyInstaller puts them into the .exe and the .app
     if dest.startswith(("resources/", "server_stub/")):
         return False  # ours: everything under them is there on purpose
     if dest in SYSTEM_PROVIDED:

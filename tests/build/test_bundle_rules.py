@@ -45,6 +45,8 @@ picture = load("check_picture")
         ("somelib/tests/data.bin", True),
         # ours are never trimmed, whatever their names
         ("resources/translations/ru.json", False),
+        ("resources/icons/tgflow.png", False),
+        ("resources/icons/tgflow.ico", True),
         ("server_stub/migrations/versions/0001_initial.py", False),
     ],
 )
