@@ -4,9 +4,9 @@
 
 The onedir bundle lands in ``DIR/tgflow/`` (default ``build/dist``); on Linux it is then packed
 as ``DIR/tgflow-{version}-linux-x86_64.tar.gz`` (the name build/release.py checksums). The
-version is the project's (pyproject.toml, else the installed distribution's metadata). Prints
-the bundle's size against the target. Exit status: PyInstaller's, or 1 when a file the program
-needs is missing from the bundle.
+version is the project's (pyproject.toml's, static or setuptools-dynamic). Prints the bundle's
+size (its regular files, MB = 10^6 bytes) against the target. Exit status: PyInstaller's, or 1
+when a file the program needs is missing from the bundle.
 """
 
 from __future__ import annotations
