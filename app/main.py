@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="keep config, data and logs under this directory (default: the user dirs)",
     )
+    # The Qt platform probe's child in a frozen build (app/qt_platform.py, probe_command).
+    parser.add_argument("--qt-probe", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -293,9 +295,11 @@ def run_gui(args: argparse.Namespace) -> int:
 
 def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -> int:
     from PyQt6.QtCore import QTimer
+    from PyQt6.QtGui import QIcon
     from PyQt6.QtWidgets import QApplication
 
     from .antispam import FloodPolicy
+    from .catalog import resource_dir
     from .clock import SystemAsyncClock
     from .core_config import CoreConfig
     from .core_handle import DeferredCore
@@ -307,6 +311,7 @@ def _gui(args: argparse.Namespace, startup: Startup, current_log: Path | None) -
     install_qt_message_handler()
     app = QApplication(sys.argv[:1])
     app.setApplicationName("TGFlow")
+    app.setWindowIcon(QIcon(str(resource_dir() / "icons" / "tgflow.png")))
     settings = startup.settings
     translator = Translator(args.lang or settings.ui.language)
     engine = Engine()
@@ -471,6 +476,10 @@ def _run_headless_demo(window: Any, demo: DemoBackend, log_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.qt_probe:
+        from .qt_platform import print_platform
+
+        return print_platform()
     if args.self_test:
         from .selftest import run_self_test
 

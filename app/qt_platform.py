@@ -235,13 +235,33 @@ _PROBE = (
 )
 
 
+#: ``tgflow``'s hidden option that runs :func:`print_platform` (a frozen program has no ``-c``).
+PROBE_OPTION = "--qt-probe"
+
+
+def print_platform() -> int:
+    """What the probe's child does: start Qt, print the platform that loaded."""
+    from PyQt6.QtGui import QGuiApplication
+
+    app = QGuiApplication(sys.argv[:1])
+    print(QGuiApplication.platformName(), flush=True)
+    del app
+    return 0
+
+
+def probe_command(*, frozen: bool | None = None) -> list[str]:
+    """The child process of :func:`probe`: the interpreter with a snippet, or in a PyInstaller
+    build (whose ``sys.executable`` is ``tgflow`` itself) the program's hidden option."""
+    if frozen is None:
+        frozen = bool(getattr(sys, "frozen", False))
+    return [sys.executable, PROBE_OPTION] if frozen else [sys.executable, "-c", _PROBE]
+
+
 def probe(platform: str, run: Runner = subprocess.run) -> tuple[str, str]:
     """Start Qt in a child process on ``platform``: (the platform that loaded or "", why not)."""
     env = {**os.environ, "QT_QPA_PLATFORM": platform}
     try:
-        done = run(
-            [sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, timeout=60
-        )
+        done = run(probe_command(), capture_output=True, text=True, env=env, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
         return "", str(exc)
     if done.returncode != 0:

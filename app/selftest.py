@@ -93,6 +93,17 @@ def check_qt() -> str:
     return f"Qt platform {loaded}"
 
 
+def check_text() -> str:
+    """Qt's ICU (trimmed in the Linux bundle, build/icu_trim.py) collates and upper-cases
+    Russian: the interface's languages' data is there and loads."""
+    from PyQt6.QtCore import QCollator, QLocale
+
+    russian = QLocale(QLocale.Language.Russian, QLocale.Country.Russia)
+    if QCollator(russian).compare("ёж", "жук") >= 0 or russian.toUpper("ёж") != "ЁЖ":
+        raise RuntimeError("Russian text is not collated or upper-cased")
+    return "Russian text collated and upper-cased"
+
+
 def check_fingerprint() -> str:
     from agent.fingerprint import compute_fingerprint
 
@@ -174,6 +185,7 @@ CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("translations", check_translations),
     ("display", check_display),
     ("qt", check_qt),
+    ("text", check_text),
     ("fingerprint", check_fingerprint),
     ("end-to-end", check_end_to_end),
 )

@@ -255,3 +255,24 @@ def test_no_display_is_one_message_with_one_course(
     # The demo is already going off screen: no advice to set it up by hand.
     assert "QT_QPA_PLATFORM" not in message
     assert ("running the demo off screen" in message) == demo
+
+
+def test_a_frozen_build_probes_through_its_own_hidden_option() -> None:
+    # A PyInstaller build's sys.executable is tgflow itself: it has no -c.
+    assert qt_platform.probe_command(frozen=True) == [sys.executable, qt_platform.PROBE_OPTION]
+    assert qt_platform.probe_command(frozen=False)[1] == "-c"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the offscreen check is Linux's")
+def test_the_hidden_probe_option_prints_the_platform_that_loaded() -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.main", qt_platform.PROBE_OPTION],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "offscreen"
