@@ -17,6 +17,10 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .demo import DemoBackend
 
 #: Modules a working build must be able to import.
 REQUIRED_MODULES = (
@@ -111,6 +115,83 @@ def check_fingerprint() -> str:
     return f"{len(fp.present)} of {len(fp.present) + len(fp.missing)} device components"
 
 
+class _SharedBackend:
+    """The in-process reference backend the checks share: started on first use (migrations
+    and keys take a moment), stopped once every check has run."""
+
+    def __init__(self) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._backend: DemoBackend | None = None
+
+    def get(self) -> tuple[DemoBackend, Path]:
+        from .demo import start_demo_backend
+
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="tgflow-selftest-")
+        root = Path(self._tmp.name)
+        if self._backend is None:
+            self._backend = start_demo_backend(root / "server", monthly_quota=100)
+        return self._backend, root
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.stop()
+            self._backend = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+_BACKEND = _SharedBackend()
+
+
+def check_pins() -> str:
+    """The agent trusts only pinned keys: a token forged under the backend's own ``kid`` is
+    refused, and so is every key of the backend when a different pin is configured."""
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from agent.errors import TokenRejected
+    from agent.key_pins import PinnedKeySet
+    from agent.protocol import ACCESS_TOKEN_ALG, ACCESS_TOKEN_AUDIENCE, public_key_pin
+    from agent.tokens import DEFAULT_ISSUER, TokenVerifier
+
+    backend, root = _BACKEND.get()
+    keys = PinnedKeySet(backend.url, backend.pins, root / "pins")
+    if not keys.refresh_sync():
+        raise RuntimeError("the backend's key set holds none of its pinned keys")
+    kid = next(k for k in sorted(keys.kids()) if keys.key(k).alg == ACCESS_TOKEN_ALG)
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    claims = {
+        "iss": DEFAULT_ISSUER,
+        "aud": ACCESS_TOKEN_AUDIENCE,
+        "sub": "self-test",
+        "exp": now + 300,
+        "nbf": now - 5,
+        "iat": now - 5,
+        "jti": "self-test",
+        "device": "self-test",
+    }
+    forged = jwt.encode(claims, forger, algorithm=ACCESS_TOKEN_ALG, headers={"kid": kid})
+    try:
+        TokenVerifier(keys).verify_access_token(forged)
+    except TokenRejected as exc:
+        # Refused for its signature, not for a claim this check got wrong.
+        if "signature" not in str(exc).lower():
+            raise RuntimeError(f"the forged token was refused for another reason: {exc}") from exc
+    else:
+        raise RuntimeError("a token signed by an unpinned key was accepted")
+    stranger = public_key_pin(forger.public_key())
+    unpinned = PinnedKeySet(backend.url, [stranger], root / "unpinned")
+    unpinned.refresh_sync()
+    if unpinned.kids():
+        raise RuntimeError("keys were trusted without their pin configured")
+    return f"{len(keys.kids())} pinned keys; a forged token and unpinned keys refused"
+
+
 def check_end_to_end() -> str:
     """Backend + agent + broadcaster: 20 simulated messages, counted exactly once."""
     import keyring.backends.fail
@@ -120,47 +201,37 @@ def check_end_to_end() -> str:
     from .broadcast import Pacing
     from .clock import FakeAsyncClock
     from .core import Core, CoreConfig
-    from .demo import start_demo_backend
     from .transports.simulated import SimulatedNetwork, SimulatedTransportFactory
 
-    with tempfile.TemporaryDirectory(prefix="tgflow-selftest-") as tmp:
-        root = Path(tmp)
-        backend = start_demo_backend(root / "server", monthly_quota=100)
+    backend, root = _BACKEND.get()
+
+    async def scenario() -> tuple[int, int]:
+        clock = FakeAsyncClock(datetime.now(UTC))
+        core = Core(
+            CoreConfig(
+                api_base_url=backend.url,
+                pins=backend.pins,
+                pacing=Pacing(min_delay_sec=1, max_delay_sec=2, batch_size=8),
+            ),
+            data_dir=root / "desktop",
+            transports=SimulatedTransportFactory(SimulatedNetwork(seed=1, clock=clock)),
+            fingerprint="v1.self-test-device-0000000000",
+            clock=clock,
+            secrets=RefreshTokenStore(root / "desktop", backend=keyring.backends.fail.Keyring()),
+        )
         try:
-
-            async def scenario() -> tuple[int, int]:
-                clock = FakeAsyncClock(datetime.now(UTC))
-                core = Core(
-                    CoreConfig(
-                        api_base_url=backend.url,
-                        pins=backend.pins,
-                        pacing=Pacing(min_delay_sec=1, max_delay_sec=2, batch_size=8),
-                    ),
-                    data_dir=root / "desktop",
-                    transports=SimulatedTransportFactory(SimulatedNetwork(seed=1, clock=clock)),
-                    fingerprint="v1.self-test-device-0000000000",
-                    clock=clock,
-                    secrets=RefreshTokenStore(
-                        root / "desktop", backend=keyring.backends.fail.Keyring()
-                    ),
-                )
-                try:
-                    await core.sign_in(backend.email, backend.password)
-                    await core.add_account_start("+15550000001")
-                    account = await core.add_account_code("12345")
-                    recipients = [f"@selftest_user{i:02d}" for i in range(20)]
-                    broadcast_id = core.create_broadcast(
-                        account.info.account_id, "self-test", recipients
-                    )
-                    final = await core.run_broadcast(broadcast_id, QuietObserver())
-                    snapshot = await core.license_snapshot()
-                    return final.counts.sent, snapshot.used
-                finally:
-                    await core.close()
-
-            sent, used = asyncio.run(scenario())
+            await core.sign_in(backend.email, backend.password)
+            await core.add_account_start("+15550000001")
+            account = await core.add_account_code("12345")
+            recipients = [f"@selftest_user{i:02d}" for i in range(20)]
+            broadcast_id = core.create_broadcast(account.info.account_id, "self-test", recipients)
+            final = await core.run_broadcast(broadcast_id, QuietObserver())
+            snapshot = await core.license_snapshot()
+            return final.counts.sent, snapshot.used
         finally:
-            backend.stop()
+            await core.close()
+
+    sent, used = asyncio.run(scenario())
     if (sent, used) != (20, 20):
         raise RuntimeError(f"sent {sent}, quota used {used}; expected 20 and 20")
     return "20 simulated messages sent and counted once"
@@ -187,6 +258,7 @@ CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("qt", check_qt),
     ("text", check_text),
     ("fingerprint", check_fingerprint),
+    ("pins", check_pins),
     ("end-to-end", check_end_to_end),
 )
 
@@ -198,13 +270,16 @@ def run_self_test(args: argparse.Namespace | None = None) -> int:
     if sys.platform.startswith("linux") and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     failed = 0
-    for name, check in CHECKS:
-        try:
-            detail = check()
-        except Exception as exc:  # every failure is a line of the report, never a traceback
-            failed += 1
-            print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
-        else:
-            print(f"ok   {name}: {detail}", flush=True)
+    try:
+        for name, check in CHECKS:
+            try:
+                detail = check()
+            except Exception as exc:  # every failure is a line of the report, never a traceback
+                failed += 1
+                print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
+            else:
+                print(f"ok   {name}: {detail}", flush=True)
+    finally:
+        _BACKEND.close()
     print("self-test passed" if not failed else f"self-test FAILED ({failed})", flush=True)
     return 0 if not failed else 1

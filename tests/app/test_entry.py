@@ -87,6 +87,7 @@ def test_self_test_passes(tmp_path: Path) -> None:
     assert "self-test passed" in done.stdout
     assert "FAIL" not in done.stdout
     assert "ok   end-to-end: 20 simulated messages sent and counted once" in done.stdout
+    assert "ok   pins: 2 pinned keys; a forged token and unpinned keys refused" in done.stdout
 
 
 def test_bad_settings_name_the_file_the_key_and_the_reason(tmp_path: Path) -> None:
