@@ -21,9 +21,12 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.helpers.server_process import REPO_ROOT
+
+if TYPE_CHECKING:
+    from tests.helpers.reliability_network import Customer
 
 #: The broadcast's recipients and text; a small batch so that a kill lands inside an open one.
 RECIPIENTS = tuple(f"@reliability_user{i:03d}" for i in range(30))
@@ -59,15 +62,15 @@ def sent_in_store(data_dir: Path) -> int:
     return int(count)
 
 
-def start(
-    data_dir: Path, url: str, email: str, password: str, pins: tuple[str, ...]
-) -> subprocess.Popen[bytes]:
-    """Start the desktop process; its output goes to ``data_dir/desktop-N.log``."""
+def start(data_dir: Path, customer: Customer) -> subprocess.Popen[bytes]:
+    """Start the desktop process as ``customer``; its output goes to ``data_dir/desktop-N.log``."""
+    server = customer.server
     data_dir.mkdir(parents=True, exist_ok=True)
     runs = len(list(data_dir.glob("desktop-*.log")))
     log = (data_dir / f"desktop-{runs}.log").open("wb")
-    command = [sys.executable, "-m", __name__, str(data_dir), url, email, *pins]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), PASSWORD_ENV: password}
+    command = [sys.executable, "-m", __name__, str(data_dir), server.url, customer.email]
+    command += server.pins
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), PASSWORD_ENV: customer.password}
     with log:
         return subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT

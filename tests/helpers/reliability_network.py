@@ -1,24 +1,27 @@
 """The reliability suite's network: a real backend process, and a loopback proxy that fails.
 
-:func:`seeded_server` starts ``python -m server_stub run`` on a throwaway PostgreSQL database with
-one user on a plan of a known monthly limit, and reads the truth (used, held) straight from the
-database. :class:`FlakyProxy` sits between a client and that server and does to the connection
-what a bad network does: drop it, delay it, swallow it (a black hole), or let the request through
-and lose the answer.
+:func:`backend_process` starts ``python -m server_stub run`` on a throwaway PostgreSQL database
+(:data:`shared_backend`: one for the whole session); :meth:`SeededServer.customer` adds a user on
+a plan of a known monthly limit, whose truth (used, held) is read straight from the database.
+:class:`FlakyProxy` sits between a client and that server and does to the connection what a bad
+network does: drop it, delay it, swallow it (a black hole), or let the request through and lose
+the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from server_stub.config import Settings
@@ -28,27 +31,23 @@ from tests.helpers.api import PASSWORD
 from tests.helpers.databases import postgres_database
 from tests.helpers.server_process import server_process
 
-EMAIL = "reliability@example.com"
-PLAN = "reliability"
-
 
 @dataclass
-class SeededServer:
-    """A backend process and a direct line to its database."""
+class Customer:
+    """A user of the backend on a plan of their own, and the truth about their quota."""
 
-    url: str
-    pid: int
-    services: Services
+    server: SeededServer
     email: str
     password: str
-    #: Pins of the backend's auth and license keys (what the desktop is configured with).
-    pins: tuple[str, ...]
+    user_id: str
 
     def quota(self) -> tuple[int, int, int]:
         """(used, held, limit) of the user's period, from the database; zeros before any use."""
-        with self.services.ctx.read() as session:
+        with self.server.services.ctx.read() as session:
             rows = session.execute(
-                select(UsagePeriod.used, UsagePeriod.held, UsagePeriod.quota_limit)
+                select(UsagePeriod.used, UsagePeriod.held, UsagePeriod.quota_limit).where(
+                    UsagePeriod.user_id == self.user_id
+                )
             ).all()
         assert len(rows) <= 1, rows
         if not rows:
@@ -58,42 +57,87 @@ class SeededServer:
 
     def committed(self) -> tuple[int, int]:
         """(reservations committed, messages they counted), from the database."""
-        with self.services.ctx.read() as session:
+        with self.server.services.ctx.read() as session:
             count, used = session.execute(
                 select(func.count(), func.coalesce(func.sum(Reservation.used), 0)).where(
-                    Reservation.status == "committed"
+                    Reservation.user_id == self.user_id, Reservation.status == "committed"
                 )
             ).one()
         return count, used
 
-    def login(self, fingerprint: str, base: str | None = None) -> str:
+    def login(self, fingerprint: str) -> str:
         """An access token of a new session on ``fingerprint``'s device."""
         body = {"email": self.email, "password": self.password, "device_fingerprint": fingerprint}
-        r = httpx.post(f"{base or self.url}/auth/login", json=body, timeout=60)
+        r = httpx.post(f"{self.server.url}/auth/login", json=body, timeout=60)
         assert r.status_code == 200, r.text
         token: str = r.json()["token"]
         return token
 
 
+@dataclass
+class SeededServer:
+    """A backend process and a direct line to its database."""
+
+    url: str
+    pid: int
+    services: Services
+    #: Pins of the backend's auth and license keys (what the desktop is configured with).
+    pins: tuple[str, ...]
+
+    def customer(self, limit: int) -> Customer:
+        """A new user on a new plan of ``limit`` messages a month (several devices allowed)."""
+        name = "reliability-" + secrets.token_hex(4)
+        self.services.plans.create(name, monthly_quota=limit, max_devices=5, features=[])
+        email = f"{name}@example.com"
+        user = self.services.auth.create_user(email, PASSWORD, name)
+        return Customer(self, email, PASSWORD, user.id)
+
+
 @contextmanager
-def seeded_server(
-    tmp: Path, *, limit: int, workers: int = 2, env: Mapping[str, str] | None = None
+def backend_process(
+    tmp: Path, *, workers: int = 2, env: Mapping[str, str] | None = None
 ) -> Iterator[SeededServer]:
-    """A backend process on its own PostgreSQL database, one user on a ``limit``-message plan."""
+    """A backend process (``workers`` workers) on its own PostgreSQL database."""
     with postgres_database() as url:
         settings = Settings(data_dir=tmp / "server", database_url=url)
         services = build_services(settings)
         try:
-            services.plans.create(PLAN, monthly_quota=limit, max_devices=5, features=[])
-            services.auth.create_user(EMAIL, PASSWORD, PLAN)
             pins = tuple(key.pin for key in services.ctx.keys.published())
             log = tmp / "server.log"
-            with server_process(
-                url, settings.data_dir, log, workers=workers, env=env
-            ) as (base, pid):
-                yield SeededServer(base, pid, services, EMAIL, PASSWORD, pins)
+            with server_process(url, settings.data_dir, log, workers=workers, env=env) as (
+                base,
+                pid,
+            ):
+                yield SeededServer(base, pid, services, pins)
         finally:
             services.ctx.engine.dispose()
+
+
+class _Shared:
+    """One backend for every scenario that needs the plain one: a start costs ~20 s on a loaded
+    machine. Each module's session fixture takes a reference; the last one released stops it."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._server: SeededServer | None = None
+        self._users = 0
+
+    @contextmanager
+    def use(self, factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
+        if self._server is None:
+            self._server = self._stack.enter_context(backend_process(factory.mktemp("backend")))
+        self._users += 1
+        try:
+            yield self._server
+        finally:
+            self._users -= 1
+            if not self._users:
+                self._server = None
+                self._stack.close()
+
+
+#: ``with shared_backend(tmp_path_factory) as server:`` in a session-scoped fixture.
+shared_backend = _Shared().use
 
 
 # --- the proxy ------------------------------------------------------------------------------------

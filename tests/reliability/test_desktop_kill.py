@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import reliability_desktop as desktop
-from tests.helpers.reliability_network import SeededServer, seeded_server
+from tests.helpers.reliability_network import Customer, SeededServer, shared_backend
 from tests.helpers.reliability_report import Report
 
 #: The store's sent count at which each run is killed: each inside an open batch of 8.
@@ -34,10 +34,15 @@ LIMIT = len(desktop.RECIPIENTS) + 10
 DEADLINE = 120.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> SeededServer:  # type: ignore[misc]
-    with seeded_server(tmp_path_factory.mktemp("desktop"), limit=LIMIT) as running:
-        yield running
+@pytest.fixture(scope="session")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
+    with shared_backend(tmp_path_factory) as server:
+        yield server
+
+
+@pytest.fixture
+def customer(backend: SeededServer) -> Customer:
+    return backend.customer(LIMIT)
 
 
 def _wait(proc: subprocess.Popen[bytes], done: Callable[[], bool], what: str, log: Path) -> None:
@@ -50,32 +55,32 @@ def _wait(proc: subprocess.Popen[bytes], done: Callable[[], bool], what: str, lo
 
 
 def test_desktop_killed_mid_broadcast_and_restarted(
-    server: SeededServer, tmp_path: Path, reliability: Report
+    customer: Customer, tmp_path: Path, reliability: Report
 ) -> None:
     data = tmp_path / "desktop"
     held_after_kill: list[int] = []
     for at in KILL_AT:
-        proc = desktop.start(data, server.url, server.email, server.password, server.pins)
+        proc = desktop.start(data, customer)
         try:
             log = sorted(data.glob("desktop-*.log"))[-1]
             _wait(proc, lambda at=at: desktop.sent_in_store(data) >= at, f"{at} sent", log)
         finally:
             proc.kill()  # SIGKILL: no finally, no atexit, no flush in the desktop process
             proc.wait(30)
-        used, held, limit = server.quota()
+        used, held, limit = customer.quota()
         assert used + held <= limit, (used, held, limit)
         held_after_kill.append(held)
         assert all(n == 1 for n in desktop.recorded(data).values()), desktop.recorded(data)
 
-    proc = desktop.start(data, server.url, server.email, server.password, server.pins)
+    proc = desktop.start(data, customer)
     assert proc.wait(DEADLINE) == 0, sorted(data.glob("desktop-*.log"))[-1].read_text()
 
     received = desktop.recorded(data)
     assert set(received) == set(desktop.RECIPIENTS)
     assert set(received.values()) == {1}, received
-    used, held, limit = server.quota()
+    used, held, limit = customer.quota()
     assert (used, held, limit) == (len(desktop.RECIPIENTS), 0, LIMIT)
-    reservations, committed = server.committed()
+    reservations, committed = customer.committed()
     assert committed == len(desktop.RECIPIENTS)
     # At least one kill left quota held on the server that the restart then settled.
     assert max(held_after_kill) > 0, held_after_kill

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,13 @@ from agent.journal import EntryState, Outcome, UsageJournal
 from agent.usage_http import HttpUsageBackend
 from app.clock import SystemAsyncClock
 from tests.helpers.api import fingerprint
-from tests.helpers.reliability_network import Fault, FlakyProxy, SeededServer, seeded_server
+from tests.helpers.reliability_network import (
+    Customer,
+    Fault,
+    FlakyProxy,
+    SeededServer,
+    shared_backend,
+)
 from tests.helpers.reliability_report import Report
 
 SEED = 20261130
@@ -37,10 +44,15 @@ FAULTS = (Fault.PASS, Fault.DELAY, Fault.DROP, Fault.BLACKHOLE, Fault.LOSE_ANSWE
 WEIGHTS = (3, 2, 2, 1, 3)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> SeededServer:  # type: ignore[misc]
-    with seeded_server(tmp_path_factory.mktemp("network"), limit=LIMIT) as running:
-        yield running
+@pytest.fixture(scope="session")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
+    with shared_backend(tmp_path_factory) as server:
+        yield server
+
+
+@pytest.fixture
+def customer(backend: SeededServer) -> Customer:
+    return backend.customer(LIMIT)
 
 
 async def _batch(
@@ -87,17 +99,17 @@ async def _batch(
     return sent
 
 
-async def _run(server: SeededServer, proxy: FlakyProxy, path: Path) -> tuple[int, Counter[str]]:
+async def _run(customer: Customer, proxy: FlakyProxy, path: Path) -> tuple[int, Counter[str]]:
     rng = random.Random(SEED)
     tally: Counter[str] = Counter()
-    token = server.login(fingerprint())
+    token = customer.login(fingerprint())
     journal = UsageJournal(path, clock=SystemAsyncClock())
     recorded = 0
     async with httpx.AsyncClient(base_url=proxy.url, timeout=TIMEOUT) as client:
         usage = HttpUsageBackend(client, token)
         for _ in range(BATCHES):
             recorded += await _batch(journal, usage, proxy, rng, tally)
-            used, held, limit = server.quota()
+            used, held, limit = customer.quota()
             assert used + held <= limit, (used, held, limit)
     journal.close()
     # The next start: the network is back, a new journal object settles what was left open.
@@ -122,14 +134,14 @@ async def _run(server: SeededServer, proxy: FlakyProxy, path: Path) -> tuple[int
 
 
 def test_network_cuts_between_agent_and_server(
-    server: SeededServer, tmp_path: Path, reliability: Report
+    customer: Customer, tmp_path: Path, reliability: Report
 ) -> None:
-    with FlakyProxy(server.url) as proxy:
-        recorded, tally = asyncio.run(_run(server, proxy, tmp_path / "journal.sqlite"))
+    with FlakyProxy(customer.server.url) as proxy:
+        recorded, tally = asyncio.run(_run(customer, proxy, tmp_path / "journal.sqlite"))
         seen = dict(proxy.seen)
-    used, held, limit = server.quota()
+    used, held, limit = customer.quota()
     assert (used, held) == (recorded, 0), (used, held, recorded, tally)
-    _count, committed = server.committed()
+    _count, committed = customer.committed()
     assert committed == recorded
     offline = sum(n for what, n in tally.items() if "offline" in what)
     # The seed must really have cut things, or this proved nothing.
