@@ -29,6 +29,7 @@ from server_stub.models import Reservation, UsagePeriod
 from server_stub.wiring import Services, build_services
 from tests.helpers.api import PASSWORD
 from tests.helpers.databases import postgres_database
+from tests.helpers.openapi_fuzz import signing_secrets
 from tests.helpers.server_process import server_process
 
 
@@ -125,7 +126,11 @@ class _Shared:
     @contextmanager
     def use(self, factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
         if self._server is None:
-            self._server = self._stack.enter_context(backend_process(factory.mktemp("backend")))
+            # Configured like the in-process fuzz test's backend, so that the fuzz run against
+            # this one sees the signed endpoints judge requests rather than fail closed.
+            env = {f"TGFLOW_{name.upper()}": value for name, value in signing_secrets().items()}
+            tmp = factory.mktemp("backend")
+            self._server = self._stack.enter_context(backend_process(tmp, env=env))
         self._users += 1
         try:
             yield self._server
