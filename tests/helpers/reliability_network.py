@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,6 @@ from server_stub.models import Reservation, UsagePeriod
 from server_stub.wiring import Services, build_services
 from tests.helpers.api import PASSWORD
 from tests.helpers.databases import postgres_database
-from tests.helpers.openapi_fuzz import signing_secrets
 from tests.helpers.server_process import server_process
 
 
@@ -115,8 +115,10 @@ def backend_process(
 
 
 class _Shared:
-    """One backend for every scenario that needs the plain one: a start costs ~20 s on a loaded
-    machine. Each module's session fixture takes a reference; the last one released stops it."""
+    """One backend for the scenarios that only add customers of their own to it (a start costs
+    ~20 s on a loaded machine); a scenario that changes the server itself (the fuzzer rotates
+    signing keys, edits plans) gets its own. Each module's session fixture takes a reference;
+    the last one released stops it."""
 
     def __init__(self) -> None:
         self._stack = ExitStack()
@@ -126,11 +128,7 @@ class _Shared:
     @contextmanager
     def use(self, factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
         if self._server is None:
-            # Configured like the in-process fuzz test's backend, so that the fuzz run against
-            # this one sees the signed endpoints judge requests rather than fail closed.
-            env = {f"TGFLOW_{name.upper()}": value for name, value in signing_secrets().items()}
-            tmp = factory.mktemp("backend")
-            self._server = self._stack.enter_context(backend_process(tmp, env=env))
+            self._server = self._stack.enter_context(backend_process(factory.mktemp("backend")))
         self._users += 1
         try:
             yield self._server
@@ -143,6 +141,18 @@ class _Shared:
 
 #: ``with shared_backend(tmp_path_factory) as server:`` in a session-scoped fixture.
 shared_backend = _Shared().use
+
+
+def shared_customer(limit: int) -> Any:
+    """A test module's ``customer`` fixture: a new user with a ``limit``-message plan on the
+    shared backend (``customer = shared_customer(LIMIT)`` at module level)."""
+
+    @pytest.fixture(scope="session")
+    def customer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Customer]:
+        with shared_backend(tmp_path_factory) as server:
+            yield server.customer(limit)
+
+    return customer
 
 
 # --- the proxy ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The same seeded configuration as the in-process fuzz test (tests/helpers/openapi_fuzz.py), run by
 schemathesis' own engine (what ``schemathesis run`` does: the examples, coverage and fuzzing
-phases) over HTTP against the shared backend process (2 uvicorn workers, PostgreSQL): the staff
+phases) over HTTP against a backend process of its own (2 uvicorn workers, PostgreSQL): the staff
 operations with an Admin's token, every other one with a customer's. Every response must not be a
 5xx and must conform to the document (status code, content type, headers, body). The behavioural
 checks stay with the in-process test, which knows the domain rules a schema cannot express; so
@@ -21,8 +21,13 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.engine import Status, events, from_schema
 
 from tests.helpers.api import fingerprint
-from tests.helpers.openapi_fuzz import CONFORMANCE_CHECKS, StaffAdmin, fuzz_config
-from tests.helpers.reliability_network import SeededServer, shared_backend
+from tests.helpers.openapi_fuzz import (
+    CONFORMANCE_CHECKS,
+    StaffAdmin,
+    fuzz_config,
+    signing_secrets,
+)
+from tests.helpers.reliability_network import SeededServer, backend_process
 from tests.helpers.reliability_report import Report
 
 #: Fuzzing-phase examples per operation (the examples and coverage phases add theirs on top).
@@ -44,9 +49,13 @@ KNOWN_5XX = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
-    with shared_backend(tmp_path_factory) as server:
+    """A backend of its own: the run rotates signing keys and edits plans, which other
+    scenarios' customers must not see. Configured like the in-process fuzz test's, so that the
+    signed endpoints judge requests rather than fail closed for want of a secret."""
+    env = {f"TGFLOW_{name.upper()}": value for name, value in signing_secrets().items()}
+    with backend_process(tmp_path_factory.mktemp("fuzz"), env=env) as server:
         yield server
 
 

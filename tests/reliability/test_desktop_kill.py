@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import reliability_desktop as desktop
-from tests.helpers.reliability_network import Customer, SeededServer, shared_backend
+from tests.helpers.reliability_network import Customer, shared_customer
 from tests.helpers.reliability_report import Report
 
 #: The store's sent count at which each run is killed: each inside an open batch of 8.
@@ -34,15 +32,7 @@ LIMIT = len(desktop.RECIPIENTS) + 10
 DEADLINE = 120.0
 
 
-@pytest.fixture(scope="session")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
-    with shared_backend(tmp_path_factory) as server:
-        yield server
-
-
-@pytest.fixture
-def customer(backend: SeededServer) -> Customer:
-    return backend.customer(LIMIT)
+customer = shared_customer(LIMIT)
 
 
 def _wait(proc: subprocess.Popen[bytes], done: Callable[[], bool], what: str, log: Path) -> None:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from agent.errors import Offline
 from agent.journal import EntryState, Outcome, UsageJournal
@@ -29,8 +27,7 @@ from tests.helpers.reliability_network import (
     Customer,
     Fault,
     FlakyProxy,
-    SeededServer,
-    shared_backend,
+    shared_customer,
 )
 from tests.helpers.reliability_report import Report
 
@@ -44,15 +41,7 @@ FAULTS = (Fault.PASS, Fault.DELAY, Fault.DROP, Fault.BLACKHOLE, Fault.LOSE_ANSWE
 WEIGHTS = (3, 2, 2, 1, 3)
 
 
-@pytest.fixture(scope="session")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
-    with shared_backend(tmp_path_factory) as server:
-        yield server
-
-
-@pytest.fixture
-def customer(backend: SeededServer) -> Customer:
-    return backend.customer(LIMIT)
+customer = shared_customer(LIMIT)
 
 
 async def _batch(
