@@ -49,6 +49,9 @@ KNOWN_5XX = {
 }
 
 
+pytestmark = pytest.mark.postgres
+
+
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
     """A backend of its own: the run rotates signing keys and edits plans, which other

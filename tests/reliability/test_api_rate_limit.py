@@ -70,6 +70,7 @@ def _burst(url: str, token: str, count: int) -> tuple[list[httpx.Response], floa
             client.close()
 
 
+@pytest.mark.postgres
 @pytest.mark.redis
 def test_rate_limit_refuses_request_21_within_one_second(
     limited: SeededServer, reliability: Report

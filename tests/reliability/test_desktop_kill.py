@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import reliability_desktop as desktop
 from tests.helpers.reliability_network import Customer, shared_customer
 from tests.helpers.reliability_report import Report
@@ -33,6 +35,7 @@ DEADLINE = 120.0
 
 
 customer = shared_customer(LIMIT)
+pytestmark = pytest.mark.postgres
 
 
 def _wait(proc: subprocess.Popen[bytes], done: Callable[[], bool], what: str, log: Path) -> None:

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from agent.errors import Offline
 from agent.journal import EntryState, Outcome, UsageJournal
@@ -42,6 +43,7 @@ WEIGHTS = (3, 2, 2, 1, 3)
 
 
 customer = shared_customer(LIMIT)
+pytestmark = pytest.mark.postgres
 
 
 async def _batch(
