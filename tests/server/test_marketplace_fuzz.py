@@ -26,9 +26,7 @@ from server_stub.app import create_app
 from server_stub.config import Settings
 from tests.helpers.api import bearer
 from tests.helpers.marketplace import app_spec, new_key, public_jwk
-
-SEED = 20240611
-MAX_EXAMPLES = 40
+from tests.helpers.openapi_fuzz import fuzz_config
 
 _DATA_DIR = tempfile.TemporaryDirectory(prefix="tgflow-market-fuzz-")
 APP: FastAPI = create_app(
@@ -107,18 +105,9 @@ def _with_app_examples(document: dict[str, Any]) -> dict[str, Any]:
 
 schema = schemathesis.openapi.from_dict(
     _with_app_examples(APP.openapi()),
-    config=schemathesis.Config.from_dict(
-        {
-            "seed": SEED,
-            "generation": {
-                "mode": "all",
-                "max-examples": MAX_EXAMPLES,
-                "deterministic": True,
-                "database": "none",
-                "with-security-parameters": False,
-            },
-            "checks": {"positive_data_acceptance": {"enabled": False}},
-        }
+    config=fuzz_config(
+        checks={"positive_data_acceptance": {"enabled": False}},
+        **{"with-security-parameters": False},
     ),
 ).include(path_regex="^/marketplace/")
 schema.app = APP

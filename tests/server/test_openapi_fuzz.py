@@ -40,96 +40,30 @@ from fastapi import FastAPI
 from schemathesis import Case, CheckContext, CheckFunction, Response
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    positive_data_acceptance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from agent.protocol import ErrorCode
 from server_stub import passwords
 from server_stub.app import create_app
 from server_stub.config import Settings
-from server_stub.db import transaction
 from server_stub.middleware import UPLOAD_PREFIX, UPLOAD_SUFFIX
-from server_stub.models import Staff
 from server_stub.services.billing.contract import ProviderName
-from server_stub.services.staff import Role
 from server_stub.services.tabular import MAX_IMPORT_BYTES
 from tests.helpers.api import PASSWORD, bearer, fingerprint
 from tests.helpers.billing import RecordingAdapter
+from tests.helpers.openapi_fuzz import (
+    CONFORMANCE_CHECKS,
+    StaffAdmin,
+    fuzz_config,
+    signing_secrets,
+)
 
-#: Fixed seed + derandomised Hypothesis: the same requests on every run, locally and in CI.
-SEED = 20240611
-#: Fuzzing-phase examples per operation; the examples and coverage phases add their own
-#: deterministic cases (boundary values, each constraint violated, unsupported methods) on top.
-MAX_EXAMPLES = 40
-#: Same, for the conformance-only runs, which mostly see the same answer (429 or 503).
+#: Examples per operation of the conformance-only runs, which mostly see the same answer (429
+#: or 503).
 EDGE_MAX_EXAMPLES = 5
 #: Stateful run: sequences of calls, and calls per sequence.
 STATEFUL_SEQUENCES = 25
 STATEFUL_STEPS = 8
-
-#: Status code, content type, headers and body against the document; nothing about behaviour.
-CONFORMANCE_CHECKS: list[CheckFunction] = [
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
-
-
-#: What rejects a schema-violating request (schemathesis' default list, plus 413).
-NEGATIVE_REJECTIONS = [
-    "400",
-    "401",
-    "403",
-    "404",
-    "405",
-    "406",
-    "409",
-    "413",
-    "415",
-    "422",
-    "428",
-    "429",
-    "5xx",
-]
-
-
-def _config(
-    *,
-    checks: dict[str, Any] | None = None,
-    phases: dict[str, Any] | None = None,
-    **generation: Any,
-) -> schemathesis.Config:
-    return schemathesis.Config.from_dict(
-        {
-            "seed": SEED,
-            "generation": {
-                # Valid and invalid requests alike: negative mode sends the hostile inputs.
-                "mode": "all",
-                "max-examples": MAX_EXAMPLES,
-                "deterministic": True,
-                # No example database on disk: each run starts from the seed alone.
-                "database": "none",
-                **generation,
-            },
-            # Every built-in check is on by default; positive_data_acceptance is swapped for a
-            # narrowed version (see positive_data_acceptance_with_known_rules).
-            "checks": checks
-            or {
-                "positive_data_acceptance": {"enabled": False},
-                # A schema-violating body over the body-size cap is refused before it is read:
-                # the documented 413 payload_too_large is a rejection too (schemathesis' own
-                # list, plus 413).
-                "negative_data_rejection": {"expected-statuses": NEGATIVE_REJECTIONS},
-            },
-            **({"phases": phases} if phases else {}),
-        }
-    )
 
 
 # --- the backends ---------------------------------------------------------------------------------
@@ -149,12 +83,7 @@ def _new_app(**settings: Any) -> FastAPI:
         "database_url": None,
         "rate_limit_enabled": False,
         "sweep_interval_seconds": 3600,
-        # Configured, so /external refuses an unsigned request (401) rather than failing closed
-        # (503) for want of a secret.
-        "external_hmac_secrets": "fuzz-" + secrets.token_hex(32),
-        # Likewise the webhooks answer an unsigned delivery 401 rather than 403 (fail closed).
-        "stripe_webhook_secrets": "whsec_fuzz" + secrets.token_hex(16),
-        "cloudpayments_api_secret": "fuzz-" + secrets.token_hex(16),
+        **signing_secrets(),
         **settings,
     }
     return create_app(Settings(**values), sweeper=False)
@@ -361,10 +290,10 @@ BEHAVIOUR_CHECKS: list[CheckFunction] = [positive_data_acceptance_with_known_rul
 
 # --- fuzzing every operation ----------------------------------------------------------------------
 
-anonymous = schemathesis.openapi.from_asgi("/openapi.json", APP, config=_config())
+anonymous = schemathesis.openapi.from_asgi("/openapi.json", APP, config=fuzz_config())
 # The bearer token is set on every call; generating random ones as well would only replace it.
 authenticated = schemathesis.openapi.from_asgi(
-    "/openapi.json", APP, config=_config(**{"with-security-parameters": False})
+    "/openapi.json", APP, config=fuzz_config(**{"with-security-parameters": False})
 )
 
 
@@ -380,39 +309,13 @@ def test_fuzz_with_bearer_token(case: Case, account: Account) -> None:
     )
 
 
-class StaffAdmin:
-    """An Admin with a two-factor session (made directly, as a login with TOTP would make it);
-    a new session for each ``/staff/logout``, which ends the one it is called with."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.services = app.state.services
-        email = f"fuzz-admin-{secrets.token_hex(4)}@example.com"
-        self.id = self.services.staff.create("fuzz", email, "Fuzz", Role.ADMIN, PASSWORD).id
-        self.token = self.new_token()
-
-    def new_token(self) -> str:
-        ctx = self.services.ctx
-        with transaction(ctx.write) as session:
-            staff = session.get(Staff, self.id)
-            assert staff is not None
-            issued = self.services.staff.sessions.start(
-                session, staff, ["pwd", "otp"], ctx.clock.now()
-            )
-        return str(issued.access_token)
-
-    def token_for(self, case: Case) -> str:
-        if case.operation.path == "/staff/logout":
-            return self.new_token()
-        return self.token
-
-
 @pytest.fixture(scope="module")
 def staff_admin() -> StaffAdmin:
-    return StaffAdmin(APP)
+    return StaffAdmin(APP.state.services)
 
 
 staff_operations = schemathesis.openapi.from_asgi(
-    "/openapi.json", APP, config=_config(**{"with-security-parameters": False})
+    "/openapi.json", APP, config=fuzz_config(**{"with-security-parameters": False})
 ).include(path_regex="^/staff/")
 
 
@@ -450,7 +353,8 @@ def _with_reservation_links(document: dict[str, Any]) -> dict[str, Any]:
 
 
 stateful = schemathesis.openapi.from_dict(
-    _with_reservation_links(APP.openapi()), config=_config(**{"with-security-parameters": False})
+    _with_reservation_links(APP.openapi()),
+    config=fuzz_config(**{"with-security-parameters": False}),
 ).include(path_regex="^/usage/")
 stateful.app = APP
 
@@ -498,7 +402,7 @@ def test_stateful_reservations() -> None:
 rate_limited = schemathesis.openapi.from_asgi(
     "/openapi.json",
     LIMITED_APP,
-    config=_config(
+    config=fuzz_config(
         checks={"enabled": False},
         phases={"coverage": {"enabled": False}},
         **{"max-examples": EDGE_MAX_EXAMPLES},
@@ -515,7 +419,7 @@ def test_fuzz_rate_limited(case: Case) -> None:
 outage = schemathesis.openapi.from_asgi(
     "/openapi.json",
     OUTAGE_APP,
-    config=_config(
+    config=fuzz_config(
         checks={"enabled": False},
         phases={"coverage": {"enabled": False}},
         **{"max-examples": EDGE_MAX_EXAMPLES, "with-security-parameters": False},
@@ -546,7 +450,7 @@ def test_oversized_bodies_are_documented(account: Account) -> None:
     limit), answers its documented 413."""
     limit = APP.state.services.ctx.settings.max_body_bytes
     upload = max(limit, MAX_IMPORT_BYTES)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=_config())
+    schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=fuzz_config())
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 13
     failures = {}
