@@ -26,7 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from agent.protocol import SubscriptionState
 
-from .models import Base, UTCDateTime, new_id, one_of
+from .models import WIDENED_MONEY, Base, UTCDateTime, new_id, one_of
 
 SUBSCRIPTION_STATES = tuple(state.value for state in SubscriptionState)
 INVOICE_STATUSES = ("draft", "open", "paid", "void", "uncollectible")
@@ -48,7 +48,7 @@ class BillingSubscription(Base):
     plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"))
     state: Mapped[str] = mapped_column(String(20))
     provider: Mapped[str] = mapped_column(String(16))
-    price_minor: Mapped[int] = mapped_column(Integer)
+    price_minor: Mapped[int] = mapped_column(WIDENED_MONEY)
     currency: Mapped[str] = mapped_column(String(3))
     interval: Mapped[str] = mapped_column(String(8))
     #: The kept card (Stripe "pm|cus", CloudPayments token) that renewals charge.

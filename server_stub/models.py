@@ -49,6 +49,12 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+#: A price column that 0001 made INTEGER and 0018 widened to 64 bits. On SQLite it stays declared
+#: INTEGER (already 64 bits there; re-declaring would rebuild ``plans``, which foreign keys
+#: point at), so the models and the migrated schema agree on every database.
+WIDENED_MONEY = BigInteger().with_variant(Integer(), "sqlite")
+
+
 def one_of(column: str, values: Iterable[str]) -> str:
     """The CHECK of a column that takes one of ``values`` (quoted, as SQL literals)."""
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
@@ -79,7 +85,7 @@ class Plan(Base):
     # Billing (docs/billing.md, "Plans, subscriptions and entitlement"): the price of one
     # ``interval``, in minor units of ``currency``; ``rank`` states the direction of a plan
     # change (higher: upgrade); a retired plan is no longer offered, its subscribers keep it.
-    price_minor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    price_minor: Mapped[int] = mapped_column(WIDENED_MONEY, default=0, server_default="0")
     currency: Mapped[str] = mapped_column(String(3), default="RUB", server_default="RUB")
     interval: Mapped[str] = mapped_column(String(8), default="month", server_default="month")
     trial_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from server_stub.cli import main as cli_main
-from server_stub.services.billing.plans import PlanSpec
+from server_stub.services.billing.plans import MAX_PRICE_MINOR, PlanSpec
 from server_stub.services.staff import Role
 from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint, register
 from tests.helpers.backend import Backend
@@ -190,6 +190,11 @@ def test_staff_manage_plans_with_permissions_and_audit(backend: Backend) -> None
         "/staff/billing/plans/team", headers=admin.headers, json={"price_minor": 200_000}
     )
     assert r.status_code == 200 and r.json()["price_minor"] == 200_000
+    # The highest price the API takes fits the column on every database (64 bits: 0018).
+    r = client.patch(
+        "/staff/billing/plans/team", headers=admin.headers, json={"price_minor": MAX_PRICE_MINOR}
+    )
+    assert r.status_code == 200 and r.json()["price_minor"] == MAX_PRICE_MINOR
     assert_problem(
         client.patch("/staff/billing/plans/team", headers=admin.headers, json={"currency": "rub"}),
         422,
@@ -207,7 +212,12 @@ def test_staff_manage_plans_with_permissions_and_audit(backend: Backend) -> None
     assert [p["name"] for p in listed.json()["plans"] if p["retired_at"]] == ["team"]
     page = backend.services.audit.search(obj="billing/plan/team")
     actions = [e.action for e in page.entries]
-    assert sorted(actions) == ["billing.plan.change", "billing.plan.create", "billing.plan.retire"]
+    assert sorted(actions) == [
+        "billing.plan.change",
+        "billing.plan.change",
+        "billing.plan.create",
+        "billing.plan.retire",
+    ]
     assert {e.actor for e in page.entries} == {f"staff:{admin.id}"}
 
 
