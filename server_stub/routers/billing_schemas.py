@@ -44,7 +44,12 @@ from ..models import Plan
 from ..services.billing.changes import ChangePlan
 from ..services.billing.common import SubscriptionView
 from ..services.billing.manual_renewal import ManualRenewal
-from ..services.billing.plans import MAX_PRICE_MINOR, MAX_TOPUP_RATE, MAX_TRIAL_DAYS
+from ..services.billing.plans import (
+    MAX_MONTHLY_QUOTA,
+    MAX_PRICE_MINOR,
+    MAX_TOPUP_RATE,
+    MAX_TRIAL_DAYS,
+)
 from ..services.billing.statements import StatementPage
 from ..services.billing.subscriptions import SubscriptionHistory
 from .wire_numbers import json_integer
@@ -52,7 +57,7 @@ from .wire_numbers import json_integer
 Feature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Features = Annotated[list[Feature], Field(max_length=64)]
 PriceMinor = Annotated[int, Field(ge=0, le=MAX_PRICE_MINOR), BeforeValidator(json_integer)]
-Quota = Annotated[int, Field(ge=0, le=10**12), BeforeValidator(json_integer)]
+Quota = Annotated[int, Field(ge=0, le=MAX_MONTHLY_QUOTA), BeforeValidator(json_integer)]
 Devices = Annotated[int, Field(ge=1, le=10_000), BeforeValidator(json_integer)]
 TrialDays = Annotated[int, Field(ge=0, le=MAX_TRIAL_DAYS), BeforeValidator(json_integer)]
 Rank = Annotated[int, Field(ge=-1_000_000, le=1_000_000), BeforeValidator(json_integer)]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from server_stub.cli import main as cli_main
-from server_stub.services.billing.plans import MAX_PRICE_MINOR, PlanSpec
+from server_stub.services.billing.plans import MAX_MONTHLY_QUOTA, MAX_PRICE_MINOR, PlanSpec
 from server_stub.services.staff import Role
 from tests.helpers.api import PASSWORD, assert_problem, bearer, fingerprint, register
 from tests.helpers.backend import Backend
@@ -195,6 +195,16 @@ def test_staff_manage_plans_with_permissions_and_audit(backend: Backend) -> None
         "/staff/billing/plans/team", headers=admin.headers, json={"price_minor": MAX_PRICE_MINOR}
     )
     assert r.status_code == 200 and r.json()["price_minor"] == MAX_PRICE_MINOR
+    # A quota past what the counters hold is refused, not a database error (503 on PostgreSQL).
+    assert_problem(
+        client.patch(
+            "/staff/billing/plans/team",
+            headers=admin.headers,
+            json={"monthly_quota": MAX_MONTHLY_QUOTA + 1},
+        ),
+        422,
+        "validation_error",
+    )
     assert_problem(
         client.patch("/staff/billing/plans/team", headers=admin.headers, json={"currency": "rub"}),
         422,

@@ -28,6 +28,9 @@ from .contract import Interval
 #: The most a plan may cost per interval (minor units): far above any real price, far below
 #: what an integer column or a provider can hold.
 MAX_PRICE_MINOR = 10**11
+#: The most messages a plan may grant a month: far above any real plan, and within the 32-bit
+#: columns that count quota (plans, usage periods) on every database.
+MAX_MONTHLY_QUOTA = 10**9
 MAX_TRIAL_DAYS = 730
 
 
@@ -80,8 +83,8 @@ def _check(values: dict[str, Any]) -> None:
     problems = []
     if "name" in values and not re.fullmatch(PLAN_NAME_PATTERN, values["name"]):
         problems.append("a plan's name is 1-64 of letters, digits, '_', '.', '-'")
-    if values.get("monthly_quota", 0) < 0:
-        problems.append("the quota is at least 0")
+    if not 0 <= values.get("monthly_quota", 0) <= MAX_MONTHLY_QUOTA:
+        problems.append(f"the quota is 0 to {MAX_MONTHLY_QUOTA} messages a month")
     if values.get("max_devices", 1) < 1:
         problems.append("a plan allows at least one device")
     if not 0 <= values.get("price_minor", 0) <= MAX_PRICE_MINOR:
