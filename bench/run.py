@@ -1,7 +1,7 @@
 """Every benchmark of the project in one run, written up as docs/BENCHMARKS.md (issue #14).
 
 Each benchmark module (``bench/agent.py`` … ``bench/server.py``) exposes ``run(quick) ->
-BenchRun`` (bench/harness.py): its own ``main`` run with its defaults, or with its ``QUICK``
+BenchRun`` (bench/harness/figures.py): its own ``main`` run with its defaults, or with its ``QUICK``
 arguments for a smoke run; the figures and targets it reports are collected as it prints them.
 This runs them one after the other (never two at once: each measures the machine), then writes
 the Markdown: the machine, a table of every target met or not, and one section per benchmark
