@@ -18,8 +18,12 @@ REPORT: Final = Path(__file__).resolve().parents[2] / "docs" / "RELIABILITY.md"
 _HEADER: Final = """# Reliability
 
 Written by the reliability suite (`tests/reliability/`), not by hand: the table is the product of
-the last full, green run of `{command}` ({when}, {machine}). Each row is one scenario: what was
-done to the system, how much of it, the invariants checked afterwards, and what was lost.
+the last full, green run of `{command}` (CI runs it as part of the whole suite).
+
+Run: {when}; {machine}.
+
+Each row is one scenario: what was done to the system, how much of it, the invariants checked
+afterwards, and what was lost.
 
 | scenario | what was tried | checked afterwards | lost |
 |---|---|---|---|
