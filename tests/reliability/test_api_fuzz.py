@@ -122,7 +122,7 @@ def test_openapi_fuzz_against_a_server_process(backend: SeededServer, reliabilit
         ),
         checked=(
             "no 5xx; status code, content type, headers and body as the document declares "
-            "(its first run found plan prices over 2**31 - 1 answered 503 on PostgreSQL: "
-            "fixed by migration 0018)"
+            "(its first runs found a plan's price or quota over 2**31 - 1 answered 503 on "
+            "PostgreSQL: prices widened by migration 0018, quotas bounded at 10**9)"
         ),
     )
