@@ -3,7 +3,9 @@
 Each benchmark module (``bench/agent.py`` … ``bench/server.py``) exposes ``run(quick) ->
 BenchRun`` (bench/harness/figures.py): its own ``main`` run with its defaults, or with its ``QUICK``
 arguments for a smoke run; the figures and targets it reports are collected as it prints them.
-This runs them one after the other (never two at once: each measures the machine), then writes
+This runs them one after the other (never two at once: each measures the machine), each in a
+process of its own (a benchmark's memory figures are its own process's peak, not what the
+benchmarks before it left behind, and nothing one leaves running disturbs the next), then writes
 the Markdown: the machine, a table of every target met or not, and one section per benchmark
 with its command, its figures against the baselines measured in the same run, and its targets.
 A benchmark that fails is reported as such (its targets not met), the others still run.
@@ -20,16 +22,20 @@ docs/BENCHMARKS-history.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from bench import agent, billing, desktop, harness, marketplace, points, portal, server
 
@@ -67,13 +73,33 @@ class Section:
 
 
 def run_one(name: str, module: ModuleType, quick: bool) -> Section:
+    """Run one benchmark in a child process (``--child``) and read back what it recorded."""
     print(f"=== bench.{name} {'(quick)' if quick else ''}", flush=True)
-    entry: Callable[[bool], harness.BenchRun] = module.run
+    with tempfile.TemporaryDirectory(prefix="tgflow-bench-run-") as tmp:
+        result = Path(tmp) / "run.json"
+        argv = [sys.executable, "-m", "bench.run", "--child", name, "--json", str(result)]
+        done = subprocess.run(
+            [*argv, *(["--quick"] if quick else [])], check=False, cwd=harness.REPO
+        )
+        if not result.is_file():
+            return Section(name, module, None, f"the benchmark's process ended {done.returncode}")
+        data = json.loads(result.read_text(encoding="utf-8"))
+    if "error" in data:
+        return Section(name, module, None, data["error"])
+    figures = [harness.Figure(**f) for f in data.pop("figures")]
+    return Section(name, module, harness.BenchRun(figures=figures, **data))
+
+
+def run_child(name: str, quick: bool, out: Path) -> int:
+    """The child's side of :func:`run_one`: run the benchmark here, write what it recorded."""
+    entry: Callable[[bool], harness.BenchRun] = BENCHMARKS[name].run
     try:
-        return Section(name, module, entry(quick))
+        data: dict[str, Any] = asdict(entry(quick))
     except (Exception, SystemExit) as exc:  # one failing benchmark does not stop the others
         traceback.print_exc()
-        return Section(name, module, None, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        data = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    out.write_text(json.dumps(data), encoding="utf-8")
+    return 0
 
 
 def machine() -> list[str]:
@@ -157,11 +183,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME", help="repeatable"
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the Markdown written")
+    # Internal: run_one's child process.
+    parser.add_argument("--child", choices=sorted(BENCHMARKS), help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.child:
+        return run_child(args.child, args.quick, args.json)
     started, clock = datetime.now(UTC), time.monotonic()
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
     sections = [run_one(n, BENCHMARKS[n], args.quick) for n in names]
