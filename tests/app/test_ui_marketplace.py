@@ -110,21 +110,29 @@ def test_connecting_shows_the_catalog_and_keeps_the_connection(
     assert list(again.cards) == ["crm", "notes", "polls"]
 
 
-def test_the_demo_prefills_the_connection(
+@pytest.fixture
+def prefilled(
     qtbot: QtBot,
     engine: Engine,
     demo_backend: DemoBackend,
     market: DemoMarketplace,
     keyring: MemoryKeyring,
     tmp_path: Path,
-) -> None:
-    panel = make_panel(
+) -> MarketplacePanel:
+    """A panel with the demo's connection as its defaults, not loaded yet."""
+    return make_panel(
         qtbot,
         engine,
         tmp_path / "desktop",
         keyring,
         defaults=(demo_backend.url, market.admin_token),
     )
+
+
+def test_the_demo_prefills_the_connection(
+    qtbot: QtBot, prefilled: MarketplacePanel, keyring: MemoryKeyring
+) -> None:
+    panel = prefilled
     with qtbot.wait_signal(vm(panel).changed):
         vm(panel).load()
     assert len(panel.cards) == 3
@@ -295,30 +303,19 @@ def test_actions_asked_for_while_busy_wait_their_turn(
     model.installed.connect(lambda app_id: order.append(f"installed:{app_id}"))
     with qtbot.wait_signal(model.installed, timeout=20_000):
         assert model.refresh()
-        assert model.busy
+        busy_while_asked = model.busy
         assert model.start_trial("polls")
         assert model.install("polls")
+    assert busy_while_asked
     assert not model.busy  # the last one's answer ended the queue
     assert order == ["license:trial", "installed:polls"]
     assert (tmp_path / "desktop" / "apps" / "polls" / "polls-1.0.zip").exists()
 
 
 def test_an_action_that_needs_the_connection_waits_for_it_to_load(
-    qtbot: QtBot,
-    engine: Engine,
-    demo_backend: DemoBackend,
-    market: DemoMarketplace,
-    keyring: MemoryKeyring,
-    tmp_path: Path,
+    qtbot: QtBot, prefilled: MarketplacePanel
 ) -> None:
-    widget = make_panel(
-        qtbot,
-        engine,
-        tmp_path / "desktop",
-        keyring,
-        defaults=(demo_backend.url, market.admin_token),
-    )
-    model = vm(widget)
+    model = vm(prefilled)
     assert not model.refresh()  # nothing loaded, nothing loading: nothing to refresh
     assert model.load()
     with qtbot.wait_signal(model.license_changed) as changed:
