@@ -36,11 +36,6 @@ class UpdateService:
             api_base_url, keys, data_dir, current_version=version, clock=clock
         )
 
-    @property
-    def version(self) -> str:
-        """The running version."""
-        return self.checker.current_version
-
     async def check(self, *, force: bool) -> UpdateCheck:
         """The automatic check (``force=False``: at most once a day) or Help → Check now."""
         async with httpx.AsyncClient() as client:

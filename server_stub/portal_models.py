@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime, new_id
+from .models import Base, UTCDateTime, new_id, one_of
 
 #: The values a few portal columns may hold; the CHECKs below and the services use these.
 CLIENT_STATUSES = ("prospect", "active", "archived")
@@ -40,10 +40,6 @@ LICENSE_STATUSES = ("pending_approval", "active", "suspended", "revoked")
 VERSION_REASONS = ("issue", "renew", "upgrade", "change")
 ACTIVATION_EVENTS = ("activate", "checkout", "replace", "refused")
 NOTIFICATION_CHANNELS = ("smtp", "webhook", "telegram")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Client(Base):
@@ -68,8 +64,8 @@ class Client(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        CheckConstraint(_in("status", CLIENT_STATUSES), name="status_known"),
-        CheckConstraint(_in("deployment", DEPLOYMENTS), name="deployment_known"),
+        CheckConstraint(one_of("status", CLIENT_STATUSES), name="status_known"),
+        CheckConstraint(one_of("deployment", DEPLOYMENTS), name="deployment_known"),
         # Cursor pagination orders by (created_at, id); the filters narrow first.
         Index("ix_clients_created", "created_at", "id"),
         Index("ix_clients_segment", "segment", "created_at"),
@@ -99,7 +95,7 @@ class Contract(Base):
 
     __table_args__ = (
         CheckConstraint("amount_minor >= 0", name="amount_nonnegative"),
-        CheckConstraint(_in("status", CONTRACT_STATUSES), name="status_known"),
+        CheckConstraint(one_of("status", CONTRACT_STATUSES), name="status_known"),
         Index("ix_contracts_client", "client_id", "signed_on"),
     )
 
@@ -204,8 +200,8 @@ class License(Base):
     status_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
     __table_args__ = (
-        CheckConstraint(_in("plan", LICENSE_PLANS), name="plan_known"),
-        CheckConstraint(_in("status", LICENSE_STATUSES), name="status_known"),
+        CheckConstraint(one_of("plan", LICENSE_PLANS), name="plan_known"),
+        CheckConstraint(one_of("status", LICENSE_STATUSES), name="status_known"),
         CheckConstraint("version >= 0", name="version_nonnegative"),
         CheckConstraint("grace_days >= 0", name="grace_nonnegative"),
         CheckConstraint("heartbeat_window_s >= 60", name="window_minimum"),
@@ -253,7 +249,7 @@ class LicenseVersion(Base):
 
     __table_args__ = (
         UniqueConstraint("license_id", "version", name="uq_license_versions_license_version"),
-        CheckConstraint(_in("reason", VERSION_REASONS), name="reason_known"),
+        CheckConstraint(one_of("reason", VERSION_REASONS), name="reason_known"),
         CheckConstraint("version >= 1", name="version_positive"),
         Index("ix_license_versions_pending", "approved_at", "rejected_at"),
     )
@@ -310,7 +306,7 @@ class ActivationEvent(Base):
     detail: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     __table_args__ = (
-        CheckConstraint(_in("kind", ACTIVATION_EVENTS), name="kind_known"),
+        CheckConstraint(one_of("kind", ACTIVATION_EVENTS), name="kind_known"),
         Index("ix_activation_events_license_kind_at", "license_id", "kind", "at"),
     )
 
@@ -384,7 +380,7 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
     __table_args__ = (
-        CheckConstraint(_in("channel", NOTIFICATION_CHANNELS), name="channel_known"),
+        CheckConstraint(one_of("channel", NOTIFICATION_CHANNELS), name="channel_known"),
         Index("ix_notifications_due", "next_attempt_at"),
         Index("ix_notifications_license", "license_id", "seq"),
     )

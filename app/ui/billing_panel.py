@@ -277,10 +277,9 @@ class BillingPanel(QWidget):
                 self.plans.setItem(row, column, QTableWidgetItem(text))
         self.plans.resizeRowsToContents()
         fit_rows(self.plans)
-        if selected is not None and snapshot is not None:
-            names = [plan.name for plan in snapshot.plans]
-            if selected.name in names:
-                self.plans.selectRow(names.index(selected.name))
+        on_offer = [] if snapshot is None else [plan.name for plan in snapshot.plans]
+        if selected is not None and selected.name in on_offer:
+            self.select_plan(selected.name)  # the same plan, though its row is new
         self.invoices.setRowCount(0)
         for invoice in () if snapshot is None else snapshot.invoices:
             self._add_invoice(invoice)

@@ -63,11 +63,7 @@ class LicenseViewModel(QueuedWork):
         if self._busy:
             self._stale = True
             return False
-        self._set_busy(True)
-        if self._reload():
-            return True
-        self._set_busy(False)
-        return False
+        return self._act(self._reload)
 
     def _reload(self) -> bool:
         return self.submit(self._core.license_snapshot(), self._got, self._failed, what="license")

@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from agent.protocol import ErrorCode
 
 from ..errors import TokenInvalid
-from ..problems import problem_responses
+from ..problems import AUTH_ERRORS, problem_responses
 from ..services.staff import Permission, StaffPrincipal
 from ..services.staff.sessions import StaffSessions
 
@@ -70,9 +70,7 @@ def staff_endpoint(
             PERMISSION_KEY: permission.value if permission is not None else PUBLIC,
         },
         responses={
-            **problem_responses(
-                ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED, ErrorCode.FORBIDDEN, *codes
-            ),
+            **problem_responses(*AUTH_ERRORS, *codes),
             **kwargs.pop("responses", {}),
         },
         **kwargs,

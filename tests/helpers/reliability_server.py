@@ -5,7 +5,6 @@ whose purchases and refunds reach the webhook inbox."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -29,7 +28,7 @@ from server_stub.services.points.ledger import Kind
 from server_stub.webhook_models import WEBHOOK_PENDING, WebhookEvent
 from server_stub.wiring import Services, build_services
 from tests.helpers.databases import POSTGRES_ADMIN_URL, postgres_database
-from tests.helpers.rustore import COINS, TOKEN
+from tests.helpers.rustore import COINS, TOKEN, rustore_settings
 from tests.helpers.server_process import server_process, worker_pids
 
 T = TypeVar("T")
@@ -261,11 +260,7 @@ class Store:
 
     def settings(self) -> dict[str, Any]:
         return {
-            "rustore_api_base": self.fake.base_url,
-            "rustore_public_token": TOKEN,
-            "rustore_app_id": self.fake.app_id,
-            "rustore_package_name": "com.tgflow.test",
-            "rustore_console_key": base64.b64encode(self.key).decode(),
+            **rustore_settings(self.fake.base_url, self.fake.app_id, self.key),
             "webhook_poll_seconds": 0.05,
         }
 

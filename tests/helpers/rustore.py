@@ -92,6 +92,17 @@ class Store:
         self.backend.clock.advance(seconds)
 
 
+def rustore_settings(base_url: str, app_id: str, key: bytes) -> dict[str, object]:
+    """The server settings that point it at a fake RuStore and trust its notifications."""
+    return {
+        "rustore_api_base": base_url,
+        "rustore_public_token": TOKEN,
+        "rustore_app_id": app_id,
+        "rustore_package_name": "com.tgflow.test",
+        "rustore_console_key": base64.b64encode(key).decode(),
+    }
+
+
 @contextmanager
 def rustore_store(make_backend: BackendFactory, **overrides: object) -> Iterator[Store]:
     key = os.urandom(32)
@@ -99,11 +110,7 @@ def rustore_store(make_backend: BackendFactory, **overrides: object) -> Iterator
     fake = FakeRuStore(public_token=TOKEN, console_key=key, clock=clock)
     with serving(fake) as url:
         values: dict[str, object] = {
-            "rustore_api_base": url,
-            "rustore_public_token": TOKEN,
-            "rustore_app_id": fake.app_id,
-            "rustore_package_name": "com.tgflow.test",
-            "rustore_console_key": base64.b64encode(key).decode(),
+            **rustore_settings(url, fake.app_id, key),
             # The lifespan's worker sleeps; a test applies the inbox with drain() alone, so it
             # never returns while another worker is mid-apply.
             "webhook_poll_seconds": 300,

@@ -29,6 +29,7 @@ from tests.helpers.openapi_fuzz import (
 )
 from tests.helpers.reliability_network import SeededServer, backend_process
 from tests.helpers.reliability_report import Report
+from tests.helpers.reliability_server import tgflow_env
 
 #: Fuzzing-phase examples per operation (the examples and coverage phases add theirs on top).
 EXAMPLES = 10
@@ -46,7 +47,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
     """A backend of its own: the run rotates signing keys and edits plans, which other
     scenarios' customers must not see. Configured like the in-process fuzz test's, so that the
     signed endpoints judge requests rather than fail closed for want of a secret."""
-    env = {f"TGFLOW_{name.upper()}": value for name, value in signing_secrets().items()}
+    env = tgflow_env(signing_secrets())
     with backend_process(tmp_path_factory.mktemp("fuzz"), env=env) as server:
         yield server
 

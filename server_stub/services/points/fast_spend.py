@@ -20,7 +20,7 @@ from ...db import write_connection
 from ...models import new_id
 from ...points_models import PointsEntry, PointsLot, PointsTransaction, PointsWallet
 from ..context import ServiceContext
-from .ledger import Account, Kind
+from .ledger import Kind, legs_of
 from .views import Balance, Entry, Outcome
 
 _W = cast(Table, PointsWallet.__table__)
@@ -99,19 +99,10 @@ def fast_spend(
         )
         conn.execute(
             _INSERT_ENTRIES,
+            # The legs the ORM path books for this kind (the ledger's one table of moves).
             [
-                {
-                    "transaction_id": tx_id,
-                    "user_id": user_id,
-                    "account": Account.WALLET.value,
-                    "amount": -amount,
-                },
-                {
-                    "transaction_id": tx_id,
-                    "user_id": user_id,
-                    "account": Account.SPENT.value,
-                    "amount": amount,
-                },
+                {"transaction_id": tx_id, "user_id": user_id, "account": account.value, "amount": n}
+                for account, n in legs_of(kind, amount)
             ],
         )
     entry = Entry(tx_id, kind.value, -amount, paid.balance, reason, None, None, now)

@@ -344,11 +344,10 @@ class StoreService:
         if token is None:
             log.warning("RuStore notified a subscription's invoice without its token")
             return False
-        ref = subscription_ref(token)
-        if self._applied_later(ref, at):
-            return False
         with transaction(self._ctx.read) as session:
-            row = session.get(StorePurchase, ref)
+            row = session.get(StorePurchase, subscription_ref(token))
+            if row is not None and at < row.status_at:
+                return False  # a later state was applied: what was told at ``at`` is older
             owner = row.user_id if row is not None else None
         user_id = owner or self._known_user(truth.developer_payload)
         if user_id is None:
@@ -423,7 +422,7 @@ class StoreService:
             return user_id if session.get(User, user_id) is not None else None
 
 
-def _once_inserted(write: Callable[[], object]) -> None:
+def _once_inserted(write: Callable[[], None]) -> None:
     """Run ``write`` (a read-lock-then-insert-or-update transaction); when a concurrent path
     inserted the same row first (the primary key refuses ours), run it again: the row is there
     to lock and update now."""

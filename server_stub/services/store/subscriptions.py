@@ -74,9 +74,9 @@ def claim_subscription(
     product: Product,
     active: bool,
     at: datetime,
-) -> bool:
+) -> None:
     """Record what the store said of ``token`` at ``at`` and apply it to the user's plan, in
-    one transaction; ``False``: a later answer was applied already (nothing changed)."""
+    one transaction; a later answer applied already leaves both as they are."""
     ref = subscription_ref(token)
     now = ctx.clock.now()
     status = "ACTIVE" if active else "HOLD"
@@ -88,7 +88,7 @@ def claim_subscription(
                 reason="purchase_other_account",
             )
         if row is not None and at < row.status_at:
-            return False  # older than what was applied: never move back
+            return  # older than what was applied: never move back
         if row is None:
             session.add(
                 StorePurchase(
@@ -109,7 +109,6 @@ def claim_subscription(
             row.status, row.status_at, row.updated_at = status, at, now
         # The plan, in this transaction: committed with the purchase row, before the answer.
         apply_store_subscription(ctx, session, user_id, ref, product, active)
-    return True
 
 
 def _uncut(session: Session, token: str, ref: str) -> StorePurchase | None:
