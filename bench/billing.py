@@ -45,12 +45,12 @@ from bench.harness import (
     collect,
     load_options_valid,
     measure_bare,
+    measured,
     postgres_database,
     prepare_run,
     print_table,
     print_targets,
     run_loop,
-    run_scenario,
     start_real,
     timed,
 )
@@ -119,17 +119,14 @@ def ingest(
     servers: list[Server] = []
     try:
         real = start_real(work, data_dir, run_env, servers, workers=workers, name=name)
-        print(f"  {name}: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...", flush=True)
         return run_loop(
-            run_scenario(
+            measured(
                 f"POST /webhooks/stripe ({name})",
-                "req",
                 [real.port],
                 ingest_op(real.port, secret),
-                connections=args.connections,
-                warmup=args.warmup,
-                seconds=args.seconds,
-                server_pids=[real.process.pid],
+                args,
+                [real.process.pid],
+                shown=name,
             )
         )
     finally:

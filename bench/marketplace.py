@@ -203,17 +203,9 @@ async def measure_http(
     ]
     results = []
     for name, server, raw in scenarios:
-        print(f"  {name}: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...", flush=True)
         results.append(
-            await harness.run_scenario(
-                name,
-                "req",
-                [server.port],
-                harness.single_get(raw),
-                connections=args.connections,
-                warmup=args.warmup,
-                seconds=args.seconds,
-                server_pids=[server.process.pid],
+            await harness.measured(
+                name, [server.port], harness.single_get(raw), args, [server.process.pid]
             )
         )
     return results

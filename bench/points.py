@@ -40,13 +40,13 @@ from bench.harness import (
     get_request,
     load_options_valid,
     measure_bare,
+    measured,
     post_request,
     postgres_database,
     prepare_run,
     print_table,
     print_targets,
     run_loop,
-    run_scenario,
     start_real,
     timed,
 )
@@ -137,19 +137,8 @@ def run_backend(
             ("GET /points/balance", balance_op(port, tokens)),
             ("POST /points/spend", spend_op(port, tokens)),
         ):
-            title = f"{name} ({label})"
-            print(f"  {title}: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...")
             results[f"{key} {name}"] = run_loop(
-                run_scenario(
-                    title,
-                    "req",
-                    [port],
-                    op,
-                    connections=args.connections,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    server_pids=pids,
-                )
+                measured(f"{name} ({label})", [port], op, args, pids)
             )
     finally:
         for s in servers:

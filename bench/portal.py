@@ -64,6 +64,7 @@ from bench.harness import (
     get_request,
     load_options_valid,
     measure_bare,
+    measured,
     percentile,
     postgres_database,
     prepare_run,
@@ -71,7 +72,6 @@ from bench.harness import (
     print_targets,
     request_series,
     run_loop,
-    run_scenario,
     start_real,
 )
 from server_stub.config import Settings
@@ -229,17 +229,7 @@ async def measure_throughput(
             print("  no activation succeeded: heartbeat skipped", flush=True)
             continue
         label = f"POST /licenses/{name} ({backend.label})"
-        print(f"  {label}: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...", flush=True)
-        results[f"{backend.key} {name}"] = await run_scenario(
-            label,
-            "req",
-            [port],
-            make(),
-            connections=args.connections,
-            warmup=args.warmup,
-            seconds=args.seconds,
-            server_pids=pids,
-        )
+        results[f"{backend.key} {name}"] = await measured(label, [port], make(), args, pids)
     return results
 
 

@@ -48,6 +48,7 @@ from bench.harness import (
     kib_to_mb,
     load_options_valid,
     login,
+    measured,
     post_request,
     postgres_database,
     prepare_run,
@@ -56,7 +57,6 @@ from bench.harness import (
     proc_status_kb,
     process_tree,
     run_loop,
-    run_scenario,
     seed,
     single_get,
     start_bare,
@@ -124,16 +124,13 @@ def real_scenarios(key: str, label: str, servers: Sequence[Server], token: str) 
 async def measure(scenarios: Sequence[Scenario], args: argparse.Namespace) -> dict[str, Result]:
     results = {}
     for key, label, unit, servers, op in scenarios:
-        print(f"  {label}: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...", flush=True)
-        results[key] = await run_scenario(
+        results[key] = await measured(
             label,
-            unit,
             [s.port for s in servers],
             op,
-            connections=args.connections,
-            warmup=args.warmup,
-            seconds=args.seconds,
-            server_pids=[s.process.pid for s in servers],
+            args,
+            [s.process.pid for s in servers],
+            unit=unit,
         )
     return results
 

@@ -4,6 +4,7 @@ round-robin over one or several server ports, with latencies, failures, the serv
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import os
@@ -220,6 +221,33 @@ async def request_series(port: int, raw: bytes, count: int, expected: int = 200)
 
 
 T = TypeVar("T")
+
+
+async def measured(
+    name: str,
+    ports: Sequence[int],
+    op: Operation,
+    args: argparse.Namespace,
+    server_pids: Sequence[int],
+    *,
+    unit: str = "req",
+    shown: str | None = None,
+) -> Result:
+    """Say what is measured (``shown``, else ``name``), then :func:`run_scenario` with the run's
+    load options (``--connections``, ``--warmup``, ``--seconds``)."""
+    print(
+        f"  {shown or name}: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...", flush=True
+    )
+    return await run_scenario(
+        name,
+        unit,
+        ports,
+        op,
+        connections=args.connections,
+        warmup=args.warmup,
+        seconds=args.seconds,
+        server_pids=server_pids,
+    )
 
 
 def run_loop(coro: Coroutine[None, None, T]) -> T:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from bench.harness.client import HOST, get_request
-from bench.harness.load import Result, run_loop, run_scenario, single_get
+from bench.harness.load import Result, measured, run_loop, single_get
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_CLI = Path(sys.executable).with_name("tgflow-server")
@@ -133,17 +133,14 @@ def measure_bare(work: Path, env: dict[str, str], args: argparse.Namespace) -> R
     servers: list[Server] = []
     try:
         bare = start_bare(work, env, "sync", servers)
-        print(f"  GET /bare: {args.warmup:g} s warm-up, {args.seconds:g} s measured ...")
         return run_loop(
-            run_scenario(
+            measured(
                 "GET /bare (baseline, sync)",
-                "req",
                 [bare.port],
                 single_get(get_request("/bare", bare.port)),
-                connections=args.connections,
-                warmup=args.warmup,
-                seconds=args.seconds,
-                server_pids=[bare.process.pid],
+                args,
+                [bare.process.pid],
+                shown="GET /bare",
             )
         )
     finally:
