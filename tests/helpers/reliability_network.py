@@ -15,7 +15,7 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -114,43 +114,14 @@ def backend_process(
             services.ctx.engine.dispose()
 
 
-class _Shared:
-    """One backend for the scenarios that only add customers of their own to it (a start costs
-    ~20 s on a loaded machine); a scenario that changes the server itself (the fuzzer rotates
-    signing keys, edits plans) gets its own. Each module's session fixture takes a reference;
-    the last one released stops it."""
-
-    def __init__(self) -> None:
-        self._stack = ExitStack()
-        self._server: SeededServer | None = None
-        self._users = 0
-
-    @contextmanager
-    def use(self, factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
-        if self._server is None:
-            self._server = self._stack.enter_context(backend_process(factory.mktemp("backend")))
-        self._users += 1
-        try:
-            yield self._server
-        finally:
-            self._users -= 1
-            if not self._users:
-                self._server = None
-                self._stack.close()
-
-
-#: ``with shared_backend(tmp_path_factory) as server:`` in a session-scoped fixture.
-shared_backend = _Shared().use
-
-
 def shared_customer(limit: int) -> Any:
     """A test module's ``customer`` fixture: a new user with a ``limit``-message plan on the
-    shared backend (``customer = shared_customer(LIMIT)`` at module level)."""
+    backend the scenarios share (``shared_server``, tests/reliability/conftest.py;
+    ``customer = shared_customer(LIMIT)`` at module level)."""
 
     @pytest.fixture(scope="session")
-    def customer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Customer]:
-        with shared_backend(tmp_path_factory) as server:
-            yield server.customer(limit)
+    def customer(shared_server: SeededServer) -> Customer:
+        return shared_server.customer(limit)
 
     return customer
 

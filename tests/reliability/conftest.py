@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.reliability_network import SeededServer, backend_process
 from tests.helpers.reliability_report import Report
 
 _REPORT = Report()
@@ -36,6 +38,15 @@ def reliability() -> Report:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped and report.nodeid.startswith("tests/reliability/"):
         _SKIPPED.add(report.nodeid)
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
+    """One backend for the scenarios that only add customers of their own to it (a start costs
+    ~20 s on a loaded machine); a scenario that changes the server itself (the fuzzer rotates
+    signing keys, edits plans) starts its own."""
+    with backend_process(tmp_path_factory.mktemp("backend")) as server:
+        yield server
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
