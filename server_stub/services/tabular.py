@@ -20,9 +20,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from openpyxl import Workbook, load_workbook
-from openpyxl.utils.exceptions import InvalidFileException
-
 from ..errors import ValidationFailed
 
 Format = Literal["csv", "xlsx"]
@@ -148,6 +145,11 @@ def _csv_rows(data: bytes) -> Iterator[list[str]]:
 
 
 def _xlsx_rows(data: bytes) -> Iterator[list[str]]:
+    # openpyxl is imported where a workbook is read or written: it costs every server process
+    # about 5 MB of memory, and most never see a spreadsheet.
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError):
@@ -191,6 +193,8 @@ def write_table(fmt: Format, header: Sequence[str], rows: Iterable[Sequence[Cell
         writer.writerow(header)
         writer.writerows([_safe(c) for c in row] for row in rows)
         return ("\ufeff" + out.getvalue()).encode("utf-8")
+    from openpyxl import Workbook  # imported here for the memory: see _xlsx_rows
+
     book = Workbook(write_only=True)
     sheet = book.create_sheet()
     sheet.append(list(header))
