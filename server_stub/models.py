@@ -354,6 +354,11 @@ class BackendLicense(Base):
     trial_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The anchor of a monthly or yearly license's paid periods (0019): every period ends on
+    #: ``anchor + n`` months or years, so a Jan 31 anchor ends periods on Feb 28/29, then Mar 31
+    #: (services/marketplace/periods.py). ``None``: no paid periods (trial, pending, perpetual,
+    #: free), or a license last paid before 0019 (its next renewal infers one).
+    period_anchor: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
         UniqueConstraint("backend_id", "app_id", name="uq_backend_licenses_backend_app"),

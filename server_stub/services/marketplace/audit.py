@@ -81,6 +81,7 @@ def license_record(lic: BackendLicense) -> dict[str, object]:
         "trial_ends_at": _iso(lic.trial_ends_at),
         "paid_at": _iso(lic.paid_at),
         "revoked_at": _iso(lic.revoked_at),
+        "period_anchor": _iso(lic.period_anchor),
     }
 
 

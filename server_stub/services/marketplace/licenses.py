@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from dateutil.relativedelta import relativedelta
+from datetime import UTC, datetime, timedelta
 
 from agent.protocol import MarketplacePlan
 
@@ -20,12 +18,11 @@ from ...errors import (
 )
 from ..context import ServiceContext
 from .audit import OPERATOR, audit, backend_actor, license_record
+from .periods import next_period_end
 from .rows import find_license, lock_backend, new_license
 from .specs import price
 from .state import LicenseView, Plan, Status, license_state, license_view
 from .transitions import locked_app_license, settle
-
-_PERIOD = {Plan.MONTHLY: relativedelta(months=1), Plan.YEARLY: relativedelta(years=1)}
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class Licenses:
                 if state != Status.PENDING:  # a pending order stays; the trial runs meanwhile
                     lic.plan = Plan.TRIAL.value
                     lic.started_at, lic.expires_at = now, trial_end
-                    lic.paid_at = lic.grace_until = None
+                    lic.paid_at = lic.grace_until = lic.period_anchor = None
             else:
                 if price(app, plan) is None:
                     raise ValidationFailed(f"the app {app_id!r} is not offered on the {plan} plan")
@@ -85,6 +82,7 @@ class Licenses:
                 lic = lic or new_license(session, backend_id, app_id, now)
                 lic.plan = plan.value
                 lic.paid_at = lic.started_at = lic.expires_at = lic.grace_until = None
+                lic.period_anchor = None
                 if price(app, plan) == 0:
                     # Free: nothing to pay, so nothing to wait for and nothing to renew. The
                     # license is active at once and, whatever the plan, does not lapse.
@@ -109,8 +107,11 @@ class Licenses:
         """Mark a paid license paid (operator): active for its period, or until ``until``.
 
         A license still active or in grace is renewed from the end of its period, so paying
-        late neither loses nor gains days; otherwise the period starts now. Activation also
-        lifts a revocation.
+        late neither loses nor gains days, and keeps its periods' anchor (the new end is the
+        anchor's next boundary, so month ends do not drift: :mod:`.periods`); otherwise the
+        period starts now, and so does a new anchor. ``until`` ends this period there and makes
+        it the anchor: the next renewal runs a whole period from it. Activation also lifts a
+        revocation.
         """
         now = self._ctx.clock.now()
         with transaction(self._ctx.write) as session:
@@ -134,9 +135,16 @@ class Licenses:
             renewal = state in (Status.ACTIVE, Status.GRACE) and lic.expires_at is not None
             start = lic.expires_at if renewal and lic.expires_at is not None else now
             if plan == Plan.PERPETUAL:
-                lic.expires_at = lic.grace_until = None
+                lic.expires_at = lic.grace_until = lic.period_anchor = None
             else:
-                lic.expires_at = until or start + _PERIOD[plan]
+                if until is not None:
+                    # The operator's end is a boundary the series restarts from: anchoring it
+                    # keeps "the end is boundary n of the anchor" true (periods.py relies on it).
+                    lic.period_anchor = lic.expires_at = until.astimezone(UTC)
+                else:
+                    lic.period_anchor, lic.expires_at = next_period_end(
+                        lic, plan, start, renewal=renewal
+                    )
                 lic.grace_until = lic.expires_at + self._grace
             lic.started_at = start
             lic.paid_at = now
