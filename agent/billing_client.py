@@ -17,7 +17,6 @@ key, so the server does the thing once and answers the repeats with its first an
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -67,12 +66,14 @@ class AsyncBillingClient:
 
     async def plans(self) -> PlanList:
         """``GET /plans``: the plans on offer with their prices (integer minor units)."""
-        return await self._get("/plans", PlanList)
+        return await self._session.authed_get("/plans", PlanList)
 
     async def status(self) -> SubscriptionOut | None:
         """``GET /subscriptions/status``: the account's subscription (``None``: it never had
         one)."""
-        return (await self._get("/subscriptions/status", SubscriptionStatus)).subscription
+        return (
+            await self._session.authed_get("/subscriptions/status", SubscriptionStatus)
+        ).subscription
 
     async def invoices(
         self, *, limit: int = INVOICES_PAGE_DEFAULT, before: str | None = None
@@ -83,7 +84,9 @@ class AsyncBillingClient:
         params: dict[str, str | int] = {"limit": limit}
         if before is not None:
             params["before"] = before
-        return await self._get("/subscriptions/invoices", CustomerInvoiceList, params)
+        return await self._session.authed_get(
+            "/subscriptions/invoices", CustomerInvoiceList, params=params
+        )
 
     async def preview_change(self, plan: str, when: ChangeWhen = ChangeWhen.NOW) -> PlanChangeOut:
         """``POST /subscriptions/change-plan/preview``: what :meth:`change_plan` would bill
@@ -127,13 +130,6 @@ class AsyncBillingClient:
         return await self._post("/subscriptions/change-plan", body, PlanChangeDone)
 
     # --- internals -------------------------------------------------------------------------------
-
-    async def _get(
-        self, path: str, model: type[_Model], params: Mapping[str, str | int] | None = None
-    ) -> _Model:
-        answer = await self._session.authed("GET", path, None, model, params=params)
-        assert answer is not None
-        return answer
 
     async def _post(
         self, path: str, body: BaseModel | None, model: type[_Model], *, key: bool = True

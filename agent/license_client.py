@@ -30,11 +30,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from agent.clock import Clock, SystemClock
 from agent.config_checks import check_api_url
-from agent.errors import Offline, TokenExpired, TokenInvalid, UnexpectedResponse
+from agent.errors import Offline, TokenExpired, TokenInvalid
 from agent.http_retry import NOT_IDEMPOTENT, RetryingTransport, RetryPolicy
 from agent.key_pins import PinnedKeySet
 from agent.lease import LeaseStore
@@ -52,7 +52,7 @@ from agent.protocol import (
 )
 from agent.secrets import RefreshTokenStore
 from agent.tokens import AccessTokenClaims, LeaseClaims, TokenVerifier, device_claim
-from agent.usage_http import HttpUsageBackend, problem_error
+from agent.usage_http import HttpUsageBackend, parse_answer, problem_error, unexpected_answer
 
 logger = logging.getLogger("tgflow.agent.client")
 
@@ -239,9 +239,7 @@ class AsyncLicenseClient:
 
     async def devices(self) -> DeviceList:
         """``GET /devices``: the account's bound devices and the plan's maximum."""
-        devices = await self._authed("GET", "/devices", None, DeviceList)
-        assert devices is not None
-        return devices
+        return await self.authed_get("/devices", DeviceList)
 
     async def deactivate_device(self, device_id: str) -> None:
         """``DELETE /devices/{id}``: free a device slot of this account."""
@@ -285,6 +283,15 @@ class AsyncLicenseClient:
                 method, path, body, model, bearer=True, headers=headers, params=params
             )
         )
+
+    async def authed_get(
+        self, path: str, model: type[_Model], *, params: Mapping[str, QueryValue] | None = None
+    ) -> _Model:
+        """``GET path`` through :meth:`authed`: the answer as ``model`` (the agent's other
+        clients' reading calls: billing's, the points wallet's)."""
+        answer = await self.authed("GET", path, None, model, params=params)
+        assert answer is not None  # a model was asked for
+        return answer
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -376,9 +383,4 @@ class AsyncLicenseClient:
             raise problem_error(path, response)
         if model is None:
             return None
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise UnexpectedResponse(
-                f"{method} {path}: the answer is not a {model.__name__}", response.status_code
-            ) from exc
+        return parse_answer(response, model, unexpected_answer(f"{method} {path}"))

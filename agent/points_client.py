@@ -17,10 +17,7 @@ send the same body, so the points are converted once and the repeats answer the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
-
-from pydantic import BaseModel
+from collections.abc import Iterable
 
 from agent.billing_client import new_idempotency_key
 from agent.license_client import AsyncLicenseClient, QueryValue
@@ -37,8 +34,6 @@ from agent.protocol import (
     TopupRequest,
 )
 
-_Model = TypeVar("_Model", bound=BaseModel)
-
 #: A history page's size when none is asked for (the server's default).
 HISTORY_PAGE_DEFAULT = 50
 
@@ -53,7 +48,7 @@ class AsyncPointsClient:
 
     async def balance(self) -> PointsBalance:
         """``GET /points/balance``: what can be spent, what is held, what is owed."""
-        return await self._get("/points/balance", PointsBalance)
+        return await self._session.authed_get("/points/balance", PointsBalance)
 
     async def history(
         self,
@@ -71,7 +66,7 @@ class AsyncPointsClient:
         named = [kind.value for kind in kinds]
         if named:
             params["kind"] = named  # repeated: kind=a&kind=b
-        return await self._get("/points/history", PointsHistory, params)
+        return await self._session.authed_get("/points/history", PointsHistory, params=params)
 
     async def topup(self, points: int) -> TopupOut:
         """``POST /usage/topup``: convert ``points`` into extra messages of the current period
@@ -84,7 +79,7 @@ class AsyncPointsClient:
 
     async def products(self) -> ProductList:
         """``GET /products``: what the app sells through its store (points and plans)."""
-        return await self._get("/products", ProductList)
+        return await self._session.authed_get("/products", ProductList)
 
     async def buy(self, store: StoreName, purchase_id: str, product_id: str) -> PurchaseVerified:
         """``POST /points/buy``: have the server verify the store's purchase ``purchase_id``
@@ -99,11 +94,4 @@ class AsyncPointsClient:
 
     async def profile(self) -> ProfileOut:
         """``GET /user/profile``: the account, its plan, its subscription and its points."""
-        return await self._get("/user/profile", ProfileOut)
-
-    async def _get(
-        self, path: str, model: type[_Model], params: Mapping[str, QueryValue] | None = None
-    ) -> _Model:
-        answer = await self._session.authed("GET", path, None, model, params=params)
-        assert answer is not None
-        return answer
+        return await self._session.authed_get("/user/profile", ProfileOut)

@@ -73,13 +73,27 @@ class HttpUsageBackend:
         except httpx.TransportError as exc:
             raise Offline(f"POST {path}: {type(exc).__name__}: {exc}") from exc
         if response.is_success:
-            try:
-                return model.model_validate_json(response.content)
-            except ValidationError as exc:
-                raise UnexpectedResponse(
-                    f"POST {path}: the answer is not a {model.__name__}", response.status_code
-                ) from exc
+            return parse_answer(response, model, unexpected_answer(f"POST {path}"))
         raise problem_error(path, response)
+
+
+def parse_answer(
+    response: httpx.Response, model: type[_Model], invalid: Callable[[str, int], Exception]
+) -> _Model:
+    """A successful ``response``'s body as ``model``; where it is not one, the error
+    ``invalid(model's name, HTTP status)`` makes is raised. The usage backend, the license client
+    (so billing and points) and the marketplace client parse their answers here, each keeping
+    its own error type and wording."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise invalid(model.__name__, response.status_code) from exc
+
+
+def unexpected_answer(call: str) -> Callable[[str, int], UnexpectedResponse]:
+    """The license server's clients' :class:`UnexpectedResponse` for a body that is not the
+    model (``call`` is ``"METHOD /path"``)."""
+    return lambda name, status: UnexpectedResponse(f"{call}: the answer is not a {name}", status)
 
 
 def problem_error(path: str, response: httpx.Response) -> Exception:

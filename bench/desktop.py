@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,7 +74,27 @@ backend.stop()
 """
 
 
-def start_backend(data_dir: Path, quota: int) -> tuple[subprocess.Popen[str], dict[str, object]]:
+@dataclass(frozen=True)
+class Backend:
+    """The reference backend :func:`start_backend` started (the JSON line ``BACKEND`` prints)."""
+
+    url: str
+    pins: tuple[str, ...]
+    email: str
+    password: str
+
+    @classmethod
+    def from_json(cls, line: str) -> Backend:
+        data = json.loads(line)
+        return cls(
+            url=str(data["url"]),
+            pins=tuple(str(pin) for pin in data["pins"]),
+            email=str(data["email"]),
+            password=str(data["password"]),
+        )
+
+
+def start_backend(data_dir: Path, quota: int) -> tuple[subprocess.Popen[str], Backend]:
     proc = subprocess.Popen(
         [sys.executable, "-c", BACKEND, str(data_dir), str(quota)],
         stdin=subprocess.PIPE,
@@ -86,7 +107,7 @@ def start_backend(data_dir: Path, quota: int) -> tuple[subprocess.Popen[str], di
     line = proc.stdout.readline()
     if not line:
         raise SystemExit("the reference backend did not start")
-    return proc, json.loads(line)
+    return proc, Backend.from_json(line)
 
 
 def time_to_shown(argv: list[str], env: dict[str, str]) -> float:
@@ -103,12 +124,12 @@ def time_to_shown(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def bench_start(backend: dict[str, object], root: Path, runs: int) -> tuple[float, float]:
+def bench_start(backend: Backend, root: Path, runs: int) -> tuple[float, float]:
     settings = root / "settings.ini"
     settings.write_text(
         "[license]\n"
-        f"api_base_url = {backend['url']}\n"
-        f"jwt_public_key_fingerprint = {','.join(backend['pins'])}\n",  # type: ignore[arg-type]
+        f"api_base_url = {backend.url}\n"
+        f"jwt_public_key_fingerprint = {','.join(backend.pins)}\n",
         encoding="utf-8",
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "TGFLOW_BENCH_EXIT_WHEN_SHOWN": "1"}
@@ -136,9 +157,7 @@ def bench_start(backend: dict[str, object], root: Path, runs: int) -> tuple[floa
     return statistics.median(bare), statistics.median(real)
 
 
-def bench_broadcast(
-    backend: dict[str, object], root: Path, messages: int
-) -> tuple[float, float, float]:
+def bench_broadcast(backend: Backend, root: Path, messages: int) -> tuple[float, float, float]:
     """Broadcast ``messages`` through the real window.
 
     Returns (longest stall ms, 99th-percentile tick gap ms, peak RSS MB).
@@ -165,8 +184,8 @@ def bench_broadcast(
     async def build() -> Core:
         return Core(
             CoreConfig(
-                api_base_url=str(backend["url"]),
-                pins=tuple(backend["pins"]),  # type: ignore[arg-type]
+                api_base_url=backend.url,
+                pins=backend.pins,
                 pacing=Pacing(min_delay_sec=0, max_delay_sec=0, batch_size=50),
             ),
             data_dir=data_dir,
@@ -179,7 +198,7 @@ def bench_broadcast(
     core = engine.submit(build()).result(60)
 
     async def prepare() -> str:
-        await core.sign_in(str(backend["email"]), str(backend["password"]))
+        await core.sign_in(backend.email, backend.password)
         await core.add_account_start("+15550000001")
         return (await core.add_account_code("12345")).info.account_id
 

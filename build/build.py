@@ -12,14 +12,11 @@ when a file the program needs is missing from the bundle.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.metadata
 import platform
 import subprocess
 import sys
 import tarfile
 import tempfile
-import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,27 +31,7 @@ LOCK = Path(tempfile.gettempdir()) / "tgflow-pyinstaller.lock"
 
 sys.path.insert(0, str(HERE))
 import bundle_rules  # noqa: E402
-
-
-def project_version(pyproject: Path = ROOT / "pyproject.toml") -> str:
-    """The project's version: ``[project] version``, or where it is dynamic, setuptools'
-    ``attr``/``file`` source, else the installed ``tgflow``'s metadata."""
-    data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    version = data["project"].get("version")
-    if isinstance(version, str) and version:
-        return version
-    source = data.get("tool", {}).get("setuptools", {}).get("dynamic", {}).get("version", {})
-    if "file" in source:
-        files = source["file"] if isinstance(source["file"], list) else [source["file"]]
-        return (pyproject.parent / files[0]).read_text(encoding="utf-8").strip()
-    if "attr" in source:
-        module, _, name = source["attr"].rpartition(".")
-        sys.path.insert(0, str(pyproject.parent))
-        try:
-            return str(getattr(importlib.import_module(module), name))
-        finally:
-            sys.path.remove(str(pyproject.parent))
-    return importlib.metadata.version("tgflow")
+from tgflow_version import project_version  # noqa: E402
 
 
 def platform_tag() -> str:

@@ -22,14 +22,18 @@ import hashlib
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# The repository for agent.protocol, build/ for the version reading build.py shares (already
+# first when this runs as a script).
+for _path in (ROOT, HERE):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from pydantic import ValidationError  # noqa: E402  (after the repository is on the path)
+from tgflow_version import project_version  # noqa: E402
 
 from agent.protocol import (  # noqa: E402
     RELEASE_MANIFEST_FORMAT,
@@ -43,12 +47,6 @@ _EXTENSIONS = (".tar.gz", ".AppImage", ".zip", ".dmg", ".exe", ".msi")
 
 class ReleaseError(Exception):
     """Something the person making the release can fix; printed without a traceback."""
-
-
-def project_version(pyproject: Path = ROOT / "pyproject.toml") -> str:
-    """The version: pyproject.toml's ``[project] version`` (the one source, docs/updates.md)."""
-    with pyproject.open("rb") as fh:
-        return str(tomllib.load(fh)["project"]["version"])
 
 
 def changelog_notes(version: str, changelog: Path = ROOT / "CHANGELOG.md") -> str:

@@ -41,6 +41,7 @@ from agent.protocol import (
     Problem,
     UserTokenResponse,
 )
+from agent.usage_http import parse_answer
 
 __all__ = [
     "AdminTokenRejected",
@@ -232,13 +233,13 @@ class MarketplaceClient:
         headers: Mapping[str, str] | None = None,
     ) -> _M:
         response = await self._send(method, path, body=body, headers=headers)
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise MarketplaceRequestError(
-                f"{method} {path}: the answer is not a valid {model.__name__}",
-                status=response.status_code,
-            ) from exc
+        return parse_answer(
+            response,
+            model,
+            lambda name, status: MarketplaceRequestError(
+                f"{method} {path}: the answer is not a valid {name}", status=status
+            ),
+        )
 
     async def _send(
         self,

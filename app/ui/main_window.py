@@ -13,14 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PyQt6.QtGui import QAction, QActionGroup, QCloseEvent
+from PyQt6.QtGui import QCloseEvent
 from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
     QPushButton,
-    QStatusBar,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -41,7 +40,9 @@ from .broadcast_panel import BroadcastPanel
 from .license_panel import LicensePanel
 from .login_dialog import LoginDialog
 from .logs_panel import LogsPanel
-from .settings_panel import LANGUAGE_NAMES, SettingsPanel
+from .main_menus import MainMenus
+from .quit_guard import QuitGuard
+from .settings_panel import SettingsPanel
 from .style import load_style_sheet
 
 if TYPE_CHECKING:
@@ -94,11 +95,6 @@ class MainWindow(QMainWindow):
         #: The demo's license file and key: the license-file dialog opens there, filled in.
         self._demo_license = demo_license
         self._login: LoginDialog | None = None
-        #: Asked when the window is closed while a broadcast runs (``None`` until then).
-        self.quit_confirm: QMessageBox | None = None
-        self._quit_stop: QPushButton | None = None
-        self._quit_keep: QPushButton | None = None
-        self._quitting = False
         self._simulated = core.transports.kind == "simulated"
 
         # --- view-models
@@ -186,43 +182,22 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
 
-        # --- menus and status bar
-        menu_bar = self.menuBar()
-        assert menu_bar is not None
-        self._file_menu = menu_bar.addMenu("")
-        self._view_menu = menu_bar.addMenu("")
-        assert self._file_menu is not None and self._view_menu is not None
-        self.sign_in_action = QAction(self)
-        self.sign_in_action.triggered.connect(lambda: self.show_login())
-        self.sign_out_action = QAction(self)
-        self.sign_out_action.triggered.connect(self._sign_out)
-        self.quit_action = QAction(self)
-        self.quit_action.triggered.connect(self.close)
-        self._file_menu.addAction(self.sign_in_action)
-        self._file_menu.addAction(self.sign_out_action)
-        self._file_menu.addSeparator()
-        self._file_menu.addAction(self.quit_action)
-        self._language_menu = self._view_menu.addMenu("")
-        assert self._language_menu is not None
-        self._language_group = QActionGroup(self)
-        self._language_group.setExclusive(True)
-        self.language_actions: dict[str, QAction] = {}
-        for language in LANGUAGES:
-            action = QAction(self)
-            action.setCheckable(True)
-            action.setChecked(language == translator.language)
-            action.triggered.connect(lambda _checked=False, lang=language: self.set_language(lang))
-            self._language_group.addAction(action)
-            self._language_menu.addAction(action)
-            self.language_actions[language] = action
-
-        status = QStatusBar()
-        self.setStatusBar(status)
-        self.user_label = QLabel()
-        self.mode_label = QLabel()
-        self.mode_label.setObjectName("hint")
-        status.addPermanentWidget(self.mode_label)
-        status.addPermanentWidget(self.user_label)
+        # --- menus, status bar, and the question on quitting mid-broadcast
+        self.menus = MainMenus(
+            self,
+            translator,
+            sign_in=self.show_login,
+            sign_out=self._sign_out,
+            set_language=self.set_language,
+            simulated=self._simulated,
+        )
+        # The window's own names for what the session enables and labels (tests use them too).
+        self.sign_in_action = self.menus.sign_in_action
+        self.sign_out_action = self.menus.sign_out_action
+        self.quit_action = self.menus.quit_action
+        self.language_actions = self.menus.language_actions
+        self.user_label = self.menus.user_label
+        self.quit_guard = QuitGuard(self, self.broadcast, translator, self._status_message)
 
         # --- wiring
         self.session.signed_in.connect(self._signed_in)
@@ -233,8 +208,6 @@ class MainWindow(QMainWindow):
         self.license.failed.connect(self._status_message)
         self.license.deactivated.connect(self.session.license_file_gone)
         self.license.changed.connect(self._gate_modules)
-        self.broadcast.finished.connect(self._quit_if_asked)
-        self.broadcast.failed.connect(self._quit_if_asked)
         engine.failed.connect(lambda _what, _exc: self._status_message(self._tr.tr("error.task")))
         translator.language_changed.connect(self._retranslate)
 
@@ -290,6 +263,11 @@ class MainWindow(QMainWindow):
     @property
     def login_dialog(self) -> LoginDialog | None:
         return self._login
+
+    @property
+    def quit_confirm(self) -> QMessageBox | None:
+        """Asked when the window is closed while a broadcast runs (``None`` until then)."""
+        return self.quit_guard.box
 
     def _needs_sign_in(self, message: str) -> None:
         self._show_session()
@@ -425,58 +403,9 @@ class MainWindow(QMainWindow):
         tr = self._tr.tr
         for index, key in enumerate(_TAB_KEYS):
             self.tabs.setTabText(index, tr(key))
-        assert self._file_menu is not None and self._view_menu is not None
-        assert self._language_menu is not None
-        self._file_menu.setTitle(tr("menu.file"))
-        self._view_menu.setTitle(tr("menu.view"))
-        self._language_menu.setTitle(tr("menu.language"))
-        self.sign_in_action.setText(tr("menu.sign_in"))
-        self.sign_out_action.setText(tr("menu.sign_out"))
-        self.quit_action.setText(tr("menu.quit"))
-        for language, action in self.language_actions.items():
-            action.setText(tr(LANGUAGE_NAMES[language]))
-            action.setChecked(language == self._tr.language)
+        self.menus.retranslate()
         self.banner_button.setText(tr("main.sign_in"))
-        self.mode_label.setText(tr("main.simulated") if self._simulated else "")
         self._show_session()
-
-    def _confirm_quit(self) -> None:
-        tr = self._tr.tr
-        if self.quit_confirm is None:
-            box = QMessageBox(self)
-            box.setObjectName("quitConfirm")
-            box.setIcon(QMessageBox.Icon.Question)
-            self._quit_stop = box.addButton("", QMessageBox.ButtonRole.AcceptRole)
-            self._quit_keep = box.addButton("", QMessageBox.ButtonRole.RejectRole)
-            box.setDefaultButton(self._quit_keep)
-            box.setEscapeButton(self._quit_keep)
-            box.buttonClicked.connect(self._quit_answered)
-            self.quit_confirm = box
-        box = self.quit_confirm
-        box.setWindowTitle(tr("quit.title"))
-        box.setText(tr("quit.broadcast_running"))
-        box.setInformativeText(tr("quit.broadcast_running_detail"))
-        assert self._quit_stop is not None and self._quit_keep is not None
-        self._quit_stop.setText(tr("quit.stop_and_quit"))
-        self._quit_keep.setText(tr("quit.keep_sending"))
-        box.open()  # window-modal, no nested event loop
-
-    def _quit_answered(self, button: object) -> None:
-        if button is self._quit_stop:
-            self._stop_and_quit()
-
-    def _stop_and_quit(self) -> None:
-        if not self.broadcast.running:
-            self.close()
-            return
-        self._quitting = True
-        self._status_message(self._tr.tr("quit.stopping"))
-        self.broadcast.stop()
-
-    def _quit_if_asked(self, _result: object) -> None:
-        if self._quitting:
-            self._quitting = False
-            self.close()
 
     def _status_message(self, message: str) -> None:
         status = self.statusBar()
@@ -484,13 +413,11 @@ class MainWindow(QMainWindow):
             status.showMessage(message, 10_000)
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
-        if event is not None and self.broadcast.running:
+        if event is not None and not self.quit_guard.allows_close():
             # Quitting mid-run would leave messages reserved and the broadcast "running": ask,
             # and on yes stop it the way Stop does (what was sent is committed, the rest
             # released); the window closes when the worker has finished.
             event.ignore()
-            if not self._quitting:
-                self._confirm_quit()
             return
         if self._login is not None:
             self._login.close()

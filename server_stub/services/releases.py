@@ -26,7 +26,7 @@ from ..portal_models import PortalSetting
 from ..signing import Signer, sign_claims
 from .audit import record
 from .context import ServiceContext
-from .revocations import locked_setting
+from .revocations import locked_setting, next_iat
 
 #: ``portal_settings`` key holding ``{"jws": ..., "iat": <epoch seconds>, "version": ...}``.
 SETTING_KEY: Final = "release_manifest"
@@ -48,16 +48,14 @@ class ReleaseService:
         with transaction(self._ctx.write) as session:
             row = locked_setting(session, now, SETTING_KEY)
             kept = row.value if isinstance(row.value, dict) else {}
-            kept_version, kept_iat = kept.get("version"), kept.get("iat")
+            kept_version = kept.get("version")
             if isinstance(kept_version, str) and product_version_tuple(
                 manifest.version
             ) < product_version_tuple(kept_version):
                 raise ValidationFailed(
                     f"version {manifest.version} is older than the published {kept_version}"
                 )
-            iat = int(now.timestamp())
-            if isinstance(kept_iat, int) and iat <= kept_iat:
-                iat = kept_iat + 1  # two publications within a second are still ordered
+            iat = next_iat(row, now)
             claims = ReleaseManifestClaims(
                 **manifest.model_dump(), iss=self._ctx.settings.issuer, iat=iat
             )

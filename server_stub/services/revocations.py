@@ -58,6 +58,18 @@ def locked_setting(session: Session, now: datetime, key: str = SETTING_KEY) -> P
         return row
 
 
+def next_iat(row: PortalSetting, now: datetime) -> int:
+    """The ``iat`` of the signed document replacing ``row``'s: ``now`` in epoch seconds, or one
+    past the kept ``iat`` where the clock has not moved past it. A reader keeps a document only
+    if its ``iat`` is later than the one it has (an installation its revocation list, the
+    updater its manifest), so two signed within one second must still be ordered."""
+    iat = int(now.timestamp())
+    kept = row.value.get("iat") if isinstance(row.value, dict) else None
+    if isinstance(kept, int) and iat <= kept:
+        return kept + 1
+    return iat
+
+
 def publish(session: Session, signer: Signer, *, issuer: str, now: datetime) -> str:
     """Sign a new list of what is revoked and store it; returns the compact JWS.
 
@@ -68,12 +80,7 @@ def publish(session: Session, signer: Signer, *, issuer: str, now: datetime) -> 
     """
     session.flush()
     row = locked_setting(session, now)
-    kept = _value(row)
-    # An installation keeps a list only if its ``iat`` is later than the one it has: two lists
-    # signed within one second must still be ordered, so ``iat`` always moves forward.
-    iat = int(now.timestamp())
-    if kept is not None and iat <= kept[1]:
-        iat = kept[1] + 1
+    iat = next_iat(row, now)
     signed_at = datetime.fromtimestamp(iat, UTC)
     jws = issue_revocation_list(
         signer,

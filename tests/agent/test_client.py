@@ -30,10 +30,12 @@ from agent.errors import (
     Offline,
     QuotaExceeded,
     TokenExpired,
+    UnexpectedResponse,
 )
 from agent.journal import UsageJournal
 from agent.protocol import ACCESS_TOKEN_TTL_SECONDS, DEFAULT_LEASE_TTL_SECONDS
 from agent.secrets import RefreshTokenStore
+from agent.usage_http import HttpUsageBackend
 from tests.helpers.agent_backend import AgentBackend, running_backend
 from tests.helpers.api import PASSWORD, bearer, fingerprint
 
@@ -447,3 +449,17 @@ def test_network_down_offline_lease_until_it_expires(h: Harness) -> None:
                 client.offline_license()
 
     run(scenario())
+
+
+def test_an_answer_that_is_not_the_model_is_unexpected() -> None:
+    # The usage backend's (and the license client's) parsing: a 200 that is not the model.
+    junk = httpx.MockTransport(lambda request: httpx.Response(200, content=b"{}"))
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:9", transport=junk) as http:
+            with pytest.raises(UnexpectedResponse) as refused:
+                await HttpUsageBackend(http, "t").reserve(1, "corr-0001")
+        assert str(refused.value) == "POST /usage/reserve: the answer is not a ReservationResponse"
+        assert refused.value.status == 200
+
+    asyncio.run(scenario())

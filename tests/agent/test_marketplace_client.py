@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -26,6 +27,7 @@ from agent.marketplace.client import (
     LicenseConflict,
     MarketplaceClient,
     MarketplaceLicenseInactive,
+    MarketplaceRequestError,
     MarketplaceUnreachable,
     download_artifact,
 )
@@ -204,6 +206,20 @@ def test_plain_http_only_to_loopback_and_an_unreachable_marketplace(tenant: Tena
         async with MarketplaceClient(closed_port_url(), tenant.admin_token) as client:
             with pytest.raises(MarketplaceUnreachable):
                 await client.catalog()
+
+    run(scenario())
+
+
+def test_an_answer_that_is_not_the_model_is_a_request_error() -> None:
+    # A 200 whose body is not a Catalog: the marketplace's own error, naming the call and model.
+    junk = httpx.MockTransport(lambda request: httpx.Response(200, content=b"[1, 2]"))
+
+    async def scenario() -> None:
+        async with MarketplaceClient("http://127.0.0.1:9", "t", transport=junk) as client:
+            with pytest.raises(MarketplaceRequestError) as refused:
+                await client.catalog()
+        assert str(refused.value) == "GET /marketplace/catalog: the answer is not a valid Catalog"
+        assert refused.value.status == 200 and refused.value.problem_code is None
 
     run(scenario())
 

@@ -4,7 +4,6 @@ writes the manifest the server publishes (and SHA256SUMS); refuses an empty dist
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,22 +13,15 @@ import pytest
 
 from agent.protocol import ReleaseManifest
 from server_stub.cli_release import read_manifest
+from tests.helpers.build_scripts import load
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCRIPT = ROOT / "build" / "release.py"
 
 
-def release_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tgflow_release_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def release() -> ModuleType:
-    return release_module()
+    return load("release")
 
 
 def test_checksums_every_archive_and_writes_the_manifest(
@@ -116,3 +108,9 @@ def test_refuses_a_dist_without_archives_and_a_failed_build(
     )
     assert code == 2 and "failed" in capsys.readouterr().err
     assert not list(tmp_path.glob("release-*.json"))
+
+
+def test_reads_the_version_as_the_build_does(release: ModuleType) -> None:
+    # One reading of pyproject.toml (build/tgflow_version.py): the manifest's version and the
+    # archive names build.py writes can never disagree.
+    assert release.project_version is load("build").project_version
