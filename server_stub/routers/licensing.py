@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from agent.protocol import (
@@ -23,11 +23,12 @@ from agent.protocol import (
 )
 
 from ..deps import ServicesDep, run_service
+from ..fast_path import FastPathRoute, fast_path, json_body, json_response
 from ..middleware import client_address
 from ..problems import problem_responses
 from ..wiring import Services
 
-router = APIRouter(prefix="/licenses", tags=["licensing"])
+router = APIRouter(prefix="/licenses", tags=["licensing"], route_class=FastPathRoute)
 
 
 class _LicenseKeyConvertor(StringConvertor):
@@ -48,6 +49,19 @@ def _ip(request: Request, services: Services) -> str:
     )
 
 
+async def _activate(services: Services, body: ActivateRequest, ip: str) -> ActivateResponse:
+    done = await run_service(services, services.activations.activate, body, ip)
+    return ActivateResponse.model_validate(asdict(done))
+
+
+async def _fast_activate(request: Request) -> Response | None:
+    services: Services = request.app.state.services
+    body = await json_body(request, ActivateRequest)
+    if body is None:
+        return None
+    return json_response(await _activate(services, body, _ip(request, services)))
+
+
 @router.post(
     "/activate",
     response_model=ActivateResponse,
@@ -59,11 +73,25 @@ def _ip(request: Request, services: Services) -> str:
     ),
     summary="Activate this machine: a signed machine activation and the newest license file",
 )
+@fast_path(_fast_activate)
 async def activate(
     body: ActivateRequest, request: Request, services: ServicesDep
 ) -> ActivateResponse:
-    done = await run_service(services, services.activations.activate, body, _ip(request, services))
-    return ActivateResponse.model_validate(asdict(done))
+    # Served by ``_fast_activate`` (fast_path.py) unless the body is not plainly valid.
+    return await _activate(services, body, _ip(request, services))
+
+
+async def _heartbeat(services: Services, body: HeartbeatRequest, ip: str) -> HeartbeatResponse:
+    reply = await run_service(services, services.activations.heartbeat, body, ip)
+    return HeartbeatResponse.model_validate(asdict(reply))
+
+
+async def _fast_heartbeat(request: Request) -> Response | None:
+    services: Services = request.app.state.services
+    body = await json_body(request, HeartbeatRequest)
+    if body is None:
+        return None
+    return json_response(await _heartbeat(services, body, _ip(request, services)))
 
 
 @router.post(
@@ -72,13 +100,12 @@ async def activate(
     responses=problem_responses(ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN),
     summary="A live machine's heartbeat: its state, a newer file, the revocation list",
 )
+@fast_path(_fast_heartbeat)
 async def heartbeat(
     body: HeartbeatRequest, request: Request, services: ServicesDep
 ) -> HeartbeatResponse:
-    reply = await run_service(
-        services, services.activations.heartbeat, body, _ip(request, services)
-    )
-    return HeartbeatResponse.model_validate(asdict(reply))
+    # Served by ``_fast_heartbeat`` (fast_path.py) unless the body is not plainly valid.
+    return await _heartbeat(services, body, _ip(request, services))
 
 
 @router.get(
