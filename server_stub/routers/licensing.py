@@ -6,10 +6,12 @@ their own router, included before this one (``/licenses/{license_key}`` would sh
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Request, Response
+from pydantic import BaseModel
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from agent.protocol import (
@@ -23,7 +25,7 @@ from agent.protocol import (
 )
 
 from ..deps import ServicesDep, run_service
-from ..fast_path import FastPathRoute, fast_path, json_body, json_response
+from ..fast_path import FastHandler, FastPathRoute, fast_path, json_body, json_response
 from ..middleware import client_address
 from ..problems import problem_responses
 from ..wiring import Services
@@ -54,12 +56,22 @@ async def _activate(services: Services, body: ActivateRequest, ip: str) -> Activ
     return ActivateResponse.model_validate(asdict(done))
 
 
-async def _fast_activate(request: Request) -> Response | None:
-    services: Services = request.app.state.services
-    body = await json_body(request, ActivateRequest)
-    if body is None:
-        return None
-    return json_response(await _activate(services, body, _ip(request, services)))
+B = TypeVar("B", ActivateRequest, HeartbeatRequest)
+
+
+def _fast(
+    model: type[B], answer: Callable[[Services, B, str], Awaitable[BaseModel]]
+) -> FastHandler:
+    """The fast path (fast_path.py) of a product route: the body, the address, the answer."""
+
+    async def handler(request: Request) -> Response | None:
+        services: Services = request.app.state.services
+        body = await json_body(request, model)
+        if body is None:
+            return None
+        return json_response(await answer(services, body, _ip(request, services)))
+
+    return handler
 
 
 @router.post(
@@ -73,11 +85,11 @@ async def _fast_activate(request: Request) -> Response | None:
     ),
     summary="Activate this machine: a signed machine activation and the newest license file",
 )
-@fast_path(_fast_activate)
+@fast_path(_fast(ActivateRequest, _activate))
 async def activate(
     body: ActivateRequest, request: Request, services: ServicesDep
 ) -> ActivateResponse:
-    # Served by ``_fast_activate`` (fast_path.py) unless the body is not plainly valid.
+    # Served by the fast path (fast_path.py) unless the body is not plainly valid.
     return await _activate(services, body, _ip(request, services))
 
 
@@ -86,25 +98,17 @@ async def _heartbeat(services: Services, body: HeartbeatRequest, ip: str) -> Hea
     return HeartbeatResponse.model_validate(asdict(reply))
 
 
-async def _fast_heartbeat(request: Request) -> Response | None:
-    services: Services = request.app.state.services
-    body = await json_body(request, HeartbeatRequest)
-    if body is None:
-        return None
-    return json_response(await _heartbeat(services, body, _ip(request, services)))
-
-
 @router.post(
     "/heartbeat",
     response_model=HeartbeatResponse,
     responses=problem_responses(ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN),
     summary="A live machine's heartbeat: its state, a newer file, the revocation list",
 )
-@fast_path(_fast_heartbeat)
+@fast_path(_fast(HeartbeatRequest, _heartbeat))
 async def heartbeat(
     body: HeartbeatRequest, request: Request, services: ServicesDep
 ) -> HeartbeatResponse:
-    # Served by ``_fast_heartbeat`` (fast_path.py) unless the body is not plainly valid.
+    # Served by the fast path (fast_path.py) unless the body is not plainly valid.
     return await _heartbeat(services, body, _ip(request, services))
 
 
