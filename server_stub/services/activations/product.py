@@ -3,8 +3,7 @@
 
 The license key is the installation's credential: an unknown key is a plain 404, whatever the
 rest of the request says. A heartbeat is the hot path (every installation, every few minutes):
-one joined read of the license, its contract and the activation, one update, one upsert of the
-module counters, the revocation list's row, and the commit.
+its common case is :mod:`.hot`'s, in Core statements; :func:`heartbeat` here answers the rest.
 """
 
 from __future__ import annotations
