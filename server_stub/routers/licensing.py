@@ -6,10 +6,12 @@ their own router, included before this one (``/licenses/{license_key}`` would sh
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
+from pydantic import BaseModel
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from agent.protocol import (
@@ -23,11 +25,12 @@ from agent.protocol import (
 )
 
 from ..deps import ServicesDep, run_service
+from ..fast_path import FastHandler, FastPathRoute, fast_path, json_body, json_response
 from ..middleware import client_address
 from ..problems import problem_responses
 from ..wiring import Services
 
-router = APIRouter(prefix="/licenses", tags=["licensing"])
+router = APIRouter(prefix="/licenses", tags=["licensing"], route_class=FastPathRoute)
 
 
 class _LicenseKeyConvertor(StringConvertor):
@@ -48,6 +51,29 @@ def _ip(request: Request, services: Services) -> str:
     )
 
 
+async def _activate(services: Services, body: ActivateRequest, ip: str) -> ActivateResponse:
+    done = await run_service(services, services.activations.activate, body, ip)
+    return ActivateResponse.model_validate(asdict(done))
+
+
+B = TypeVar("B", ActivateRequest, HeartbeatRequest)
+
+
+def _fast(
+    model: type[B], answer: Callable[[Services, B, str], Awaitable[BaseModel]]
+) -> FastHandler:
+    """The fast path (fast_path.py) of a product route: the body, the address, the answer."""
+
+    async def handler(request: Request) -> Response | None:
+        services: Services = request.app.state.services
+        body = await json_body(request, model)
+        if body is None:
+            return None
+        return json_response(await answer(services, body, _ip(request, services)))
+
+    return handler
+
+
 @router.post(
     "/activate",
     response_model=ActivateResponse,
@@ -59,11 +85,17 @@ def _ip(request: Request, services: Services) -> str:
     ),
     summary="Activate this machine: a signed machine activation and the newest license file",
 )
+@fast_path(_fast(ActivateRequest, _activate))
 async def activate(
     body: ActivateRequest, request: Request, services: ServicesDep
 ) -> ActivateResponse:
-    done = await run_service(services, services.activations.activate, body, _ip(request, services))
-    return ActivateResponse.model_validate(asdict(done))
+    # Served by the fast path (fast_path.py) unless the body is not plainly valid.
+    return await _activate(services, body, _ip(request, services))
+
+
+async def _heartbeat(services: Services, body: HeartbeatRequest, ip: str) -> HeartbeatResponse:
+    reply = await run_service(services, services.activations.heartbeat, body, ip)
+    return HeartbeatResponse.model_validate(asdict(reply))
 
 
 @router.post(
@@ -72,13 +104,12 @@ async def activate(
     responses=problem_responses(ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN),
     summary="A live machine's heartbeat: its state, a newer file, the revocation list",
 )
+@fast_path(_fast(HeartbeatRequest, _heartbeat))
 async def heartbeat(
     body: HeartbeatRequest, request: Request, services: ServicesDep
 ) -> HeartbeatResponse:
-    reply = await run_service(
-        services, services.activations.heartbeat, body, _ip(request, services)
-    )
-    return HeartbeatResponse.model_validate(asdict(reply))
+    # Served by the fast path (fast_path.py) unless the body is not plainly valid.
+    return await _heartbeat(services, body, _ip(request, services))
 
 
 @router.get(

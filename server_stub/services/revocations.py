@@ -10,6 +10,7 @@ polling ``next_update`` always finds a fresher one. Served publicly at
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -96,9 +97,14 @@ def publish(session: Session, signer: Signer, *, issuer: str, now: datetime) -> 
 
 
 def _value(row: PortalSetting | None) -> tuple[str, int] | None:
-    if row is None or not isinstance(row.value, dict):
+    return None if row is None else value_of(row.value)
+
+
+def value_of(value: Any) -> tuple[str, int] | None:
+    """The list and its ``iat`` in the setting's stored ``value``, or None."""
+    if not isinstance(value, dict):
         return None
-    jws, iat = row.value.get("jws"), row.value.get("iat")
+    jws, iat = value.get("jws"), value.get("iat")
     if not isinstance(jws, str) or not isinstance(iat, int):
         return None
     return jws, iat

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from agent.protocol import ActivateRequest, HeartbeatRequest
 
-from ...db import transaction
+from ...db import one_statement, transaction
 from ...portal_models import Activation, License
 from ...signing import Signer
 from ..context import ServiceContext
-from . import monitoring, product
+from . import hot, monitoring, product
 from .limits import IP_CHARS, free_dead, record_refusal
 from .monitoring import MAX_PAGE, ActivationPage
 from .product import Activated, HeartbeatReply, LicenseStatus, Refused
@@ -51,6 +51,15 @@ class ActivationService:
 
     def heartbeat(self, body: HeartbeatRequest, ip: str) -> HeartbeatReply:
         """Record a heartbeat; the reply says what the installation must pick up or obey."""
+        now = self._ctx.clock.now()
+        # PostgreSQL: autocommit, the read and ONE writing statement, each its own transaction
+        # (as the read committed transaction they replace, the write never relied on the read
+        # being locked); SQLite: one BEGIN IMMEDIATE transaction.
+        with one_statement(self._ctx.write) as conn:
+            reply = hot.heartbeat(conn, body, ip[:IP_CHARS], now)
+        if reply is not None:
+            return reply
+        # Not the common case (hot.py): the ORM's heartbeat, in a transaction of its own.
         return self._product(product.heartbeat, body, ip)
 
     def _product(

@@ -3,8 +3,7 @@
 
 The license key is the installation's credential: an unknown key is a plain 404, whatever the
 rest of the request says. A heartbeat is the hot path (every installation, every few minutes):
-one joined read of the license, its contract and the activation, one update, one upsert of the
-module counters, the revocation list's row, and the commit.
+its common case is :mod:`.hot`'s, in Core statements; :func:`heartbeat` here answers the rest.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, cast
 
-from sqlalchemy import and_, select
+from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -32,7 +31,14 @@ from agent.protocol import (
 
 from ...errors import DeviceLimit, DomainError, Forbidden, LicenseInactive, NotFound, RateLimited
 from ...models import new_id
-from ...portal_models import Activation, Contract, License, LicenseVersion, ModuleUsage
+from ...portal_models import (
+    Activation,
+    Contract,
+    License,
+    LicenseVersion,
+    ModuleUsage,
+    PortalSetting,
+)
 from ...signing import Signer, sign_jws
 from .. import revocations
 from ..audit import record
@@ -42,6 +48,7 @@ from .limits import (
     INSTALLATION_ACTOR,
     activation_object,
     add_event,
+    add_events,
     check_per_hour,
     free_dead,
     live_count,
@@ -108,15 +115,6 @@ def heartbeat_interval(window_s: int) -> int:
     return max(30, window_s // 2)
 
 
-def _paid(session: Session, license_row: License) -> bool:
-    if license_row.contract_id is None:
-        return True
-    return (
-        session.scalar(select(Contract.paid_at).where(Contract.id == license_row.contract_id))
-        is not None
-    )
-
-
 def _file_text(session: Session, license_row: License) -> str | None:
     """The signed file of the license's current version (None before the first is signed)."""
     return session.scalar(
@@ -125,13 +123,6 @@ def _file_text(session: Session, license_row: License) -> str | None:
             LicenseVersion.version == license_row.version,
         )
     )
-
-
-def _newest_file(session: Session, license_row: License) -> str:
-    text = _file_text(session, license_row)
-    if text is None:
-        raise LicenseInactive("the license has no signed license file yet")
-    return text
 
 
 def _with_revocation_list(text: str, revocation_list: str) -> str:
@@ -166,45 +157,78 @@ def machine_activation(
     return sign_jws(signer, MACHINE_ACTIVATION_TYP, claims.model_dump_json().encode("utf-8"))
 
 
+#: The license, locked, with whether it is paid, its current file and the stored revocation
+#: list's value as scalar subqueries: one statement. Built once (as are the two below): building a
+#: statement costs more than running it.
+_LICENSE_FOR_UPDATE: Final = (
+    select(
+        License,
+        select(Contract.paid_at).where(Contract.id == License.contract_id).scalar_subquery(),
+        select(LicenseVersion.file_text)
+        .where(LicenseVersion.license_id == License.id, LicenseVersion.version == License.version)
+        .scalar_subquery(),
+        select(PortalSetting.value)
+        .where(PortalSetting.key == revocations.SETTING_KEY)
+        .scalar_subquery(),
+    )
+    .where(License.license_key == bindparam("license_key"))
+    .with_for_update(of=License)
+)
+_LIVE_OF_MACHINE: Final = select(Activation).where(
+    Activation.license_id == bindparam("license_id"),
+    Activation.fingerprint == bindparam("fingerprint"),
+    Activation.deactivated_at.is_(None),
+)
+_INSERT_ACTIVATION: Final = insert(cast(Table, Activation.__table__))
+
+
 def activate(
     session: Session, signer: Signer, issuer: str, body: ActivateRequest, ip: str, now: datetime
 ) -> Activated:
     """Activate ``body``'s machine; raises a domain error, or :class:`Refused` for a limit."""
-    license_row = session.execute(
-        select(License).where(License.license_key == body.license_key).with_for_update()
-    ).scalar_one_or_none()
-    if license_row is None:
+    found = session.execute(_LICENSE_FOR_UPDATE, {"license_key": body.license_key}).one_or_none()
+    if found is None:
         raise NotFound(UNKNOWN_KEY)
-    state = require_usable(license_row, _paid(session, license_row), now)
+    license_row, paid_at, file_text, stored = found
+    paid = license_row.contract_id is None or paid_at is not None
+    state = require_usable(license_row, paid, now)
     _check_ip(license_row, ip)
     check_installation(license_row, body.domain, body.product_version, body.modules)
     window = license_row.heartbeat_window_s
     free_dead(session, now, [license_row.id], window)
-    file_text = _newest_file(session, license_row)
+    if file_text is None:
+        # Read again: on PostgreSQL a version approved while this request waited for the lock is
+        # in the locked row, but its file was not yet in the statement's snapshot.
+        file_text = _file_text(session, license_row)
+    if file_text is None:
+        raise LicenseInactive("the license has no signed license file yet")
     try:
         check_per_hour(session, license_row, "checkouts", now)
     except RateLimited as exc:
         raise Refused(license_row, exc) from None
     modules = sorted(set(body.modules) or set(license_row.modules))
     row = session.execute(
-        select(Activation).where(
-            Activation.license_id == license_row.id,
-            Activation.fingerprint == body.fingerprint,
-            Activation.deactivated_at.is_(None),
-        )
+        _LIVE_OF_MACHINE, {"license_id": license_row.id, "fingerprint": body.fingerprint}
     ).scalar_one_or_none()
+    events = [CHECKOUT]
     if row is None:
-        row = _new_machine(session, license_row, body, modules, ip, now)
-    # The same machine again (a reinstall, a lost reply): its live activation, no new slot.
-    row.server_id = body.server_id
-    row.ip = ip
-    row.product_version = body.product_version
-    row.modules = modules
-    row.file_version = license_row.version
-    row.last_heartbeat_at = now
-    add_event(session, license_row.id, CHECKOUT, ip, now)
+        row, kind = _new_machine(session, license_row, body, modules, ip, now)
+        events.insert(0, kind)
+    else:
+        # The same machine again (a reinstall, a lost reply): its live activation, no new slot.
+        row.server_id = body.server_id
+        row.ip = ip
+        row.product_version = body.product_version
+        row.modules = modules
+        row.file_version = license_row.version
+        row.last_heartbeat_at = now
+    add_events(session, license_row.id, events, ip, now)
     session.flush()
-    listed = revocations.current(session, signer, issuer=issuer, now=now)
+    kept = revocations.value_of(stored)
+    if kept is not None and revocations.fresh(kept[1], now):
+        listed = kept[0]
+    else:
+        listed = revocations.current(session, signer, issuer=issuer, now=now)
     return Activated(
         activation_id=row.id,
         activation=machine_activation(signer, issuer, license_row, row, now),
@@ -226,7 +250,8 @@ def _new_machine(
     modules: list[str],
     ip: str,
     now: datetime,
-) -> Activation:
+) -> tuple[Activation, str]:
+    """The new machine's activation (inserted) and its event's kind, which the caller writes."""
     replaced: Activation | None = None
     if body.replace_activation_id is not None:
         replaced = session.get(Activation, body.replace_activation_id, with_for_update=True)
@@ -267,9 +292,10 @@ def _new_machine(
         heartbeats=0,
         errors=[],
     )
-    session.add(row)
+    # A Core insert: the unit of work would cost more than the statement. ``row`` stays out of
+    # the session, holding what was inserted.
+    session.execute(_INSERT_ACTIVATION, [_columns(row)])
     kind = "activate" if replaced is None else "replace"
-    add_event(session, license_row.id, kind, ip, now)
     details: dict[str, Any] = {
         "server_id": body.server_id,
         "ip": ip,
@@ -294,7 +320,11 @@ def _new_machine(
         activation_object(license_row.id, row.id),
         details,
     )
-    return row
+    return row, kind
+
+
+def _columns(row: Activation) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in Activation.__table__.columns}
 
 
 def _count_modules(session: Session, license_id: str, modules: set[str], now: datetime) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, event, select, text
 from sqlalchemy.orm import Session
@@ -50,17 +50,21 @@ def record(
     )
 
 
+# Built once: every audited request runs them, and building a statement costs more than running it.
+_HEAD: Final = select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+_INSERT: Final = cast(Table, AuditEntry.__table__).insert()
+_LOCK: Final = text("SELECT pg_advisory_xact_lock(:k)")
+
+
 def head(conn: Connection) -> tuple[int, str]:
     """The last entry's ``seq`` and ``hash`` (0 and the genesis hash for an empty log)."""
-    row = conn.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
+    row = conn.execute(_HEAD).first()
     return (int(row[0]), str(row[1])) if row is not None else (0, AUDIT_GENESIS_HASH)
 
 
 def _append(conn: Connection, pending: list[PendingEntry]) -> None:
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+        conn.execute(_LOCK, {"k": AUDIT_LOCK_KEY})
     seq, prev = head(conn)
     rows = []
     for item in pending:
@@ -76,7 +80,7 @@ def _append(conn: Connection, pending: list[PendingEntry]) -> None:
         }
         prev = audit_entry_hash(entry)
         rows.append({**entry, "at": item.at, "hash": prev})
-    conn.execute(cast(Table, AuditEntry.__table__).insert(), rows)
+    conn.execute(_INSERT, rows)
 
 
 @event.listens_for(Session, "before_commit")
