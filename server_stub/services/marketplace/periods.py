@@ -1,13 +1,13 @@
 """A paid license's periods: every end is computed from a fixed anchor, so month ends never drift.
 
 A monthly license first paid on Jan 31 ends on Feb 28 (Feb 29 in a leap year), then on Mar 31,
-Apr 30, May 31…: the ``n``-th end is ``anchor + n`` months (billing's ``add_interval``, the one
+Apr 30, May 31…: the ``n``-th end is ``anchor + n`` months (billing's calendar, the one
 home of that arithmetic), never the previous end plus a month, which would lose the 31st for good
 at the first short month (Feb 28 → Mar 28 → Apr 28…). A yearly anchor on Feb 29 ends on Feb 28 in
 common years and on Feb 29 again in leap years.
 
 ``n`` is not stored: the end being renewed from is always boundary ``n`` of the anchor (an
-activation sets the anchor and the end together), so ``period_index`` recovers it.
+activation sets the anchor and the end together), so ``period_containing`` finds it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ...models import BackendLicense
-from ..billing.calendar import add_interval, period_index
+from ..billing.calendar import period_containing
 from ..billing.contract import Interval
 from .state import Plan
 
@@ -23,7 +23,7 @@ _INTERVAL = {Plan.MONTHLY: Interval.MONTH, Plan.YEARLY: Interval.YEAR}
 
 
 def _on_boundary(anchor: datetime, interval: Interval, at: datetime) -> bool:
-    return anchor <= at and add_interval(anchor, interval, period_index(anchor, interval, at)) == at
+    return anchor <= at and period_containing(anchor, interval, at)[0] == at
 
 
 def renewal_anchor(lic: BackendLicense, interval: Interval, end: datetime) -> datetime:
@@ -48,4 +48,5 @@ def next_period_end(
     when ``renewal`` (the anchor is kept and ``n`` advances by one), else now (a new anchor)."""
     interval = _INTERVAL[plan]
     anchor = renewal_anchor(lic, interval, start) if renewal else start
-    return anchor, add_interval(anchor, interval, period_index(anchor, interval, start) + 1)
+    # The end of the anchored period holding ``start``: its next boundary, from the anchor.
+    return anchor, period_containing(anchor, interval, start)[1]
