@@ -31,14 +31,22 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from agent.protocol import HeartbeatRequest
 
 from ...errors import NotFound
 from ...portal_models import Activation, Contract, License, ModuleUsage, PortalSetting
 from .. import revocations
-from .product import MAX_KEPT_ERRORS, UNKNOWN_KEY, HeartbeatReply, heartbeat_interval
+from .product import (
+    COUNT_MODULES,
+    UNKNOWN_KEY,
+    HeartbeatReply,
+    count_upsert,
+    counted_rows,
+    heartbeat_interval,
+    reported,
+)
 from .rules import ip_allowed, license_state
 
 _LICENSES: Final = cast(Table, License.__table__)
@@ -100,13 +108,6 @@ _TOUCH: Final = (
 )
 
 
-#: SQLite: the upsert of the module counters, one row per module. Built once, so it is compiled
-#: once (a multi-row VALUES is compiled anew on every call).
-_COUNT: Final = sqlite.insert(_USAGE).on_conflict_do_update(
-    index_elements=["license_id", "module", "day"],
-    set_={"heartbeats": _USAGE.c.heartbeats + 1},
-)
-
 #: PostgreSQL: the update and the upsert as ONE statement (the update a data-modifying CTE, the
 #: counted modules an array), so that it commits on its own without BEGIN and COMMIT round trips.
 _COUNTED: Final = (
@@ -115,9 +116,8 @@ _COUNTED: Final = (
     .render_derived()
     .alias("counted")
 )
-_PG_TOUCH_AND_COUNT: Final = (
-    postgresql.insert(_USAGE)
-    .from_select(
+_PG_TOUCH_AND_COUNT: Final = count_upsert(
+    postgresql.insert(_USAGE).from_select(
         ["license_id", "module", "day", "heartbeats"],
         select(
             bindparam("usage_license_id", type_=String),
@@ -126,12 +126,7 @@ _PG_TOUCH_AND_COUNT: Final = (
             literal(1),
         ),
     )
-    .on_conflict_do_update(
-        index_elements=["license_id", "module", "day"],
-        set_={"heartbeats": _USAGE.c.heartbeats + 1},
-    )
-    .add_cte(_TOUCH.cte("touched"))
-)
+).add_cte(_TOUCH.cte("touched"))
 
 
 def heartbeat(
@@ -189,23 +184,15 @@ def _touch(
     now: datetime,
 ) -> None:
     """The live activation's heartbeat and the day's counters of its licensed modules."""
-    touch = {
-        "activation_id": activation_id,
-        "now": now,
-        "new_ip": ip,
-        "new_product_version": body.product_version,
-        "new_modules": sorted(set(body.modules)),
-        "new_errors": [e.model_dump() for e in body.errors[:MAX_KEPT_ERRORS]],
-    }
-    counted = sorted(set(body.modules) & licensed)
+    # Bound as new_<column>: an UPDATE's parameters may not be named like its columns.
+    new = {f"new_{column}": value for column, value in reported(body, ip).items()}
+    touch = {"activation_id": activation_id, "now": now, **new}
+    counted = set(body.modules) & licensed
     if conn.dialect.name == "postgresql":
-        usage = {"usage_license_id": license_id, "count_day": now.date(), "counted": counted}
+        day = now.date()
+        usage = {"usage_license_id": license_id, "count_day": day, "counted": sorted(counted)}
         conn.execute(_PG_TOUCH_AND_COUNT, {**touch, **usage})
         return
     conn.execute(_TOUCH, touch)
     if counted:
-        day = now.date()
-        rows = [
-            {"license_id": license_id, "module": m, "day": day, "heartbeats": 1} for m in counted
-        ]
-        conn.execute(_COUNT, rows)
+        conn.execute(COUNT_MODULES["sqlite"], counted_rows(license_id, counted, now))

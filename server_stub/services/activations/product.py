@@ -12,7 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -327,22 +327,48 @@ def _columns(row: Activation) -> dict[str, Any]:
     return {c.key: getattr(row, c.key) for c in Activation.__table__.columns}
 
 
-def _count_modules(session: Session, license_id: str, modules: set[str], now: datetime) -> None:
-    if not modules:
-        return
-    rows = [
-        {"license_id": license_id, "module": m, "day": now.date(), "heartbeats": 1}
+_UpsertT = TypeVar("_UpsertT", sqlite.Insert, postgresql.Insert)
+
+
+def count_upsert(insert: _UpsertT) -> _UpsertT:
+    """``insert`` into the day's module counters, one more heartbeat where the row is there
+    (both dialects spell the upsert alike: ON CONFLICT DO UPDATE)."""
+    return insert.on_conflict_do_update(
+        index_elements=["license_id", "module", "day"],
+        set_={"heartbeats": ModuleUsage.heartbeats + 1},
+    )
+
+
+#: Built once per dialect (a multi-row VALUES would be compiled anew on every call).
+COUNT_MODULES: Final = {
+    "sqlite": count_upsert(sqlite.insert(ModuleUsage)),
+    "postgresql": count_upsert(postgresql.insert(ModuleUsage)),
+}
+
+
+def counted_rows(license_id: str, modules: set[str], now: datetime) -> list[dict[str, Any]]:
+    """The counter rows of a heartbeat's ``modules`` (licensed and reported) on ``now``'s day."""
+    day = now.date()
+    return [
+        {"license_id": license_id, "module": m, "day": day, "heartbeats": 1}
         for m in sorted(modules)
     ]
-    # One statement either way; both dialects spell the upsert alike (ON CONFLICT DO UPDATE).
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(ModuleUsage).values(rows)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["license_id", "module", "day"],
-            set_={"heartbeats": ModuleUsage.heartbeats + 1},
-        )
-    )
+
+
+def reported(body: HeartbeatRequest, ip: str) -> dict[str, Any]:
+    """What a live activation's heartbeat stores of what the installation reported, by column."""
+    return {
+        "ip": ip,
+        "product_version": body.product_version,
+        "modules": sorted(set(body.modules)),
+        "errors": [e.model_dump() for e in body.errors[:MAX_KEPT_ERRORS]],
+    }
+
+
+def _count_modules(session: Session, license_id: str, modules: set[str], now: datetime) -> None:
+    if modules:
+        dialect = session.get_bind().dialect.name
+        session.execute(COUNT_MODULES[dialect], counted_rows(license_id, modules, now))
 
 
 def heartbeat(
@@ -379,10 +405,8 @@ def heartbeat(
             file_text = _checkout(session, license_row, ip, now)
         row.last_heartbeat_at = now
         row.heartbeats = Activation.heartbeats + 1
-        row.ip = ip
-        row.product_version = body.product_version
-        row.modules = sorted(set(body.modules))
-        row.errors = [e.model_dump() for e in body.errors[:MAX_KEPT_ERRORS]]
+        for column, value in reported(body, ip).items():
+            setattr(row, column, value)
         if file_text is not None:
             row.file_version = license_row.version
         _count_modules(session, license_row.id, set(body.modules) & set(license_row.modules), now)
