@@ -125,7 +125,14 @@ def current(session: Session, signer: Signer, *, issuer: str, now: datetime) -> 
 
     ``session`` must be a write session (the re-signed list is stored).
     """
-    kept = stored(session)
+    return current_of(stored(session), session, signer, issuer=issuer, now=now)
+
+
+def current_of(
+    kept: tuple[str, int] | None, session: Session, signer: Signer, *, issuer: str, now: datetime
+) -> str:
+    """:func:`current` where the stored list was already read (``kept``, :func:`value_of` of
+    the setting's value: a hot path reads it with its other rows)."""
     if kept is not None and fresh(kept[1], now):
         return kept[0]
     return publish(session, signer, issuer=issuer, now=now)

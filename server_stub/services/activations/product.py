@@ -224,11 +224,8 @@ def activate(
         row.last_heartbeat_at = now
     add_events(session, license_row.id, events, ip, now)
     session.flush()
-    kept = revocations.value_of(stored)
-    if kept is not None and revocations.fresh(kept[1], now):
-        listed = kept[0]
-    else:
-        listed = revocations.current(session, signer, issuer=issuer, now=now)
+    kept = revocations.value_of(stored)  # read with the license, no round trip of its own
+    listed = revocations.current_of(kept, session, signer, issuer=issuer, now=now)
     return Activated(
         activation_id=row.id,
         activation=machine_activation(signer, issuer, license_row, row, now),
